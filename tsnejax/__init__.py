@@ -1,0 +1,1 @@
+"""tsnejax: t-SNE in JAX for optimizer experimentation."""

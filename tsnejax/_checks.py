@@ -1,0 +1,144 @@
+"""Host-side validation: every check raises ``ValueError`` naming the parameter and the fix.
+
+Runs before anything is traced, so that bad input never reaches a kernel as NaNs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+MIN_POINTS = 4
+
+
+def float_dtype() -> np.dtype:
+    """The float dtype kernels compute in: float64 when ``jax_enable_x64`` is on, else float32."""
+    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
+
+
+def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Raise unless ``value`` is one of ``allowed`` (exact spelling, no aliases)."""
+    allowed = tuple(allowed)
+    if not isinstance(value, str | int | float | type(None)) or value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name}={value!r} is not a valid option; choose one of {choices}.")
+    return value
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Raise unless ``value`` is a finite real number > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not np.isfinite(value) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}.")
+    return value
+
+
+def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
+    """Raise unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _first(idx: np.ndarray, n: int = 5) -> str:
+    head = ", ".join(str(int(i)) for i in idx[:n])
+    return head + (", ..." if len(idx) > n else "")
+
+
+def check_data(X: Any, name: str = "X") -> np.ndarray:
+    """Validate a data matrix and return it as a C-contiguous float array.
+
+    Integer and boolean inputs are converted; object, string and complex arrays are refused.
+    Rows with NaN or inf are reported by count and first indices.
+    """
+    if hasattr(X, "toarray") and callable(X.toarray):
+        raise ValueError(
+            f"{name} is a sparse matrix; pass a dense array (X.toarray()) or reduce it first "
+            "(e.g. TruncatedSVD to 50 components)."
+        )
+    arr = np.asarray(X)
+    if arr.dtype == object or arr.dtype.kind in "OUSV":
+        raise ValueError(
+            f"{name} has non-numeric dtype {arr.dtype}; convert it to a numeric array "
+            "(e.g. np.asarray(X, dtype=np.float32))."
+        )
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} has complex dtype {arr.dtype}; pass real-valued features.")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+            "use X.reshape(len(X), -1) for images or X[:, None] for a single feature."
+        )
+    n, d = arr.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs rows and columns.")
+    if n < MIN_POINTS:
+        raise ValueError(f"{name} has {n} rows; t-SNE needs at least {MIN_POINTS} points.")
+    dtype = float_dtype()
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize:
+        # Downcasting can overflow to inf; check in the input precision first.
+        bad = ~np.isfinite(arr).all(axis=1)
+    else:
+        bad = None
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if bad is None or not bad.any():
+        bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); "
+            "drop or impute them before embedding."
+        )
+    return out
+
+
+def check_perplexity(perplexity: float | Sequence[float], n: int) -> tuple[float, ...]:
+    """Return perplexities as a tuple; each must satisfy ``3 * perplexity <= n - 1``."""
+    values = (perplexity,) if np.ndim(perplexity) == 0 else tuple(perplexity)
+    if len(values) == 0:
+        raise ValueError("perplexity is an empty list; give at least one value (e.g. 30).")
+    out = tuple(check_positive("perplexity", p) for p in values)
+    largest = (n - 1) / 3
+    for p in out:
+        if p > largest:
+            raise ValueError(
+                f"perplexity={p:g} is too large for {n} points: it needs 3*perplexity <= "
+                f"n_samples - 1, so the largest allowed is {largest:.4g}."
+            )
+    return out
+
+
+def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
+    """Labels must be 1-D with one entry per point."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the data, got {arr.shape}.")
+    return arr
+
+
+def check_embedding(Y: Any, n: int, n_components: int, name: str = "initialization") -> np.ndarray:
+    """A user-supplied embedding must be finite with shape (n, n_components)."""
+    arr = np.asarray(Y)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
+    if arr.shape != (n, n_components):
+        raise ValueError(f"{name} must have shape ({n}, {n_components}), got {arr.shape}.")
+    arr = np.ascontiguousarray(arr, dtype=float_dtype())
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf; pass a finite initial embedding.")
+    return arr
+
+
+def check_n_components(n_components: Any) -> int:
+    if isinstance(n_components, bool) or n_components not in (1, 2, 3):
+        raise ValueError(f"n_components={n_components!r} is not supported; choose 1, 2 or 3.")
+    return int(n_components)

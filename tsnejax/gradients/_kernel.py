@@ -1,0 +1,32 @@
+"""The heavy-tailed output kernel shared by every gradient backend (Kobak et al. 2019).
+
+:math:`w(d^2) = (1 + d^2/\\alpha)^{-\\alpha}` with ``alpha = dof``; ``dof = 1`` is the Cauchy
+kernel of t-SNE, ``dof -> inf`` approaches SNE's Gaussian.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from tsnejax._types import Array, Scalar
+
+
+def _is_one(dof: Scalar) -> bool:
+    return isinstance(dof, int | float) and float(dof) == 1.0
+
+
+def kernel(d2: Array, dof: Scalar) -> Array:
+    """:math:`w = (1 + d^2/\\alpha)^{-\\alpha}`."""
+    if _is_one(dof):
+        return 1.0 / (1.0 + d2)
+    return jnp.exp(-dof * jnp.log1p(d2 / dof))
+
+
+def inv_base(d2: Array, dof: Scalar) -> Array:
+    """:math:`(1 + d^2/\\alpha)^{-1}`: the factor each pair force carries."""
+    return 1.0 / (1.0 + d2 / dof)
+
+
+def log_kernel(d2: Array, dof: Scalar) -> Array:
+    """:math:`\\log w = -\\alpha \\log(1 + d^2/\\alpha)`."""
+    return -dof * jnp.log1p(d2 / dof)

@@ -1,1 +1,62 @@
-"""tsnejax: t-SNE in JAX for optimizer experimentation."""
+"""tsnejax: t-SNE in JAX for optimizer experimentation.
+
+Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.affinity``,
+``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``, ``tsnejax.schedules``,
+``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``).
+"""
+
+from tsnejax import affinity as affinity
+from tsnejax import gradients as gradients
+from tsnejax import init as init
+from tsnejax import knn as knn
+from tsnejax import metrics as metrics
+from tsnejax import optim as optim
+from tsnejax import run as run
+from tsnejax import schedules as schedules
+from tsnejax.affinity import Affinities as Affinities
+from tsnejax.affinity import perplexity_affinities as perplexity_affinities
+from tsnejax.affinity import precomputed_affinities as precomputed_affinities
+from tsnejax.affinity import uniform_affinities as uniform_affinities
+from tsnejax.estimator import TSNE as TSNE
+from tsnejax.gradients import exact_gradient as exact_gradient
+from tsnejax.gradients import exact_kl_divergence as exact_kl_divergence
+from tsnejax.knn import KNNGraph as KNNGraph
+from tsnejax.knn import nearest_neighbors as nearest_neighbors
+from tsnejax.optim import classic as classic
+from tsnejax.pipeline import TSNEConfig as TSNEConfig
+from tsnejax.pipeline import TSNEResult as TSNEResult
+from tsnejax.pipeline import fit as fit
+from tsnejax.run import DivergenceError as DivergenceError
+from tsnejax.run import build_step as build_step
+from tsnejax.run import init_state as init_state
+from tsnejax.run import optimize as optimize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Affinities",
+    "DivergenceError",
+    "KNNGraph",
+    "TSNE",
+    "TSNEConfig",
+    "TSNEResult",
+    "affinity",
+    "build_step",
+    "classic",
+    "exact_gradient",
+    "exact_kl_divergence",
+    "fit",
+    "gradients",
+    "init",
+    "init_state",
+    "knn",
+    "metrics",
+    "nearest_neighbors",
+    "optim",
+    "optimize",
+    "perplexity_affinities",
+    "precomputed_affinities",
+    "run",
+    "schedules",
+    "uniform_affinities",
+]

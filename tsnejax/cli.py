@@ -1,0 +1,169 @@
+"""Command line: ``tsnejax embed``.
+
+Errors in the input or options print one line (``tsnejax: error: ...``) and exit with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+def _lr(value: str) -> float | str:
+    return value if value == "auto" else float(value)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsnejax", description="t-SNE in JAX.")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    e = sub.add_parser("embed", help="embed a data set; writes embedding.npy, metrics.json, PNG")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default=None, help="bundled data set (default: digits)")
+    src.add_argument("--input", default=None, help="features: .npy, .npz (X[, y]) or .csv")
+    e.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt), one per row")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--perplexity", type=float, default=30.0)
+    e.add_argument("--n-components", type=int, default=2)
+    e.add_argument("--early-exaggeration", type=float, default=12.0)
+    e.add_argument("--early-exaggeration-iter", type=int, default=250)
+    e.add_argument("--n-iter", type=int, default=500)
+    e.add_argument("--exaggeration", type=float, default=1.0)
+    e.add_argument("--learning-rate", type=_lr, default="auto")
+    e.add_argument("--dof", type=float, default=1.0)
+    e.add_argument("--initialization", default="pca", help="pca | random")
+    e.add_argument("--method", default="auto", help="negative gradient method: auto | exact")
+    e.add_argument("--neighbors", default="auto", help="auto | exact | pynndescent")
+    e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
+    e.add_argument("--verbose", action="store_true", help="progress bar with KL")
+    return parser
+
+
+def _writable_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".tsnejax_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {str(out)!r} is not a writable folder ({err.strerror}).") from err
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _embed(args: argparse.Namespace) -> dict[str, Any]:
+    import jax
+
+    from tsnejax.data import load_array, load_dataset, load_labels
+    from tsnejax.metrics import knn_accuracy
+    from tsnejax.pipeline import TSNEConfig, fit
+    from tsnejax.plot import plot_embedding
+
+    out = _writable_dir(args.out)
+    t0 = time.perf_counter()
+    if args.input is not None:
+        X, y = load_array(args.input)
+        source = str(args.input)
+    else:
+        name = args.dataset or "digits"
+        X, y = load_dataset(name)
+        source = name
+    if args.labels is not None:
+        y = load_labels(args.labels)
+    if y is not None and np.shape(y) != (np.shape(X)[0],):
+        raise ValueError(f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}.")
+    load_s = time.perf_counter() - t0
+    config = TSNEConfig(
+        n_components=args.n_components,
+        perplexity=args.perplexity,
+        early_exaggeration=args.early_exaggeration,
+        early_exaggeration_iter=args.early_exaggeration_iter,
+        n_iter=args.n_iter,
+        exaggeration=args.exaggeration,
+        learning_rate=args.learning_rate,
+        dof=args.dof,
+        initialization=args.initialization,
+        negative_gradient_method=args.method,
+        neighbors=args.neighbors,
+    ).validate()
+    result = fit(jax.random.key(args.seed), X, config, verbose=args.verbose)
+    Y = result.embedding
+    metrics: dict[str, Any] = {
+        "source": source,
+        "n_samples": int(Y.shape[0]),
+        "n_features": int(np.shape(X)[1]),
+        "seed": args.seed,
+        "config": {k: v for k, v in vars(config).items()},
+        "kl_divergence": result.kl_divergence,
+        "n_iter": result.n_iter,
+        "kl_history": result.kl_history,
+        "timings_seconds": {"load": load_s, **result.timings},
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0]),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+    }
+    if y is not None:
+        metrics["knn_accuracy_10"] = knn_accuracy(Y, y, k=min(10, Y.shape[0] - 1))
+    buf = _npy_bytes(Y)
+    _atomic_write(out / "embedding.npy", buf)
+    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, default=_json).encode())
+    title = f"{source}: N={Y.shape[0]}, KL={result.kl_divergence:.3f}"
+    png_tmp = out / "embedding.tmp.png"
+    plot_embedding(Y, y, png_tmp, title=title)
+    os.replace(png_tmp, out / "embedding.png")
+    return metrics
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _json(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    from tsnejax.run import DivergenceError
+
+    try:
+        if args.verb == "embed":
+            m = _embed(args)
+            print(
+                f"wrote {args.out}/embedding.npy, metrics.json, embedding.png "
+                f"(N={m['n_samples']}, KL={m['kl_divergence']:.4f}, "
+                f"{m['timings_seconds']['total']:.1f} s)"
+            )
+    except (ValueError, DivergenceError) as err:
+        print(f"tsnejax: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Data loading from local files only (nothing is downloaded at run time).
+
+``load_dataset("digits")`` uses the copy bundled with scikit-learn; ``load_array`` reads
+``.npy``, ``.npz`` (arrays ``X`` and optional ``y``) and ``.csv`` files; ``shared_data_dir``
+resolves the project's real-data folder from ``TSNEJAX_DATA`` (default ``../shared/data``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_dataset", "load_array", "load_labels", "shared_data_dir", "DATASETS"]
+
+DATASETS = ("digits",)
+
+
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A bundled dataset as ``(X, y)``; only ``"digits"`` (1797 x 64, 10 classes) for now."""
+    if name != "digits":
+        raise ValueError(
+            f"dataset={name!r} is not bundled; choose one of {DATASETS} or pass --input FILE."
+        )
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y.astype(np.int32)
+
+
+def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read features (and labels if present) from ``.npy``, ``.npz`` or ``.csv``.
+
+    ``.npz``: array ``X`` (or the only array) and optional ``y``. ``.csv``: numeric, comma
+    separated; a non-numeric first row is treated as a header.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"input file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(p, allow_pickle=False), None
+        if suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                names = list(z.files)
+                if "X" in names:
+                    X = z["X"]
+                elif len(names) == 1:
+                    X = z[names[0]]
+                else:
+                    raise ValueError(
+                        f"input file {str(p)!r} holds arrays {names}; name the features 'X'."
+                    )
+                y = z["y"] if "y" in names else None
+            return X, y
+        if suffix in (".csv", ".txt"):
+            return _load_csv(p), None
+    except ValueError:
+        raise
+    except Exception as err:  # corrupt archives raise zipfile/OSError/EOFError
+        raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
+    raise ValueError(f"input file {str(p)!r}: unsupported extension; use .npy, .npz or .csv.")
+
+
+def _load_csv(p: Path) -> np.ndarray:
+    with open(p) as fh:
+        first = fh.readline()
+    try:
+        [float(v) for v in first.strip().split(",") if v.strip()]
+        skip = 0
+    except ValueError:
+        skip = 1
+    X = np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2)
+    return X
+
+
+def load_labels(path: str | os.PathLike) -> np.ndarray:
+    """Labels from ``.npy``, ``.npz`` (array ``y`` or the only array) or a one-column text file."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"labels file {str(p)!r} does not exist.")
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False)
+    if p.suffix.lower() == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            key = "y" if "y" in z.files else z.files[0]
+            return z[key]
+    return np.loadtxt(p, dtype=str, ndmin=1)
+
+
+def shared_data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The real-data folder: ``path``, else ``$TSNEJAX_DATA``, else ``../shared/data``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("TSNEJAX_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,0 +1,59 @@
+"""Matplotlib figures (reads results; computes nothing new)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["plot_embedding"]
+
+
+def plot_embedding(
+    Y: np.ndarray,
+    labels: np.ndarray | None = None,
+    path: str | os.PathLike | None = None,
+    *,
+    title: str | None = None,
+    point_size: float | None = None,
+):
+    """Scatter a 1-D, 2-D or 3-D embedding coloured by label; save to ``path`` if given.
+
+    Returns the matplotlib ``Figure``.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    Y = np.asarray(Y)
+    n, d = Y.shape
+    s = point_size if point_size is not None else float(np.clip(20000 / n, 0.5, 20))
+    fig = plt.figure(figsize=(7, 6.5))
+    ax = fig.add_subplot(projection="3d" if d == 3 else None)
+    coords = [Y[:, 0], Y[:, 1] if d > 1 else np.zeros(n)] + ([Y[:, 2]] if d == 3 else [])
+    if labels is None:
+        ax.scatter(*coords, s=s, c="tab:blue", linewidths=0, alpha=0.8)
+    else:
+        labels = np.asarray(labels)
+        classes = np.unique(labels)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            m = labels == c
+            pts = [x[m] for x in coords]
+            color = cmap(i % cmap.N)
+            ax.scatter(*pts, s=s, color=color, linewidths=0, alpha=0.8, label=str(c))
+        if len(classes) <= 20:
+            ax.legend(markerscale=max(1.0, 6 / s**0.5), fontsize=8, loc="best", title="label")
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2" if d > 1 else "")
+    if d == 3:
+        ax.set_zlabel("t-SNE 3")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

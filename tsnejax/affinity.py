@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_int, check_perplexity, check_positive, float_dtype
+from tsnejax._checks import check_int, check_option, check_perplexity, check_positive, float_dtype
 from tsnejax._types import Array, ArrayLike
 from tsnejax.knn import KNNGraph
 
@@ -243,17 +243,25 @@ def conditional_fixed_sigma(knn: KNNGraph, sigma: float) -> Array:
     return e / jnp.sum(e, axis=1, keepdims=True)
 
 
-def symmetrize(P_cond: Array, layout: AffinityLayout) -> Affinities:
-    """:math:`P = (P_{cond} + P_{cond}^\\top) / 2`, normalised to sum 1, in ``layout``.
+def symmetrize(
+    P_cond: Array, layout: AffinityLayout, mode: Literal["mean", "max"] = "mean"
+) -> Affinities:
+    """Symmetric P in ``layout``, normalised to sum 1.
 
+    ``"mean"``: :math:`(P_{cond} + P_{cond}^\\top)/2` (t-SNE). ``"max"``:
+    :math:`\\max(P_{cond}, P_{cond}^\\top)` (openTSNE ``Uniform``'s default, the union graph).
     Pure and jittable; ``P_cond`` is ``(n, k)`` aligned with the kNN graph the layout was
     built from.
     """
     n, w = layout.neighbors.shape
     r = layout.rem_rows.shape[0]
     flat = jnp.zeros(n * w + r, P_cond.dtype)
-    flat = flat.at[layout.fwd_pos.ravel()].add(P_cond.ravel())
-    flat = flat.at[layout.bwd_pos.ravel()].add(P_cond.ravel())
+    if mode == "max":
+        flat = flat.at[layout.fwd_pos.ravel()].max(P_cond.ravel())
+        flat = flat.at[layout.bwd_pos.ravel()].max(P_cond.ravel())
+    else:
+        flat = flat.at[layout.fwd_pos.ravel()].add(P_cond.ravel())
+        flat = flat.at[layout.bwd_pos.ravel()].add(P_cond.ravel())
     flat = flat / jnp.sum(flat)
     return Affinities(
         layout.neighbors, flat[: n * w].reshape(n, w), layout.rem_rows, layout.rem_cols, flat[n * w :]
@@ -283,10 +291,17 @@ def perplexity_affinities(
     return symmetrize(conditional_perplexity(knn, perps, tol=tol, max_iter=max_iter), layout)
 
 
-def uniform_affinities(knn: KNNGraph, *, layout: AffinityLayout | None = None) -> Affinities:
-    """Symmetrised uniform kNN affinities (openTSNE ``Uniform``, ``symmetrize=True``)."""
+def uniform_affinities(
+    knn: KNNGraph,
+    *,
+    symmetrize_mode: Literal["max", "mean"] = "max",
+    layout: AffinityLayout | None = None,
+) -> Affinities:
+    """Uniform kNN affinities (openTSNE ``Uniform``): ``"max"`` gives every edge of the union
+    graph the same weight (openTSNE's ``symmetrize=True``), ``"mean"`` halves one-way edges."""
+    check_option("symmetrize_mode", symmetrize_mode, ("max", "mean"))
     layout = build_layout(knn) if layout is None else layout
-    return symmetrize(conditional_uniform(knn), layout)
+    return symmetrize(conditional_uniform(knn), layout, symmetrize_mode)
 
 
 def fixed_sigma_affinities(

@@ -72,7 +72,7 @@ def _exact_knn(X: Array, k: int, block_size: int) -> tuple[Array, Array]:
         Xb = jnp.take(X, safe_rows, axis=0)
         d2 = sq[safe_rows][:, None] + sq[None, :] - 2.0 * (Xb @ X.T)
         # Exclude the point itself explicitly (duplicates may tie with it at distance 0).
-        d2 = jnp.where(jnp.arange(n)[None, :] == safe_rows[:, None], jnp.inf, d2)
+        d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == safe_rows[:, None], jnp.inf, d2)
         _, idx = jax.lax.top_k(-d2, k)
         # Recompute the chosen distances by direct differences: the matmul form cancels
         # catastrophically for near neighbours of points far from the origin.
@@ -104,7 +104,7 @@ def exact_knn(X: ArrayLike, k: int, *, block_size: int | None = None) -> KNNGrap
     k = check_int("k", k, minimum=1)
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
-    bs = _block_size(n, k, d) if block_size is None else check_int("block_size", block_size, 1)
+    bs = _block_size(n, k, d) if block_size is None else check_int("block_size", block_size, minimum=1)
     idx, dist = _exact_knn(X, k, min(bs, n))
     return KNNGraph(idx, dist)
 

@@ -56,7 +56,7 @@ def exact_repulsion(
         # Direct differences (not |a|^2 + |b|^2 - 2ab): the oracle must not cancel.
         diffs = [Yb[:, c : c + 1] - Y[None, :, c] for c in range(dim)]
         d2 = sum(d * d for d in diffs)
-        mask = (rows[:, None] != jnp.arange(n)[None, :]) & valid[rows][:, None]
+        mask = (rows[:, None] != jnp.arange(n, dtype=rows.dtype)[None, :]) & valid[rows][:, None]
         w = jnp.where(mask, kernel(d2, dof), 0.0)
         w2 = w / (1.0 + d2 / dof)
         rep = jnp.stack([jnp.sum(w2 * d, axis=1) for d in diffs], axis=1)

@@ -1,0 +1,156 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsnejax.affinity import (
+    build_layout,
+    calibrate_perplexity,
+    conditional_perplexity,
+    fixed_sigma_affinities,
+    perplexity_affinities,
+    precomputed_affinities,
+    symmetrize,
+    to_scipy,
+    uniform_affinities,
+)
+from tsnejax.knn import exact_knn, precomputed_knn
+
+
+@pytest.fixture(scope="module")
+def opentsne_digits(digits):
+    from openTSNE.affinity import PerplexityBasedNN
+
+    aff = PerplexityBasedNN(digits[0].astype(np.float64), perplexity=30, method="exact")
+    dist, idx = aff.knn_index.index.kneighbors(n_neighbors=90)
+    return aff, idx, dist
+
+
+def test_P_matches_opentsne_exactly_on_same_knn(opentsne_digits):
+    aff, idx, dist = opentsne_digits
+    Po = aff.P.tocsr()
+    P = to_scipy(perplexity_affinities(precomputed_knn(idx, dist), 30.0))
+    # Same sparsity pattern.
+    assert P.nnz == Po.nnz
+    assert abs((P != 0).astype(np.int8) - (Po != 0).astype(np.int8)).sum() == 0
+    # Same values to a *relative* 1e-4 (entries are ~1e-6, an absolute tolerance hides a bad sigma).
+    rows, cols = Po.nonzero()
+    ours = np.asarray(P[rows, cols]).ravel()
+    theirs = np.asarray(Po[rows, cols]).ravel()
+    assert np.max(np.abs(ours - theirs) / theirs) < 1e-4
+    assert abs(P.sum() - 1) < 1e-5
+
+
+def test_P_from_own_exact_knn_close_to_opentsne(digits, opentsne_digits):
+    aff, _, _ = opentsne_digits
+    P = to_scipy(perplexity_affinities(exact_knn(digits[0], 90), 30.0))
+    # Tied k-th neighbours may be broken differently; the matrices still nearly coincide.
+    diff = abs(P - aff.P).sum()
+    assert diff < 2e-3
+
+
+def test_uniform_matches_opentsne(digits):
+    from openTSNE.affinity import Uniform
+
+    X = digits[0][:500].astype(np.float64)
+    ref = Uniform(X, k_neighbors=10, method="exact")
+    dist, idx = ref.knn_index.index.kneighbors(n_neighbors=10)
+    P = to_scipy(uniform_affinities(precomputed_knn(idx, dist)))
+    np.testing.assert_allclose(P.toarray(), ref.P.toarray(), rtol=1e-6, atol=1e-9)
+
+
+def test_multiscale_single_equals_perplexity(digits):
+    knn = exact_knn(digits[0][:400], 60)
+    a = to_scipy(perplexity_affinities(knn, [20.0]))
+    b = to_scipy(perplexity_affinities(knn, 20.0))
+    np.testing.assert_allclose(a.toarray(), b.toarray(), rtol=1e-6)
+    c = conditional_perplexity(knn, [5.0, 20.0])
+    d = (conditional_perplexity(knn, 5.0) + conditional_perplexity(knn, 20.0)) / 2
+    np.testing.assert_allclose(np.asarray(c), np.asarray(d), rtol=1e-6)
+
+
+def test_fixed_sigma_rows(digits):
+    knn = exact_knn(digits[0][:300], 20)
+    P = to_scipy(fixed_sigma_affinities(knn, 5.0))
+    assert abs(P.sum() - 1) < 1e-5
+    assert abs(P - P.T).max() < 1e-9
+
+
+def test_layout_remainder_gives_same_matrix(digits):
+    knn = exact_knn(digits[0][:500], 30)
+    full = to_scipy(perplexity_affinities(knn, 10.0, layout=build_layout(knn)))
+    narrow_layout = build_layout(knn, width=8)  # most entries spill into the COO remainder
+    assert narrow_layout.rem_rows.shape[0] > 1000
+    narrow = to_scipy(perplexity_affinities(knn, 10.0, layout=narrow_layout))
+    np.testing.assert_allclose(narrow.toarray(), full.toarray(), rtol=1e-6, atol=1e-12)
+    assert abs(full - full.T).max() < 1e-12
+
+
+def _entropy(p):
+    p = np.asarray(p, np.float64)
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(10, 60),
+    d=st.integers(1, 8),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    perp_frac=st.floats(0.1, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_calibration_rows_sum_to_one_and_meet_perplexity(n, d, scale, perp_frac, seed):
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, d)) * scale).astype(np.float32)
+    k = n - 1
+    perp = max(1.5, perp_frac * k / 3)
+    knn = exact_knn(X, k)
+    P, beta = calibrate_perplexity(jnp.square(knn.distances), perp)
+    P = np.asarray(P)
+    assert np.all(np.isfinite(P)) and np.all(P >= 0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(_entropy(P)), perp, rtol=1e-3)
+
+
+def test_constant_rows_stay_finite():
+    X = np.zeros((20, 3), np.float32)
+    X[10:] = 1.0  # two groups of identical points
+    P = to_scipy(perplexity_affinities(exact_knn(X, 15), 5.0))
+    assert np.isfinite(P.data).all() and abs(P.sum() - 1) < 1e-5
+
+
+def test_symmetrize_is_jittable(digits):
+    import jax
+
+    knn = exact_knn(digits[0][:200], 30)
+    layout = build_layout(knn)
+    Pc = conditional_perplexity(knn, 10.0)
+    a = jax.jit(symmetrize, static_argnames="mode")(Pc, layout)
+    b = symmetrize(Pc, layout)
+    np.testing.assert_allclose(np.asarray(a.weights), np.asarray(b.weights), rtol=1e-6)
+
+
+def test_precomputed_affinities_roundtrip_and_errors():
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 30)) * (rng.random((30, 30)) < 0.2)
+    dense = dense + dense.T
+    np.fill_diagonal(dense, 0)
+    A = sp.csr_matrix(dense)
+    P = to_scipy(precomputed_affinities(A, width=3))  # narrow width: exercises the remainder
+    np.testing.assert_allclose(P.toarray(), dense / dense.sum(), rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="not symmetric"):
+        precomputed_affinities(sp.csr_matrix(np.triu(rng.random((5, 5)), 1)))
+    with pytest.raises(ValueError, match="sums to"):
+        precomputed_affinities(A, normalize=False)
+    with pytest.raises(ValueError, match="square"):
+        precomputed_affinities(sp.csr_matrix(np.ones((3, 4))))
+
+
+def test_perplexity_needs_enough_neighbours(digits):
+    knn = exact_knn(digits[0][:100], 10)
+    with pytest.raises(ValueError, match="k=10"):
+        perplexity_affinities(knn, 30.0)
+    with pytest.raises(ValueError, match="largest allowed is 3"):
+        perplexity_affinities(exact_knn(digits[0][:10], 9), 30.0)

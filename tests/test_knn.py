@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from tsnejax.knn import (
+    KNNGraph,
+    _drop_self,
+    default_k,
+    exact_knn,
+    exact_limit,
+    nearest_neighbors,
+    precomputed_knn,
+)
+
+
+def _sklearn_knn(X, k):
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(X).kneighbors()
+    return idx, dist
+
+
+def test_exact_matches_sklearn_distances(digits):
+    X, _ = digits
+    g = exact_knn(X, 90)
+    _, dist = _sklearn_knn(X.astype(np.float64), 90)
+    assert g.indices.shape == (len(X), 90) and g.indices.dtype == np.int32
+    np.testing.assert_allclose(np.asarray(g.distances), dist, rtol=1e-5, atol=1e-5)
+    # Neighbour sets agree wherever the k-th distance is not tied with the (k+1)-th.
+    _, dist91 = _sklearn_knn(X.astype(np.float64), 91)
+    untied = dist91[:, 89] < dist91[:, 90] - 1e-9
+    idx_sk, _ = _sklearn_knn(X.astype(np.float64), 90)
+    ours = np.sort(np.asarray(g.indices), axis=1)
+    assert untied.mean() > 0.5
+    np.testing.assert_array_equal(ours[untied], np.sort(idx_sk, axis=1)[untied])
+
+
+def test_exact_is_block_size_invariant(digits):
+    X = digits[0][:300]
+    a = exact_knn(X, 15, block_size=7)
+    b = exact_knn(X, 15, block_size=300)
+    np.testing.assert_array_equal(np.asarray(a.indices), np.asarray(b.indices))
+    np.testing.assert_allclose(np.asarray(a.distances), np.asarray(b.distances), rtol=1e-6)
+
+
+def test_exact_excludes_self_even_with_duplicates():
+    X = np.repeat(np.arange(5.0)[:, None], 3, axis=0).astype(np.float32)  # 15 rows, triplicates
+    g = exact_knn(X, 4)
+    idx = np.asarray(g.indices)
+    assert not (idx == np.arange(15)[:, None]).any()
+    # The two exact duplicates come first at distance 0.
+    np.testing.assert_allclose(np.asarray(g.distances)[:, :2], 0.0)
+
+
+def test_exact_k_too_large():
+    with pytest.raises(ValueError, match="largest allowed is 9"):
+        exact_knn(np.zeros((10, 2), np.float32), 10)
+
+
+def test_drop_self_handles_missing_and_misplaced_self():
+    idx = np.array([[0, 1, 2], [0, 1, 2], [0, 1, 3]])
+    dist = np.array([[0.0, 1, 2], [0.0, 0, 2], [0.1, 0.2, 0.3]])
+    out_idx, out_dist = _drop_self(idx, dist, 2)
+    np.testing.assert_array_equal(out_idx, [[1, 2], [0, 2], [0, 1]])
+    np.testing.assert_allclose(out_dist, [[1, 2], [0, 2], [0.1, 0.2]])
+
+
+def test_precomputed_validation():
+    idx = np.array([[1, 2], [0, 2], [0, 1]])
+    dist = np.array([[1.0, 2.0], [1.0, 3.0], [2.0, 3.0]])
+    g = precomputed_knn(idx, dist)
+    assert isinstance(g, KNNGraph) and g.k == 2
+    with pytest.raises(ValueError, match="itself"):
+        precomputed_knn(np.array([[0, 1], [0, 2], [0, 1]]), dist)
+    with pytest.raises(ValueError, match="non-negative"):
+        precomputed_knn(idx, -dist)
+    with pytest.raises(ValueError, match="shape"):
+        precomputed_knn(idx, dist[:, :1])
+    with pytest.raises(ValueError, match="lie in"):
+        precomputed_knn(idx + 5, dist)
+    # Unsorted rows are sorted by distance.
+    g = precomputed_knn(np.array([[2, 1], [0, 2], [0, 1]]), np.array([[2.0, 1.0], [1, 3], [2, 3]]))
+    np.testing.assert_array_equal(np.asarray(g.indices)[0], [1, 2])
+
+
+def test_default_k_and_auto_rule():
+    assert default_k(1797, 30) == 90
+    assert default_k(50, 30) == 49
+    assert exact_limit(784) < exact_limit(50) == exact_limit(10)
+
+
+def test_nearest_neighbors_rejects_unknown_method(digits):
+    with pytest.raises(ValueError, match="neighbors='annoy'"):
+        nearest_neighbors(digits[0], 5, method="annoy")
+
+
+@pytest.mark.slow
+def test_pynndescent_backend_close_to_exact(digits, key):
+    X = digits[0]
+    approx = nearest_neighbors(X, 15, method="pynndescent", key=key)
+    exact = exact_knn(X, 15)
+    assert not (np.asarray(approx.indices) == np.arange(len(X))[:, None]).any()
+    recall = np.mean(
+        [
+            len(set(a) & set(b)) / 15
+            for a, b in zip(np.asarray(approx.indices), np.asarray(exact.indices), strict=True)
+        ]
+    )
+    assert recall > 0.95

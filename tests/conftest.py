@@ -4,9 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-# Surface accidental dtype promotion (e.g. float64 constants leaking into float32 kernels).
-jax.config.update("jax_numpy_dtype_promotion", "strict")
-
 
 @pytest.fixture(scope="session")
 def digits():

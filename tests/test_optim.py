@@ -38,11 +38,29 @@ def test_classic_reproduces_opentsne_gradient_descent():
 
         ref = np.array(Y0, copy=True)
         gd = gradient_descent()
-        gd(ref, sp.csr_matrix((40, 40)), n_iter=60, objective_function=objective,
-           learning_rate=0.7, momentum=0.8, exaggeration=None, dof=1, min_gain=0.01,
-           max_grad_norm=None, max_step_norm=0.5, theta=0.5, n_interpolation_points=3,
-           min_num_intervals=50, ints_in_interval=1, reference_embedding=None, n_jobs=1,
-           use_callbacks=False, callbacks=None, callbacks_every_iters=50, verbose=False)
+        gd(
+            ref,
+            sp.csr_matrix((40, 40)),
+            n_iter=60,
+            objective_function=objective,
+            learning_rate=0.7,
+            momentum=0.8,
+            exaggeration=None,
+            dof=1,
+            min_gain=0.01,
+            max_grad_norm=None,
+            max_step_norm=0.5,
+            theta=0.5,
+            n_interpolation_points=3,
+            min_num_intervals=50,
+            ints_in_interval=1,
+            reference_embedding=None,
+            n_jobs=1,
+            use_callbacks=False,
+            callbacks=None,
+            callbacks_every_iters=50,
+            verbose=False,
+        )
         ours, state = _run_ours(Y0, 60, 0.7, 0.8, "opentsne", 0.5)
         np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(np.asarray(state.gains), gd.gains, rtol=1e-12)

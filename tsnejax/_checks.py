@@ -84,19 +84,23 @@ def check_data(X: Any, name: str = "X") -> np.ndarray:
     if n < MIN_POINTS:
         raise ValueError(f"{name} has {n} rows; t-SNE needs at least {MIN_POINTS} points.")
     dtype = float_dtype()
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize:
-        # Downcasting can overflow to inf; check in the input precision first.
+    if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr).all(axis=1)
-    else:
-        bad = None
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if bad is None or not bad.any():
-        bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); "
+                "drop or impute them before embedding."
+            )
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    overflow = ~np.isfinite(out).all(axis=1)
+    if overflow.any():
+        rows = np.flatnonzero(overflow)
         raise ValueError(
-            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); "
-            "drop or impute them before embedding."
+            f"{name} has {len(rows)} row(s) with values beyond the {dtype} range (first: "
+            f"{_first(rows)}); rescale X (e.g. divide by its largest magnitude) or enable "
+            "float64 with jax.config.update('jax_enable_x64', True)."
         )
     return out
 

@@ -131,7 +131,7 @@ def layout_from_pattern(
 
 
 def build_layout(knn: KNNGraph, width: int | None = None) -> AffinityLayout:
-    """Layout of the symmetrised kNN graph: entry ``(i, j)`` exists if j in kNN(i) or i in kNN(j)."""
+    """Layout of the symmetrised kNN graph: ``(i, j)`` is stored if j in kNN(i) or i in kNN(j)."""
     idx = np.asarray(knn.indices, dtype=np.int64)
     n, k = idx.shape
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
@@ -264,7 +264,11 @@ def symmetrize(
         flat = flat.at[layout.bwd_pos.ravel()].add(P_cond.ravel())
     flat = flat / jnp.sum(flat)
     return Affinities(
-        layout.neighbors, flat[: n * w].reshape(n, w), layout.rem_rows, layout.rem_cols, flat[n * w :]
+        layout.neighbors,
+        flat[: n * w].reshape(n, w),
+        layout.rem_rows,
+        layout.rem_cols,
+        flat[n * w :],
     )
 
 

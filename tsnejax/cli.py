@@ -86,7 +86,9 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     if args.labels is not None:
         y = load_labels(args.labels)
     if y is not None and np.shape(y) != (np.shape(X)[0],):
-        raise ValueError(f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}.")
+        raise ValueError(
+            f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}."
+        )
     load_s = time.perf_counter() - t0
     config = TSNEConfig(
         n_components=args.n_components,

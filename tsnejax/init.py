@@ -68,7 +68,3 @@ def random(
 def user(Y: ArrayLike, n_samples: int, n_components: int = 2) -> Array:
     """A validated copy of a user's initial embedding (used as is, not rescaled)."""
     return jnp.asarray(check_embedding(Y, n_samples, n_components), float_dtype())
-
-
-
-

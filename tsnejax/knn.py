@@ -104,7 +104,11 @@ def exact_knn(X: ArrayLike, k: int, *, block_size: int | None = None) -> KNNGrap
     k = check_int("k", k, minimum=1)
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
-    bs = _block_size(n, k, d) if block_size is None else check_int("block_size", block_size, minimum=1)
+    bs = (
+        _block_size(n, k, d)
+        if block_size is None
+        else check_int("block_size", block_size, minimum=1)
+    )
     idx, dist = _exact_knn(X, k, min(bs, n))
     return KNNGraph(idx, dist)
 
@@ -155,7 +159,9 @@ def precomputed_knn(indices: ArrayLike, distances: ArrayLike) -> KNNGraph:
         raise ValueError(f"neighbors: indices must be integers, got dtype {idx.dtype}.")
     n, k = idx.shape
     if k < 1 or n < 2:
-        raise ValueError(f"neighbors: need at least 2 points and 1 neighbour, got shape {idx.shape}.")
+        raise ValueError(
+            f"neighbors: need at least 2 points and 1 neighbour, got shape {idx.shape}."
+        )
     if (idx < 0).any() or (idx >= n).any():
         raise ValueError(f"neighbors: indices must lie in [0, {n - 1}].")
     if (idx == np.arange(n)[:, None]).any():

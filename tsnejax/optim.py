@@ -118,5 +118,3 @@ def clip_row_norm(max_norm: float) -> optax.GradientTransformation:
         return jnp.where(coeff < 1, updates * coeff, updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-

@@ -113,6 +113,7 @@ def _chunk_fn(step_fn: Callable, n_steps: int, static_dof: float | None) -> Call
         if static_dof is not None:
             # A Python dof lets kernels take the dof == 1 fast path (no pow/log per pair).
             dof = static_dof
+
         def body(carry, _):
             st, ok, bad_at = carry
             new, info = step_fn(st, P, dof)

@@ -20,7 +20,9 @@ from tsnejax.gradients._kernel import inv_base, log_kernel
 
 
 def _ell_diffs(Y: Array, P: Affinities) -> tuple[list[Array], Array]:
-    diffs = [Y[:, c : c + 1] - jnp.take(Y[:, c], P.neighbors, mode="clip") for c in range(Y.shape[1])]
+    diffs = [
+        Y[:, c : c + 1] - jnp.take(Y[:, c], P.neighbors, mode="clip") for c in range(Y.shape[1])
+    ]
     return diffs, sum(d * d for d in diffs)
 
 

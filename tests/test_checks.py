@@ -1,0 +1,89 @@
+"""Bad input gets a ValueError naming the parameter and the fix (issue #2 catalogue)."""
+
+import numpy as np
+import pytest
+
+from tsnejax import TSNE, TSNEConfig
+
+
+def _X(n=50, d=4):
+    return np.random.default_rng(0).normal(size=(n, d))
+
+
+def test_nan_rows_are_counted_and_located():
+    X = _X()
+    X[[3, 7, 11], 1] = np.nan
+    X[20, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"X has 4 row\(s\) with NaN or inf values \(first: 3, 7, 11, 20\)"
+    ):
+        TSNE().fit(X)
+
+
+def test_float64_overflow_to_float32_is_reported():
+    X = _X()
+    X[5, 0] = 1e300
+    with pytest.raises(
+        ValueError, match=r"1 row\(s\) with values beyond the float32 range \(first: 5\)"
+    ):
+        TSNE().fit(X)
+
+
+def test_perplexity_too_large_gives_largest_allowed():
+    with pytest.raises(
+        ValueError, match=r"perplexity=30 is too large for 50 points.*largest allowed is 16\.33"
+    ):
+        TSNE(perplexity=30).fit(_X(50))
+
+
+@pytest.mark.parametrize(
+    "X, fragment",
+    [
+        (np.zeros(10), "must be 2-D"),
+        (np.zeros((2, 3, 4)), "must be 2-D"),
+        (np.zeros((3, 2)), "at least 4 points"),
+        (np.zeros((0, 2)), "empty"),
+        (np.array([["a", "b"]] * 10), "non-numeric dtype"),
+        (np.array([[object()] * 2] * 10), "non-numeric dtype"),
+        (np.ones((10, 2), complex), "complex"),
+    ],
+)
+def test_bad_arrays(X, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        TSNE(perplexity=2).fit(X)
+
+
+def test_integer_and_bool_inputs_are_converted():
+    X = (np.random.default_rng(0).random((40, 5)) * 10).astype(np.int64)
+    Y = TSNE(perplexity=5, early_exaggeration_iter=10, n_iter=10).fit_transform(X)
+    assert Y.dtype == np.float32 and Y.shape == (40, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"negative_gradient_method": "bh"}, "negative_gradient_method='bh'"),
+        ({"neighbors": "annoy"}, "neighbors='annoy'"),
+        ({"initialization": "spectral"}, "initialization='spectral'"),
+        ({"learning_rate": "fast"}, "learning_rate='fast'"),
+        ({"learning_rate": -1.0}, "learning_rate must be finite and > 0"),
+        ({"perplexity": -5.0}, "perplexity must be finite and > 0"),
+        ({"dof": 0.0}, "dof must be finite and > 0"),
+        ({"n_components": 4}, "n_components=4"),
+        ({"n_iter": -1}, "n_iter must be >= 0"),
+        ({"early_exaggeration": float("nan")}, "early_exaggeration must be finite"),
+    ],
+)
+def test_bad_options(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
+        TSNE(**kwargs).fit(_X())
+
+
+def test_config_validate_is_usable_alone():
+    with pytest.raises(ValueError, match="chunk_size"):
+        TSNEConfig(chunk_size=0).validate()
+
+
+def test_user_initialization_shape_checked():
+    with pytest.raises(ValueError, match=r"initialization must have shape \(50, 2\)"):
+        TSNE(perplexity=10, initialization=np.zeros((49, 2))).fit(_X())

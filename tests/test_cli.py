@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tsnejax.cli import main
+
+FAST = ["--early-exaggeration-iter", "50", "--n-iter", "50"]
+
+
+def test_embed_default_digits_writes_three_files(tmp_path):
+    out = tmp_path / "digits"
+    assert main(["embed", "--out", str(out), *FAST]) == 0
+    Y = np.load(out / "embedding.npy")
+    assert Y.shape == (1797, 2)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_samples"] == 1797 and m["source"] == "digits"
+    assert set(m["timings_seconds"]) >= {"knn", "affinities", "compile", "optimize", "total"}
+    assert np.isfinite(m["kl_divergence"]) and 0 <= m["knn_accuracy_10"] <= 1
+    assert (out / "embedding.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "csv"])
+def test_embed_from_files(tmp_path, digits, fmt):
+    X, y = digits[0][:200], digits[1][:200]
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "npy":
+        np.save(path, X)
+    elif fmt == "npz":
+        np.savez(path, X=X, y=y)
+    else:
+        np.savetxt(path, X, delimiter=",", header=",".join(f"f{i}" for i in range(64)), comments="")
+    labels = tmp_path / "labels.npy"
+    np.save(labels, y)
+    args = [
+        "embed",
+        "--input",
+        str(path),
+        "--out",
+        str(tmp_path / fmt),
+        "--perplexity",
+        "10",
+        *FAST,
+    ]
+    if fmt != "npz":
+        args += ["--labels", str(labels)]
+    assert main(args) == 0
+    m = json.loads((tmp_path / fmt / "metrics.json").read_text())
+    assert m["n_samples"] == 200 and "knn_accuracy_10" in m
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--perplexity", "1000"], "largest allowed"),
+        (["--method", "bh"], "negative_gradient_method='bh'"),
+        (["--input", "/nonexistent/x.npy"], "does not exist"),
+        (["--dataset", "mnist"], "not bundled"),
+    ],
+)
+def test_embed_errors_print_one_line_and_exit_1(tmp_path, args, fragment):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o"), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tsnejax: error:") and fragment in lines[0]
+
+
+def test_corrupt_and_unwritable(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert main(["embed", "--input", str(bad), "--out", str(tmp_path / "o")]) == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["embed", "--out", str(blocker / "sub")]) == 1

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from tsnejax import TSNE, TSNEConfig, fit
+from tsnejax.metrics import knn_accuracy
+
+
+def test_digits_defaults_match_opentsne_quality(digits):
+    """Must-show 4: KL within 3 % of openTSNE's, 10-NN accuracy >= 0.97."""
+    import openTSNE
+
+    X, y = digits
+    ours = TSNE(random_state=0).fit(X)
+    ref = openTSNE.TSNE(random_state=0, n_jobs=2).fit(X.astype(np.float64))
+    assert ours.embedding_.shape == (len(X), 2)
+    assert ours.n_iter_ == 750
+    assert abs(ours.kl_divergence_ - ref.kl_divergence) / ref.kl_divergence < 0.03
+    assert knn_accuracy(ours.embedding_, y, k=10) >= 0.97
+
+
+def test_same_random_state_gives_identical_embedding(digits):
+    X = digits[0][:300]
+    kw = dict(random_state=3, initialization="random", early_exaggeration_iter=50, n_iter=50)
+    a = TSNE(**kw).fit_transform(X)
+    b = TSNE(**kw).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    c = TSNE(**{**kw, "random_state": 4}).fit_transform(X)
+    assert not np.allclose(a, c)
+
+
+def test_fit_with_precomputed_affinities_and_user_init(digits, key):
+    from tsnejax.affinity import perplexity_affinities, to_scipy
+    from tsnejax.knn import exact_knn
+
+    X = digits[0][:300]
+    P = to_scipy(perplexity_affinities(exact_knn(X, 30), 10.0))
+    Y0 = np.random.default_rng(0).normal(size=(300, 2)) * 1e-4
+    res = fit(
+        key,
+        None,
+        TSNEConfig(early_exaggeration_iter=50, n_iter=50),
+        affinities=P,
+        initialization=Y0,
+    )
+    assert res.embedding.shape == (300, 2) and np.isfinite(res.kl_divergence)
+    with pytest.raises(ValueError, match="initialization='pca' needs X"):
+        fit(key, None, TSNEConfig(n_iter=10), affinities=P)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_other_dimensions(digits, dim):
+    X, y = digits
+    Y = TSNE(n_components=dim, random_state=0, n_iter=250).fit_transform(X[:500])
+    assert Y.shape == (500, dim) and np.isfinite(Y).all()
+
+
+def test_params_roundtrip():
+    t = TSNE(perplexity=10)
+    assert t.get_params()["perplexity"] == 10
+    t.set_params(perplexity=20)
+    assert t.perplexity == 20
+    with pytest.raises(ValueError, match="not a parameter"):
+        t.set_params(theta=0.5)
+
+
+def test_custom_optax_optimizer(digits):
+    import optax
+
+    X = digits[0][:300]
+    t = TSNE(optimizer=optax.adam(1.0), random_state=0, early_exaggeration_iter=100, n_iter=200)
+    t.fit(X)
+    base = TSNE(random_state=0, early_exaggeration_iter=0, n_iter=0).fit(X)
+    assert t.kl_divergence_ < base.kl_divergence_

@@ -1,7 +1,8 @@
 """Exact O(N^2) repulsion, gradient and KL divergence: the oracle for every other backend.
 
 With :math:`w_{ij} = (1 + \\|y_i - y_j\\|^2/\\alpha)^{-\\alpha}`,
-:math:`Z = \\sum_{i \\ne j} w_{ij}` and :math:`q_{ij} = w_{ij}/Z`, the KL divergence and its gradient are
+:math:`Z = \\sum_{i \\ne j} w_{ij}` and :math:`q_{ij} = w_{ij}/Z`, the KL divergence
+and its gradient are
 
 .. math::
     KL(P\\|Q) = \\sum_{ij} p_{ij} \\log p_{ij} - \\sum_{ij} p_{ij} \\log w_{ij} + \\log Z,

@@ -5,6 +5,10 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.af
 ``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``).
 """
 
+from tsnejax._xla_flags import configure_cpu_flags
+
+configure_cpu_flags()
+
 from tsnejax import affinity as affinity
 from tsnejax import gradients as gradients
 from tsnejax import init as init

@@ -24,13 +24,17 @@ __all__ = [
     "precomputed_knn",
     "nearest_neighbors",
     "default_k",
-    "EXACT_MAX_POINTS",
+    "EXACT_BUDGET",
+    "exact_limit",
 ]
 
-#: ``neighbors="auto"`` uses the exact search up to this many points (times 50 / n_features when
-#: the data has more than 50 features), pynndescent above. Measured in ``benchmarks/bench_knn.py``:
-#: exact search costs ~ N^2 * D flops, pynndescent pays 30-140 s of numba compilation per process.
-EXACT_MAX_POINTS = 60_000
+#: ``neighbors="auto"`` uses the exact search while ``n**2 * (n_features + 100)`` stays below this
+#: budget, pynndescent above. ``benchmarks/bench_knn.py`` on a 2-core CPU measured the exact
+#: search at ~2.4e-11 * n^2 * (d + 100) seconds (MNIST-70k PCA-50: 17 s; 40k x 784: 34 s)
+#: while pynndescent costs 33-44 s in a fresh process at 10k-70k (numba compilation
+#: included), so the budget sits at ~40 s of exact search: ~106k points at d = 50, ~44k at
+#: d = 784. On a GPU the exact search is far cheaper; pass ``method="exact"`` explicitly there.
+EXACT_BUDGET = 1.7e12
 
 
 class KNNGraph(NamedTuple):
@@ -187,8 +191,8 @@ def nearest_neighbors(
 ) -> KNNGraph:
     """kNN graph of ``X`` with the chosen backend.
 
-    ``"auto"`` uses the exact search while ``n <= EXACT_MAX_POINTS * min(1, 50 / n_features)``
-    and pynndescent above, so small problems never pay numba's compile time.
+    ``"auto"`` uses the exact search up to :func:`exact_limit` points and pynndescent above,
+    so small and mid-sized problems never pay numba's compile time.
     """
     check_option("neighbors", method, ("auto", "exact", "pynndescent"))
     n, d = np.shape(X)
@@ -200,5 +204,5 @@ def nearest_neighbors(
 
 
 def exact_limit(n_features: int) -> int:
-    """Largest N for which ``neighbors="auto"`` picks the exact search."""
-    return int(EXACT_MAX_POINTS * min(1.0, 50.0 / max(n_features, 1)))
+    """Largest N for which ``neighbors="auto"`` picks the exact search (see EXACT_BUDGET)."""
+    return int(np.sqrt(EXACT_BUDGET / (max(n_features, 1) + 100)))

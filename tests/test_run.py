@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tsnejax.affinity import perplexity_affinities
-from tsnejax.gradients import exact_gradient, exact_kl_divergence
+from tsnejax.gradients import exact_backend
 from tsnejax.init import pca
 from tsnejax.knn import exact_knn
 from tsnejax.optim import classic
@@ -23,7 +23,7 @@ def _step(n, lr=None, max_step_norm=5.0):
     ex = exaggeration_schedule(12.0, 100, 1.0)
     rate = auto_learning_rate(n, ex) if lr is None else lr
     opt = classic(rate, 0.8, max_step_norm=max_step_norm)
-    return build_step(exact_gradient, opt, ex), opt
+    return build_step(exact_backend(), opt, ex), opt
 
 
 def test_resume_equals_single_call(small):
@@ -73,7 +73,6 @@ def test_callbacks_receive_kl_and_can_stop(small):
         init_state(pca(X), opt),
         P,
         300,
-        kl_fn=exact_kl_divergence,
         callbacks=[cb],
         callbacks_every=25,
     )
@@ -93,7 +92,6 @@ def test_kl_decreases_over_the_main_phase(small):
         init_state(pca(X), opt),
         P,
         400,
-        kl_fn=exact_kl_divergence,
         callbacks=[lambda *a: False],
         callbacks_every=100,
     )
@@ -123,7 +121,6 @@ def test_kernels_and_classic_step_obey_strict_dtype_promotion(small):
             init_state(pca(X), opt),
             P,
             10,
-            kl_fn=exact_kl_divergence,
             callbacks=[lambda *a: False],
             callbacks_every=10,
         )

@@ -41,7 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--learning-rate", type=_lr, default="auto")
     e.add_argument("--dof", type=float, default=1.0)
     e.add_argument("--initialization", default="pca", help="pca | random")
-    e.add_argument("--method", default="auto", help="negative gradient method: auto | exact")
+    e.add_argument(
+        "--method",
+        default="auto",
+        help="negative gradient method: auto | exact | interpolation | splat",
+    )
     e.add_argument("--neighbors", default="auto", help="auto | exact | pynndescent")
     e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
     e.add_argument("--verbose", action="store_true", help="progress bar with KL")
@@ -114,6 +118,9 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         "kl_divergence": result.kl_divergence,
         "n_iter": result.n_iter,
         "kl_history": result.kl_history,
+        "method": result.method,
+        "grids": [list(g) if g is not None else None for g in result.grids],
+        "n_compiles": result.n_compiles,
         "timings_seconds": {"load": load_s, **result.timings},
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),

@@ -46,6 +46,11 @@ class TSNE:
         initial_momentum: float = 0.8,
         final_momentum: float = 0.8,
         max_step_norm: float | None = 5.0,
+        n_interpolation_points: int = 3,
+        min_num_intervals: int | None = None,
+        ints_in_interval: float = 1.0,
+        max_boxes: int | None = None,
+        pixels_per_unit: float = 4.0,
         random_state: int | None = None,
         verbose: bool = False,
     ):
@@ -64,6 +69,11 @@ class TSNE:
         self.initial_momentum = initial_momentum
         self.final_momentum = final_momentum
         self.max_step_norm = max_step_norm
+        self.n_interpolation_points = n_interpolation_points
+        self.min_num_intervals = min_num_intervals
+        self.ints_in_interval = ints_in_interval
+        self.max_boxes = max_boxes
+        self.pixels_per_unit = pixels_per_unit
         self.random_state = random_state
         self.verbose = verbose
 
@@ -96,6 +106,11 @@ class TSNE:
             negative_gradient_method=self.negative_gradient_method,
             neighbors=self.neighbors,
             max_step_norm=self.max_step_norm,
+            n_interpolation_points=self.n_interpolation_points,
+            min_num_intervals=self.min_num_intervals,
+            ints_in_interval=self.ints_in_interval,
+            max_boxes=self.max_boxes,
+            pixels_per_unit=self.pixels_per_unit,
         )
 
     def fit(self, X: Any = None, y: Any = None, *, affinities: Any = None) -> TSNE:
@@ -121,6 +136,9 @@ class TSNE:
         self.state_ = result.state
         self.timings_ = result.timings
         self.kl_history_ = result.kl_history
+        self.method_ = result.method
+        self.grids_ = result.grids
+        self.n_compiles_ = result.n_compiles
         self.random_state_ = seed
         return self
 

@@ -30,15 +30,18 @@ from tsnejax._checks import (
 )
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import Affinities, perplexity_affinities, precomputed_affinities
-from tsnejax.gradients import GRADIENTS, exact_kl_divergence
+from tsnejax.gradients import Backend, get_backend
 from tsnejax.knn import KNNGraph, default_k, nearest_neighbors, precomputed_knn
 from tsnejax.optim import classic
 from tsnejax.run import DivergenceError, TSNEState, build_step, init_state, optimize
 from tsnejax.schedules import auto_learning_rate, exaggeration_schedule, momentum_schedule
 
-__all__ = ["TSNEConfig", "TSNEResult", "fit", "GRADIENT_METHODS"]
+__all__ = ["TSNEConfig", "TSNEResult", "fit", "make_backend", "resolve_method", "GRADIENT_METHODS"]
 
-GRADIENT_METHODS = ("auto", "exact")
+GRADIENT_METHODS = ("auto", "exact", "interpolation", "splat")
+#: ``negative_gradient_method="auto"`` uses the exact gradient up to this many points and
+#: interpolation above (measured crossover, ``benchmarks/bench_gradient.py``).
+AUTO_EXACT_MAX_POINTS = {1: 2500, 2: 2500, 3: 2500}
 NEIGHBOR_METHODS = ("auto", "exact", "pynndescent")
 INIT_METHODS = ("pca", "random")
 
@@ -58,7 +61,12 @@ class TSNEConfig:
     final_momentum: float = 0.8
     dof: float = 1.0
     initialization: Literal["pca", "random"] = "pca"
-    negative_gradient_method: Literal["auto", "exact"] = "auto"
+    negative_gradient_method: Literal["auto", "exact", "interpolation", "splat"] = "auto"
+    n_interpolation_points: int = 3
+    min_num_intervals: int | None = None  # None: 50 boxes in 1-D/2-D, 18 in 3-D
+    ints_in_interval: float = 1.0
+    max_boxes: int | None = None  # None: 1000 in 1-D/2-D, 64 in 3-D
+    pixels_per_unit: float = 4.0  # splat resolution
     neighbors: Literal["auto", "exact", "pynndescent"] = "auto"
     max_step_norm: float | None = 5.0
     min_gain: float = 0.01
@@ -87,6 +95,13 @@ class TSNEConfig:
             check_option("initialization", self.initialization, INIT_METHODS)
         check_option("negative_gradient_method", self.negative_gradient_method, GRADIENT_METHODS)
         check_option("neighbors", self.neighbors, NEIGHBOR_METHODS)
+        check_int("n_interpolation_points", self.n_interpolation_points, minimum=1)
+        if self.min_num_intervals is not None:
+            check_int("min_num_intervals", self.min_num_intervals, minimum=1)
+        check_positive("ints_in_interval", self.ints_in_interval)
+        if self.max_boxes is not None:
+            check_int("max_boxes", self.max_boxes, minimum=1)
+        check_positive("pixels_per_unit", self.pixels_per_unit)
         if self.max_step_norm is not None:
             check_positive("max_step_norm", self.max_step_norm)
         check_positive("min_gain", self.min_gain, allow_zero=True)
@@ -100,12 +115,15 @@ class TSNEConfig:
 
 class TSNEResult(NamedTuple):
     embedding: np.ndarray  # (n, n_components)
-    kl_divergence: float  # exact KL of the final embedding (nats)
+    kl_divergence: float  # KL of the final embedding (nats; Z from the backend)
+    method: str  # the gradient method used (``"auto"`` resolved)
     n_iter: int  # iterations run
     state: TSNEState  # final optimizer state (resume with tsnejax.run.optimize)
     affinities: Affinities
     kl_history: list[tuple[int, float]]
     timings: dict[str, float]  # seconds per stage, compile time apart
+    grids: list  # grid structures used (``None`` for the exact method)
+    n_compiles: int  # chunk programs compiled during the optimisation
 
 
 def _resolve_neighbors(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey) -> KNNGraph:
@@ -118,9 +136,27 @@ def _resolve_neighbors(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKe
     return nearest_neighbors(X, k, method=neighbors, key=key)
 
 
-def _gradient(method: str):
-    # "auto" becomes a size rule once grid backends exist; exact is the only backend here.
-    return GRADIENTS["exact" if method == "auto" else method]
+def resolve_method(method: str, n: int, n_components: int) -> str:
+    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS`, else ``"interpolation"``."""
+    if method != "auto":
+        return method
+    return "exact" if n <= AUTO_EXACT_MAX_POINTS[n_components] else "interpolation"
+
+
+def make_backend(config: TSNEConfig, n: int) -> Backend:
+    """The gradient backend ``config`` asks for, for ``n`` points."""
+    method = resolve_method(config.negative_gradient_method, n, config.n_components)
+    if method == "interpolation":
+        return get_backend(
+            method,
+            n_interpolation_points=config.n_interpolation_points,
+            min_num_intervals=config.min_num_intervals,
+            ints_in_interval=config.ints_in_interval,
+            max_boxes=config.max_boxes,
+        )
+    if method == "splat":
+        return get_backend(method, pixels_per_unit=config.pixels_per_unit)
+    return get_backend(method)
 
 
 def fit(
@@ -199,8 +235,8 @@ def fit(
         )
     else:
         lr = None
-    grad_fn = _gradient(config.negative_gradient_method)
-    step = build_step(grad_fn, optimizer, ex)
+    backend = make_backend(config, n)
+    step = build_step(backend, optimizer, ex)
     state = init_state(Y0, optimizer)
 
     def describe(it: int) -> str:
@@ -215,7 +251,6 @@ def fit(
         config.total_iter,
         dof=config.dof,
         chunk_size=config.chunk_size,
-        kl_fn=exact_kl_divergence,
         callbacks=callbacks,
         callbacks_every=callbacks_every,
         verbose=verbose,
@@ -227,16 +262,20 @@ def fit(
     if result.kl_history and result.kl_history[-1][0] == int(result.state.iteration):
         kl = result.kl_history[-1][1]
     else:  # no iterations were run
-        kl = float(jax.jit(exact_kl_divergence)(Y, P, config.dof))
+        grid = step.allocate(Y)
+        kl = float(jax.jit(backend.kl_divergence, static_argnums=3)(Y, P, config.dof, grid))
     timings["total"] = time.perf_counter() - t_start
     return TSNEResult(
         np.asarray(Y),
         kl,
+        backend.name,
         int(result.state.iteration),
         result.state,
         P,
         result.kl_history,
         timings,
+        result.grids,
+        result.n_compiles,
     )
 
 

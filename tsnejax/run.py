@@ -1,7 +1,7 @@
 """The optimisation loop: a jitted ``lax.scan`` over chunks of steps, host checks in between.
 
 ``build_step`` fixes the structure (gradient backend, optimizer, schedules) and returns a pure
-``step(state, P, dof) -> (state, info)``. :func:`optimize` runs it in scanned chunks of
+``step(state, P, dof, grid) -> (state, info)``. :func:`optimize` runs it in scanned chunks of
 ``chunk_size`` iterations (a Python loop of jitted steps measured 1.8x slower at 70k points),
 compiles each chunk length once per step function, and between chunks evaluates the KL for
 callbacks and progress, and stops with :class:`DivergenceError` if anything became NaN/inf.
@@ -9,9 +9,10 @@ callbacks and progress, and stops with :class:`DivergenceError` if anything beca
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -19,13 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._types import Array, GradientFn, Scalar, ScalarOrSchedule
+from tsnejax._types import Array, Scalar, ScalarOrSchedule
+from tsnejax.gradients import Backend, get_backend
 
 __all__ = [
     "TSNEState",
     "StepInfo",
     "OptimizeResult",
     "DivergenceError",
+    "Stepper",
     "build_step",
     "init_state",
     "optimize",
@@ -58,6 +61,7 @@ class OptimizeResult(NamedTuple):
     run_seconds: float  # time spent executing chunks (excludes compilation)
     n_compiles: int
     stopped_early: bool
+    grids: list  # distinct grid structures used, in order (None for the exact backend)
 
 
 class DivergenceError(FloatingPointError):
@@ -74,28 +78,48 @@ def init_state(embedding: Array, optimizer: optax.GradientTransformation) -> TSN
     return TSNEState(embedding, optimizer.init(embedding), jnp.zeros((), jnp.int32))
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Stepper:
+    """What :func:`build_step` returns: the pure step and the backend's host/KL hooks.
+
+    Attributes:
+      step: ``(state, P, dof, grid) -> (state, StepInfo)``, pure; ``grid`` is static.
+      allocate: host ``Y -> grid`` (the backend's static structure for the next chunk).
+      kl_divergence: ``(Y, P, dof, grid) -> KL``.
+      backend: the gradient backend.
+    """
+
+    step: Callable[..., tuple[TSNEState, StepInfo]]
+    allocate: Callable[[Any], Hashable]
+    kl_divergence: Callable[..., Array]
+    backend: Backend
+
+
 def build_step(
-    gradient_fn: GradientFn,
+    backend: Backend | str,
     optimizer: optax.GradientTransformation,
     exaggeration: ScalarOrSchedule = 1.0,
     *,
     gradient_scale: float = 1.0,
     recenter: bool = True,
-) -> Callable[[TSNEState, Any, Scalar], tuple[TSNEState, StepInfo]]:
-    """One t-SNE iteration as a pure function.
+) -> Stepper:
+    """One t-SNE iteration as a pure function, plus what the loop needs around it.
 
     Args:
-      gradient_fn: ``(Y, P, dof, exaggeration) -> (gradient, Z)`` (openTSNE scale).
+      backend: a :class:`tsnejax.gradients.Backend` or a registry name (``"exact"``,
+        ``"interpolation"``, ``"splat"``) with default parameters.
       optimizer: any Optax transformation; updates are added to the embedding.
       exaggeration: factor on the attractive term, number or schedule of the iteration.
       gradient_scale: multiplies the gradient before the optimizer (4 reproduces
         scikit-learn's convention, 1 openTSNE/FIt-SNE).
       recenter: subtract the mean after each step (all peers do).
     """
+    if isinstance(backend, str):
+        backend = get_backend(backend)
 
-    def step(state: TSNEState, P: Any, dof: Scalar) -> tuple[TSNEState, StepInfo]:
+    def step(state: TSNEState, P: Any, dof: Scalar, grid: Hashable) -> tuple[TSNEState, StepInfo]:
         ex = exaggeration(state.iteration) if callable(exaggeration) else exaggeration
-        grad, _ = gradient_fn(state.embedding, P, dof, ex)
+        grad, _ = backend.gradient(state.embedding, P, dof, ex, grid)
         grad = gradient_scale * grad
         updates, opt_state = optimizer.update(grad, state.opt_state, state.embedding)
         Y = optax.apply_updates(state.embedding, updates)
@@ -105,12 +129,10 @@ def build_step(
         info = StepInfo(finite, jnp.linalg.norm(grad))
         return TSNEState(Y, opt_state, state.iteration + 1), info
 
-    return step
+    return Stepper(step, backend.allocate, backend.kl_divergence, backend)
 
 
-def _chunk_fn(
-    step_fn: Callable, n_steps: int, static_dof: float | None, kl_fn: Callable | None
-) -> Callable:
+def _chunk_fn(stepper: Stepper, n_steps: int, static_dof: float | None, grid: Hashable, kl: bool):
     def chunk(state: TSNEState, P: Any, dof: Scalar):
         if static_dof is not None:
             # A Python dof lets kernels take the dof == 1 fast path (no pow/log per pair).
@@ -118,7 +140,7 @@ def _chunk_fn(
 
         def body(carry, _):
             st, ok, bad_at = carry
-            new, info = step_fn(st, P, dof)
+            new, info = stepper.step(st, P, dof, grid)
             good = ok & info.finite
             # Freeze on the last finite state so the host can report and save it.
             st = jax.tree.map(lambda a, b: jnp.where(good, a, b), new, st)
@@ -129,8 +151,12 @@ def _chunk_fn(
         (state, ok, bad_at), norms = jax.lax.scan(body, init, None, length=n_steps)
         # KL of the chunk's final embedding, in the same program: one extra objective
         # evaluation per chunk (2 % at 50 steps) instead of a separately compiled one.
-        kl = kl_fn(state.embedding, P, dof) if kl_fn is not None else jnp.float32(jnp.nan)
-        return state, ok, bad_at, norms, kl
+        value = (
+            stepper.kl_divergence(state.embedding, P, dof, grid)
+            if kl
+            else jnp.asarray(jnp.nan, state.embedding.dtype)
+        )
+        return state, ok, bad_at, norms, value
 
     return chunk
 
@@ -144,47 +170,54 @@ def _signature(tree: Any) -> tuple:
 
 
 def _compiled_chunk(
-    step_fn: Callable, n_steps: int, args: tuple, static_dof: float | None, kl_fn: Callable | None
+    stepper: Stepper,
+    n_steps: int,
+    args: tuple,
+    static_dof: float | None,
+    grid: Hashable,
+    kl: bool,
 ) -> tuple[Callable, float]:
-    """AOT-compile once per step function, chunk length, static dof, KL function and shapes."""
-    cache = _COMPILED.setdefault(step_fn, {})
-    key = (n_steps, static_dof, kl_fn, _signature(args))
+    """AOT-compile once per stepper, chunk length, static dof, grid, KL flag and shapes."""
+    cache = _COMPILED.setdefault(stepper, {})
+    key = (n_steps, static_dof, grid, kl, _signature(args))
     if key in cache:
         return cache[key], 0.0
     t0 = time.perf_counter()
-    program = _chunk_fn(step_fn, n_steps, static_dof, kl_fn)
+    program = _chunk_fn(stepper, n_steps, static_dof, grid, kl)
     compiled = jax.jit(program).lower(*args).compile()
     cache[key] = compiled
     return compiled, time.perf_counter() - t0
 
 
 def optimize(
-    step_fn: Callable,
+    stepper: Stepper,
     state: TSNEState,
     P: Any,
     n_iter: int,
     *,
     dof: Scalar = 1.0,
     chunk_size: int = 50,
-    kl_fn: Callable[[Array, Any, Scalar], Array] | None = None,
+    kl: bool = True,
     callbacks: Sequence[Callback] = (),
     callbacks_every: int | None = None,
     verbose: bool = False,
     describe: Callable[[int], str] | None = None,
 ) -> OptimizeResult:
-    """Run ``n_iter`` iterations of ``step_fn`` from ``state`` (resumable: pass the result on).
+    """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
+
+    Before each chunk the backend's ``allocate`` chooses the grid (from a fixed ladder) on the
+    host; each distinct (grid, chunk length) compiles once per stepper.
 
     Args:
-      step_fn: from :func:`build_step`; reuse the same object to avoid recompiling.
+      stepper: from :func:`build_step`; reuse the same object to avoid recompiling.
       state: start state (its ``iteration`` drives the schedules).
       P: affinities (any pytree the gradient function accepts).
       n_iter: iterations to run in this call.
       dof: degrees of freedom of the output kernel; a Python number is compiled in (dof = 1
         takes a faster kernel), an array is traced (vmappable, no recompile per value).
       chunk_size: iterations per compiled scan; KL/callbacks/progress happen at chunk ends.
-      kl_fn: ``(Y, P, dof) -> KL``, evaluated on the last embedding of every chunk inside the
-        chunk's program; the values form ``kl_history`` (the last one is the final KL).
-        ``None`` skips it.
+      kl: evaluate the backend's KL on the last embedding of every chunk, inside the chunk's
+        program; the values form ``kl_history`` (the last one is the final KL).
       callbacks: called every ``callbacks_every`` iterations (default ``chunk_size``) with
         ``(iteration, kl, embedding)``; a truthy return stops the run.
       verbose: show a tqdm progress bar with the KL.
@@ -211,17 +244,21 @@ def optimize(
     norms: list[np.ndarray] = []
     compile_s = run_s = 0.0
     n_compiles = 0
+    grids: list[Hashable] = []
     done = 0
     stopped = False
     try:
         while done < n_iter:
             length = min(chunk_size, n_iter - done)
             args = (state, P, dof_arg)
-            compiled, c = _compiled_chunk(step_fn, length, args, static_dof, kl_fn)
+            grid = stepper.allocate(state.embedding)
+            if grid not in grids:
+                grids.append(grid)
+            compiled, c = _compiled_chunk(stepper, length, args, static_dof, grid, kl)
             compile_s += c
             n_compiles += c > 0
             t0 = time.perf_counter()
-            new_state, ok, bad_at, chunk_norms, kl = compiled(*args)
+            new_state, ok, bad_at, chunk_norms, kl_value = compiled(*args)
             ok = bool(ok)
             run_s += time.perf_counter() - t0
             if not ok:
@@ -240,15 +277,15 @@ def optimize(
             iteration = int(state.iteration)
             if bar is not None:
                 bar.update(length)
-            if kl_fn is None:
+            if not kl:
                 continue
-            kl = float(kl)
-            history.append((iteration, kl))
+            value = float(kl_value)
+            history.append((iteration, value))
             if bar is not None:
-                bar.set_postfix(kl=f"{kl:.4f}")
+                bar.set_postfix(kl=f"{value:.4f}")
             if callbacks and iteration % every == 0:
                 Y = np.asarray(state.embedding)
-                if any([bool(cb(iteration, kl, Y)) for cb in callbacks]):
+                if any([bool(cb(iteration, value, Y)) for cb in callbacks]):
                     stopped = True
                     break
     finally:
@@ -262,4 +299,5 @@ def optimize(
         run_s,
         n_compiles,
         stopped,
+        grids,
     )

@@ -1,29 +1,70 @@
 """Gradient backends: the sparse attraction plus a repulsion method.
 
-Every backend is a function ``(Y, P, dof, exaggeration) -> (gradient, Z)`` returning the
-openTSNE-scale gradient (one quarter of dKL/dY) and the kernel normaliser Z.
+A :class:`Backend` bundles ``gradient(Y, P, dof, exaggeration, grid) -> (gradient, Z)`` (the
+openTSNE-scale gradient, one quarter of dKL/dY), ``kl_divergence(Y, P, dof, grid)`` and a host
+``allocate(Y) -> grid`` choosing the static grid structure between scan chunks.
+
+- ``"exact"``: O(N^2) blocked sums, the oracle (:mod:`tsnejax.gradients.exact`).
+- ``"interpolation"``: FIt-SNE polynomial interpolation + FFT, 1-D/2-D/3-D
+  (:mod:`tsnejax.gradients.interpolation`).
+- ``"splat"``: GPGPU-SNE fields on a pixel grid (:mod:`tsnejax.gradients.field_splat`).
 """
 
+from typing import Any
+
+from tsnejax._checks import check_option
 from tsnejax.gradients._attraction import attraction as attraction
 from tsnejax.gradients._attraction import sum_p_log_kernel as sum_p_log_kernel
 from tsnejax.gradients._attraction import sum_p_log_p as sum_p_log_p
+from tsnejax.gradients._backend import Backend as Backend
 from tsnejax.gradients._kernel import kernel as kernel
+from tsnejax.gradients.exact import exact_backend as exact_backend
 from tsnejax.gradients.exact import exact_gradient as exact_gradient
 from tsnejax.gradients.exact import exact_kl_divergence as exact_kl_divergence
 from tsnejax.gradients.exact import exact_normalization as exact_normalization
 from tsnejax.gradients.exact import exact_repulsion as exact_repulsion
+from tsnejax.gradients.field_splat import SplatGrid as SplatGrid
+from tsnejax.gradients.field_splat import splat_backend as splat_backend
+from tsnejax.gradients.field_splat import splat_gradient as splat_gradient
+from tsnejax.gradients.field_splat import splat_repulsion as splat_repulsion
+from tsnejax.gradients.interpolation import InterpolationGrid as InterpolationGrid
+from tsnejax.gradients.interpolation import interpolation_backend as interpolation_backend
+from tsnejax.gradients.interpolation import interpolation_gradient as interpolation_gradient
+from tsnejax.gradients.interpolation import interpolation_repulsion as interpolation_repulsion
 
-#: Registry: method name -> gradient function.
-GRADIENTS = {"exact": exact_gradient}
+#: Registry: method name -> backend factory (keyword arguments are the method's parameters).
+BACKENDS = {
+    "exact": exact_backend,
+    "interpolation": interpolation_backend,
+    "splat": splat_backend,
+}
+
+
+def get_backend(name: str, **params: Any) -> Backend:
+    """Build the backend ``name`` with its parameters (``ValueError`` for unknown names)."""
+    check_option("negative_gradient_method", name, tuple(BACKENDS))
+    return BACKENDS[name](**params)
+
 
 __all__ = [
-    "GRADIENTS",
+    "BACKENDS",
+    "Backend",
+    "InterpolationGrid",
+    "SplatGrid",
     "attraction",
+    "exact_backend",
     "exact_gradient",
     "exact_kl_divergence",
     "exact_normalization",
     "exact_repulsion",
+    "get_backend",
+    "interpolation_backend",
+    "interpolation_gradient",
+    "interpolation_repulsion",
     "kernel",
+    "splat_backend",
+    "splat_gradient",
+    "splat_repulsion",
     "sum_p_log_kernel",
     "sum_p_log_p",
 ]

@@ -24,9 +24,16 @@ import jax.numpy as jnp
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, sum_p_log_kernel, sum_p_log_p
+from tsnejax.gradients._backend import Backend
 from tsnejax.gradients._kernel import kernel_and_force
 
-__all__ = ["exact_repulsion", "exact_gradient", "exact_kl_divergence", "exact_normalization"]
+__all__ = [
+    "exact_repulsion",
+    "exact_gradient",
+    "exact_kl_divergence",
+    "exact_normalization",
+    "exact_backend",
+]
 
 DEFAULT_BLOCK = 1024
 
@@ -94,3 +101,17 @@ def exact_kl_divergence(
     """Exact :math:`KL(P\\|Q)` in nats (P must sum to 1)."""
     Z = exact_normalization(Y, dof, block_size=block_size)
     return sum_p_log_p(P) - sum_p_log_kernel(Y, P, dof) + jnp.log(Z)
+
+
+def exact_backend(block_size: int = DEFAULT_BLOCK) -> Backend:
+    """The ``"exact"`` gradient method (no grid: ``allocate`` returns ``None``)."""
+
+    def gradient(Y, P, dof, exaggeration, grid):
+        del grid
+        return exact_gradient(Y, P, dof, exaggeration, block_size=block_size)
+
+    def kl(Y, P, dof, grid):
+        del grid
+        return exact_kl_divergence(Y, P, dof, block_size=block_size)
+
+    return Backend("exact", gradient, kl, lambda Y: None)

@@ -1,0 +1,28 @@
+"""What the run loop needs from a gradient method (jax-md style allocate/update split)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Backend:
+    """A gradient method.
+
+    Attributes:
+      name: registry name.
+      gradient: ``(Y, P, dof, exaggeration, grid) -> (gradient, Z)``, pure and jittable; the
+        gradient is one quarter of dKL/dY (openTSNE scale) with the attraction multiplied by
+        ``exaggeration``.
+      kl_divergence: ``(Y, P, dof, grid) -> KL`` (exact, or with the backend's Z).
+      allocate: host function ``Y -> grid``: the static, hashable structure (e.g. boxes per
+        axis) for the next chunk of iterations; ``None`` when there is none. Changing it
+        recompiles, so it comes from a fixed ladder.
+    """
+
+    name: str
+    gradient: Callable[..., Any]
+    kl_divergence: Callable[..., Any]
+    allocate: Callable[[Any], Hashable]

@@ -1,0 +1,155 @@
+"""Shared machinery of the grid backends: size ladder, tensor-product weights, spreading,
+gathering and FFT convolution with a kernel sampled on a uniform node grid.
+
+Static vs dynamic: the number of nodes per axis is a Python int (it shapes arrays) chosen on
+the host from a fixed ladder between scan chunks; the domain ``[min, max]`` of the embedding and
+hence the node spacing are traced and follow the embedding every step, so no point can ever
+fall outside the grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from tsnejax._types import Array
+
+
+def _smooth_ladder(lo: int, hi: int, ratio: float) -> tuple[int, ...]:
+    """5-smooth sizes (FFT-friendly) growing by about ``ratio`` from ``lo`` to ``hi``."""
+    smooth = [n for n in range(lo, hi + 1) if _largest_prime_factor(n) <= 5]
+    out = [smooth[0]]
+    for n in smooth[1:]:
+        if n >= out[-1] * ratio - 1e-9:
+            out.append(n)
+    if out[-1] != smooth[-1]:
+        out.append(smooth[-1])
+    return tuple(out)
+
+
+def _largest_prime_factor(n: int) -> int:
+    p, last = 2, 1
+    while n > 1 and p * p <= n:
+        while n % p == 0:
+            n //= p
+            last = p
+        p += 1
+    return max(last, n) if n > 1 else last
+
+
+#: Boxes (interpolation) or pixels (splat) per axis: 5-smooth sizes ~1.2x apart, so a full run
+#: passes through a handful of sizes (each a compile) and rounding up costs < 20 % of nodes.
+LADDER = _smooth_ladder(8, 2048, 1.2)
+
+
+def choose_size(
+    target: float, *, minimum: int, maximum: int, ladder: Sequence[int] = LADDER
+) -> int:
+    """Smallest ladder size >= ``max(target, minimum)``, capped at ``maximum``."""
+    want = max(float(target), float(minimum))
+    for n in ladder:
+        if n >= want:
+            return int(min(n, maximum))
+    return int(maximum)
+
+
+def domain(Y: Array) -> tuple[Array, Array]:
+    """Square (cubic) domain over all coordinates, as openTSNE: ``(lo, span)`` scalars."""
+    lo = jnp.min(Y)
+    span = jnp.max(Y) - lo
+    # A collapsed embedding (all points equal) still needs a positive box width.
+    return lo, jnp.maximum(span, jnp.asarray(1e-6, Y.dtype))
+
+
+def tensor_product(weights: Array, nodes: Array, n_per_axis: int) -> tuple[Array, Array]:
+    """Combine per-axis stencils into flat ones.
+
+    Args:
+      weights: ``(n, d, s)`` weight of each of ``s`` nodes along each axis.
+      nodes: ``(n, d, s) int32`` node index along each axis.
+      n_per_axis: nodes per axis (row-major flattening).
+
+    Returns:
+      ``(w, idx)`` of shape ``(n, s**d)``.
+    """
+    n, d, s = weights.shape
+    w = weights[:, 0, :]
+    idx = nodes[:, 0, :]
+    for a in range(1, d):
+        w = (w[:, :, None] * weights[:, a, None, :]).reshape(n, -1)
+        idx = (idx[:, :, None] * n_per_axis + nodes[:, a, None, :]).reshape(n, -1)
+    return w, idx
+
+
+def spread(idx: Array, w: Array, charges: Array, n_nodes: int) -> Array:
+    """Scatter-add ``charges (n, c)`` with stencil weights onto ``(n_nodes, c)`` nodes."""
+    contrib = w[:, :, None] * charges[:, None, :]
+    return jnp.zeros((n_nodes, charges.shape[1]), charges.dtype).at[idx].add(contrib)
+
+
+def gather(idx: Array, w: Array, values: Array) -> Array:
+    """Interpolate node ``values (n_nodes, c)`` back to the points: ``(n, c)``."""
+    return jnp.einsum("ns,nsc->nc", w, jnp.take(values, idx, axis=0, mode="clip"))
+
+
+def circulant_offsets(n_per_axis: int, spacing: Array, dim: int) -> list[Array]:
+    """Signed offsets along each axis of the ``(2m)^d`` circulant embedding, broadcastable.
+
+    Index ``k`` stands for offset ``k`` (``k < m``) or ``k - 2m`` (``k >= m``), times ``spacing``.
+    """
+    m = n_per_axis
+    k = jnp.arange(2 * m)
+    signed = jnp.where(k < m, k, k - 2 * m).astype(spacing.dtype) * spacing
+    out = []
+    for a in range(dim):
+        shape = [1] * dim
+        shape[a] = 2 * m
+        out.append(signed.reshape(shape))
+    return out
+
+
+def fft_convolve(
+    node_values: Array, kernels: Array, n_per_axis: int, pairs: Sequence[tuple[int, int]]
+) -> Array:
+    """Aperiodic convolution of node values with sampled kernels via a zero-padded circulant.
+
+    Args:
+      node_values: ``(m**d, c)`` charges on the nodes.
+      kernels: ``(k, (2m,)*d)`` kernels sampled at the circulant offsets.
+      pairs: ``(channel, kernel)`` products to return, in order.
+
+    Returns:
+      ``(m**d, len(pairs))`` potentials at the nodes.
+    """
+    m = n_per_axis
+    d = kernels.ndim - 1
+    axes = tuple(range(1, d + 1))
+    grid = node_values.T.reshape((node_values.shape[1],) + (m,) * d)
+    padded = jnp.pad(grid, [(0, 0)] + [(0, m)] * d)
+    fq = jnp.fft.rfftn(padded, axes=axes)
+    fk = jnp.fft.rfftn(kernels, axes=axes)
+    prods = jnp.stack([fq[c] * fk[k] for c, k in pairs])
+    out = jnp.fft.irfftn(prods, s=(2 * m,) * d, axes=axes)
+    out = out[(slice(None),) + (slice(0, m),) * d]
+    return out.reshape(len(pairs), -1).T.astype(node_values.dtype)
+
+
+def grid_cost(n_per_axis: int, dim: int) -> float:
+    """Relative FFT cost of a ``(2m)^d`` grid (for docs/benchmarks)."""
+    size = (2 * n_per_axis) ** dim
+    return size * math.log2(size)
+
+
+__all__ = [
+    "LADDER",
+    "choose_size",
+    "domain",
+    "tensor_product",
+    "spread",
+    "gather",
+    "circulant_offsets",
+    "fft_convolve",
+    "grid_cost",
+]

@@ -78,11 +78,11 @@ def test_fixed_sigma_rows(digits):
     assert abs(P - P.T).max() < 1e-9
 
 
-def test_layout_remainder_gives_same_matrix(digits):
+def test_layout_continuation_rows_give_same_matrix(digits):
     knn = exact_knn(digits[0][:500], 30)
     full = to_scipy(perplexity_affinities(knn, 10.0, layout=build_layout(knn)))
-    narrow_layout = build_layout(knn, width=8)  # most entries spill into the COO remainder
-    assert narrow_layout.rem_rows.shape[0] > 1000
+    narrow_layout = build_layout(knn, width=8)  # most entries go to continuation rows
+    assert narrow_layout.extra_rows.shape[0] > 1000
     narrow = to_scipy(perplexity_affinities(knn, 10.0, layout=narrow_layout))
     np.testing.assert_allclose(narrow.toarray(), full.toarray(), rtol=1e-6, atol=1e-12)
     assert abs(full - full.T).max() < 1e-12
@@ -138,7 +138,7 @@ def test_precomputed_affinities_roundtrip_and_errors():
     dense = dense + dense.T
     np.fill_diagonal(dense, 0)
     A = sp.csr_matrix(dense)
-    P = to_scipy(precomputed_affinities(A, width=3))  # narrow width: exercises the remainder
+    P = to_scipy(precomputed_affinities(A, width=3))  # narrow width: exercises continuation rows
     np.testing.assert_allclose(P.toarray(), dense / dense.sum(), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="not symmetric"):
         precomputed_affinities(sp.csr_matrix(np.triu(rng.random((5, 5)), 1)))

@@ -38,7 +38,7 @@ def _dense_kl(Y, Pd, dof):
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_exact_gradient_equals_autodiff_of_kl(dof, dim):
     with jax.enable_x64(True):
-        P, Y = _setup(dim=dim, width=8)  # narrow ELL: the COO remainder is exercised too
+        P, Y = _setup(dim=dim, width=8)  # narrow ELL: continuation rows are exercised too
         P = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, P)
         Y = jnp.asarray(Y, jnp.float64)
         Pd = jnp.asarray(to_scipy(P).toarray())

@@ -8,10 +8,10 @@ Pipeline (openTSNE conventions):
    (tolerance 1e-8, 200 steps at most). Uniform and fixed-sigma kernels are alternatives;
    a list of perplexities averages the single-scale conditionals (Kobak & Berens 2019).
 2. Symmetrisation :math:`P = (P_{cond} + P_{cond}^\\top) / 2`, normalised to sum 1.
-3. Storage as :class:`Affinities`: padded per-point neighbour lists (ELL, width ``w``) plus a
-   small COO remainder for rows with more than ``w`` entries. The layout depends only on the
-   graph's sparsity pattern, so affinities for different perplexities on one kNN graph share
-   shapes (and can be vmapped).
+3. Storage as :class:`Affinities`: padded per-point neighbour lists (ELL, width ``w``); rows
+   with more than ``w`` entries continue in narrow extra rows ("sliced ELL"), each owned by
+   its point. The layout depends only on the graph's sparsity pattern,
+   so affinities for different perplexities on one kNN graph share shapes (and vmap).
 """
 
 from __future__ import annotations
@@ -52,16 +52,17 @@ class AffinityLayout(NamedTuple):
 
     Attributes:
       neighbors: ``(n, w) int32``; column indices per row, padded with the row's own index.
-      rem_rows, rem_cols: ``(r,) int32``; entries that did not fit in ``w`` slots (r >= 1; a
-        padding entry is ``(0, 0)`` with weight 0).
+      extra_neighbors: ``(e, we) int32``; continuation rows for points with more than ``w``
+        entries (e >= 1; a padding row points at 0 with weight 0).
+      extra_rows: ``(e,) int32``; the point each continuation row belongs to.
       fwd_pos, bwd_pos: ``(n, k) int32``; for kNN edge ``(i, indices[i, s])``, the flat slot of
-        entry ``(i, j)`` and of ``(j, i)`` in ``concat(weights.ravel(), rem_weights)``.
-        ``None``-like empty arrays for layouts not built from a kNN graph.
+        entry ``(i, j)`` and of ``(j, i)`` in ``concat(weights.ravel(), extra_weights.ravel())``
+        (empty for layouts not built from a kNN graph).
     """
 
     neighbors: Array
-    rem_rows: Array
-    rem_cols: Array
+    extra_neighbors: Array
+    extra_rows: Array
     fwd_pos: Array
     bwd_pos: Array
 
@@ -72,65 +73,92 @@ class Affinities(NamedTuple):
     Attributes:
       neighbors: ``(n, w) int32`` column indices (padding: the row itself, weight 0).
       weights: ``(n, w)`` values :math:`p_{ij}`.
-      rem_rows, rem_cols, rem_weights: ``(r,)`` spill-over entries beyond width ``w``.
+      extra_neighbors, extra_weights: ``(e, we)`` continuation rows of high-degree points.
+      extra_rows: ``(e,) int32`` owner point of each continuation row.
     """
 
     neighbors: Array
     weights: Array
-    rem_rows: Array
-    rem_cols: Array
-    rem_weights: Array
+    extra_neighbors: Array
+    extra_weights: Array
+    extra_rows: Array
 
     @property
     def n_points(self) -> int:
         return int(self.neighbors.shape[0])
 
 
-def _default_width(degrees: np.ndarray) -> int:
-    """ELL width: the 95th percentile of row degrees rounded up to a multiple of 8.
+def _extra_rows(degrees: np.ndarray, w: int, we: int) -> int:
+    return int((-(-np.maximum(degrees - w, 0) // we)).sum())
 
-    Padding every row to the maximum degree was 2.5x slower on CPU (hub rows); the few rows
-    above the percentile go to the COO remainder.
+
+#: Width of continuation rows. Narrow, so the few long rows waste little padding.
+EXTRA_WIDTH = 16
+
+
+def _default_width(degrees: np.ndarray, we: int = EXTRA_WIDTH) -> int:
+    """Main ELL width (multiple of 8) minimising padded slots + 8 slots per continuation row.
+
+    Continuation rows cost a segment-sum of their results (the "+8"); see
+    ``docs/performance.md`` for the MNIST-70k measurements behind this layout.
     """
-    if degrees.size == 0:
+    if degrees.size == 0 or degrees.max() == 0:
         return 1
-    w = int(np.ceil(np.percentile(degrees, 95) / 8.0) * 8)
-    return int(max(1, min(w, degrees.max())))
+    top = int(np.ceil(degrees.max() / 8.0) * 8)
+    best, best_cost = top, None
+    for w in range(8, top + 1, 8):
+        e = _extra_rows(degrees, w, we)
+        cost = degrees.size * w + e * (we + 8)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = w, cost
+    return best
 
 
 def layout_from_pattern(
-    indptr: np.ndarray, indices: np.ndarray, n: int, width: int | None = None
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    n: int,
+    width: int | None = None,
+    extra_width: int = EXTRA_WIDTH,
 ) -> tuple[AffinityLayout, np.ndarray]:
-    """ELL + COO layout for a CSR sparsity pattern (rows sorted).
+    """Sliced-ELL layout for a CSR sparsity pattern (rows sorted).
 
-    Returns the layout (with empty ``fwd_pos``/``bwd_pos``) and ``flat_of_csr``: for each CSR
-    entry, its slot in ``concat(weights.ravel(), rem_weights)``.
+    The first ``width`` entries of each row go to the main ``(n, width)`` block; the rest
+    continue in rows of ``extra_width`` owned by the point. Returns the layout (with empty
+    ``fwd_pos``/``bwd_pos``) and, for each CSR entry, its slot in
+    ``concat(weights.ravel(), extra_weights.ravel())``.
     """
     degrees = np.diff(indptr)
-    w = _default_width(degrees) if width is None else check_int("width", width, minimum=1)
+    we = check_int("extra_width", extra_width, minimum=1)
+    w = _default_width(degrees, we) if width is None else check_int("width", width, minimum=1)
     rows = np.repeat(np.arange(n), degrees)
     rank = np.arange(len(indices)) - indptr[rows]
-    in_ell = rank < w
+    main = rank < w
+    over = rank[~main] - w
+    n_cont = -(-np.maximum(degrees - w, 0) // we)
+    first_cont = np.concatenate([[0], np.cumsum(n_cont)])[:-1]
+    e = int(n_cont.sum())
     neighbors = np.repeat(np.arange(n, dtype=np.int32)[:, None], w, axis=1)
-    neighbors[rows[in_ell], rank[in_ell]] = indices[in_ell]
-    spill = np.flatnonzero(~in_ell)
-    flat = np.empty(len(indices), np.int64)
-    flat[in_ell] = rows[in_ell] * w + rank[in_ell]
-    flat[spill] = n * w + np.arange(len(spill))
-    if len(spill) == 0:  # keep r >= 1 so shapes are never empty
-        rem_rows = np.zeros(1, np.int32)
-        rem_cols = np.zeros(1, np.int32)
-    else:
-        rem_rows = rows[spill].astype(np.int32)
-        rem_cols = indices[spill].astype(np.int32)
+    extra = np.zeros((max(e, 1), we), np.int32)
+    extra_rows = np.zeros(max(e, 1), np.int32)
+    if e:
+        extra_rows[:] = np.repeat(np.arange(n, dtype=np.int32), n_cont)
+        extra[:] = extra_rows[:, None]
+    neighbors[rows[main], rank[main]] = indices[main]
+    er = first_cont[rows[~main]] + over // we
+    extra[er, over % we] = indices[~main]
+    flat = rows * w + rank
+    flat[~main] = n * w + er * we + over % we
     empty = np.zeros((0, 0), np.int32)
     layout = AffinityLayout(
-        jnp.asarray(neighbors), jnp.asarray(rem_rows), jnp.asarray(rem_cols), empty, empty
+        jnp.asarray(neighbors), jnp.asarray(extra), jnp.asarray(extra_rows), empty, empty
     )
     return layout, flat
 
 
-def build_layout(knn: KNNGraph, width: int | None = None) -> AffinityLayout:
+def build_layout(
+    knn: KNNGraph, width: int | None = None, extra_width: int = EXTRA_WIDTH
+) -> AffinityLayout:
     """Layout of the symmetrised kNN graph: ``(i, j)`` is stored if j in kNN(i) or i in kNN(j)."""
     idx = np.asarray(knn.indices, dtype=np.int64)
     n, k = idx.shape
@@ -140,7 +168,7 @@ def build_layout(knn: KNNGraph, width: int | None = None) -> AffinityLayout:
     uniq, inverse = np.unique(keys, return_inverse=True)
     u_rows, u_cols = uniq // n, uniq % n
     indptr = np.concatenate([[0], np.cumsum(np.bincount(u_rows, minlength=n))])
-    layout, flat = layout_from_pattern(indptr, u_cols, n, width)
+    layout, flat = layout_from_pattern(indptr, u_cols, n, width, extra_width)
     pos = flat[inverse]
     return layout._replace(
         fwd_pos=jnp.asarray(pos[: n * k].reshape(n, k), jnp.int32),
@@ -260,8 +288,8 @@ def symmetrize(
     built from.
     """
     n, w = layout.neighbors.shape
-    r = layout.rem_rows.shape[0]
-    flat = jnp.zeros(n * w + r, P_cond.dtype)
+    e, we = layout.extra_neighbors.shape
+    flat = jnp.zeros(n * w + e * we, P_cond.dtype)
     if mode == "max":
         flat = flat.at[layout.fwd_pos.ravel()].max(P_cond.ravel())
         flat = flat.at[layout.bwd_pos.ravel()].max(P_cond.ravel())
@@ -272,9 +300,9 @@ def symmetrize(
     return Affinities(
         layout.neighbors,
         flat[: n * w].reshape(n, w),
-        layout.rem_rows,
-        layout.rem_cols,
-        flat[n * w :],
+        layout.extra_neighbors,
+        flat[n * w :].reshape(e, we),
+        layout.extra_rows,
     )
 
 
@@ -371,24 +399,26 @@ def precomputed_affinities(
     M.sort_indices()
     layout, flat = layout_from_pattern(M.indptr, M.indices, n, width)
     w = layout.neighbors.shape[1]
-    values = np.zeros(n * w + layout.rem_rows.shape[0])
+    e, we = layout.extra_neighbors.shape
+    values = np.zeros(n * w + e * we)
     values[flat] = M.data
     dtype = float_dtype()
     return Affinities(
         layout.neighbors,
         jnp.asarray(values[: n * w].reshape(n, w), dtype),
-        layout.rem_rows,
-        layout.rem_cols,
-        jnp.asarray(values[n * w :], dtype),
+        layout.extra_neighbors,
+        jnp.asarray(values[n * w :].reshape(e, we), dtype),
+        layout.extra_rows,
     )
 
 
 def to_scipy(P: Affinities) -> sp.csr_matrix:
     """The symmetric P as a scipy CSR matrix (host copy, float64)."""
     n, w = P.neighbors.shape
-    rows = np.concatenate([np.repeat(np.arange(n), w), np.asarray(P.rem_rows)])
-    cols = np.concatenate([np.asarray(P.neighbors).ravel(), np.asarray(P.rem_cols)])
-    vals = np.concatenate([np.asarray(P.weights).ravel(), np.asarray(P.rem_weights)])
+    we = P.extra_neighbors.shape[1]
+    rows = np.concatenate([np.repeat(np.arange(n), w), np.repeat(np.asarray(P.extra_rows), we)])
+    cols = np.concatenate([np.asarray(P.neighbors).ravel(), np.asarray(P.extra_neighbors).ravel()])
+    vals = np.concatenate([np.asarray(P.weights).ravel(), np.asarray(P.extra_weights).ravel()])
     keep = vals != 0
     M = sp.csr_matrix((vals[keep].astype(np.float64), (rows[keep], cols[keep])), shape=(n, n))
     M.sum_duplicates()

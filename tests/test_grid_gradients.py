@@ -1,0 +1,193 @@
+"""Grid backends (interpolation, splat) against the exact oracle, and their run-time contract."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsnejax import TSNE, TSNEConfig, fit
+from tsnejax.gradients import exact_repulsion, get_backend
+from tsnejax.gradients._grid import LADDER, choose_size
+from tsnejax.gradients.field_splat import SplatGrid, splat_repulsion
+from tsnejax.gradients.interpolation import (
+    InterpolationGrid,
+    interpolation_repulsion,
+    lagrange_weights,
+)
+
+
+def _errors(Y, R, Z):
+    """Relative force and Z errors against the exact oracle computed in float64."""
+    with jax.enable_x64(True):
+        R0, Z0 = exact_repulsion(jnp.asarray(np.asarray(Y), jnp.float64), 1.0)
+        F0 = np.asarray(R0 / Z0)
+        Z0 = float(Z0)
+    F = np.asarray(R / Z, np.float64)
+    return np.linalg.norm(F - F0) / np.linalg.norm(F0), abs(float(Z) - Z0) / Z0
+
+
+def _after_ee(X, dim, **kw):
+    """A realistic mid-optimisation embedding: right after early exaggeration."""
+    cfg = TSNEConfig(n_components=dim, n_iter=0, negative_gradient_method="interpolation", **kw)
+    return jnp.asarray(fit(jax.random.key(0), X, cfg).embedding)
+
+
+@pytest.fixture(scope="module")
+def mnist5k(data_dir):
+    d = np.load(data_dir / "mnist.npz")
+    X = d["X"][:5000].astype(np.float32)
+    Xc = X - X.mean(0)
+    _, V = np.linalg.eigh(Xc.T @ Xc)
+    return Xc @ V[:, ::-1][:, :50]
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_conformance_mnist5k_after_early_exaggeration(mnist5k, dim):
+    """Must-show 1: p = 3 interpolation <= 1e-3 force / 1e-4 Z error; splat <= 5e-3."""
+    Y = _after_ee(mnist5k, dim)
+    grid = get_backend("interpolation").allocate(Y)
+    f_err, z_err = _errors(Y, *interpolation_repulsion(Y, 1.0, grid))
+    assert f_err <= 1e-3 and z_err <= 1e-4
+    if dim == 2:
+        sgrid = get_backend("splat").allocate(Y)
+        f_err, z_err = _errors(Y, *splat_repulsion(Y, 1.0, sgrid))
+        assert f_err <= 5e-3 and z_err <= 5e-3
+
+
+@pytest.fixture(scope="module")
+def late_digits(digits):
+    """Late-phase digits embeddings (span ~100): grid errors are well above rounding here."""
+    return {
+        dim: jnp.asarray(
+            TSNE(n_components=dim, random_state=0, negative_gradient_method="interpolation")
+            .fit(digits[0])
+            .embedding_
+        )
+        for dim in (1, 2)
+    }
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_error_falls_with_points_and_boxes(late_digits, digits, dim):
+    # 3-D: after early exaggeration (span ~3); late 3-D spans outgrow CPU-sized grids.
+    Y = late_digits[dim] if dim < 3 else _after_ee(digits[0], 3)
+    nb = get_backend("interpolation").allocate(Y).n_boxes
+    if dim == 3:
+        nb = 8  # coarse enough that errors sit above float32 rounding
+    errs = {
+        (b, p): _errors(Y, *interpolation_repulsion(Y, 1.0, InterpolationGrid(b, p)))[0]
+        for b in (nb, 2 * nb)
+        for p in (2, 3, 4)
+    }
+    for b in (nb, 2 * nb):
+        assert errs[(b, 2)] > errs[(b, 3)] > errs[(b, 4)]
+    for p in (2, 3, 4):
+        assert errs[(2 * nb, p)] < errs[(nb, p)]
+    if dim < 3:
+        assert errs[(nb, 3)] < 0.05  # late phase at openTSNE's resolution: a few percent
+
+
+def test_splat_error_falls_with_resolution(late_digits):
+    Y = late_digits[2]
+    errs = [_errors(Y, *splat_repulsion(Y, 1.0, SplatGrid(g)))[0] for g in (160, 320, 640)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+@pytest.mark.parametrize("dof", [0.5, 2.0])
+def test_heavy_tails_match_exact(dof, digits):
+    rng = np.random.default_rng(1)
+    Y = jnp.asarray(rng.normal(size=(800, 2)) * 3, jnp.float32)
+    R, Z = interpolation_repulsion(Y, dof, InterpolationGrid(90, 3))
+    R0, Z0 = exact_repulsion(Y, dof)
+    assert float(jnp.linalg.norm(R / Z - R0 / Z0) / jnp.linalg.norm(R0 / Z0)) < 1e-3
+    assert abs(float(Z - Z0) / Z0) < 1e-4
+    Rs, Zs = splat_repulsion(Y, dof, SplatGrid(400))
+    assert float(jnp.linalg.norm(Rs / Zs - R0 / Z0) / jnp.linalg.norm(R0 / Z0)) < 5e-3
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(5, 300),
+    dim=st.integers(1, 3),
+    scale=st.floats(0.01, 5.0),
+    seed=st.integers(0, 99),
+)
+def test_backends_agree_on_random_small_embeddings(n, dim, scale, seed):
+    Y = jnp.asarray(np.random.default_rng(seed).normal(size=(n, dim)) * scale, jnp.float32)
+    R0, Z0 = exact_repulsion(Y, 1.0)
+    F0 = R0 / Z0
+    R, Z = interpolation_repulsion(Y, 1.0, InterpolationGrid(24 if dim == 3 else 64, 4))
+    assert float(jnp.linalg.norm(R / Z - F0)) <= 1e-2 * float(jnp.linalg.norm(F0)) + 1e-6
+    # Z = sum(w) - n: the interpolated self terms carry an absolute error, so scale by n too.
+    assert abs(float(Z - Z0)) <= 1e-3 * (float(Z0) + n)
+
+
+def test_lagrange_weights_reproduce_polynomials():
+    t = jnp.linspace(0.0, 1.0, 17)
+    for p in (2, 3, 4):
+        W = lagrange_weights(t, p)
+        nodes = (jnp.arange(p) + 0.5) / p
+        np.testing.assert_allclose(np.asarray(W.sum(-1)), 1.0, rtol=1e-6)
+        for deg in range(p):
+            np.testing.assert_allclose(np.asarray(W @ nodes**deg), np.asarray(t**deg), atol=1e-5)
+
+
+def test_ladder_and_choice():
+    assert all(a < b for a, b in zip(LADDER, LADDER[1:], strict=False))
+    assert choose_size(10, minimum=50, maximum=1000) == min(n for n in LADDER if n >= 50)
+    assert choose_size(120.5, minimum=50, maximum=1000) >= 120.5
+    assert choose_size(5000, minimum=50, maximum=1000) == 1000
+
+
+@pytest.mark.parametrize("method", ["interpolation", "splat"])
+def test_full_run_compiles_a_bounded_number_of_times(digits, method):
+    """Grid sizes come from the ladder between chunks: one compile per size, a handful."""
+    res = fit(jax.random.key(0), digits[0], TSNEConfig(negative_gradient_method=method))
+    assert len(res.grids) == res.n_compiles
+    assert 2 <= res.n_compiles <= 8
+    assert np.isfinite(res.kl_divergence)
+    sizes = [g[0] for g in res.grids]
+    assert sizes == sorted(sizes)
+
+
+def test_grid_runs_reach_exact_quality(digits):
+    from tsnejax.metrics import knn_accuracy
+
+    X, y = digits
+    exact = TSNE(random_state=0, negative_gradient_method="exact").fit(X)
+    for method in ("interpolation", "splat"):
+        est = TSNE(random_state=0, negative_gradient_method=method).fit(X)
+        assert est.kl_divergence_ < exact.kl_divergence_ * 1.05
+        assert knn_accuracy(est.embedding_, y) > 0.97
+
+
+def test_float64_when_x64_enabled():
+    rng = np.random.default_rng(0)
+    Y64 = rng.normal(size=(500, 2)) * 4
+    with jax.enable_x64(True):
+        Y = jnp.asarray(Y64, jnp.float64)
+        R, Z = interpolation_repulsion(Y, 1.0, InterpolationGrid(54, 3))
+        assert R.dtype == jnp.float64 and Z.dtype == jnp.float64
+        Rs, Zs = splat_repulsion(Y, 1.0, SplatGrid(200))
+        assert Rs.dtype == jnp.float64
+        R0, Z0 = exact_repulsion(Y, 1.0)
+        err64 = float(jnp.linalg.norm(R / Z - R0 / Z0) / jnp.linalg.norm(R0 / Z0))
+    R32, Z32 = interpolation_repulsion(jnp.asarray(Y64, jnp.float32), 1.0, InterpolationGrid(54, 3))
+    assert R32.dtype == jnp.float32
+    err32 = float(
+        np.linalg.norm(np.asarray(R32 / Z32) - np.asarray(R0 / Z0))
+        / np.linalg.norm(np.asarray(R0 / Z0))
+    )
+    # Interpolation error dominates rounding: both precisions give the same error level.
+    assert abs(err32 - err64) < 0.1 * err64
+
+
+def test_unknown_method_and_bad_grid_params():
+    with pytest.raises(ValueError, match="negative_gradient_method='bh'"):
+        get_backend("bh")
+    with pytest.raises(ValueError, match="n_interpolation_points"):
+        get_backend("interpolation", n_interpolation_points=0)
+    with pytest.raises(ValueError, match="pixels_per_unit"):
+        get_backend("splat", pixels_per_unit=-1.0)

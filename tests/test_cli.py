@@ -51,6 +51,19 @@ def test_embed_from_files(tmp_path, digits, fmt):
     assert m["n_samples"] == 200 and "knn_accuracy_10" in m
 
 
+def test_embed_preset_optimizer_and_optsne(tmp_path):
+    out = tmp_path / "adam"
+    args = ["embed", "--out", str(out), "--preset", "sklearn", *FAST]
+    assert main([*args, "--optimizer", "adam:learning_rate=0.5,b1=0.8"]) == 0
+    cfg = json.loads((out / "metrics.json").read_text())["config"]
+    assert cfg["optimizer"] == "adam" and cfg["learning_rate"] == 0.5
+    assert cfg["optimizer_kwargs"] == [["b1", 0.8]] and cfg["gradient_scale"] == 4.0
+    out = tmp_path / "optsne"
+    assert main(["embed", "--out", str(out), "--stopping", "optsne"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["early_exaggeration_iter"] < 250 and m["n_iter"] < 750
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -58,6 +71,10 @@ def test_embed_from_files(tmp_path, digits, fmt):
         (["--method", "bh"], "negative_gradient_method='bh'"),
         (["--input", "/nonexistent/x.npy"], "does not exist"),
         (["--dataset", "mnist"], "not bundled"),
+        (["--preset", "cuml"], "preset='cuml'"),
+        (["--optimizer", "adam:lr=1"], "no argument ['lr']"),
+        (["--optimizer", "adam:learning_rate"], "not key=value"),
+        (["--stopping", "early"], "stopping='early'"),
     ],
 )
 def test_embed_errors_print_one_line_and_exit_1(tmp_path, args, fragment):

@@ -102,8 +102,9 @@ def test_schedules():
     assert float(auto_learning_rate(12000, ex, rule="sklearn")(0)) == 250.0
     mom = momentum_schedule(0.5, 0.8, 250)
     assert float(mom(249)) == 0.5 and float(mom(250)) == pytest.approx(0.8)
+    assert float(auto_learning_rate(30, ex, rule="cuml")(0)) == 10.0
     with pytest.raises(ValueError, match="rule"):
-        auto_learning_rate(10, ex, rule="cuml")
+        auto_learning_rate(10, ex, rule="tsnecuda")
 
 
 def test_classic_is_jittable_and_keeps_dtype():

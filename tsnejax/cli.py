@@ -35,8 +35,8 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--perplexity", type=float, default=30.0)
     e.add_argument("--n-components", type=int, default=2)
     e.add_argument("--early-exaggeration", type=float, default=12.0)
-    e.add_argument("--early-exaggeration-iter", type=int, default=250)
-    e.add_argument("--n-iter", type=int, default=500)
+    e.add_argument("--early-exaggeration-iter", type=int, default=None, help="(preset: 250)")
+    e.add_argument("--n-iter", type=int, default=None, help="main-phase iterations (preset)")
     e.add_argument("--exaggeration", type=float, default=1.0)
     e.add_argument("--learning-rate", type=_lr, default="auto")
     e.add_argument("--dof", type=float, default=1.0)
@@ -47,6 +47,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="negative gradient method: auto | exact | interpolation | splat",
     )
     e.add_argument("--neighbors", default="auto", help="auto | exact | pynndescent")
+    e.add_argument(
+        "--preset", default="opentsne", help="peer conventions: opentsne | fitsne | sklearn"
+    )
+    e.add_argument(
+        "--optimizer",
+        default="classic",
+        help="classic | sgd | adam | nadam | rmsprop | adabelief | lion, with optional "
+        "arguments: adam:learning_rate=2,b1=0.8",
+    )
+    e.add_argument(
+        "--stopping", default="fixed", help="fixed | optsne (opt-SNE automatic phase lengths)"
+    )
     e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
     e.add_argument("--verbose", action="store_true", help="progress bar with KL")
     return parser
@@ -75,6 +87,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
 
     from tsnejax.data import load_array, load_dataset, load_labels
     from tsnejax.metrics import knn_accuracy
+    from tsnejax.optim import parse_optimizer_spec
     from tsnejax.pipeline import TSNEConfig, fit
     from tsnejax.plot import plot_embedding
 
@@ -94,19 +107,25 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}."
         )
     load_s = time.perf_counter() - t0
-    config = TSNEConfig(
+    opt_name, opt_kwargs = parse_optimizer_spec(args.optimizer)
+    fields: dict[str, Any] = dict(
         n_components=args.n_components,
         perplexity=args.perplexity,
         early_exaggeration=args.early_exaggeration,
-        early_exaggeration_iter=args.early_exaggeration_iter,
-        n_iter=args.n_iter,
         exaggeration=args.exaggeration,
-        learning_rate=args.learning_rate,
+        learning_rate=opt_kwargs.pop("learning_rate", args.learning_rate),
         dof=args.dof,
         initialization=args.initialization,
         negative_gradient_method=args.method,
         neighbors=args.neighbors,
-    ).validate()
+        optimizer=opt_name,
+        optimizer_kwargs=tuple(sorted(opt_kwargs.items())),
+        stopping=args.stopping,
+    )
+    for name in ("early_exaggeration_iter", "n_iter"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    config = TSNEConfig.from_preset(args.preset, **fields)
     result = fit(jax.random.key(args.seed), X, config, verbose=args.verbose)
     Y = result.embedding
     metrics: dict[str, Any] = {
@@ -117,6 +136,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         "config": {k: v for k, v in vars(config).items()},
         "kl_divergence": result.kl_divergence,
         "n_iter": result.n_iter,
+        "early_exaggeration_iter": result.early_exaggeration_iter,
         "kl_history": result.kl_history,
         "method": result.method,
         "grids": [list(g) if g is not None else None for g in result.grids],

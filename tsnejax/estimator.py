@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import optax
 
+from tsnejax.optim import OPTIMIZERS
 from tsnejax.pipeline import TSNEConfig, TSNEResult, fit
 
 __all__ = ["TSNE"]
@@ -16,9 +17,14 @@ __all__ = ["TSNE"]
 class TSNE:
     """t-SNE with openTSNE 1.0.4 defaults, scikit-learn's ``fit``/``fit_transform`` interface.
 
-    Parameters mirror :class:`tsnejax.pipeline.TSNEConfig`; ``optimizer`` takes any Optax
-    ``GradientTransformation`` (default: the classic momentum + gains rule), and
-    ``random_state`` an int seed for ``jax.random.key`` (``None`` draws a fresh seed).
+    Parameters mirror :class:`tsnejax.pipeline.TSNEConfig`. ``preset`` (``"opentsne"``,
+    ``"fitsne"``, ``"sklearn"``; default openTSNE's) sets every convention in which the peers
+    differ (:mod:`tsnejax.presets`); parameters left at ``None`` (``"auto"`` for
+    ``max_step_norm``, where ``None`` disables clipping) take the preset's value, others
+    override it. ``optimizer`` takes any Optax ``GradientTransformation``, a registry name
+    (``"adam"``) or a dict (``{"name": "adam", "learning_rate": 1.0, "b1": 0.9}``); default the
+    classic momentum + gains rule. ``random_state`` is an int seed for ``jax.random.key``
+    (``None`` draws a fresh seed).
 
     Attributes after ``fit``: ``embedding_`` (numpy ``(n, n_components)``),
     ``kl_divergence_``, ``n_iter_``, ``affinities_``, ``state_`` (optimizer state, for
@@ -34,23 +40,26 @@ class TSNE:
         n_components: int = 2,
         perplexity: float = 30.0,
         early_exaggeration: float = 12.0,
-        early_exaggeration_iter: int = 250,
-        n_iter: int = 500,
+        early_exaggeration_iter: int | None = None,
+        n_iter: int | None = None,
         exaggeration: float = 1.0,
         learning_rate: float | str = "auto",
         dof: float = 1.0,
         initialization: str | np.ndarray = "pca",
         negative_gradient_method: str = "auto",
         neighbors: str = "auto",
-        optimizer: optax.GradientTransformation | None = None,
-        initial_momentum: float = 0.8,
-        final_momentum: float = 0.8,
-        max_step_norm: float | None = 5.0,
+        optimizer: optax.GradientTransformation | str | dict | None = None,
+        preset: str | None = None,
+        initial_momentum: float | None = None,
+        final_momentum: float | None = None,
+        max_step_norm: float | str | None = "auto",
         n_interpolation_points: int = 3,
         min_num_intervals: int | None = None,
         ints_in_interval: float = 1.0,
         max_boxes: int | None = None,
         pixels_per_unit: float = 4.0,
+        exaggeration_decay: str = "step",
+        stopping: str = "fixed",
         random_state: int | None = None,
         verbose: bool = False,
     ):
@@ -66,6 +75,7 @@ class TSNE:
         self.negative_gradient_method = negative_gradient_method
         self.neighbors = neighbors
         self.optimizer = optimizer
+        self.preset = preset
         self.initial_momentum = initial_momentum
         self.final_momentum = final_momentum
         self.max_step_norm = max_step_norm
@@ -74,6 +84,8 @@ class TSNE:
         self.ints_in_interval = ints_in_interval
         self.max_boxes = max_boxes
         self.pixels_per_unit = pixels_per_unit
+        self.exaggeration_decay = exaggeration_decay
+        self.stopping = stopping
         self.random_state = random_state
         self.verbose = verbose
 
@@ -91,27 +103,50 @@ class TSNE:
     def _config(self) -> TSNEConfig:
         init = self.initialization
         perp = self.perplexity
-        return TSNEConfig(
+        fields: dict[str, Any] = dict(
             n_components=self.n_components,
             perplexity=tuple(perp) if isinstance(perp, list | tuple) else perp,
             early_exaggeration=self.early_exaggeration,
-            early_exaggeration_iter=self.early_exaggeration_iter,
-            n_iter=self.n_iter,
             exaggeration=self.exaggeration,
             learning_rate=self.learning_rate,
-            initial_momentum=self.initial_momentum,
-            final_momentum=self.final_momentum,
             dof=self.dof,
             initialization=init if isinstance(init, str) else "pca",
             negative_gradient_method=self.negative_gradient_method,
             neighbors=self.neighbors,
-            max_step_norm=self.max_step_norm,
             n_interpolation_points=self.n_interpolation_points,
             min_num_intervals=self.min_num_intervals,
             ints_in_interval=self.ints_in_interval,
             max_boxes=self.max_boxes,
             pixels_per_unit=self.pixels_per_unit,
+            exaggeration_decay=self.exaggeration_decay,
+            stopping=self.stopping,
         )
+        # None (or "auto" for max_step_norm, where None disables) keeps the preset's value.
+        for name in ("early_exaggeration_iter", "n_iter", "initial_momentum", "final_momentum"):
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        if not (isinstance(self.max_step_norm, str) and self.max_step_norm == "auto"):
+            fields["max_step_norm"] = self.max_step_norm
+        opt = self.optimizer
+        if isinstance(opt, str):
+            fields["optimizer"] = opt
+        elif isinstance(opt, dict):
+            spec = dict(opt)
+            if "name" not in spec:
+                raise ValueError(
+                    "optimizer given as a dict needs a 'name' key, e.g. "
+                    "{'name': 'adam', 'learning_rate': 1.0}."
+                )
+            fields["optimizer"] = spec.pop("name")
+            if "learning_rate" in spec:
+                fields["learning_rate"] = spec.pop("learning_rate")
+            fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
+        elif opt is not None and not isinstance(opt, optax.GradientTransformation):
+            raise ValueError(
+                "optimizer must be an optax.GradientTransformation, a registry name "
+                f"({sorted(OPTIMIZERS)}) or a dict with 'name'; got {type(opt).__name__}."
+            )
+        return TSNEConfig.from_preset(self.preset or "opentsne", **fields)
 
     def fit(self, X: Any = None, y: Any = None, *, affinities: Any = None) -> TSNE:
         """Embed ``X`` (or precomputed ``affinities``); ``y`` is ignored."""
@@ -126,7 +161,9 @@ class TSNE:
             self._config(),
             affinities=affinities,
             initialization=init,
-            optimizer=self.optimizer,
+            optimizer=self.optimizer
+            if isinstance(self.optimizer, optax.GradientTransformation)
+            else None,
             verbose=self.verbose,
         )
         self.embedding_ = result.embedding
@@ -140,6 +177,8 @@ class TSNE:
         self.grids_ = result.grids
         self.n_compiles_ = result.n_compiles
         self.random_state_ = seed
+        self.early_exaggeration_iter_ = result.early_exaggeration_iter
+        self.stepper_ = result.stepper
         return self
 
     def fit_transform(self, X: Any = None, y: Any = None, **kwargs: Any) -> np.ndarray:

@@ -10,20 +10,45 @@ itself:
                                  \\text{floor}(0.8\\,g) & \\text{otherwise} \\end{cases}
     \\qquad v \\leftarrow \\mu v - \\eta\\, g \\odot \\nabla, \\qquad y \\leftarrow y + v
 
-Any other Optax transformation (``optax.adam(...)``) can be used in its place.
+Any other Optax transformation (``optax.adam(...)``) can be used in its place; the registry
+:data:`OPTIMIZERS` names the ones tsnejax tests (``make_optimizer("adam", learning_rate=1.0)``).
+
+The exaggeration factor is carried in the optimizer state by :func:`exaggerate` so that, like
+an injected learning rate, it can be read (:func:`get_hyperparams`), overwritten
+(:func:`set_hyperparams`), scheduled and vmapped without recompiling.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from tsnejax._checks import check_option
 from tsnejax._types import Array, ScalarOrSchedule
 
-__all__ = ["ClassicState", "classic", "clip_rows", "clip_row_norm", "GAINS_RULES"]
+__all__ = [
+    "ClassicState",
+    "ExaggerationState",
+    "classic",
+    "clip_rows",
+    "clip_row_norm",
+    "clip_step_norm",
+    "exaggerate",
+    "get_hyperparams",
+    "set_hyperparams",
+    "find_exaggeration",
+    "make_optimizer",
+    "parse_optimizer_spec",
+    "OPTIMIZERS",
+    "ADAPTIVE",
+    "GAINS_RULES",
+]
 
 #: ``"opentsne"``: gain grows by 0.2 when ``sign(v) != sign(grad)``, else ``0.8 g + min_gain``.
 #: ``"fitsne"``: same test, else ``max(0.8 g, min_gain)`` (also cuML).
@@ -57,8 +82,13 @@ def classic(
     min_gain: float = 0.01,
     gains_rule: Literal["opentsne", "fitsne", "sklearn"] = "opentsne",
     max_step_norm: float | None = 5.0,
+    max_grad_norm: float | None = None,
 ) -> optax.GradientTransformation:
     """Momentum + gains update (the t-SNE default optimizer).
+
+    Wrap it in ``optax.inject_hyperparams(classic, static_args=("gains_rule",))`` to make
+    ``learning_rate``, ``momentum``, ``min_gain`` and ``max_step_norm`` readable, overwritable
+    and vmappable state; the updates are identical (tested).
 
     Args:
       learning_rate: step size, a number or an Optax schedule of the step count.
@@ -67,6 +97,8 @@ def classic(
       gains_rule: which peer's gains update to reproduce; see :data:`GAINS_RULES`.
       max_step_norm: clip each row of the update to this norm (openTSNE default 5); ``None``
         disables. The clipped update is what momentum carries forward, as in openTSNE.
+      max_grad_norm: clip each row of the incoming gradient first (openTSNE ``max_grad_norm``,
+        default ``None``; its ``transform`` uses 0.25).
 
     Returns:
       An Optax ``GradientTransformation``; its updates are added to the embedding.
@@ -82,7 +114,7 @@ def classic(
 
     def update_fn(updates: Array, state: ClassicState, params: Array | None = None):
         del params
-        grad = updates
+        grad = updates if max_grad_norm is None else _clip_grad_rows(updates, max_grad_norm)
         lr = _value(learning_rate, state.count)
         mu = _value(momentum, state.count)
         if gains_rule == "sklearn":
@@ -101,20 +133,195 @@ def classic(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def clip_row_norm(max_norm: float) -> optax.GradientTransformation:
-    """Clip each row of the incoming gradient to ``max_norm`` (openTSNE ``max_grad_norm``).
+def _clip_grad_rows(x: Array, max_norm: float) -> Array:
+    # openTSNE scales by max_norm / (norm + 1e-6) where that is below 1.
+    coeff = max_norm / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-6)
+    return jnp.where(coeff < 1, x * coeff, x)
 
-    openTSNE scales by ``max_norm / (norm + 1e-6)`` where that is below 1; so does this.
-    """
 
+def _stateless(fn: Callable[[Array], Array]) -> optax.GradientTransformation:
     def init_fn(params):
         del params
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
         del params
-        norms = jnp.linalg.norm(updates, axis=-1, keepdims=True)
-        coeff = max_norm / (norms + 1e-6)
-        return jnp.where(coeff < 1, updates * coeff, updates), state
+        return fn(updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def clip_row_norm(max_norm: float) -> optax.GradientTransformation:
+    """Clip each row of the incoming gradient to ``max_norm`` (openTSNE ``max_grad_norm``).
+
+    Put it first in an ``optax.chain``; openTSNE's ``max_norm / (norm + 1e-6)`` scaling.
+    """
+    return _stateless(lambda g: _clip_grad_rows(g, max_norm))
+
+
+def clip_step_norm(max_norm: float) -> optax.GradientTransformation:
+    """Clip each row of the outgoing update to ``max_norm`` (``max_step_norm`` for any optimizer).
+
+    Put it last in an ``optax.chain``. Unlike :func:`classic`'s own ``max_step_norm`` the
+    inner optimizer's momentum does not see the clipping.
+    """
+    return _stateless(lambda u: clip_rows(u, max_norm))
+
+
+class ExaggerationState(NamedTuple):
+    """State of :func:`exaggerate`."""
+
+    count: Array  # shape=(), int32: updates applied so far
+    exaggeration: Array  # shape=(): the factor the *next* gradient evaluation uses
+
+
+def exaggerate(exaggeration: ScalarOrSchedule = 1.0) -> optax.GradientTransformation:
+    """Carry the exaggeration factor in the optimizer state (identity on the updates).
+
+    Put it in a chain with any optimizer, ``optax.chain(exaggerate(schedule), classic(...))``;
+    :func:`tsnejax.run.build_step` reads the factor from the state before each gradient
+    evaluation, so it may be overwritten between calls (:func:`set_hyperparams`), differ per
+    vmapped trial, or follow a schedule of the step count. A number stays as set; a schedule
+    is re-evaluated after every update, as ``optax.inject_hyperparams`` does.
+    """
+
+    def init_fn(params: Array) -> ExaggerationState:
+        dtype = jnp.result_type(params)
+        value = exaggeration(0) if callable(exaggeration) else exaggeration
+        return ExaggerationState(jnp.zeros((), jnp.int32), jnp.asarray(value, dtype))
+
+    def update_fn(updates, state: ExaggerationState, params=None):
+        del params
+        count = state.count + 1
+        if callable(exaggeration):
+            value = jnp.asarray(exaggeration(count), state.exaggeration.dtype)
+        else:
+            value = state.exaggeration
+        return updates, ExaggerationState(count, value)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _is_ex(x: Any) -> bool:
+    return isinstance(x, ExaggerationState)
+
+
+_INJECTED = (optax.InjectHyperparamsState, optax.schedules.InjectStatefulHyperparamsState)
+
+
+def _is_injected(x: Any) -> bool:
+    return isinstance(x, _INJECTED)
+
+
+def find_exaggeration(opt_state: optax.OptState) -> Array | None:
+    """The factor carried by an :func:`exaggerate` in ``opt_state``, or ``None``."""
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_ex) if _is_ex(x)]
+    return found[0].exaggeration if found else None
+
+
+def get_hyperparams(opt_state: optax.OptState) -> dict[str, Array]:
+    """Every injected hyperparameter in ``opt_state`` plus the carried ``exaggeration``.
+
+    Injected values are those of the last update (a schedule's value at the last step);
+    ``exaggeration`` is the factor the next step will use.
+    """
+    out: dict[str, Array] = {}
+    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: _is_ex(x) or _is_injected(x)):
+        if _is_injected(x):
+            out.update(x.hyperparams)
+        elif _is_ex(x):
+            out["exaggeration"] = x.exaggeration
+    return out
+
+
+def set_hyperparams(opt_state: optax.OptState, **values: Any) -> optax.OptState:
+    """Return ``opt_state`` with injected hyperparameters (and ``exaggeration``) replaced.
+
+    Values are cast to the stored dtype and shape-checked so that the compiled step is reused.
+    A hyperparameter given as a schedule is recomputed at the next update, overriding the set
+    value; set numbers. Raises ``ValueError`` for a name that is not in the state.
+    """
+    known = get_hyperparams(opt_state)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(
+            f"set_hyperparams: {unknown} not in the optimizer state; it holds {sorted(known)}. "
+            "Wrap the optimizer with optax.inject_hyperparams (and exaggerate) to expose them."
+        )
+
+    def cast(old: Array, new: Any) -> Array:
+        new = jnp.asarray(new, jnp.result_type(old))
+        if new.shape != jnp.shape(old):
+            raise ValueError(f"set_hyperparams: shape {new.shape} != stored {jnp.shape(old)}.")
+        return new
+
+    def replace(x: Any) -> Any:
+        if _is_injected(x):
+            hp = {k: cast(v, values[k]) if k in values else v for k, v in x.hyperparams.items()}
+            return x._replace(hyperparams=hp)
+        if _is_ex(x) and "exaggeration" in values:
+            return x._replace(exaggeration=cast(x.exaggeration, values["exaggeration"]))
+        return x
+
+    return jax.tree.map(replace, opt_state, is_leaf=lambda x: _is_ex(x) or _is_injected(x))
+
+
+def _sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.8, nesterov: bool = False):
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+#: Optimizers by name, with the static (non-injected) arguments of each. Every entry is tested
+#: by tests/test_optim_registry.py (lowers KL on digits, keeps dtype, jit, vmap, no recompile).
+OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], tuple[str, ...]]] = {
+    "classic": (classic, ("gains_rule",)),
+    "sgd": (_sgd, ("nesterov",)),
+    "adam": (optax.adam, ()),
+    "nadam": (optax.nadam, ()),
+    "rmsprop": (optax.rmsprop, ("centered", "nesterov")),
+    "adabelief": (optax.adabelief, ()),
+    "lion": (optax.lion, ()),
+}
+#: Optimizers whose step does not scale with the gradient: their learning rate is a length in
+#: embedding units per step, so the N-dependent ``"auto"`` rules do not apply to them.
+ADAPTIVE = frozenset({"adam", "nadam", "rmsprop", "adabelief", "lion"})
+
+
+def make_optimizer(name: str, **kwargs: Any) -> optax.GradientTransformation:
+    """A registry optimizer with its numeric arguments injected (readable, settable, vmappable).
+
+    ``make_optimizer("adam", learning_rate=1.0)`` is
+    ``optax.inject_hyperparams(optax.adam)(learning_rate=1.0)``. Unknown names or arguments
+    raise ``ValueError`` listing the valid ones.
+    """
+    check_option("optimizer", name, OPTIMIZERS)
+    factory, static = OPTIMIZERS[name]
+    params = inspect.signature(factory).parameters
+    bad = sorted(set(kwargs) - set(params))
+    if bad:
+        raise ValueError(f"optimizer {name!r} has no argument {bad}; valid: {sorted(params)}.")
+    if "learning_rate" not in kwargs and params["learning_rate"].default is inspect.Parameter.empty:
+        raise ValueError(f"optimizer {name!r} needs learning_rate=...")
+    return optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+
+
+def parse_optimizer_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"adam:learning_rate=2,b1=0.8"`` -> ``("adam", {"learning_rate": 2.0, "b1": 0.8})``.
+
+    Values are JSON (numbers, ``true``/``false``, quoted strings). For command lines and
+    config files; raises ``ValueError`` on a malformed item or an unknown name.
+    """
+    name, _, rest = spec.partition(":")
+    check_option("optimizer", name, OPTIMIZERS)
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError
+            kwargs[key.strip()] = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                f"optimizer spec {spec!r}: {item!r} is not key=value with a JSON value "
+                "(e.g. adam:learning_rate=2,b1=0.8)."
+            ) from None
+    return name, kwargs

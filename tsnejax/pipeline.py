@@ -10,6 +10,7 @@ learning rate N / exaggeration, momentum 0.8, gains ``0.8 g + 0.01``, steps clip
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -32,11 +33,37 @@ from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import Affinities, perplexity_affinities, precomputed_affinities
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.knn import KNNGraph, default_k, nearest_neighbors, precomputed_knn
-from tsnejax.optim import classic
-from tsnejax.run import DivergenceError, TSNEState, build_step, init_state, optimize
-from tsnejax.schedules import auto_learning_rate, exaggeration_schedule, momentum_schedule
+from tsnejax.optim import (
+    ADAPTIVE,
+    GAINS_RULES,
+    OPTIMIZERS,
+    clip_row_norm,
+    clip_step_norm,
+    exaggerate,
+    get_hyperparams,
+    make_optimizer,
+    set_hyperparams,
+)
+from tsnejax.presets import preset_fields
+from tsnejax.run import DivergenceError, Stepper, TSNEState, build_step, init_state, optimize
+from tsnejax.schedules import (
+    EXAGGERATION_DECAYS,
+    LR_RULES,
+    auto_learning_rate,
+    exaggeration_schedule,
+    momentum_schedule,
+)
 
-__all__ = ["TSNEConfig", "TSNEResult", "fit", "make_backend", "resolve_method", "GRADIENT_METHODS"]
+__all__ = [
+    "TSNEConfig",
+    "TSNEResult",
+    "fit",
+    "build_optimizer",
+    "make_backend",
+    "resolve_method",
+    "GRADIENT_METHODS",
+    "ADAPTIVE_AUTO_LEARNING_RATE",
+]
 
 GRADIENT_METHODS = ("auto", "exact", "interpolation", "splat")
 #: ``negative_gradient_method="auto"`` uses the exact gradient up to this many points and
@@ -46,6 +73,7 @@ GRADIENT_METHODS = ("auto", "exact", "interpolation", "splat")
 #: late phase is too large for a CPU (docs/gradients.md), so exact is kept up to 20k.
 AUTO_EXACT_MAX_POINTS = {1: 3500, 2: 5000, 3: 20000}
 NEIGHBOR_METHODS = ("auto", "exact", "pynndescent")
+STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "random")
 
 
@@ -60,8 +88,13 @@ class TSNEConfig:
     n_iter: int = 500
     exaggeration: float = 1.0
     learning_rate: float | Literal["auto"] = "auto"
+    learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = "opentsne"
     initial_momentum: float = 0.8
     final_momentum: float = 0.8
+    momentum_switch_iter: int | None = None  # None: at the end of early exaggeration
+    gains_rule: Literal["opentsne", "fitsne", "sklearn"] = "opentsne"
+    exaggeration_decay: Literal["step", "linear", "exponential"] = "step"
+    exaggeration_decay_iter: int = 150
     dof: float = 1.0
     initialization: Literal["pca", "random"] = "pca"
     negative_gradient_method: Literal["auto", "exact", "interpolation", "splat"] = "auto"
@@ -71,9 +104,27 @@ class TSNEConfig:
     max_boxes: int | None = None  # None: 1000 in 1-D/2-D, 64 in 3-D
     pixels_per_unit: float = 4.0  # splat resolution
     neighbors: Literal["auto", "exact", "pynndescent"] = "auto"
+    n_neighbors: int | Literal["3p", "3p+1"] = "3p"  # k, or a rule in the perplexity
     max_step_norm: float | None = 5.0
+    max_grad_norm: float | None = None
     min_gain: float = 0.01
+    gradient_scale: float = 1.0  # 4: scikit-learn's (true) gradient
+    recenter: bool = True
+    optimizer: str = "classic"  # a name in tsnejax.optim.OPTIMIZERS
+    optimizer_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (("b1", 0.9),)
+    stopping: Literal["fixed", "optsne"] = "fixed"
+    optsne_tol: float = 1e-4  # opt-SNE: stop when KL falls < 0.01 % per iteration
     chunk_size: int = 50
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> TSNEConfig:
+        """A config with a peer's conventions (:mod:`tsnejax.presets`), then ``overrides``."""
+        fields = preset_fields(preset)
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{unknown} are not TSNEConfig fields.")
+        fields.update(overrides)
+        return cls(**fields).validate()
 
     def validate(self) -> TSNEConfig:
         """Raise ``ValueError`` naming the first bad field; returns self."""
@@ -91,6 +142,22 @@ class TSNEConfig:
             if isinstance(self.learning_rate, str):
                 check_option("learning_rate", self.learning_rate, ("auto",))
             check_positive("learning_rate", self.learning_rate)
+        check_option("learning_rate_rule", self.learning_rate_rule, LR_RULES)
+        check_option("gains_rule", self.gains_rule, GAINS_RULES)
+        check_option("exaggeration_decay", self.exaggeration_decay, EXAGGERATION_DECAYS)
+        check_int("exaggeration_decay_iter", self.exaggeration_decay_iter, minimum=0)
+        if self.momentum_switch_iter is not None:
+            check_int("momentum_switch_iter", self.momentum_switch_iter, minimum=0)
+        if isinstance(self.n_neighbors, str):
+            check_option("n_neighbors", self.n_neighbors, ("3p", "3p+1"))
+        else:
+            check_int("n_neighbors", self.n_neighbors, minimum=1)
+        if self.max_grad_norm is not None:
+            check_positive("max_grad_norm", self.max_grad_norm)
+        check_positive("gradient_scale", self.gradient_scale)
+        check_option("optimizer", self.optimizer, OPTIMIZERS)
+        check_option("stopping", self.stopping, STOPPING_RULES)
+        check_positive("optsne_tol", self.optsne_tol)
         check_positive("initial_momentum", self.initial_momentum, allow_zero=True)
         check_positive("final_momentum", self.final_momentum, allow_zero=True)
         check_positive("dof", self.dof)
@@ -127,6 +194,8 @@ class TSNEResult(NamedTuple):
     timings: dict[str, float]  # seconds per stage, compile time apart
     grids: list  # grid structures used (``None`` for the exact method)
     n_compiles: int  # chunk programs compiled during the optimisation
+    stepper: Stepper  # the compiled-once step; resume with optimize(stepper, state, P, n)
+    early_exaggeration_iter: int  # where the main phase began (differs under opt-SNE)
 
 
 def _resolve_neighbors(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey) -> KNNGraph:
@@ -137,6 +206,14 @@ def _resolve_neighbors(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKe
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")
     return nearest_neighbors(X, k, method=neighbors, key=key)
+
+
+def _n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
+    if config.n_neighbors == "3p":
+        return default_k(n, perplexity)
+    if config.n_neighbors == "3p+1":  # scikit-learn's rule
+        return int(min(n - 1, int(3 * perplexity + 1)))
+    return int(min(n - 1, config.n_neighbors))
 
 
 def resolve_method(method: str, n: int, n_components: int) -> str:
@@ -201,7 +278,7 @@ def fit(
         n = Xv.shape[0] if Xv is not None else np.shape(neighbors[0])[0]
         perps = check_perplexity(config.perplexity, n)
         knn_spec = neighbors if neighbors is not None else config.neighbors
-        knn = _resolve_neighbors(Xv, knn_spec, default_k(n, max(perps)), k_knn)
+        knn = _resolve_neighbors(Xv, knn_spec, _n_neighbors(config, n, max(perps)), k_knn)
         jax.block_until_ready(knn)
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -221,44 +298,38 @@ def fit(
     jax.block_until_ready(Y0)
     timings["init"] = time.perf_counter() - t0
 
-    ex = exaggeration_schedule(
-        config.early_exaggeration, config.early_exaggeration_iter, config.exaggeration
-    )
-    if optimizer is None:
-        lr = (
-            auto_learning_rate(n, ex)
-            if config.learning_rate == "auto"
-            else float(config.learning_rate)
-        )
-        momentum = momentum_schedule(
-            config.initial_momentum, config.final_momentum, config.early_exaggeration_iter
-        )
-        optimizer = classic(
-            lr, momentum, min_gain=config.min_gain, max_step_norm=config.max_step_norm
-        )
-    else:
-        lr = None
+    optimizer, lr_of, ex_of = build_optimizer(config, n, optimizer)
     backend = make_backend(config, n)
-    step = build_step(backend, optimizer, ex)
+    step = build_step(
+        backend, optimizer, gradient_scale=config.gradient_scale, recenter=config.recenter
+    )
     state = init_state(Y0, optimizer)
 
     def describe(it: int) -> str:
         phase = "early exaggeration" if it <= config.early_exaggeration_iter else "main phase"
-        rate = "optimizer's own" if lr is None else f"{float(lr(it - 1) if callable(lr) else lr):g}"
-        return f"{phase}, exaggeration={float(ex(it - 1)):g}, learning_rate={rate}"
+        rate = lr_of(it - 1)
+        rate = "optimizer's own" if rate is None else f"{rate:g}"
+        return f"{phase}, exaggeration={ex_of(it - 1):g}, learning_rate={rate}"
 
-    result = optimize(
+    run = functools.partial(
+        optimize,
         step,
-        state,
-        P,
-        config.total_iter,
+        P=P,
         dof=config.dof,
-        chunk_size=config.chunk_size,
-        callbacks=callbacks,
         callbacks_every=callbacks_every,
         verbose=verbose,
         describe=describe,
     )
+    if config.stopping == "fixed":
+        result = run(
+            state=state,
+            n_iter=config.total_iter,
+            chunk_size=config.chunk_size,
+            callbacks=callbacks,
+        )
+        early_iter = config.early_exaggeration_iter
+    else:
+        result, early_iter = _optsne(run, state, config, n, lr_of, callbacks)
     timings["compile"] = result.compile_seconds
     timings["optimize"] = result.run_seconds
     Y = result.state.embedding
@@ -279,7 +350,174 @@ def fit(
         timings,
         result.grids,
         result.n_compiles,
+        step,
+        early_iter,
     )
+
+
+#: ``learning_rate="auto"`` for the adaptive optimizers (:data:`tsnejax.optim.ADAPTIVE`), in
+#: embedding units per step: the best of {0.03, 0.1, 0.3, 1, 3, 10} by final KL on MNIST-10k
+#: with the default schedule (experiments/optimizer_ablation.py; docs/optimizers.md).
+ADAPTIVE_AUTO_LEARNING_RATE = {
+    "adam": 3.0,
+    "nadam": 3.0,
+    "adabelief": 3.0,
+    "rmsprop": 3.0,
+    "lion": 0.1,
+}
+
+
+def build_optimizer(
+    config: TSNEConfig, n: int, optimizer: optax.GradientTransformation | None = None
+) -> tuple[optax.GradientTransformation, Any, Any]:
+    """The Optax transformation ``config`` describes for ``n`` points.
+
+    Returns ``(transformation, lr_of, ex_of)``: the transformation is
+    ``optax.chain(exaggerate(schedule), inner)`` with ``inner`` the given ``optimizer`` or the
+    registry optimizer ``config.optimizer`` wrapped in ``optax.inject_hyperparams``;
+    ``lr_of(step)`` / ``ex_of(step)`` give the learning rate (``None`` for a given optimizer)
+    and exaggeration at a step, for messages. Under ``stopping="optsne"`` every value is a
+    constant of the early phase, which :func:`fit` overwrites at the phase switch.
+    """
+    optsne = config.stopping == "optsne"
+    if optsne and config.exaggeration_decay != "step":
+        raise ValueError(
+            "exaggeration_decay must be 'step' with stopping='optsne' (opt-SNE decides when "
+            "early exaggeration ends)."
+        )
+    ex_schedule = exaggeration_schedule(
+        config.early_exaggeration,
+        config.early_exaggeration_iter,
+        config.exaggeration,
+        decay=config.exaggeration_decay,
+        decay_iter=config.exaggeration_decay_iter,
+    )
+
+    def ex_of(step: int) -> float:
+        return float(ex_schedule(max(step, 0)))
+
+    ex = config.early_exaggeration if optsne else ex_schedule
+    if optimizer is not None:
+        return optax.chain(exaggerate(ex), optimizer), lambda step: None, ex_of
+
+    name, kwargs = config.optimizer, dict(config.optimizer_kwargs)
+    if config.learning_rate != "auto":
+        lr_schedule = optax.constant_schedule(float(config.learning_rate))
+    elif name in ADAPTIVE:
+        lr_schedule = optax.constant_schedule(ADAPTIVE_AUTO_LEARNING_RATE[name])
+    else:
+        lr_schedule = auto_learning_rate(
+            n,
+            ex_schedule,
+            rule=config.learning_rate_rule,
+            early_exaggeration=config.early_exaggeration,
+        )
+
+    def lr_of(step: int) -> float:
+        return float(lr_schedule(max(step, 0)))
+
+    switch = config.momentum_switch_iter
+    switch = config.early_exaggeration_iter if switch is None else switch
+    # Numbers, not constant schedules, where the value does not change, so that
+    # set_hyperparams can overwrite them (a schedule is re-evaluated at every update).
+    phase_dependent = lr_of(0) != lr_of(config.total_iter)
+    lr = lr_schedule if phase_dependent and not optsne else lr_of(0)
+    if optsne or config.initial_momentum == config.final_momentum:
+        momentum = config.initial_momentum
+    else:
+        momentum = momentum_schedule(config.initial_momentum, config.final_momentum, switch)
+    if name == "classic":
+        kwargs = {
+            "momentum": momentum,
+            "min_gain": config.min_gain,
+            "gains_rule": config.gains_rule,
+            "max_step_norm": config.max_step_norm,
+            "max_grad_norm": config.max_grad_norm,
+            **kwargs,
+        }
+        return (
+            optax.chain(exaggerate(ex), make_optimizer(name, learning_rate=lr, **kwargs)),
+            lr_of,
+            ex_of,
+        )
+    if name == "sgd":
+        kwargs.setdefault("momentum", momentum)
+    inner = [make_optimizer(name, learning_rate=lr, **kwargs)]
+    if config.max_grad_norm is not None:
+        inner.insert(0, clip_row_norm(config.max_grad_norm))
+    if config.max_step_norm is not None:
+        inner.append(clip_step_norm(config.max_step_norm))
+    return optax.chain(exaggerate(ex), *inner), lr_of, ex_of
+
+
+class _OptSNEStop:
+    """opt-SNE rules (Belkina et al. 2019) on the KL reported every few iterations.
+
+    The relative KL decrease per iteration, ``(KL_prev - KL) / KL_prev / iterations``, is
+    measured between reports. ``"early"``: end early exaggeration once it has fallen below its
+    previous value ``patience`` times (its peak has passed; the opt-SNE code also waits for the
+    third decrease, since the rate is noisy). ``"main"``: stop once it is below ``tol``.
+    """
+
+    def __init__(self, phase: str, tol: float, patience: int = 3):
+        self.phase, self.tol, self.patience = phase, tol, patience
+        self.last: tuple[int, float] | None = None
+        self.rate = -np.inf
+        self.decreases = 0
+        self.stopped_at: int | None = None
+
+    def __call__(self, iteration: int, kl: float, Y: Any) -> bool:
+        del Y
+        last, self.last = self.last, (iteration, kl)
+        if last is None:
+            return False
+        rate = (last[1] - kl) / abs(last[1]) / max(iteration - last[0], 1)
+        previous, self.rate = self.rate, rate
+        if self.phase == "early":
+            self.decreases += rate < previous
+            stop = self.decreases >= self.patience
+        else:
+            stop = rate < self.tol
+        if stop:
+            self.stopped_at = iteration
+        return stop
+
+
+def _optsne(run, state, config: TSNEConfig, n: int, lr_of, callbacks) -> Any:
+    """Early exaggeration until opt-SNE ends it, then the main phase until KL stalls.
+
+    ``early_exaggeration_iter`` and ``n_iter`` are the most iterations of each phase.
+    """
+    every = min(config.chunk_size, 10)
+    early = _OptSNEStop("early", config.optsne_tol)
+    first = run(
+        state=state,
+        n_iter=config.early_exaggeration_iter,
+        chunk_size=every,
+        callbacks=[early, *callbacks],
+    )
+    if first.stopped_early and early.stopped_at is None:  # a user callback asked to stop
+        return first, int(first.state.iteration)
+    early_iter = int(first.state.iteration)
+    values = {"exaggeration": config.exaggeration}
+    if config.learning_rate == "auto" and config.optimizer not in ADAPTIVE:
+        # The phase-dependent rule evaluated after early exaggeration.
+        values["learning_rate"] = lr_of(config.early_exaggeration_iter)
+    hyper = get_hyperparams(first.state.opt_state)
+    if "momentum" in hyper:
+        values["momentum"] = config.final_momentum
+    values = {k: v for k, v in values.items() if k in hyper}
+    state = first.state._replace(opt_state=set_hyperparams(first.state.opt_state, **values))
+    main = _OptSNEStop("main", config.optsne_tol)
+    second = run(state=state, n_iter=config.n_iter, chunk_size=every, callbacks=[main, *callbacks])
+    return second._replace(
+        kl_history=first.kl_history + second.kl_history,
+        grad_norms=np.concatenate([first.grad_norms, second.grad_norms]),
+        compile_seconds=first.compile_seconds + second.compile_seconds,
+        run_seconds=first.run_seconds + second.run_seconds,
+        n_compiles=first.n_compiles + second.n_compiles,
+        grids=first.grids + [g for g in second.grids if g not in first.grids],
+    ), early_iter
 
 
 def _initial_embedding(

@@ -22,6 +22,7 @@ import optax
 
 from tsnejax._types import Array, Scalar, ScalarOrSchedule
 from tsnejax.gradients import Backend, get_backend
+from tsnejax.optim import find_exaggeration
 
 __all__ = [
     "TSNEState",
@@ -108,7 +109,9 @@ def build_step(
     Args:
       backend: a :class:`tsnejax.gradients.Backend` or a registry name (``"exact"``,
         ``"interpolation"``, ``"splat"``) with default parameters.
-      optimizer: any Optax transformation; updates are added to the embedding.
+      optimizer: any Optax transformation; updates are added to the embedding. If its state
+        holds a :func:`tsnejax.optim.exaggerate` factor, that factor is used (and
+        ``exaggeration`` ignored), so it can be overwritten or vmapped like a hyperparameter.
       exaggeration: factor on the attractive term, number or schedule of the iteration.
       gradient_scale: multiplies the gradient before the optimizer (4 reproduces
         scikit-learn's convention, 1 openTSNE/FIt-SNE).
@@ -118,7 +121,9 @@ def build_step(
         backend = get_backend(backend)
 
     def step(state: TSNEState, P: Any, dof: Scalar, grid: Hashable) -> tuple[TSNEState, StepInfo]:
-        ex = exaggeration(state.iteration) if callable(exaggeration) else exaggeration
+        ex = find_exaggeration(state.opt_state)
+        if ex is None:
+            ex = exaggeration(state.iteration) if callable(exaggeration) else exaggeration
         grad, _ = backend.gradient(state.embedding, P, dof, ex, grid)
         grad = gradient_scale * grad
         updates, opt_state = optimizer.update(grad, state.opt_state, state.embedding)

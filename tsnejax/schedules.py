@@ -21,9 +21,11 @@ __all__ = [
     "momentum_schedule",
     "auto_learning_rate",
     "LR_RULES",
+    "EXAGGERATION_DECAYS",
 ]
 
-LR_RULES = ("opentsne", "fitsne", "sklearn")
+LR_RULES = ("opentsne", "fitsne", "sklearn", "cuml")
+EXAGGERATION_DECAYS = ("step", "linear", "exponential")
 
 
 def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:
@@ -36,10 +38,31 @@ def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:
 
 
 def exaggeration_schedule(
-    early: float = 12.0, early_iter: int = 250, late: float = 1.0
+    early: float = 12.0,
+    early_iter: int = 250,
+    late: float = 1.0,
+    *,
+    decay: Literal["step", "linear", "exponential"] = "step",
+    decay_iter: int = 150,
 ) -> optax.Schedule:
-    """Early exaggeration for ``early_iter`` steps, then ``late`` (1 = plain t-SNE)."""
-    return two_phase(early, late, early_iter)
+    """Early exaggeration for ``early_iter`` steps, then ``late`` (1 = plain t-SNE).
+
+    ``decay="step"`` switches at once (openTSNE, FIt-SNE, scikit-learn). ``"linear"`` goes from
+    ``early`` to ``late`` over the next ``decay_iter`` steps (GPGPU-SNE / tfjs-tsne / HDILib:
+    exaggeration 4 for 250 steps, then 150 steps of decay). ``"exponential"`` decays
+    geometrically, ``early * (late / early) ** (t / decay_iter)``, over the same steps.
+    """
+    check_option("decay", decay, EXAGGERATION_DECAYS)
+    if decay == "step" or decay_iter <= 0:
+        return two_phase(early, late, early_iter)
+
+    def schedule(step: Array) -> Array:
+        frac = jnp.clip((jnp.asarray(step) - early_iter) / decay_iter, 0.0, 1.0)
+        if decay == "linear":
+            return early + (late - early) * frac
+        return early * (late / early) ** frac
+
+    return schedule
 
 
 def momentum_schedule(initial: float = 0.8, final: float = 0.8, switch_iter: int = 250):
@@ -61,6 +84,7 @@ def auto_learning_rate(
     - ``"fitsne"``: ``max(200, n / early_exaggeration)`` throughout.
     - ``"sklearn"``: ``max(n / early_exaggeration / 4, 50)`` throughout (scikit-learn keeps the
       factor 4 in its gradient, so this equals ``n / early_exaggeration`` elsewhere).
+    - ``"cuml"``: ``max(n / 3, 1)`` throughout (cuML's ``learning_rate_method="adaptive"``).
     """
     check_option("learning_rate rule", rule, LR_RULES)
     if rule == "opentsne":
@@ -69,6 +93,8 @@ def auto_learning_rate(
             return n / jnp.asarray(exaggeration(step))
 
         return schedule
+    if rule == "cuml":
+        return optax.constant_schedule(max(n / 3.0, 1.0))
     if rule == "fitsne":
         return optax.constant_schedule(max(200.0, n / early_exaggeration))
     return optax.constant_schedule(max(n / early_exaggeration / 4.0, 50.0))

@@ -1,0 +1,26 @@
+"""Smoke runs of the experiment scripts (tiny settings; the full runs write docs/results)."""
+
+import csv
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_optimizer_ablation_smoke(tmp_path):
+    ablation = _load("optimizer_ablation")
+    args = ["--smoke", "--out", str(tmp_path), "--optimizer", "classic", "adam:learning_rate=2"]
+    assert ablation.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [r["optimizer"] for r in rows] == ["classic", "adam:learning_rate=2"]
+    assert all(float(r["kl_exact"]) < 2.0 and float(r["knn_accuracy"]) > 0.9 for r in rows)
+    curves = list(csv.DictReader(open(tmp_path / "kl_curves.csv")))
+    assert len(curves) == 2 * 10  # KL every 10 of 100 iterations, per optimizer
+    assert (tmp_path / "optimizer_ablation.png").stat().st_size > 10_000

@@ -95,3 +95,43 @@ def test_corrupt_and_unwritable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["embed", "--out", str(blocker / "sub")]) == 1
+
+
+def test_metrics_verb_and_embed_quality(tmp_path, digits):
+    X, y = digits[0][:400], digits[1][:400]
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "emb"
+    assert main(["embed", "--input", str(tmp_path / "d.npz"), "--out", str(out), *FAST]) == 0
+    q = json.loads((out / "metrics.json").read_text())["quality"]
+    assert len(q["nn_precision"]) == 30 and 0 < q["trustworthiness_5"] <= 1
+    assert (out / "precision_recall.png").stat().st_size > 10_000
+    mout = tmp_path / "m"
+    args = [
+        "metrics",
+        "--input",
+        str(tmp_path / "d.npz"),
+        "--embedding",
+        str(out / "embedding.npy"),
+    ]
+    assert main([*args, "--out", str(mout), "--n-queries", "100"]) == 0
+    m = json.loads((mout / "metrics.json").read_text())
+    assert m["n_queries"] == 100 and m["knn_accuracy_10"] > 0.8
+    assert (mout / "precision_recall.png").stat().st_size > 10_000
+    np.save(tmp_path / "short.npy", np.load(out / "embedding.npy")[:-1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tsnejax.cli",
+            "metrics",
+            "--input",
+            str(tmp_path / "d.npz"),
+            "--embedding",
+            str(tmp_path / "short.npy"),
+            "--out",
+            str(mout),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "same points" in proc.stderr and proc.stderr.count("\n") == 1

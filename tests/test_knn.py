@@ -105,3 +105,25 @@ def test_pynndescent_backend_close_to_exact(digits, key):
         ]
     )
     assert recall > 0.95
+
+
+def test_band_search_for_embeddings_is_exact():
+    """Low-dimensional inputs above BAND_MIN_POINTS take the sorted-band path; its windows
+    are certified or redone by brute force, so it equals an exact float64 search."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from tsnejax import knn
+
+    rng = np.random.default_rng(0)
+    n = knn.BAND_MIN_POINTS + 3000
+    centres = rng.normal(size=(12, 2)) * 40
+    Y = centres[rng.integers(0, 12, n)] + rng.normal(size=(n, 2)) * 3
+    Y[:50] = rng.uniform(-300, 300, size=(50, 2))  # isolated points fail the window check
+    Y = Y.astype(np.float32)
+    g = knn.exact_knn(Y, 15)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=15).fit(Y.astype(np.float64)).kneighbors()
+    np.testing.assert_allclose(np.asarray(g.distances), ref_d, rtol=1e-5, atol=1e-4)
+    same = np.mean([set(a) == set(b) for a, b in zip(np.asarray(g.indices), ref_i, strict=True)])
+    assert same > 0.999  # the rest are float32 near-ties
+    sub = knn.exact_knn(Y, 15, rows=np.array([3, 0, 7000]))
+    np.testing.assert_array_equal(np.asarray(sub.indices), np.asarray(g.indices)[[3, 0, 7000]])

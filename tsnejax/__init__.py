@@ -2,7 +2,8 @@
 
 Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.affinity``,
 ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``, ``tsnejax.schedules``,
-``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``).
+``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``, ``tsnejax.presets``,
+``tsnejax.checkpoint``).
 """
 
 from tsnejax._xla_flags import configure_cpu_flags
@@ -10,11 +11,13 @@ from tsnejax._xla_flags import configure_cpu_flags
 configure_cpu_flags()
 
 from tsnejax import affinity as affinity
+from tsnejax import checkpoint as checkpoint
 from tsnejax import gradients as gradients
 from tsnejax import init as init
 from tsnejax import knn as knn
 from tsnejax import metrics as metrics
 from tsnejax import optim as optim
+from tsnejax import presets as presets
 from tsnejax import run as run
 from tsnejax import schedules as schedules
 from tsnejax.affinity import Affinities as Affinities
@@ -46,6 +49,7 @@ __all__ = [
     "TSNEResult",
     "affinity",
     "build_step",
+    "checkpoint",
     "classic",
     "exact_gradient",
     "exact_kl_divergence",
@@ -60,6 +64,7 @@ __all__ = [
     "optimize",
     "perplexity_affinities",
     "precomputed_affinities",
+    "presets",
     "run",
     "schedules",
     "uniform_affinities",

@@ -1,4 +1,4 @@
-"""Command line: ``tsnejax embed``.
+"""Command line: ``tsnejax embed`` and ``tsnejax metrics``.
 
 Errors in the input or options print one line (``tsnejax: error: ...``) and exit with 1.
 """
@@ -61,6 +61,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
     e.add_argument("--verbose", action="store_true", help="progress bar with KL")
+    e.add_argument(
+        "--metrics-queries",
+        type=int,
+        default=5000,
+        help="with labels, NN precision/recall over this many random points (0: skip)",
+    )
+    m = sub.add_parser("metrics", help="score an embedding; writes metrics.json and a PNG")
+    m.add_argument("--input", required=True, help="input features: .npy, .npz (X[, y]) or .csv")
+    m.add_argument("--embedding", required=True, help="embedding: .npy/.npz/.csv, same rows")
+    m.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt)")
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--k-max", type=int, default=30, help="ground-truth neighbours K")
+    m.add_argument("--n-queries", type=int, default=None, help="random subset (default: all)")
+    m.add_argument("--seed", type=int, default=0, help="seed for the subsets")
     return parser
 
 
@@ -86,10 +100,10 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     import jax
 
     from tsnejax.data import load_array, load_dataset, load_labels
-    from tsnejax.metrics import knn_accuracy
+    from tsnejax.metrics import evaluate, knn_accuracy
     from tsnejax.optim import parse_optimizer_spec
     from tsnejax.pipeline import TSNEConfig, fit
-    from tsnejax.plot import plot_embedding
+    from tsnejax.plot import plot_embedding, plot_precision_recall
 
     out = _writable_dir(args.out)
     t0 = time.perf_counter()
@@ -149,6 +163,20 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     }
     if y is not None:
         metrics["knn_accuracy_10"] = knn_accuracy(Y, y, k=min(10, Y.shape[0] - 1))
+        if args.metrics_queries > 0 and Y.shape[0] > 31:
+            quality = evaluate(
+                X,
+                Y,
+                y,
+                n_queries=min(args.metrics_queries, Y.shape[0]),
+                key=jax.random.key(args.seed),
+            )
+            metrics["quality"] = quality
+            plot_precision_recall(
+                {"tsnejax": quality},
+                out / "precision_recall.png",
+                title=f"{source}: NN preservation",
+            )
     buf = _npy_bytes(Y)
     _atomic_write(out / "embedding.npy", buf)
     _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, default=_json).encode())
@@ -157,6 +185,34 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     plot_embedding(Y, y, png_tmp, title=title)
     os.replace(png_tmp, out / "embedding.png")
     return metrics
+
+
+def _metrics(args: argparse.Namespace) -> dict[str, Any]:
+    import jax
+
+    from tsnejax._checks import check_data
+    from tsnejax.data import load_array, load_labels
+    from tsnejax.metrics import evaluate
+    from tsnejax.plot import plot_precision_recall
+
+    out = _writable_dir(args.out)
+    X, y = load_array(args.input)
+    Y, _ = load_array(args.embedding)
+    X = check_data(X, "--input")
+    Y = check_data(Y, "--embedding")
+    if args.labels is not None:
+        y = load_labels(args.labels)
+    result = evaluate(
+        X, Y, y, k_max=args.k_max, n_queries=args.n_queries, key=jax.random.key(args.seed)
+    )
+    result = {"input": str(args.input), "embedding": str(args.embedding), **result}
+    _atomic_write(out / "metrics.json", json.dumps(result, indent=2, default=_json).encode())
+    png_tmp = out / "precision_recall.tmp.png"
+    plot_precision_recall(
+        {Path(args.embedding).stem: result}, png_tmp, title=f"{Path(args.input).name}: N={len(X)}"
+    )
+    os.replace(png_tmp, out / "precision_recall.png")
+    return result
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -187,6 +243,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"wrote {args.out}/embedding.npy, metrics.json, embedding.png "
                 f"(N={m['n_samples']}, KL={m['kl_divergence']:.4f}, "
                 f"{m['timings_seconds']['total']:.1f} s)"
+            )
+        elif args.verb == "metrics":
+            m = _metrics(args)
+            extra = "".join(
+                f", {k}={m[k]:.4f}"
+                for k in ("knn_accuracy_10", "trustworthiness_5", "knn_preservation_10")
+                if k in m
+            )
+            print(
+                f"wrote {args.out}/metrics.json, precision_recall.png (N={m['n_samples']}{extra})"
             )
     except (ValueError, DivergenceError) as err:
         print(f"tsnejax: error: {err}", file=sys.stderr)

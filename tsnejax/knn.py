@@ -58,25 +58,26 @@ def default_k(n: int, perplexity: float) -> int:
     return int(min(n - 1, int(3 * perplexity)))
 
 
-def _block_size(n: int, k: int, d: int, budget: int = 1 << 25) -> int:
+def _block_size(n: int, k: int, d: int, budget: int = 1 << 27) -> int:
     """Rows per block so that ``block * max(n, k * d)`` stays within ``budget`` elements."""
     return int(max(1, min(n, budget // max(n, k * d, 1))))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "block_size"))
-def _exact_knn(X: Array, k: int, block_size: int) -> tuple[Array, Array]:
+def _exact_knn(X: Array, rows: Array, k: int, block_size: int) -> tuple[Array, Array]:
     n, d = X.shape
-    n_blocks = -(-n // block_size)
+    m = rows.shape[0]
+    n_blocks = -(-m // block_size)
+    # Centring first shrinks |x|^2 and so the cancellation in |x|^2 + |y|^2 - 2 x.y.
+    X = X - jnp.mean(X, axis=0)
     sq = jnp.sum(X * X, axis=1)
-    starts = jnp.arange(n_blocks, dtype=jnp.int32) * block_size
+    rows = jnp.pad(rows, (0, n_blocks * block_size - m), mode="edge").reshape(n_blocks, -1)
 
-    def one_block(start: Array) -> tuple[Array, Array]:
-        rows = start + jnp.arange(block_size, dtype=jnp.int32)
-        safe_rows = jnp.minimum(rows, n - 1)
-        Xb = jnp.take(X, safe_rows, axis=0)
-        d2 = sq[safe_rows][:, None] + sq[None, :] - 2.0 * (Xb @ X.T)
+    def one_block(block_rows: Array) -> tuple[Array, Array]:
+        Xb = jnp.take(X, block_rows, axis=0)
+        d2 = sq[block_rows][:, None] + sq[None, :] - 2.0 * (Xb @ X.T)
         # Exclude the point itself explicitly (duplicates may tie with it at distance 0).
-        d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == safe_rows[:, None], jnp.inf, d2)
+        d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == block_rows[:, None], jnp.inf, d2)
         _, idx = jax.lax.top_k(-d2, k)
         # Recompute the chosen distances by direct differences: the matmul form cancels
         # catastrophically for near neighbours of points far from the origin.
@@ -88,33 +89,116 @@ def _exact_knn(X: Array, k: int, block_size: int) -> tuple[Array, Array]:
             jnp.take_along_axis(dist, order, axis=1),
         )
 
-    idx, dist = jax.lax.map(one_block, starts)
-    return idx.reshape(-1, k)[:n], dist.reshape(-1, k)[:n]
+    idx, dist = jax.lax.map(one_block, rows)
+    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
 
 
-def exact_knn(X: ArrayLike, k: int, *, block_size: int | None = None) -> KNNGraph:
+def exact_knn(
+    X: ArrayLike, k: int, *, rows: ArrayLike | None = None, block_size: int | None = None
+) -> KNNGraph:
     """Exact Euclidean kNN by blocked matmul + ``lax.top_k`` on the default device.
+
+    Memory is O(block_size * n); no n x n matrix is formed.
 
     Args:
       X: ``(n, d)`` data.
       k: neighbours per point, ``1 <= k <= n - 1``.
-      block_size: query rows per block (default: memory budget of 2^25 elements per block).
+      rows: optional ``(m,)`` indices of the query points (default: all ``n``); each query's
+        neighbours are searched among all of ``X`` except itself.
+      block_size: query rows per block (default: 2^27 elements, 512 MiB in float32, per block;
+        larger blocks re-read X fewer times: 70k x 784 MNIST took 94 s at 479 rows per block,
+        52 s at 2048).
 
     Returns:
-      :class:`KNNGraph` with ``(n, k)`` indices and distances.
+      :class:`KNNGraph` with ``(m, k)`` indices into ``X`` and distances, nearest first.
     """
     X = jnp.asarray(X, dtype=float_dtype())
     n, d = X.shape
     k = check_int("k", k, minimum=1)
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
+    if rows is None:
+        rows = jnp.arange(n, dtype=jnp.int32)
+    else:
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError("rows must be a non-empty 1-D array of integer row indices.")
+        if rows.min() < 0 or rows.max() >= n:
+            raise ValueError(f"rows must index the {n} rows of X (0 .. {n - 1}).")
+        rows = jnp.asarray(rows, jnp.int32)
     bs = (
         _block_size(n, k, d)
         if block_size is None
         else check_int("block_size", block_size, minimum=1)
     )
-    idx, dist = _exact_knn(X, k, min(bs, n))
+    if d <= BAND_MAX_DIM and n >= BAND_MIN_POINTS and k < BAND_WINDOW // 4:
+        idx, dist = _band_knn(X, k, bs)
+        if rows.shape[0] < n:
+            idx, dist = jnp.take(idx, rows, axis=0), jnp.take(dist, rows, axis=0)
+        return KNNGraph(idx, dist)
+    idx, dist = _exact_knn(X, rows, k, min(bs, rows.shape[0]))
     return KNNGraph(idx, dist)
+
+
+#: Low-dimensional data (embeddings) of at least this many points use the sorted-band search.
+BAND_MAX_DIM = 3
+BAND_MIN_POINTS = 16384
+BAND_WINDOW = 2048
+_BAND_BLOCK = 512
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _band_search(Xs: Array, k: int) -> tuple[Array, Array, Array]:
+    """kNN of every point among a window of its neighbours in x-sorted order, and whether the
+    window provably holds all points within the k-th distance (a certificate of exactness)."""
+    n, d = Xs.shape
+    b, slab = _BAND_BLOCK, _BAND_BLOCK + BAND_WINDOW
+    n_blocks = -(-n // b)
+    x = Xs[:, 0]
+
+    def one_block(j: Array) -> tuple[Array, Array, Array]:
+        q = jnp.minimum(j * b + jnp.arange(b, dtype=jnp.int32), n - 1)
+        start = jnp.clip(j * b - BAND_WINDOW // 2, 0, n - slab)
+        cand = jax.lax.dynamic_slice_in_dim(Xs, start, slab)
+        Q = jnp.take(Xs, q, axis=0)
+        diff = Q[:, None, :] - cand[None, :, :]
+        d2 = jnp.sum(diff * diff, axis=-1)
+        d2 = jnp.where((start + jnp.arange(slab))[None, :] == q[:, None], jnp.inf, d2)
+        neg, idx = jax.lax.top_k(-d2, k)
+        dist = jnp.sqrt(-neg)
+        r = dist[:, -1]
+        xq = jnp.take(x, q)
+        left = (start == 0) | (jnp.take(x, jnp.maximum(start - 1, 0)) < xq - r)
+        right = (start + slab >= n) | (jnp.take(x, jnp.minimum(start + slab, n - 1)) > xq + r)
+        return (start + idx).astype(jnp.int32), dist, left & right
+
+    idx, dist, ok = jax.lax.map(one_block, jnp.arange(n_blocks, dtype=jnp.int32))
+    return idx.reshape(-1, k)[:n], dist.reshape(-1, k)[:n], ok.reshape(-1)[:n]
+
+
+def _band_knn(X: Array, k: int, block_size: int) -> tuple[Array, Array]:
+    """Exact kNN for low-dimensional ``X``: sort by the first coordinate, search a window of
+    ``BAND_WINDOW`` sorted neighbours per point, and redo by the blocked brute-force search
+    the points whose window is not certified to contain their whole k-neighbourhood.
+
+    A t-SNE embedding of 70k points: 17 s by brute force, about 1 s this way."""
+    n = X.shape[0]
+    order = jnp.argsort(X[:, 0], stable=True)
+    idx_s, dist_s, ok_s = _band_search(jnp.take(X, order, axis=0), k)
+    inverse = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    idx = jnp.take(order, jnp.take(idx_s, inverse, axis=0)).astype(jnp.int32)
+    dist = jnp.take(dist_s, inverse, axis=0)
+    bad = np.flatnonzero(~np.asarray(jnp.take(ok_s, inverse)))
+    if bad.size:
+        # Pad to a power of two so that repeated calls reuse a handful of compiled shapes.
+        m = 1 << int(np.ceil(np.log2(bad.size)))
+        rows = np.concatenate([bad, np.full(m - bad.size, bad[0])])
+        fix_idx, fix_dist = _exact_knn(X, jnp.asarray(rows, jnp.int32), k, min(block_size, m))
+        idx = idx.at[bad].set(fix_idx[: bad.size])
+        dist = dist.at[bad].set(fix_dist[: bad.size])
+    # Same order as the brute-force path: by distance, ties by position in its top_k.
+    o = jnp.argsort(dist, axis=1, stable=True)
+    return jnp.take_along_axis(idx, o, axis=1), jnp.take_along_axis(dist, o, axis=1)
 
 
 def pynndescent_knn(X: ArrayLike, k: int, *, key: PRNGKey | None = None, **kwargs) -> KNNGraph:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_embedding"]
+__all__ = ["plot_embedding", "plot_precision_recall"]
 
 
 def plot_embedding(
@@ -52,8 +52,49 @@ def plot_embedding(
         ax.set_zlabel("t-SNE 3")
     if title:
         ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_precision_recall(
+    curves: dict[str, dict],
+    path: str | os.PathLike | None = None,
+    *,
+    title: str | None = None,
+):
+    """NN precision (left) and recall (right) vs k, one line per entry of ``curves``.
+
+    ``curves`` maps a name to a dict with ``nn_precision`` and ``nn_recall`` lists (as in
+    :func:`tsnejax.metrics.evaluate`). Returns the ``Figure``.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, c in curves.items():
+        k = np.arange(1, len(c["nn_precision"]) + 1)
+        axes[0].plot(k, c["nn_precision"], marker=".", label=name)
+        axes[1].plot(k, c["nn_recall"], marker=".", label=name)
+    for ax, what in zip(axes, ("precision", "recall"), strict=True):
+        ax.set_xlabel("k (embedding neighbours)")
+        ax.set_ylabel(f"NN {what}")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title("precision = hits / k")
+    axes[1].set_title("recall = hits / K (K = input-space neighbours)")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def _finish(fig, path):
     fig.tight_layout()
     if path is not None:
+        import matplotlib.pyplot as plt
+
         fig.savefig(path, dpi=120)
         plt.close(fig)
     return fig

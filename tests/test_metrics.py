@@ -1,0 +1,182 @@
+"""Metrics against brute-force numpy references, scikit-learn and scipy."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.spatial import procrustes
+from scipy.spatial.distance import cdist, pdist
+from scipy.stats import spearmanr
+
+from tsnejax import metrics as M
+from tsnejax.affinity import perplexity_affinities
+from tsnejax.knn import exact_knn
+
+
+def _brute_knn(A, k):
+    d = cdist(A, A)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """2k points, 10 clusters in 20-D, a noisy 2-D 'embedding' of them; no distance ties."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 2000)
+    centres = rng.normal(size=(10, 20)) * 4
+    X = centres[labels] + rng.normal(size=(2000, 20))
+    Y = centres[labels, :2] * 3 + rng.normal(size=(2000, 2)) * 2
+    return X, Y, labels
+
+
+def test_nn_precision_recall_equals_brute_force(blobs):
+    X, Y, _ = blobs
+    res = M.nn_precision_recall(X, Y, k_max=30)
+    true = _brute_knn(X, 30)
+    emb = _brute_knn(Y, 30)
+    hits = np.array(
+        [[len(np.intersect1d(emb[i, :k], true[i])) for k in range(1, 31)] for i in range(2000)]
+    ).mean(0)
+    np.testing.assert_allclose(res.precision, hits / np.arange(1, 31), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.recall, hits / 30, rtol=0, atol=1e-6)
+    assert res.precision[-1] == pytest.approx(res.recall[-1])
+    # A seeded subsample averages the same per-point quantity over fewer rows.
+    sub = M.nn_precision_recall(X, Y, k_max=30, n_queries=500, key=jax.random.key(1))
+    again = M.nn_precision_recall(X, Y, k_max=30, n_queries=500, key=jax.random.key(1))
+    assert len(sub.queries) == 500 and np.array_equal(sub.queries, again.queries)
+    per_point = np.array(
+        [[len(np.intersect1d(emb[i, :k], true[i])) for k in (5, 30)] for i in sub.queries]
+    ).mean(0)
+    np.testing.assert_allclose(sub.recall[[4, 29]], per_point / 30, atol=1e-6)
+
+
+def test_knn_preservation_and_accuracy(blobs):
+    X, Y, labels = blobs
+    t, e = _brute_knn(X, 10), _brute_knn(Y, 10)
+    ref = np.mean([len(np.intersect1d(a, b)) for a, b in zip(t, e, strict=True)]) / 10
+    assert M.knn_preservation(X, Y, 10) == pytest.approx(ref, abs=1e-7)
+    votes = np.array([np.bincount(labels[row], minlength=10).argmax() for row in e])
+    assert M.knn_accuracy(Y, labels, k=10) == pytest.approx(np.mean(votes == labels))
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 30])
+def test_trustworthiness_equals_sklearn(digits, k):
+    from sklearn.manifold import trustworthiness
+
+    X = digits[0].astype(np.float64)
+    Y = np.random.default_rng(1).normal(size=(len(X), 2))
+    Y[:, 0] += digits[1] * 3.0  # some structure, so that ranks vary
+    # float32 values for both, so that neither side sees near-ties the other does not.
+    Y = Y.astype(np.float32).astype(np.float64)
+    # Digits' integer pixels give exactly tied distances, which scikit-learn orders by numpy's
+    # unstable argsort; a 1e-3 jitter removes the ties (tsnejax orders ties by index).
+    Xj = X + np.random.default_rng(0).uniform(-1e-3, 1e-3, X.shape)
+    with jax.enable_x64(True):
+        assert M.trustworthiness(Xj, Y, k) == pytest.approx(
+            trustworthiness(Xj, Y, n_neighbors=k), abs=1e-12
+        )
+    assert M.trustworthiness(Xj, Y, k) == pytest.approx(
+        trustworthiness(Xj, Y, n_neighbors=k), abs=1e-6
+    )
+    # With the ties left in, only their order differs: a few ranks, each worth < 4e-7.
+    assert M.trustworthiness(X, Y, k) == pytest.approx(
+        trustworthiness(X, Y, n_neighbors=k), abs=1e-5
+    )
+    with pytest.raises(ValueError, match="n_samples / 2"):
+        M.trustworthiness(X[:20], Y[:20], 10)
+
+
+def test_kl_exact_equals_dense_formula_and_exaggeration_forms():
+    rng = np.random.default_rng(0)
+    n = 300
+    W = rng.random((n, n)) * (rng.random((n, n)) < 0.05)
+    W = W + W.T
+    np.fill_diagonal(W, 0)
+    Pd = W / W.sum()
+    Y = rng.normal(size=(n, 2)) * 5
+    for dof in (1.0, 0.7):
+        w = (1 + cdist(Y, Y, "sqeuclidean") / dof) ** -dof
+        np.fill_diagonal(w, 0)
+        q = w / w.sum()
+        mask = Pd > 0
+        dense = np.sum(Pd[mask] * np.log(Pd[mask] / q[mask]))
+        with jax.enable_x64(True):
+            ours = M.kl_divergence(sp.csr_matrix(Pd), Y, dof)
+        assert ours == pytest.approx(dense, rel=1e-10)
+        ours32 = M.kl_divergence(sp.csr_matrix(Pd), Y, dof)
+        assert ours32 == pytest.approx(dense, rel=1e-5)
+        raw = M.kl_divergence(sp.csr_matrix(Pd), Y, dof, exaggeration=12.0, corrected=False)
+        mask_raw = np.sum(12 * Pd[mask] * np.log(12 * Pd[mask] / q[mask]))
+        assert raw == pytest.approx(mask_raw, rel=1e-5)
+        assert raw / 12 - np.log(12) == pytest.approx(ours32, rel=1e-5)
+        assert M.kl_divergence(sp.csr_matrix(Pd), Y, dof, exaggeration=12.0) == ours32
+    with pytest.raises(ValueError, match="method"):
+        M.kl_divergence(sp.csr_matrix(Pd), Y, method="bh")
+
+
+def test_kl_approx_within_half_percent_at_10k():
+    rng = np.random.default_rng(0)
+    n = 10000
+    labels = rng.integers(0, 10, n)
+    centres = rng.normal(size=(10, 30)) * 3
+    X = centres[labels] + rng.normal(size=(n, 30))
+    Y = rng.normal(size=(10, 2))[labels] * 25 + rng.normal(size=(n, 2)) * 4
+    P = perplexity_affinities(exact_knn(X, 90), 30.0)
+    exact = M.kl_divergence(P, Y)
+    approx = M.kl_divergence(P, Y, method="approx")
+    assert abs(approx - exact) / exact < 0.005
+
+
+def test_kobak_berens_scores(blobs):
+    X, Y, labels = blobs
+    s = M.kobak_berens_scores(X, Y, labels, key=jax.random.key(3))
+    assert s.knn == pytest.approx(M.knn_preservation(X, Y, 10))
+    # KNC by hand.
+    mx = np.stack([X[labels == c].mean(0) for c in range(10)])
+    my = np.stack([Y[labels == c].mean(0) for c in range(10)])
+    nx, ny = _brute_knn(mx, 4), _brute_knn(my, 4)
+    ref = np.mean([len(np.intersect1d(a, b)) for a, b in zip(nx, ny, strict=True)]) / 4
+    assert s.knc == pytest.approx(ref)
+    # CPD on the same seeded subset.
+    rows = M.neighborhood.query_rows(len(X), 1000, jax.random.key(3))
+    assert s.cpd == pytest.approx(spearmanr(pdist(X[rows]), pdist(Y[rows])).statistic)
+    with pytest.raises(ValueError, match="k_classes"):
+        M.knc_score(X, Y, labels, k_classes=10)
+
+
+def test_procrustes_matches_scipy(blobs):
+    _, Y, _ = blobs
+    rng = np.random.default_rng(2)
+    rot = np.linalg.qr(rng.normal(size=(2, 2)))[0]
+    Y2 = 3 * Y @ rot + 7 + rng.normal(size=Y.shape) * 0.5
+    assert M.procrustes_disparity(Y, Y2) == pytest.approx(procrustes(Y, Y2)[2], rel=1e-4)
+    assert M.procrustes_disparity(Y, 2 * Y @ rot - 1) == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="equal shapes"):
+        M.procrustes_disparity(Y, Y[:10])
+
+
+def test_evaluate_agrees_with_the_single_metrics(blobs):
+    X, Y, labels = blobs
+    out = M.evaluate(X, Y, labels)
+    pr = M.nn_precision_recall(X, Y)
+    np.testing.assert_allclose(out["nn_precision"], pr.precision, atol=1e-7)
+    assert out["knn_preservation_10"] == pytest.approx(M.knn_preservation(X, Y, 10))
+    assert out["knn_accuracy_10"] == pytest.approx(M.knn_accuracy(Y, labels, 10))
+    assert out["trustworthiness_5"] == pytest.approx(M.trustworthiness(X, Y, 5))
+    assert {"knc_4", "cpd", "timings_seconds"} <= set(out)
+
+
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda X, Y: M.nn_precision_recall(X, Y[:-1]), "same points"),
+        (lambda X, Y: M.nn_precision_recall(X, Y, k_max=5000), "largest allowed"),
+        (lambda X, Y: M.nn_precision_recall(X, Y, n_queries=10), "key="),
+        (lambda X, Y: M.knn_accuracy(Y, np.zeros(5)), "labels"),
+    ],
+)
+def test_metric_errors(blobs, call, fragment):
+    X, Y, _ = blobs
+    with pytest.raises(ValueError, match=fragment):
+        call(X, Y)

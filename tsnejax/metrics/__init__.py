@@ -1,0 +1,45 @@
+"""Embedding quality metrics (pure functions; host wrappers accept numpy arrays).
+
+- :mod:`~tsnejax.metrics.divergence`: ``kl_divergence`` (exact or grid-approximated Z,
+  exaggeration-corrected form).
+- :mod:`~tsnejax.metrics.neighborhood`: ``nn_precision_recall`` (Pezzotti et al. 2019),
+  ``knn_preservation``, ``trustworthiness`` (scikit-learn's definition), ``knn_accuracy``.
+- :mod:`~tsnejax.metrics.global_structure`: Kobak & Berens 2019 KNN / KNC / CPD.
+- :mod:`~tsnejax.metrics.stability`: ``procrustes_disparity``.
+- :mod:`~tsnejax.metrics.report`: ``evaluate`` — all of them in one JSON-ready dict.
+
+All kNN searches are exact, blocked and on the device (``tsnejax.knn.exact_knn``).
+"""
+
+from tsnejax.metrics.divergence import KL_METHODS, kl_divergence
+from tsnejax.metrics.global_structure import (
+    KobakBerensScores,
+    cpd_score,
+    knc_score,
+    kobak_berens_scores,
+)
+from tsnejax.metrics.neighborhood import (
+    PrecisionRecall,
+    knn_accuracy,
+    knn_preservation,
+    nn_precision_recall,
+    trustworthiness,
+)
+from tsnejax.metrics.report import evaluate
+from tsnejax.metrics.stability import procrustes_disparity
+
+__all__ = [
+    "KL_METHODS",
+    "KobakBerensScores",
+    "PrecisionRecall",
+    "cpd_score",
+    "evaluate",
+    "kl_divergence",
+    "knc_score",
+    "knn_accuracy",
+    "knn_preservation",
+    "kobak_berens_scores",
+    "nn_precision_recall",
+    "procrustes_disparity",
+    "trustworthiness",
+]

@@ -1,0 +1,84 @@
+"""Kobak & Berens (2019) embedding-quality scores: KNN, KNC and CPD."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import scipy.stats
+from scipy.spatial.distance import pdist
+
+from tsnejax._checks import check_int, check_labels
+from tsnejax._types import ArrayLike, PRNGKey
+from tsnejax.metrics.neighborhood import _pair, knn_preservation, query_rows
+
+__all__ = ["KobakBerensScores", "kobak_berens_scores", "knc_score", "cpd_score"]
+
+
+class KobakBerensScores(NamedTuple):
+    knn: float  # fraction of k nearest neighbours preserved (local structure)
+    knc: float  # fraction of k_classes nearest class means preserved (meso scale)
+    cpd: float  # Spearman correlation of pairwise distances on a subset (global structure)
+
+
+def _nearest_others(centres: np.ndarray, k: int) -> np.ndarray:
+    d = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def knc_score(X: ArrayLike, Y: ArrayLike, labels: ArrayLike, k_classes: int = 4) -> float:
+    """Mean fraction of each class's ``k_classes`` nearest class means (in ``X``) that are also
+    its nearest class means in ``Y``. Needs ``k_classes < number of classes``."""
+    X, Y = _pair(X, Y)
+    labels = check_labels(labels, X.shape[0])
+    classes, codes = np.unique(labels, return_inverse=True)
+    k_classes = check_int("k_classes", k_classes, minimum=1)
+    if k_classes >= len(classes):
+        raise ValueError(
+            f"k_classes={k_classes} must be below the number of classes ({len(classes)})."
+        )
+    counts = np.bincount(codes).astype(np.float64)[:, None]
+    mx = np.zeros((len(classes), X.shape[1]))
+    my = np.zeros((len(classes), Y.shape[1]))
+    np.add.at(mx, codes, X.astype(np.float64))
+    np.add.at(my, codes, Y.astype(np.float64))
+    nx, ny = _nearest_others(mx / counts, k_classes), _nearest_others(my / counts, k_classes)
+    shared = [len(np.intersect1d(a, b)) for a, b in zip(nx, ny, strict=True)]
+    return float(np.mean(shared) / k_classes)
+
+
+def cpd_score(
+    X: ArrayLike, Y: ArrayLike, n_points: int = 1000, *, key: PRNGKey | None = None
+) -> float:
+    """Spearman rank correlation between all pairwise Euclidean distances of ``n_points``
+    random points (drawn with ``key``) in ``X`` and in ``Y``."""
+    X, Y = _pair(X, Y)
+    rows = query_rows(X.shape[0], n_points, key)
+    if len(rows) < 3:
+        raise ValueError("cpd_score needs at least 3 points.")
+    dx = pdist(X[rows].astype(np.float64))
+    dy = pdist(Y[rows].astype(np.float64))
+    return float(scipy.stats.spearmanr(dx, dy).statistic)
+
+
+def kobak_berens_scores(
+    X: ArrayLike,
+    Y: ArrayLike,
+    labels: ArrayLike,
+    *,
+    k: int = 10,
+    k_classes: int = 4,
+    n_cpd: int = 1000,
+    key: PRNGKey | None = None,
+) -> KobakBerensScores:
+    """KNN (k = 10), KNC (``k_classes`` = 4 here; Kobak & Berens used 10 for their 133-class
+    data, which MNIST's 10 classes cannot support) and CPD (1000 points) of Kobak & Berens,
+    "The art of using t-SNE for single-cell transcriptomics", Nat. Commun. 2019."""
+    key = jax.random.key(0) if key is None else key
+    return KobakBerensScores(
+        knn_preservation(X, Y, k),
+        knc_score(X, Y, labels, k_classes),
+        cpd_score(X, Y, n_cpd, key=key),
+    )

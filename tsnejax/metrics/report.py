@@ -1,0 +1,101 @@
+"""All metrics of one embedding in one JSON-ready dict, sharing the neighbour searches."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tsnejax._checks import check_labels
+from tsnejax._types import ArrayLike, PRNGKey
+from tsnejax.knn import exact_knn
+from tsnejax.metrics.global_structure import cpd_score, knc_score
+from tsnejax.metrics.neighborhood import (
+    _check_k,
+    _hits,
+    _pair,
+    _trustworthiness_from,
+    _vote_accuracy,
+    query_rows,
+)
+
+__all__ = ["evaluate", "TRUSTWORTHINESS_MAX_N"]
+
+#: ``evaluate`` skips trustworthiness above this many points: it ranks every point's full row of
+#: input-space distances, as costly as an all-pairs kNN in X (``metrics.trustworthiness`` has no
+#: such limit).
+TRUSTWORTHINESS_MAX_N = 20000
+
+
+def evaluate(
+    X: ArrayLike,
+    Y: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    k_max: int = 30,
+    n_queries: int | None = None,
+    key: PRNGKey | None = None,
+    trustworthiness_k: int = 5,
+    k_classes: int = 4,
+    n_cpd: int = 1000,
+    global_scores: bool = True,
+) -> dict[str, Any]:
+    """NN precision/recall curves (k = 1..k_max), 10-NN preservation, trustworthiness and,
+    with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds each took.
+
+    One exact kNN search in X (``k_max`` neighbours of the queries) and one in Y (all points)
+    serve the curves, the preservation, the accuracy and trustworthiness. ``global_scores=False``
+    skips KNC and CPD.
+    """
+    X, Y = _pair(X, Y)
+    n = X.shape[0]
+    k_max = _check_k("k_max", k_max, n)
+    key = jax.random.key(0) if key is None else key
+    k_queries, k_cpd = jax.random.split(key)
+    rows = query_rows(n, n_queries, k_queries)
+    timings: dict[str, float] = {}
+    out: dict[str, Any] = {"n_samples": n, "n_queries": int(len(rows)), "k_max": k_max}
+
+    t0 = time.perf_counter()
+    x_idx = jax.block_until_ready(exact_knn(X, k_max, rows=rows).indices)
+    timings["knn_input"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    k_emb = min(max(k_max, 10, trustworthiness_k), n - 1)
+    y_all = jax.block_until_ready(exact_knn(Y, k_emb).indices)
+    timings["knn_embedding"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    y_idx = jnp.take(y_all, jnp.asarray(rows), axis=0)
+    hits = np.asarray(jnp.mean(_hits(x_idx, y_idx[:, :k_max]).astype(jnp.float32), axis=0))
+    k = np.arange(1, k_max + 1)
+    out["nn_precision"] = (hits / k).tolist()
+    out["nn_recall"] = (hits / k_max).tolist()
+    if k_max >= 10:
+        out["knn_preservation_10"] = float(
+            jnp.mean(_hits(x_idx[:, :10], y_idx[:, :10])[:, -1]) / 10
+        )
+    timings["curves"] = time.perf_counter() - t0
+
+    if n <= TRUSTWORTHINESS_MAX_N and trustworthiness_k < n / 2:
+        t0 = time.perf_counter()
+        out[f"trustworthiness_{trustworthiness_k}"] = _trustworthiness_from(
+            X, y_all[:, :trustworthiness_k]
+        )
+        timings["trustworthiness"] = time.perf_counter() - t0
+    if labels is not None:
+        labels = check_labels(labels, n)
+        t0 = time.perf_counter()
+        _, codes = np.unique(labels, return_inverse=True)
+        out["knn_accuracy_10"] = _vote_accuracy(np.asarray(y_all[:, :10]), codes)
+        timings["knn_accuracy"] = time.perf_counter() - t0
+    if labels is not None and global_scores:
+        t0 = time.perf_counter()
+        if len(np.unique(codes)) > k_classes:
+            out[f"knc_{k_classes}"] = knc_score(X, Y, labels, k_classes)
+        out["cpd"] = cpd_score(X, Y, n_cpd, key=k_cpd)
+        timings["knc_cpd"] = time.perf_counter() - t0
+    out["timings_seconds"] = timings
+    return out

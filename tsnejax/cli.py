@@ -62,6 +62,13 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
     e.add_argument("--verbose", action="store_true", help="progress bar with KL")
     e.add_argument(
+        "--checkpoint",
+        default=None,
+        help="state file (.npz): saved every --checkpoint-every iterations; if it exists the "
+        "run resumes from it",
+    )
+    e.add_argument("--checkpoint-every", type=int, default=50, help="multiple of 50")
+    e.add_argument(
         "--metrics-queries",
         type=int,
         default=5000,
@@ -140,7 +147,14 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     config = TSNEConfig.from_preset(args.preset, **fields)
-    result = fit(jax.random.key(args.seed), X, config, verbose=args.verbose)
+    result = fit(
+        jax.random.key(args.seed),
+        X,
+        config,
+        verbose=args.verbose,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every if args.checkpoint else None,
+    )
     Y = result.embedding
     metrics: dict[str, Any] = {
         "source": source,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import os
 import time
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -251,6 +253,8 @@ def fit(
     callbacks: Sequence[Any] = (),
     callbacks_every: int | None = None,
     verbose: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> TSNEResult:
     """Embed ``X`` (or given affinities) with t-SNE.
 
@@ -266,6 +270,10 @@ def fit(
       callbacks: ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
         iterations (default ``config.chunk_size``).
       verbose: progress bar with KL.
+      checkpoint: path of an ``.npz`` state file. If it exists (from an interrupted run with the
+        same data, config and key) the run resumes from it; the state is saved there every
+        ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end and on
+        divergence. A resumed run ends with the same embedding as an uninterrupted one.
     """
     config.validate()
     t_start = time.perf_counter()
@@ -321,14 +329,29 @@ def fit(
         describe=describe,
     )
     if config.stopping == "fixed":
+        ck = {}
+        if checkpoint is not None:
+            fingerprint = _fingerprint(config, key, Y0, P)
+            state = _resume(checkpoint, optimizer, state, fingerprint)
+            ck = dict(
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                checkpoint_meta={"fingerprint": fingerprint, "total_iter": config.total_iter},
+            )
         result = run(
             state=state,
-            n_iter=config.total_iter,
+            n_iter=config.total_iter - int(state.iteration),
             chunk_size=config.chunk_size,
             callbacks=callbacks,
+            **ck,
         )
         early_iter = config.early_exaggeration_iter
     else:
+        if checkpoint is not None:
+            raise ValueError(
+                "checkpoint is not supported with stopping='optsne' (its phase switch is "
+                "decided on the fly); use stopping='fixed'."
+            )
         result, early_iter = _optsne(run, state, config, n, lr_of, callbacks)
     timings["compile"] = result.compile_seconds
     timings["optimize"] = result.run_seconds
@@ -518,6 +541,40 @@ def _optsne(run, state, config: TSNEConfig, n: int, lr_of, callbacks) -> Any:
         n_compiles=first.n_compiles + second.n_compiles,
         grids=first.grids + [g for g in second.grids if g not in first.grids],
     ), early_iter
+
+
+def _fingerprint(config: TSNEConfig, key: PRNGKey, Y0: Array, P: Affinities) -> str:
+    """A digest of what determines the run: config, key, P and the initial embedding."""
+    h = hashlib.sha256()
+    h.update(repr(config).encode())
+    h.update(np.asarray(jax.random.key_data(key)).tobytes())
+    for a in [Y0, *jax.tree.leaves(P)]:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(str((a.shape, a.dtype)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _resume(path: Any, optimizer: Any, state: TSNEState, fingerprint: str) -> TSNEState:
+    from pathlib import Path
+
+    from tsnejax.checkpoint import load_meta, load_state
+
+    if not Path(path).exists():
+        return state
+    meta = load_meta(path)
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written by a run with different data, settings or "
+            "key; delete it or choose another checkpoint path."
+        )
+    if "diverged_at" in meta:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds the last finite state of a run that diverged at "
+            f"iteration {meta['diverged_at']}; resuming would diverge again. Change the "
+            "settings (and the checkpoint path)."
+        )
+    return load_state(path, optimizer)
 
 
 def _initial_embedding(

@@ -10,6 +10,7 @@ callbacks and progress, and stops with :class:`DivergenceError` if anything beca
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
@@ -207,6 +208,9 @@ def optimize(
     callbacks_every: int | None = None,
     verbose: bool = False,
     describe: Callable[[int], str] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_meta: dict | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -227,11 +231,27 @@ def optimize(
         ``(iteration, kl, embedding)``; a truthy return stops the run.
       verbose: show a tqdm progress bar with the KL.
       describe: ``iteration -> str`` naming the phase and settings, used in error messages.
+      checkpoint: save the state there (:func:`tsnejax.checkpoint.save_state`, atomic) whenever
+        the iteration count reaches a multiple of ``checkpoint_every`` (default
+        ``chunk_size``; it must be a multiple of ``chunk_size`` so that checkpointing does not
+        change the chunking, hence the result), at the end, and on divergence (the last finite
+        state, with ``diverged_at`` in its metadata).
+      checkpoint_meta: JSON-serialisable metadata stored with every checkpoint.
 
     Raises:
       DivergenceError: a non-finite embedding or gradient; names the iteration and holds the
         last finite state.
     """
+    if checkpoint is not None:
+        from tsnejax.checkpoint import save_state
+
+        ck_every = int(checkpoint_every or chunk_size)
+        if ck_every <= 0 or ck_every % chunk_size:
+            raise ValueError(
+                f"checkpoint_every={ck_every} must be a positive multiple of "
+                f"chunk_size={chunk_size}."
+            )
+        meta = dict(checkpoint_meta or {})
     every = int(callbacks_every or chunk_size)
     if every % chunk_size and chunk_size % every:
         raise ValueError(
@@ -269,14 +289,30 @@ def optimize(
             if not ok:
                 it = int(bad_at)
                 where = f" ({describe(it)})" if describe else ""
+                saved = ""
+                if checkpoint is not None:
+                    save_state(
+                        checkpoint,
+                        new_state,
+                        **meta,
+                        iteration=int(new_state.iteration),
+                        diverged_at=it,
+                    )
+                    saved = f" The last finite state (iteration {int(new_state.iteration)}) is "
+                    saved += f"saved in {str(checkpoint)!r}."
                 raise DivergenceError(
                     f"t-SNE diverged at iteration {it}{where}: the embedding or gradient became "
                     "NaN/inf. Lower the learning rate (try learning_rate='auto'), use a smaller "
-                    "exaggeration, or a larger dof if dof < 1; max_step_norm bounds each step.",
+                    "exaggeration, or a larger dof if dof < 1; max_step_norm bounds each step."
+                    + saved,
                     it,
                     new_state,
                 )
             state = new_state
+            if checkpoint is not None and (
+                int(state.iteration) % ck_every == 0 or done + length >= n_iter
+            ):
+                save_state(checkpoint, state, **meta, iteration=int(state.iteration))
             norms.append(np.asarray(chunk_norms))
             done += length
             iteration = int(state.iteration)

@@ -1,0 +1,76 @@
+"""Checkpointed runs: periodic saves, resume after kill -9, divergence saves the last state."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tsnejax.checkpoint import load_meta
+from tsnejax.pipeline import TSNEConfig, fit
+from tsnejax.run import DivergenceError
+
+
+def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
+    X = digits[0][:500]
+    cfg = TSNEConfig(early_exaggeration_iter=100, n_iter=150, negative_gradient_method="exact")
+    full = fit(key, X, cfg)
+    ck = tmp_path / "state.npz"
+    # An interrupted run: stopped by a callback at iteration 100, its checkpoint left behind.
+    part = fit(key, X, cfg, checkpoint=ck, callbacks=[lambda it, kl, Y: it >= 100])
+    assert part.n_iter == 100 and load_meta(ck)["total_iter"] == 250
+    assert load_meta(ck)["iteration"] == 100
+    resumed = fit(key, X, cfg, checkpoint=ck)
+    assert resumed.n_iter == 250
+    np.testing.assert_array_equal(resumed.embedding, full.embedding)
+    # A checkpoint from another run is refused.
+    with pytest.raises(ValueError, match="different data, settings or key"):
+        fit(jax.random.key(1), X, cfg, checkpoint=ck)
+    with pytest.raises(ValueError, match="multiple of chunk_size"):
+        fit(key, X, cfg, checkpoint=tmp_path / "b.npz", checkpoint_every=30)
+
+
+def test_divergence_saves_last_finite_state(digits, key, tmp_path):
+    X = digits[0][:300]
+    ck = tmp_path / "d.npz"
+    cfg = TSNEConfig(learning_rate=1e12, max_step_norm=None, negative_gradient_method="exact")
+    with pytest.raises(DivergenceError, match="saved in") as err:
+        fit(key, X, cfg, checkpoint=ck)
+    meta = load_meta(ck)
+    assert meta["diverged_at"] == err.value.iteration
+    assert np.isfinite(np.asarray(err.value.state.embedding)).all()
+    with pytest.raises(ValueError, match="diverged"):
+        fit(key, X, cfg, checkpoint=ck)
+
+
+def _embed_cmd(out, ck=None):
+    cmd = [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(out), "--n-iter", "1500"]
+    cmd += ["--metrics-queries", "0", "--method", "exact"]
+    return cmd + (["--checkpoint", str(ck), "--checkpoint-every", "50"] if ck else [])
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_embedding(tmp_path):
+    ck = tmp_path / "ck.npz"
+    proc = subprocess.Popen(_embed_cmd(tmp_path / "a", ck), stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while not ck.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads(json.dumps(load_meta(ck)))  # a complete checkpoint survived
+    assert not (tmp_path / "a" / "embedding.npy").exists()
+    subprocess.run(_embed_cmd(tmp_path / "a", ck), check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(_embed_cmd(tmp_path / "b"), check=True, stderr=subprocess.DEVNULL)
+    a = np.load(tmp_path / "a" / "embedding.npy")
+    b = np.load(tmp_path / "b" / "embedding.npy")
+    np.testing.assert_array_equal(a, b)
+    assert killed_at["total_iter"] == 1750 and 50 <= killed_at["iteration"] < 1750

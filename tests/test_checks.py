@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tsnejax import TSNE, TSNEConfig
 
@@ -87,3 +89,52 @@ def test_config_validate_is_usable_alone():
 def test_user_initialization_shape_checked():
     with pytest.raises(ValueError, match=r"initialization must have shape \(50, 2\)"):
         TSNE(perplexity=10, initialization=np.zeros((49, 2))).fit(_X())
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e15, 1e-15, 1e-30])
+def test_huge_and_tiny_magnitudes_give_the_unit_scale_affinities(scale):
+    """Neighbours and P do not depend on units; float32 squares of 1e30 overflow and of 1e-30
+    underflow, so both are computed in rescaled units (a power of two, exact)."""
+    from tsnejax.affinity import perplexity_affinities, to_scipy
+    from tsnejax.knn import nearest_neighbors
+
+    X = _X(200, 5)
+    ref = to_scipy(perplexity_affinities(nearest_neighbors(X, 30), 10.0)).toarray()
+    g = nearest_neighbors(X * scale, 30)
+    P = to_scipy(perplexity_affinities(g, 10.0)).toarray()
+    assert np.abs(P - ref).max() <= 1e-5 * ref.max()
+    np.testing.assert_allclose(
+        np.asarray(g.distances) / scale, np.asarray(nearest_neighbors(X, 30).distances), rtol=1e-5
+    )
+    Y = TSNE(perplexity=10, early_exaggeration_iter=20, n_iter=20, random_state=0).fit_transform(
+        X * scale
+    )
+    assert np.isfinite(Y).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(4, 40),
+    d=st.integers(1, 6),
+    bad=st.lists(
+        st.tuples(
+            st.integers(0, 39), st.integers(0, 5), st.sampled_from([np.nan, np.inf, -np.inf])
+        ),
+        min_size=0,
+        max_size=5,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_validator_never_lets_a_nan_through(n, d, bad, seed):
+    from tsnejax._checks import check_data
+
+    X = np.random.default_rng(seed).normal(size=(n, d))
+    hit = {(i, j) for i, j, _ in bad if i < n and j < d}
+    for i, j, v in bad:
+        if i < n and j < d:
+            X[i, j] = v
+    if hit:
+        with pytest.raises(ValueError, match="NaN or inf"):
+            check_data(X)
+    else:
+        assert np.isfinite(check_data(X)).all()

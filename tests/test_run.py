@@ -125,3 +125,18 @@ def test_kernels_and_classic_step_obey_strict_dtype_promotion(small):
             callbacks_every=10,
         )
     assert res.state.embedding.dtype == jnp.float32
+
+
+def test_learning_rate_1e12_stops_with_divergence_error(digits, key, tmp_path):
+    """Step clipping keeps such a run finite; the guard on the unclipped step still stops it."""
+    from tsnejax.pipeline import TSNEConfig, fit
+
+    with pytest.raises(DivergenceError, match="max_step_norm") as err:
+        fit(key, digits[0], TSNEConfig(learning_rate=1e12))
+    assert err.value.iteration <= 5
+    assert np.isfinite(np.asarray(err.value.state.embedding)).all()
+    # The CLI turns it into one line and exit code 1, writing no embedding.
+    from tsnejax.cli import main
+
+    assert main(["embed", "--out", str(tmp_path / "o"), "--learning-rate", "1e12"]) == 1
+    assert not (tmp_path / "o" / "embedding.npy").exists()

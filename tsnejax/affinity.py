@@ -258,7 +258,13 @@ def conditional_perplexity(
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))
 def _conditional(distances: Array, perps: Array, tol: float, max_iter: int) -> Array:
-    d2 = jnp.square(distances)
+    # P does not depend on the units of the distances (the precision adapts), so square them
+    # in units of a power of two near the largest: no overflow for 1e30-scale data, no
+    # underflow for 1e-30-scale data, and no rounding from the rescaling itself.
+    finite = jnp.where(jnp.isfinite(distances), distances, 0.0)
+    top = jnp.max(finite)
+    unit = jnp.where(top > 0, jnp.exp2(jnp.round(jnp.log2(jnp.where(top > 0, top, 1.0)))), 1.0)
+    d2 = jnp.square(distances / unit)
     d2 = d2 - jnp.min(d2, axis=1, keepdims=True)
     rows = jax.vmap(lambda p: _bisect(d2, p, tol, max_iter)[0])(perps)
     return jnp.mean(rows, axis=0)

@@ -112,7 +112,7 @@ def exact_knn(
     Returns:
       :class:`KNNGraph` with ``(m, k)`` indices into ``X`` and distances, nearest first.
     """
-    X = jnp.asarray(X, dtype=float_dtype())
+    X, unit = _rescaled(X)
     n, d = X.shape
     k = check_int("k", k, minimum=1)
     if k > n - 1:
@@ -135,9 +135,23 @@ def exact_knn(
         idx, dist = _band_knn(X, k, bs)
         if rows.shape[0] < n:
             idx, dist = jnp.take(idx, rows, axis=0), jnp.take(dist, rows, axis=0)
-        return KNNGraph(idx, dist)
+        return KNNGraph(idx, dist * unit)
     idx, dist = _exact_knn(X, rows, k, min(bs, rows.shape[0]))
-    return KNNGraph(idx, dist)
+    return KNNGraph(idx, dist * unit)
+
+
+def _rescaled(X: ArrayLike) -> tuple[Array, float]:
+    """``X`` in units of a power of two near its largest magnitude, and that unit.
+
+    Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
+    underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
+    """
+    Xn = np.asarray(X)
+    top = float(np.max(np.abs(Xn))) if Xn.size else 0.0
+    unit = 2.0 ** round(np.log2(top)) if np.isfinite(top) and top > 0 else 1.0
+    if unit == 1.0:
+        return jnp.asarray(Xn, dtype=float_dtype()), 1.0
+    return jnp.asarray(Xn / unit, dtype=float_dtype()), unit
 
 
 #: Low-dimensional data (embeddings) of at least this many points use the sorted-band search.
@@ -209,7 +223,8 @@ def pynndescent_knn(X: ArrayLike, k: int, *, key: PRNGKey | None = None, **kwarg
     """
     from pynndescent import NNDescent
 
-    Xn = np.asarray(X, dtype=np.float32)
+    Xs, unit = _rescaled(X)
+    Xn = np.asarray(Xs, dtype=np.float32)
     n = Xn.shape[0]
     k = check_int("k", k, minimum=1)
     if k > n - 1:
@@ -218,7 +233,7 @@ def pynndescent_knn(X: ArrayLike, k: int, *, key: PRNGKey | None = None, **kwarg
     index = NNDescent(Xn, n_neighbors=k + 1, random_state=seed, **kwargs)
     idx, dist = index.neighbor_graph
     idx, dist = _drop_self(np.asarray(idx), np.asarray(dist), k)
-    return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
+    return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist * unit, float_dtype()))
 
 
 def _drop_self(idx: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

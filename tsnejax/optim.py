@@ -41,6 +41,8 @@ __all__ = [
     "clip_step_norm",
     "exaggerate",
     "get_hyperparams",
+    "step_exploded",
+    "DIVERGENCE_STEP_RATIO",
     "set_hyperparams",
     "find_exaggeration",
     "make_optimizer",
@@ -63,6 +65,9 @@ class ClassicState(NamedTuple):
     count: Array  # shape=(), dtype=int32: updates applied so far
     gains: Array  # like params
     velocity: Array  # like params: the previous update
+    # shape=(): largest row norm of the last update before clipping, over max_step_norm (0
+    # without clipping). Clipping keeps a runaway learning rate finite; this exposes it.
+    step_ratio: Array
 
 
 def _value(x: ScalarOrSchedule, count: Array) -> Array:
@@ -110,6 +115,7 @@ def classic(
             count=jnp.zeros((), jnp.int32),
             gains=jnp.ones_like(params),
             velocity=jnp.zeros_like(params),
+            step_ratio=jnp.zeros((), jnp.result_type(params)),
         )
 
     def update_fn(updates: Array, state: ClassicState, params: Array | None = None):
@@ -125,10 +131,15 @@ def classic(
         shrunk = shrunk + min_gain if gains_rule == "opentsne" else jnp.maximum(shrunk, min_gain)
         gains = jnp.where(descending, state.gains + 0.2, shrunk)
         velocity = mu * state.velocity - lr * gains * grad
+        ratio = jnp.zeros((), grad.dtype)
         if max_step_norm is not None:
+            ratio = jnp.max(jnp.linalg.norm(velocity, axis=-1)) / max_step_norm
             velocity = clip_rows(velocity, max_step_norm)
         velocity = velocity.astype(grad.dtype)
-        return velocity, ClassicState(state.count + 1, gains.astype(grad.dtype), velocity)
+        new = ClassicState(
+            state.count + 1, gains.astype(grad.dtype), velocity, ratio.astype(grad.dtype)
+        )
+        return velocity, new
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -149,6 +160,26 @@ def _stateless(fn: Callable[[Array], Array]) -> optax.GradientTransformation:
         return fn(updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+#: A classic update whose largest row, before clipping, exceeds this many times
+#: ``max_step_norm`` counts as divergence (see :func:`step_exploded`). Default runs stay far
+#: below it: the largest ratio over a whole run was measured in docs/optimizers.md.
+DIVERGENCE_STEP_RATIO = 1e3
+
+
+def step_exploded(opt_state: optax.OptState) -> Array:
+    """Whether a :func:`classic` transform in ``opt_state`` just proposed a step larger than
+    :data:`DIVERGENCE_STEP_RATIO` times its ``max_step_norm`` (a runaway learning rate that
+    clipping would otherwise hide); ``False`` when there is none."""
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_classic) if _is_classic(x)]
+    if not found:
+        return jnp.bool_(False)
+    return jnp.any(jnp.stack([x.step_ratio > DIVERGENCE_STEP_RATIO for x in found]))
+
+
+def _is_classic(x: Any) -> bool:
+    return isinstance(x, ClassicState)
 
 
 def clip_row_norm(max_norm: float) -> optax.GradientTransformation:

@@ -23,7 +23,7 @@ import optax
 
 from tsnejax._types import Array, Scalar, ScalarOrSchedule
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.optim import find_exaggeration
+from tsnejax.optim import DIVERGENCE_STEP_RATIO, find_exaggeration, step_exploded
 
 __all__ = [
     "TSNEState",
@@ -51,7 +51,7 @@ class TSNEState(NamedTuple):
 class StepInfo(NamedTuple):
     """Per-step diagnostics (returned, never fed back)."""
 
-    finite: Array  # bool: the new embedding and the gradient are finite
+    finite: Array  # bool: embedding and gradient finite, and no exploded step (optim)
     grad_norm: Array  # Frobenius norm of the (scaled) gradient
 
 
@@ -131,7 +131,7 @@ def build_step(
         Y = optax.apply_updates(state.embedding, updates)
         if recenter:
             Y = Y - jnp.mean(Y, axis=0, keepdims=True)
-        finite = jnp.all(jnp.isfinite(Y)) & jnp.all(jnp.isfinite(grad))
+        finite = jnp.all(jnp.isfinite(Y)) & jnp.all(jnp.isfinite(grad)) & ~step_exploded(opt_state)
         info = StepInfo(finite, jnp.linalg.norm(grad))
         return TSNEState(Y, opt_state, state.iteration + 1), info
 
@@ -302,9 +302,10 @@ def optimize(
                     saved += f"saved in {str(checkpoint)!r}."
                 raise DivergenceError(
                     f"t-SNE diverged at iteration {it}{where}: the embedding or gradient became "
-                    "NaN/inf. Lower the learning rate (try learning_rate='auto'), use a smaller "
-                    "exaggeration, or a larger dof if dof < 1; max_step_norm bounds each step."
-                    + saved,
+                    "NaN/inf, or the classic rule proposed a step over "
+                    f"{DIVERGENCE_STEP_RATIO:g} x max_step_norm (which clipping would hide). "
+                    "Lower the learning rate (try learning_rate='auto'), use a smaller "
+                    "exaggeration, or a larger dof if dof < 1." + saved,
                     it,
                     new_state,
                 )

@@ -57,8 +57,11 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
             return X, y
         if suffix in (".csv", ".txt"):
             return _load_csv(p), None
-    except ValueError:
-        raise
+    except ValueError as err:
+        if str(p) in str(err):
+            raise
+        # numpy's own ValueErrors (a corrupt .npy, pickled objects, ragged CSV) lack the path.
+        raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
     except Exception as err:  # corrupt archives raise zipfile/OSError/EOFError
         raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
     raise ValueError(f"input file {str(p)!r}: unsupported extension; use .npy, .npz or .csv.")

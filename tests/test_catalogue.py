@@ -1,0 +1,97 @@
+"""The bad-input catalogue of docs/reliability.md as one parametrised test: each case asserts the
+error type and a fragment of the message (the cases that are accepted are tested elsewhere:
+integer inputs, huge/tiny magnitudes, constant rows)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from tsnejax import TSNE
+from tsnejax.affinity import precomputed_affinities
+from tsnejax.checkpoint import load_state
+from tsnejax.data import load_array, load_labels
+from tsnejax.knn import precomputed_knn
+from tsnejax.metrics import knn_accuracy
+from tsnejax.optim import classic, make_optimizer, parse_optimizer_spec
+
+
+def _X(n=50, d=4):
+    return np.random.default_rng(0).normal(size=(n, d))
+
+
+def _with(X, i, j, v):
+    X = X.copy()
+    X[i, j] = v
+    return X
+
+
+def _ring(n=10, k=3):
+    return (np.arange(1, k + 1)[None, :] + np.arange(n)[:, None]) % n, np.ones((n, k))
+
+
+def _fit(X, **kw):
+    return lambda tmp: TSNE(perplexity=kw.pop("perplexity", 5), **kw).fit(X)
+
+
+def _file(content: bytes, name: str, loader):
+    def call(tmp):
+        path = tmp / name
+        path.write_bytes(content)
+        return loader(path)
+
+    return call
+
+
+IDX, DIST = _ring()
+SYM = sp.random(10, 10, density=0.4, random_state=0)
+SYM = SYM + SYM.T
+SYM.setdiag(0)
+SYM.eliminate_zeros()
+
+CASES = {
+    "nan value": (_fit(_with(_X(), 3, 1, np.nan)), "NaN or inf"),
+    "inf value": (_fit(_with(_X(), 7, 0, np.inf)), "NaN or inf"),
+    "beyond float32": (_fit(_with(_X(), 5, 0, 1e300)), "float32 range"),
+    "N < 4": (_fit(_X(3)), "at least 4 points"),
+    "empty": (_fit(np.zeros((0, 3))), "empty"),
+    "not 2-D": (_fit(np.zeros(10)), "must be 2-D"),
+    "object dtype": (_fit(np.array([[object()] * 2] * 10)), "non-numeric dtype"),
+    "string dtype": (_fit(np.array([["a", "b"]] * 10)), "non-numeric dtype"),
+    "perplexity too large": (_fit(_X(50), perplexity=30), "largest allowed is 16.33"),
+    "negative perplexity": (_fit(_X(), perplexity=-5), "perplexity must be finite and > 0"),
+    "negative learning rate": (_fit(_X(), learning_rate=-1.0), "learning_rate must be"),
+    "zero dof": (_fit(_X(), dof=0.0), "dof must be finite and > 0"),
+    "n_components 4": (_fit(_X(), n_components=4), "n_components=4"),
+    "unknown method": (_fit(_X(), negative_gradient_method="bh"), "negative_gradient_method"),
+    "unknown preset": (_fit(_X(), preset="cuml"), "preset='cuml'"),
+    "unknown optimizer": (_fit(_X(), optimizer="adamw_typo"), "optimizer='adamw_typo'"),
+    "unknown optimizer argument": (lambda t: make_optimizer("adam", learning_rate=1, lr=1), "lr"),
+    "malformed optimizer spec": (lambda t: parse_optimizer_spec("adam:b1"), "not key=value"),
+    "unknown gains rule": (lambda t: classic(1.0, gains_rule="adam"), "gains_rule"),
+    "labels wrong length": (lambda t: knn_accuracy(_X(20, 2), np.zeros(5)), "labels"),
+    "kNN self-loops": (
+        lambda t: precomputed_knn(np.where(np.arange(3) == 0, np.arange(10)[:, None], IDX), DIST),
+        "itself as a neighbour",
+    ),
+    "kNN negative distances": (lambda t: precomputed_knn(IDX, -DIST), "non-negative"),
+    "kNN wrong shapes": (lambda t: precomputed_knn(IDX, DIST[:, :2]), "shape (n, k)"),
+    "kNN indices out of range": (lambda t: precomputed_knn(IDX + 10, DIST), "must lie in"),
+    "P not symmetric": (lambda t: precomputed_affinities(sp.triu(SYM, format="csr")), "symmetric"),
+    "P negative": (lambda t: precomputed_affinities(-SYM), "non-negative"),
+    "P with diagonal": (lambda t: precomputed_affinities(SYM + sp.eye(10)), "diagonal"),
+    "input file missing": (lambda t: load_array(t / "missing.npy"), "does not exist"),
+    "input file corrupt": (_file(b"not an array", "x.npy", load_array), "x.npy"),
+    "labels file missing": (lambda t: load_labels(t / "y.npy"), "does not exist"),
+    "checkpoint corrupt": (
+        _file(b"zip?", "s.npz", lambda p: load_state(p, classic(1.0))),
+        "not a readable",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_catalogue(case, tmp_path):
+    call, fragment = CASES[case]
+    with pytest.raises(ValueError) as err:
+        call(tmp_path)
+    assert fragment in str(err.value), str(err.value)

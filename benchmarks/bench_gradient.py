@@ -12,7 +12,8 @@ same P (tsnejax's, exact kNN, perplexity 30) and the same PCA initialisation. Re
 
 Writes ``benchmarks/out/bench_gradient.{csv,json}``.
 
-    python benchmarks/bench_gradient.py [--sizes 10000 70000] [--full-at 70000]
+    python benchmarks/bench_gradient.py [--sizes 10000 70000] [--full-at 70000] [--tag T]
+    python benchmarks/bench_gradient.py --sizes 250000 --full-at --tag 250k
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 70000])
     parser.add_argument("--full-at", type=int, nargs="*", default=[10000, 70000])
+    parser.add_argument("--tag", default="", help="suffix of the output files")
     args = parser.parse_args()
 
     import jax
@@ -99,10 +101,13 @@ def main() -> None:
             ("interpolation", get_backend("interpolation")),
             ("splat", get_backend("splat")),
         ):
-            opt = classic(float(n), 0.8)
-            step = build_step(backend, opt, 1.0)
-            state = res.state if name == "interpolation" else None
-            if state is None:
+            if name == "interpolation":
+                # Continue the full run itself: its stepper, gains and velocity (learning rate
+                # N / 1 and momentum 0.8 after early exaggeration, as below).
+                step, state = res.stepper, res.state
+            else:
+                opt = classic(float(n), 0.8)
+                step = build_step(backend, opt, 1.0)
                 state = tsnejax.init_state(jax.numpy.asarray(Yt), opt)
             warm = optimize(step, state, P, 50, kl=False)  # compiles this grid
             timed = optimize(step, warm.state, P, 50, kl=False)
@@ -169,7 +174,8 @@ def main() -> None:
                 "opentsne_acc10",
             ],
         )
-    csv_path, _ = write_results("bench_gradient", rows, machine_info())
+    name = "bench_gradient" + (f"_{args.tag}" if args.tag else "")
+    csv_path, _ = write_results(name, rows, machine_info())
     print(f"wrote {csv_path}")
 
 

@@ -145,13 +145,12 @@ def _rescaled(X: ArrayLike) -> tuple[Array, float]:
 
     Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
     underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
+    Computed on the device: only the scalar maximum comes to the host.
     """
-    Xn = np.asarray(X)
-    top = float(np.max(np.abs(Xn))) if Xn.size else 0.0
+    X = jnp.asarray(X, dtype=float_dtype())
+    top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
     unit = 2.0 ** round(np.log2(top)) if np.isfinite(top) and top > 0 else 1.0
-    if unit == 1.0:
-        return jnp.asarray(Xn, dtype=float_dtype()), 1.0
-    return jnp.asarray(Xn / unit, dtype=float_dtype()), unit
+    return (X, 1.0) if unit == 1.0 else (X / unit, unit)
 
 
 #: Low-dimensional data (embeddings) of at least this many points use the sorted-band search.

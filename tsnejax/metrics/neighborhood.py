@@ -114,13 +114,9 @@ def knn_preservation(
     key: PRNGKey | None = None,
 ) -> float:
     """Mean fraction of each point's ``k`` nearest neighbours in ``X`` that are also among its
-    ``k`` nearest in ``Y`` (Kobak & Berens 2019's "KNN" score; = precision = recall at k)."""
-    X, Y = _pair(X, Y)
-    k = _check_k("k", k, X.shape[0])
-    rows = query_rows(X.shape[0], n_queries, key)
-    true_idx = exact_knn(X, k, rows=rows).indices
-    emb_idx = exact_knn(Y, k, rows=rows).indices
-    return float(jnp.mean(_hits(true_idx, emb_idx)[:, -1]) / k)
+    ``k`` nearest in ``Y`` (Kobak & Berens 2019's "KNN" score): the precision (= recall) at k
+    of :func:`nn_precision_recall` with ``k_max = k``."""
+    return float(nn_precision_recall(X, Y, k, n_queries=n_queries, key=key).precision[-1])
 
 
 @functools.partial(jax.jit, static_argnames=("k", "block_size"))

@@ -44,6 +44,7 @@ __all__ = [
     "fixed_sigma_affinities",
     "precomputed_affinities",
     "to_scipy",
+    "pad_affinities",
 ]
 
 
@@ -86,6 +87,27 @@ class Affinities(NamedTuple):
     @property
     def n_points(self) -> int:
         return int(self.neighbors.shape[0])
+
+
+def pad_affinities(P: Affinities, width: int, n_extra: int) -> Affinities:
+    """``P`` with ``width`` main slots per row and ``n_extra`` continuation rows (zero weights).
+
+    Same matrix, bigger static shape: affinities of different perplexities padded to one shape
+    stack into a batch (a vmapped sweep). Padding slots point at the row itself (main) or at
+    point 0 (continuation) with weight 0, so they add exact zeros.
+    """
+    n, w = P.neighbors.shape
+    e, we = P.extra_neighbors.shape
+    if width < w or n_extra < e:
+        raise ValueError(f"pad_affinities: ({width}, {n_extra}) is smaller than ({w}, {e}).")
+    self_idx = jnp.broadcast_to(jnp.arange(n, dtype=P.neighbors.dtype)[:, None], (n, width - w))
+    return Affinities(
+        jnp.concatenate([P.neighbors, self_idx], axis=1),
+        jnp.pad(P.weights, ((0, 0), (0, width - w))),
+        jnp.pad(P.extra_neighbors, ((0, n_extra - e), (0, 0))),
+        jnp.pad(P.extra_weights, ((0, n_extra - e), (0, 0))),
+        jnp.pad(P.extra_rows, (0, n_extra - e)),
+    )
 
 
 def _extra_rows(degrees: np.ndarray, w: int, we: int) -> int:

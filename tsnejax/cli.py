@@ -1,4 +1,4 @@
-"""Command line: ``tsnejax embed`` and ``tsnejax metrics``.
+"""Command line: ``tsnejax embed``, ``metrics``, ``sweep`` and ``report``.
 
 Errors in the input or options print one line (``tsnejax: error: ...``) and exit with 1.
 """
@@ -74,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=5000,
         help="with labels, NN precision/recall over this many random points (0: skip)",
     )
+    _add_sweep_verbs(sub)
     m = sub.add_parser("metrics", help="score an embedding; writes metrics.json and a PNG")
     m.add_argument("--input", required=True, help="input features: .npy, .npz (X[, y]) or .csv")
     m.add_argument("--embedding", required=True, help="embedding: .npy/.npz/.csv, same rows")
@@ -83,6 +84,58 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--n-queries", type=int, default=None, help="random subset (default: all)")
     m.add_argument("--seed", type=int, default=0, help="seed for the subsets")
     return parser
+
+
+def _add_sweep_verbs(sub: Any) -> None:
+    s = sub.add_parser("sweep", help="run a hyperparameter sweep (TOML or .py get_config())")
+    s.add_argument("config", help="sweep spec: .toml, or .py defining get_config()")
+    s.add_argument("--out", required=True, help="sweep folder (one sub-folder per trial)")
+    s.add_argument("--resume", action="store_true", help="continue a folder, skip finished")
+    s.add_argument("--smoke", action="store_true", help="apply the spec's [smoke] overrides")
+    s.add_argument("--mode", default=None, help="auto | vmap | sequential (default: spec's)")
+    s.add_argument("--batch-size", type=int, default=None, help="trials per vmapped batch")
+    s.add_argument("--data-dir", default=None, help="folder for relative data paths")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--report", action="store_true", help="also write the report at the end")
+    r = sub.add_parser("report", help="table and plots of a sweep folder")
+    r.add_argument("dir", help="sweep folder written by 'tsnejax sweep'")
+
+
+def _sweep(args: argparse.Namespace) -> str:
+    from tsnejax.sweep import load_spec, run_sweep
+
+    spec = load_spec(args.config)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    s = run_sweep(
+        spec,
+        args.out,
+        resume=args.resume,
+        smoke=args.smoke,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    msg = (
+        f"wrote {s.root}/results.csv ({s.n_trials} trials: {s.n_run} run, {s.n_skipped} "
+        f"already finished, {s.n_diverged} diverged; mode {s.mode}; {s.seconds:.1f} s)"
+    )
+    if args.report:
+        from tsnejax.sweep.report import make_report
+
+        make_report(args.out)
+        msg += f"; report in {s.root}/report/"
+    return msg
+
+
+def _report(args: argparse.Namespace) -> str:
+    from tsnejax.sweep.report import make_report
+
+    written = make_report(args.dir)
+    return f"wrote {len(written)} files in {Path(args.dir) / 'report'}: " + ", ".join(
+        p.name for p in written.values()
+    )
 
 
 def _writable_dir(path: str) -> Path:
@@ -268,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"wrote {args.out}/metrics.json, precision_recall.png (N={m['n_samples']}{extra})"
             )
+        elif args.verb == "sweep":
+            print(_sweep(args))
+        elif args.verb == "report":
+            print(_report(args))
     except (ValueError, DivergenceError) as err:
         print(f"tsnejax: error: {err}", file=sys.stderr)
         return 1

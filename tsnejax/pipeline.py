@@ -63,6 +63,7 @@ __all__ = [
     "build_optimizer",
     "make_backend",
     "resolve_method",
+    "hyperparameter_phases",
     "GRADIENT_METHODS",
     "ADAPTIVE_AUTO_LEARNING_RATE",
 ]
@@ -391,7 +392,11 @@ ADAPTIVE_AUTO_LEARNING_RATE = {
 
 
 def build_optimizer(
-    config: TSNEConfig, n: int, optimizer: optax.GradientTransformation | None = None
+    config: TSNEConfig,
+    n: int,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    piecewise: bool = False,
 ) -> tuple[optax.GradientTransformation, Any, Any]:
     """The Optax transformation ``config`` describes for ``n`` points.
 
@@ -401,12 +406,15 @@ def build_optimizer(
     ``lr_of(step)`` / ``ex_of(step)`` give the learning rate (``None`` for a given optimizer)
     and exaggeration at a step, for messages. Under ``stopping="optsne"`` every value is a
     constant of the early phase, which :func:`fit` overwrites at the phase switch.
+    ``piecewise=True`` does the same for a fixed schedule: the caller sets the values of
+    :func:`hyperparameter_phases` at each boundary (the sweep executor, so that trials with
+    different values share one compiled program and can be vmapped).
     """
-    optsne = config.stopping == "optsne"
+    optsne = config.stopping == "optsne" or piecewise
     if optsne and config.exaggeration_decay != "step":
         raise ValueError(
             "exaggeration_decay must be 'step' with stopping='optsne' (opt-SNE decides when "
-            "early exaggeration ends)."
+            "early exaggeration ends) and in sweeps that vary hyperparameters per trial."
         )
     ex_schedule = exaggeration_schedule(
         config.early_exaggeration,
@@ -471,6 +479,35 @@ def build_optimizer(
     if config.max_step_norm is not None:
         inner.append(clip_step_norm(config.max_step_norm))
     return optax.chain(exaggerate(ex), *inner), lr_of, ex_of
+
+
+def hyperparameter_phases(config: TSNEConfig, n: int) -> list[tuple[int, dict[str, float]]]:
+    """The schedule of ``config`` as piecewise-constant values: ``[(start_step, values)]``.
+
+    ``values`` holds ``exaggeration``, ``learning_rate`` (registry optimizers) and ``momentum``
+    (classic, and sgd unless its kwargs fix it), each as the schedule :func:`build_optimizer`
+    would evaluate at ``start_step`` (same float32 rounding). Setting them with
+    :func:`tsnejax.optim.set_hyperparams` at each start on a ``piecewise=True`` optimizer
+    reproduces the scheduled run. Needs ``exaggeration_decay="step"``.
+    """
+    if config.exaggeration_decay != "step":
+        raise ValueError("hyperparameter_phases needs exaggeration_decay='step'.")
+    _, lr_of, ex_of = build_optimizer(dataclasses.replace(config, stopping="fixed"), n)
+    switch = config.momentum_switch_iter
+    switch = config.early_exaggeration_iter if switch is None else switch
+    momentum = momentum_schedule(config.initial_momentum, config.final_momentum, switch)
+    has_momentum = config.optimizer == "classic" or (
+        config.optimizer == "sgd" and "momentum" not in dict(config.optimizer_kwargs)
+    )
+    total = config.total_iter
+    starts = sorted({0, config.early_exaggeration_iter, switch} & set(range(total)))
+    phases = []
+    for start in starts:
+        values = {"exaggeration": ex_of(start), "learning_rate": lr_of(start)}
+        if has_momentum:
+            values["momentum"] = float(momentum(start))
+        phases.append((start, values))
+    return phases or [(0, {"exaggeration": ex_of(0), "learning_rate": lr_of(0)})]
 
 
 class _OptSNEStop:

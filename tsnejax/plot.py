@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_embedding", "plot_precision_recall"]
+__all__ = ["plot_embedding", "plot_precision_recall", "plot_small_multiples", "plot_heatmap"]
 
 
 def plot_embedding(
@@ -87,6 +87,87 @@ def plot_precision_recall(
     axes[1].set_title("recall = hits / K (K = input-space neighbours)")
     if title:
         fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_small_multiples(
+    panels: list[tuple[str, np.ndarray | None]],
+    labels: np.ndarray | None = None,
+    path: str | os.PathLike | None = None,
+    *,
+    ncols: int | None = None,
+    title: str | None = None,
+):
+    """One small 2-D scatter per ``(title, Y)`` panel (``Y=None``: an empty "missing" panel),
+    row-major on a grid of ``ncols`` columns, coloured by ``labels``. Returns the ``Figure``."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or int(np.ceil(np.sqrt(len(panels))))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
+    codes = None
+    if labels is not None:
+        _, codes = np.unique(np.asarray(labels), return_inverse=True)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (name, Y) in zip(axes.ravel(), panels, strict=False):
+        ax.set_title(name, fontsize=7)
+        if Y is None:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            continue
+        Y = np.asarray(Y)
+        y2 = Y[:, 1] if Y.shape[1] > 1 else np.zeros(len(Y))
+        s = float(np.clip(2000 / len(Y), 0.1, 4))
+        c = "tab:blue" if codes is None else codes
+        ax.scatter(Y[:, 0], y2, s=s, c=c, cmap="tab10", linewidths=0, rasterized=True)
+        ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_heatmap(
+    values: np.ndarray,
+    row_labels: list,
+    col_labels: list,
+    path: str | os.PathLike | None = None,
+    *,
+    row_name: str = "",
+    col_name: str = "",
+    title: str | None = None,
+):
+    """Annotated heatmap of a ``(rows, cols)`` metric table (NaN cells left blank)."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(values, float)
+    fig, ax = plt.subplots(
+        figsize=(1.2 + 0.9 * len(col_labels), 1.2 + 0.55 * len(row_labels) + 0.5)
+    )
+    im = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45)
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+    ax.set_xlabel(col_name)
+    ax.set_ylabel(row_name)
+    finite = values[np.isfinite(values)]
+    mid = finite.mean() if finite.size else 0.0
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                color = "black" if values[i, j] > mid else "white"
+                ax.text(
+                    j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=7, color=color
+                )
+    fig.colorbar(im, ax=ax)
+    if title:
+        ax.set_title(title)
     return _finish(fig, path)
 
 

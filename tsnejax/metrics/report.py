@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_labels
-from tsnejax._types import ArrayLike, PRNGKey
+from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.metrics.global_structure import cpd_score, knc_score
 from tsnejax.metrics.neighborhood import (
@@ -22,12 +22,30 @@ from tsnejax.metrics.neighborhood import (
     query_rows,
 )
 
-__all__ = ["evaluate", "TRUSTWORTHINESS_MAX_N"]
+__all__ = ["evaluate", "input_neighbors", "TRUSTWORTHINESS_MAX_N"]
 
 #: ``evaluate`` skips trustworthiness above this many points: it ranks every point's full row of
 #: input-space distances, as costly as an all-pairs kNN in X (``metrics.trustworthiness`` has no
 #: such limit).
 TRUSTWORTHINESS_MAX_N = 20000
+
+
+def input_neighbors(
+    X: ArrayLike,
+    *,
+    k_max: int = 30,
+    n_queries: int | None = None,
+    key: PRNGKey | None = None,
+) -> Array:
+    """``(m, k_max)`` exact neighbours in ``X`` of the query rows :func:`evaluate` uses for the
+    same ``k_max``, ``n_queries`` and ``key``; pass it back as ``x_neighbors`` to score many
+    embeddings of one dataset (a sweep) with one search in X."""
+    X = jnp.asarray(X)
+    n = X.shape[0]
+    k_max = _check_k("k_max", k_max, n)
+    key = jax.random.key(0) if key is None else key
+    rows = query_rows(n, n_queries, jax.random.split(key)[0])
+    return exact_knn(X, k_max, rows=rows).indices
 
 
 def evaluate(
@@ -42,13 +60,16 @@ def evaluate(
     k_classes: int = 4,
     n_cpd: int = 1000,
     global_scores: bool = True,
+    trustworthiness: bool = True,
+    x_neighbors: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """NN precision/recall curves (k = 1..k_max), 10-NN preservation, trustworthiness and,
     with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds each took.
 
     One exact kNN search in X (``k_max`` neighbours of the queries) and one in Y (all points)
     serve the curves, the preservation, the accuracy and trustworthiness. ``global_scores=False``
-    skips KNC and CPD.
+    skips KNC and CPD; ``trustworthiness=False`` skips trustworthiness. ``x_neighbors`` is the
+    search in X from :func:`input_neighbors` (same ``k_max``, ``n_queries``, ``key``), reused.
     """
     X, Y = _pair(X, Y)
     n = X.shape[0]
@@ -60,7 +81,15 @@ def evaluate(
     out: dict[str, Any] = {"n_samples": n, "n_queries": int(len(rows)), "k_max": k_max}
 
     t0 = time.perf_counter()
-    x_idx = jax.block_until_ready(exact_knn(X, k_max, rows=rows).indices)
+    if x_neighbors is None:
+        x_idx = jax.block_until_ready(exact_knn(X, k_max, rows=rows).indices)
+    else:
+        x_idx = jnp.asarray(x_neighbors)
+        if x_idx.shape != (len(rows), k_max):
+            raise ValueError(
+                f"x_neighbors has shape {x_idx.shape}; expected {(len(rows), k_max)} "
+                "(input_neighbors with the same k_max, n_queries and key)."
+            )
     timings["knn_input"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     k_emb = min(max(k_max, 10, trustworthiness_k), n - 1)
@@ -79,7 +108,7 @@ def evaluate(
         )
     timings["curves"] = time.perf_counter() - t0
 
-    if n <= TRUSTWORTHINESS_MAX_N and trustworthiness_k < n / 2:
+    if trustworthiness and n <= TRUSTWORTHINESS_MAX_N and trustworthiness_k < n / 2:
         t0 = time.perf_counter()
         out[f"trustworthiness_{trustworthiness_k}"] = _trustworthiness_from(
             X, y_all[:, :trustworthiness_k]

@@ -1,0 +1,175 @@
+"""``tsnejax report DIR``: a sweep's results as a table and plots (reads the store only).
+
+Writes into ``DIR/report/``: ``table.md`` (one row per trial, grid values and metrics),
+``embeddings.png`` (small multiples coloured by label; rows and columns follow the first two
+varying grid axes when there are two), and for each metric a heatmap over the first two varying
+axes (``heatmap_<metric>.png``, averaged over the others, e.g. seeds) or, with one varying axis,
+a line plot (``<metric>_vs_<axis>.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tsnejax.sweep.store import SweepStore, read_table
+
+__all__ = ["make_report", "REPORT_METRICS"]
+
+#: Metrics the report plots, when the table has them.
+REPORT_METRICS = ("kl", "knn_accuracy_10", "knn_preservation_10", "trustworthiness_5", "cpd")
+#: Most embeddings drawn in the small multiples.
+MAX_PANELS = 64
+
+
+def _value(v: str) -> Any:
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _sort_key(v: Any) -> tuple:
+    """Numbers in numeric order, then strings ("N/12" after the numbers) in given order."""
+    return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
+
+
+def _axis_values(rows: list[dict], key: str, spec_values: list) -> list:
+    """A grid axis' values in the spec's order (that is how the user wrote them)."""
+    seen = [str(v) for v in spec_values]
+    present = {r[key] for r in rows}
+    ordered = [v for v in seen if v in present]
+    return ordered + sorted(present - set(ordered), key=lambda v: _sort_key(_value(v)))
+
+
+def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dict[str, Path]:
+    """Write the table and plots of the sweep in ``root``; returns ``{name: path}``."""
+    root = Path(root)
+    if not (root / "sweep.json").exists() or not (root / "results.csv").exists():
+        raise ValueError(
+            f"{str(root)!r} is not a sweep folder (no sweep.json/results.csv); run "
+            "'tsnejax sweep CONFIG --out DIR' first."
+        )
+    meta = json.loads((root / "sweep.json").read_text())
+    rows = read_table(root / "results.csv")
+    if not rows:
+        raise ValueError(f"{str(root)!r} has no finished trials yet.")
+    grid_spec = meta["spec"]["grid"]
+    grid_keys = meta["grid_keys"]
+    axes = {
+        k: _axis_values(rows, k, grid_spec.get(k, meta["spec"]["run"]["seeds"])) for k in grid_keys
+    }
+    varying = [k for k in grid_keys if len(axes[k]) > 1]
+    non_seed = [k for k in varying if k != "seed"] or varying
+    out_dir = root / "report"
+    out_dir.mkdir(exist_ok=True)
+    written: dict[str, Path] = {}
+
+    metrics = [m for m in REPORT_METRICS if any(r.get(m) for r in rows)]
+    written["table"] = _write_markdown(out_dir / "table.md", rows, grid_keys, metrics, meta)
+
+    store = SweepStore(root)
+    labels = np.load(root / "labels.npy") if (root / "labels.npy").exists() else None
+    shown = rows[:max_panels]
+    panels = []
+    for r in shown:
+        name = ", ".join(f"{k}={r[k]}" for k in varying) or r["trial_id"]
+        if r.get("kl"):
+            name += f"\nKL {float(r['kl']):.3f}"
+        try:
+            panels.append((name, store.embedding(r["trial_id"])))
+        except OSError:
+            panels.append((name, None))
+    ncols = None
+    if len(non_seed) >= 2 and len(rows) == len(shown):
+        ncols = len(axes[non_seed[1]]) * (
+            len(rows) // (len(axes[non_seed[0]]) * len(axes[non_seed[1]]))
+        )
+    from tsnejax.plot import plot_heatmap, plot_small_multiples
+
+    title = meta["spec"]["name"]
+    if len(rows) > len(shown):
+        title += f" (first {len(shown)} of {len(rows)} trials)"
+    written["embeddings"] = out_dir / "embeddings.png"
+    plot_small_multiples(panels, labels, written["embeddings"], ncols=ncols, title=title)
+
+    for m in metrics:
+        if len(non_seed) >= 2:
+            a, b = non_seed[0], non_seed[1]
+            table = np.full((len(axes[a]), len(axes[b])), np.nan)
+            for i, va in enumerate(axes[a]):
+                for j, vb in enumerate(axes[b]):
+                    vals = [float(r[m]) for r in rows if r[a] == va and r[b] == vb and r.get(m)]
+                    if vals:
+                        table[i, j] = np.mean(vals)
+            path = out_dir / f"heatmap_{m}.png"
+            plot_heatmap(
+                table,
+                axes[a],
+                axes[b],
+                path,
+                row_name=a,
+                col_name=b,
+                title=f"{m} (mean over other axes)",
+            )
+            written[f"heatmap_{m}"] = path
+        elif non_seed:
+            written[f"{m}_vs_{non_seed[0]}"] = _line_plot(out_dir, rows, non_seed[0], axes, m)
+    return written
+
+
+def _line_plot(out_dir: Path, rows: list[dict], axis: str, axes: dict, metric: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    xs = axes[axis]
+    means, stds = [], []
+    for v in xs:
+        vals = [float(r[metric]) for r in rows if r[axis] == v and r.get(metric)]
+        means.append(np.mean(vals) if vals else np.nan)
+        stds.append(np.std(vals) if vals else np.nan)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    pos = np.arange(len(xs))
+    ax.errorbar(pos, means, yerr=stds, marker="o", capsize=3)
+    ax.set_xticks(pos, [str(x) for x in xs], rotation=30)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / f"{metric}_vs_{axis}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: str) -> str:
+    try:
+        x = float(v)
+    except ValueError:
+        return v
+    return f"{x:.4g}"
+
+
+def _write_markdown(path: Path, rows, grid_keys, metrics, meta) -> Path:
+    cols = [*grid_keys, "status", *[m for m in metrics], "seconds"]
+    cols = [c for c in cols if any(c in r and r[c] != "" for r in rows) or c in grid_keys]
+    lines = [
+        f"# {meta['spec']['name']}",
+        "",
+        meta["spec"].get("description", ""),
+        "",
+        f"{meta['n_points']} points, {len(rows)} of {len(meta['trial_ids'])} trials finished.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,335 @@
+"""Sweep specifications: a TOML file or a Python ``get_config()`` -> :class:`SweepSpec` -> trials.
+
+A spec names a dataset, fixed settings (any :class:`tsnejax.TSNEConfig` field, or a
+``preset``), a grid of values (the product is taken, in the order given) and the metrics to
+record. A grid value of ``learning_rate`` may be an expression in the number of points, such as
+``"N/12"`` or ``"N"`` (Kobak & Berens' rule). ``optimizer`` values are registry specs
+(``"adam:learning_rate=3,b1=0.8"``). A ``[smoke]`` table shrinks the sweep for a quick check
+(``tsnejax sweep CONFIG --smoke``): its ``data`` table replaces data fields, its ``grid`` table
+replaces grid entries, and its other keys replace fixed settings.
+
+Example (``experiments/configs/kobak_learning_rate.toml``)::
+
+    name = "kobak-learning-rate"
+    [data]
+    path = "mnist.npz"    # relative: resolved against $TSNEJAX_DATA, default ../shared/data
+    pca = 50
+    [fixed]
+    perplexity = 30
+    [grid]
+    learning_rate = [200, 1000, "N/12", "N"]
+    [run]
+    seeds = [0]
+    metrics = ["kl", "quality"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+import runpy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from tsnejax.optim import parse_optimizer_spec
+from tsnejax.pipeline import TSNEConfig
+from tsnejax.presets import PRESETS
+
+__all__ = [
+    "DataSpec",
+    "SweepSpec",
+    "Trial",
+    "METRICS",
+    "MODES",
+    "DYNAMIC_FIELDS",
+    "load_spec",
+    "spec_from_dict",
+    "expand_trials",
+    "resolve_learning_rate",
+]
+
+#: Metric groups a spec may ask for. ``kl``: the backend's KL of the final embedding (free:
+#: computed in the last chunk). ``kl_exact``: exact KL (O(N^2) time, blocked; N <= 20000).
+#: ``quality``: NN precision/recall k = 1..30, 10-NN preservation and (with labels) 10-NN
+#: accuracy. ``trustworthiness``: k = 5 (N <= 20000). ``global``: KNC and CPD (labels needed).
+METRICS = ("kl", "kl_exact", "quality", "trustworthiness", "global")
+#: ``auto`` picks per backend (see :func:`tsnejax.sweep.executor.choose_mode`).
+MODES = ("auto", "vmap", "sequential")
+#: Fields a trial may vary without a new compiled program: they live in the optimizer state
+#: (learning rate, exaggerations, momenta) or are traced arguments (dof, P padded to a common
+#: shape for perplexity). Everything else is part of a group's static signature.
+DYNAMIC_FIELDS = (
+    "learning_rate",
+    "early_exaggeration",
+    "exaggeration",
+    "initial_momentum",
+    "final_momentum",
+    "dof",
+    "perplexity",
+)
+
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TSNEConfig)}
+_FLOAT_FIELDS = {f.name: isinstance(f.default, float) for f in dataclasses.fields(TSNEConfig)}
+_FLOAT_FIELDS["learning_rate"] = True
+_GRID_EXTRA = {"seed", "optimizer", "preset"}
+_TOP_KEYS = {"name", "description", "data", "fixed", "grid", "run", "smoke"}
+_RUN_KEYS = {"seeds", "metrics", "mode", "batch_size"}
+_LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is prepared before the kNN search.
+
+    Attributes:
+      name: a bundled dataset (``"digits"``); or
+      path: ``.npy``/``.npz``/``.csv``; a relative path that does not exist relative to the
+        working directory is looked up in ``$TSNEJAX_DATA`` (default ``../shared/data``).
+      n_points: a random subset of this many rows (drawn with ``seed``); ``None``: all.
+      pca: project onto this many principal components first (Kobak's MNIST setting: 50).
+      seed: subsample and kNN seed (trial seeds drive the initialisation).
+    """
+
+    name: str | None = None
+    path: str | None = None
+    n_points: int | None = None
+    pca: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if (self.name is None) == (self.path is None):
+            raise ValueError("data: give exactly one of name (e.g. 'digits') or path (a file).")
+        for field in ("n_points", "pca"):
+            v = getattr(self, field)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"data.{field} must be a positive integer, got {v!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep (see the module docstring for the file format)."""
+
+    name: str
+    data: DataSpec
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grid: dict[str, list] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    metrics: tuple[str, ...] = ("kl", "quality")
+    mode: str = "auto"
+    batch_size: int | None = None
+    description: str = ""
+    smoke: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as the dict :func:`spec_from_dict` reads (JSON-ready)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "data": {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None},
+            "fixed": dict(self.fixed),
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "run": {
+                "seeds": list(self.seeds),
+                "metrics": list(self.metrics),
+                "mode": self.mode,
+                **({"batch_size": self.batch_size} if self.batch_size else {}),
+            },
+            "smoke": dict(self.smoke),
+        }
+
+    def smoke_version(self) -> SweepSpec:
+        """The spec with its ``[smoke]`` overrides applied (data, grid entries, fixed fields)."""
+        smoke = dict(self.smoke)
+        data_over = smoke.pop("data", {})
+        data = dataclasses.asdict(self.data)
+        if "name" in data_over or "path" in data_over:
+            data.update(name=None, path=None)  # the smoke table's source replaces the full one
+        data.update(data_over)
+        data = {k: v for k, v in data.items() if v is not None}
+        grid = {**self.grid, **smoke.pop("grid", {})}
+        run = smoke.pop("run", {})
+        out = self.to_dict()
+        out.update(data=data, grid=grid, fixed={**self.fixed, **smoke}, smoke={})
+        out["name"] = self.name + "-smoke"
+        out["run"].update(run)
+        return spec_from_dict(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One grid point and seed, resolved to a config for ``n`` points."""
+
+    trial_id: str  # hash of (data digest, config, seed, metrics): the results sub-folder
+    params: dict[str, Any]  # the grid values as written in the spec (plus "seed")
+    config: TSNEConfig
+    seed: int
+
+
+def _check_keys(where: str, given: Any, allowed: set[str]) -> None:
+    if not isinstance(given, dict):
+        raise ValueError(f"{where} must be a table/dict, got {type(given).__name__}.")
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+
+
+def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
+    """Validate a spec dict (parsed TOML or ``get_config()``); errors name the bad key."""
+    _check_keys("sweep spec", d, _TOP_KEYS)
+    if "name" not in d or not isinstance(d["name"], str) or not d["name"]:
+        raise ValueError("sweep spec: 'name' (a non-empty string) is required.")
+    if "data" not in d:
+        raise ValueError("sweep spec: a [data] table with 'name' or 'path' is required.")
+    _check_keys("[data]", d["data"], {f.name for f in dataclasses.fields(DataSpec)})
+    data = DataSpec(**d["data"])
+    fixed = dict(d.get("fixed", {}))
+    _check_keys("[fixed]", fixed, _CONFIG_FIELDS | {"preset", "optimizer"})
+    grid = dict(d.get("grid", {}))
+    _check_keys("[grid]", grid, _CONFIG_FIELDS | _GRID_EXTRA)
+    for key, values in grid.items():
+        if not isinstance(values, list | tuple) or len(values) == 0:
+            raise ValueError(f"[grid] {key} must be a non-empty list of values, got {values!r}.")
+    run = dict(d.get("run", {}))
+    _check_keys("[run]", run, _RUN_KEYS)
+    seeds = tuple(run.get("seeds", (0,)))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"[run] seeds must be a non-empty list of integers, got {seeds!r}.")
+    metrics = tuple(run.get("metrics", ("kl", "quality")))
+    bad = sorted(set(metrics) - set(METRICS))
+    if bad:
+        raise ValueError(f"[run] metrics: unknown {bad}; choose from {list(METRICS)}.")
+    mode = run.get("mode", "auto")
+    if mode not in MODES:
+        raise ValueError(f"[run] mode={mode!r} is not one of {list(MODES)}.")
+    batch = run.get("batch_size")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"[run] batch_size must be a positive integer, got {batch!r}.")
+    smoke = dict(d.get("smoke", {}))
+    _check_keys("[smoke]", smoke, _CONFIG_FIELDS | {"data", "grid", "run", "preset"})
+    spec = SweepSpec(
+        name=d["name"],
+        data=data,
+        fixed=fixed,
+        grid=grid,
+        seeds=seeds,
+        metrics=metrics,
+        mode=mode,
+        batch_size=batch,
+        description=str(d.get("description", "")),
+        smoke=smoke,
+    )
+    # Every trial must resolve to a valid config; fail now, not after hours of sweeping.
+    expand_trials(spec, n=None)
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read a ``.toml`` spec, or a ``.py`` file whose ``get_config()`` returns a dict/spec."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"sweep config {str(p)!r} does not exist.")
+    if p.suffix == ".toml":
+        try:
+            with open(p, "rb") as fh:
+                d = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"sweep config {str(p)!r} is not valid TOML: {err}.") from err
+    elif p.suffix == ".py":
+        namespace = runpy.run_path(str(p))
+        if "get_config" not in namespace:
+            raise ValueError(f"sweep config {str(p)!r} defines no get_config().")
+        d = namespace["get_config"]()
+        if isinstance(d, SweepSpec):
+            return d
+    else:
+        raise ValueError(f"sweep config {str(p)!r}: use a .toml file or a .py with get_config().")
+    try:
+        return spec_from_dict(d)
+    except ValueError as err:
+        raise ValueError(f"{p.name}: {err}") from None
+
+
+def resolve_learning_rate(value: Any, n: int | None) -> Any:
+    """A number, ``"auto"``, or an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``."""
+    if not isinstance(value, str) or value == "auto":
+        return value
+    m = _LR_EXPR.match(value)
+    if m is None:
+        raise ValueError(
+            f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
+            "'N' or '0.5*N' (N = number of points)."
+        )
+    if n is None:
+        return 1.0  # validation before the data is loaded
+    return float(m.group(1) or 1.0) * n / float(m.group(2) or 1.0)
+
+
+def _config_for(spec: SweepSpec, point: dict[str, Any], n: int | None) -> TSNEConfig:
+    values = {**spec.fixed, **point}
+    values.pop("seed", None)
+    preset = values.pop("preset", None)
+    if "optimizer" in values:
+        name, kwargs = parse_optimizer_spec(str(values.pop("optimizer")))
+        values["optimizer"] = name
+        values["optimizer_kwargs"] = tuple(sorted(kwargs.items()))
+    if "learning_rate" in values:
+        values["learning_rate"] = resolve_learning_rate(values["learning_rate"], n)
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+        elif _FLOAT_FIELDS.get(key) and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)  # 50 and 50.0 are one trial (same hash)
+    if isinstance(values.get("optimizer_kwargs"), dict):
+        values["optimizer_kwargs"] = tuple(sorted(values["optimizer_kwargs"].items()))
+    try:
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}.")
+            return TSNEConfig.from_preset(preset, **values)
+        return TSNEConfig(**values).validate()
+    except TypeError as err:  # a wrongly typed field surfaces as a TypeError in validation
+        raise ValueError(f"trial {point}: {err}") from None
+    except ValueError as err:
+        where = f"trial {point}" if point else "[fixed]"
+        raise ValueError(f"{where}: {err}") from None
+
+
+def config_json(config: TSNEConfig) -> dict[str, Any]:
+    """``config`` as JSON-ready data (tuples become lists; inf stays a float)."""
+    out = dataclasses.asdict(config)
+    out["optimizer_kwargs"] = {k: v for k, v in config.optimizer_kwargs}
+    return json.loads(json.dumps(out, default=list))
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def expand_trials(spec: SweepSpec, n: int | None, data_digest: str = "") -> list[Trial]:
+    """Every grid point x seed, as resolved :class:`Trial` s (``n``: points, for ``"N/12"``)."""
+    keys = list(spec.grid)
+    seeds = None if "seed" in spec.grid else spec.seeds
+    trials = []
+    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+        point = dict(zip(keys, combo, strict=True))
+        config = _config_for(spec, point, n)
+        for seed in [point["seed"]] if seeds is None else seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"[grid] seed values must be integers, got {seed!r}.")
+            params = {**point, "seed": seed}
+            tid = _digest(data_digest, config_json(config), seed, sorted(spec.metrics))
+            trials.append(Trial(tid, params, config, seed))
+    seen: dict[str, dict] = {}
+    for t in trials if n is not None else ():  # "N/12" resolves only once N is known
+        if t.trial_id in seen:
+            raise ValueError(
+                f"grid points {seen[t.trial_id]} and {t.params} resolve to the same settings "
+                f"for N={n}; remove one of the values."
+            )
+        seen[t.trial_id] = t.params
+    return trials

@@ -135,3 +135,24 @@ def test_metrics_verb_and_embed_quality(tmp_path, digits):
         text=True,
     )
     assert proc.returncode == 1 and "same points" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_sweep_and_report_verbs(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(
+        'name = "cli"\n[data]\nname = "digits"\nn_points = 300\n[fixed]\nn_iter = 20\n'
+        "early_exaggeration_iter = 10\n[grid]\nexaggeration = [1, 2]\n"
+    )
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert "2 trials: 2 run, 0 already finished" in capsys.readouterr().out
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "embeddings.png").exists()
+    assert main(["report", str(tmp_path)]) == 1
+    assert "not a sweep folder" in capsys.readouterr().err
+    config.write_text('name = "cli"\n[data]\nname = "digits"\n[grid]\nlearning_rat = [1]\n')
+    assert main(["sweep", str(config), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "learning_rat" in err

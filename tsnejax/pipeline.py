@@ -98,7 +98,7 @@ class TSNEConfig:
     gains_rule: Literal["opentsne", "fitsne", "sklearn"] = "opentsne"
     exaggeration_decay: Literal["step", "linear", "exponential"] = "step"
     exaggeration_decay_iter: int = 150
-    dof: float = 1.0
+    dof: float = 1.0  # inf: Gaussian kernel
     initialization: Literal["pca", "random"] = "pca"
     negative_gradient_method: Literal["auto", "exact", "interpolation", "splat"] = "auto"
     n_interpolation_points: int = 3
@@ -163,7 +163,8 @@ class TSNEConfig:
         check_positive("optsne_tol", self.optsne_tol)
         check_positive("initial_momentum", self.initial_momentum, allow_zero=True)
         check_positive("final_momentum", self.final_momentum, allow_zero=True)
-        check_positive("dof", self.dof)
+        if not (isinstance(self.dof, int | float) and self.dof == float("inf")):
+            check_positive("dof", self.dof)  # inf: the Gaussian kernel (SNE's limit)
         if not isinstance(self.initialization, np.ndarray):
             check_option("initialization", self.initialization, INIT_METHODS)
         check_option("negative_gradient_method", self.negative_gradient_method, GRADIENT_METHODS)

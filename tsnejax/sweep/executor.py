@@ -318,6 +318,8 @@ def run_batch(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[
     state = TSNEState(Y0, jax.vmap(opt.init)(Y0), jnp.zeros((len(order),), jnp.int32))
     dofs = {float(c.dof) for c in cfgs}
     static_dof = dofs.pop() if len(dofs) == 1 else None
+    if static_dof is None and any(math.isinf(d) for d in dofs):
+        raise ValueError("run_batch: dof = inf cannot share a batch with finite dofs.")
     dof = jnp.asarray([cfgs[i].dof for i in order], dtype)
     put = (lambda x: x) if mesh is None else _sharder(mesh)
     P, dof = put(P), put(dof)
@@ -487,7 +489,9 @@ def _groups(trials: Sequence[Trial], n: int) -> list[list[Trial]]:
     groups: dict[Any, list[Trial]] = {}
     for t in trials:
         c = t.config
-        key = (static_signature(c), _piecewise(c), tuple(s for s, _ in hyperparameter_phases(c, n)))
+        phases = tuple(s for s, _ in hyperparameter_phases(c, n)) if _piecewise(c) else ()
+        # dof = inf is a compiled-in kernel (a traced dof must be finite): its own group.
+        key = (static_signature(c), _piecewise(c), phases, math.isinf(c.dof))
         if not _piecewise(c):
             key = (key, t.trial_id)  # the plain pipeline, one at a time
         groups.setdefault(key, []).append(t)

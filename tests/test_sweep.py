@@ -1,0 +1,286 @@
+"""Sweeps: spec validation, trials equal fit, vmap/shard equality, crash-safe resume, report."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from tsnejax.pipeline import TSNEConfig, fit, hyperparameter_phases
+from tsnejax.sweep import (
+    SweepStore,
+    Workspace,
+    expand_trials,
+    load_data,
+    load_spec,
+    read_table,
+    run_batch,
+    run_sweep,
+    run_trial,
+    spec_from_dict,
+)
+from tsnejax.sweep.executor import auto_batch_size, choose_mode
+from tsnejax.sweep.report import make_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(**over):
+    d = {
+        "name": "t",
+        "data": {"name": "digits", "n_points": 400},
+        "fixed": {"n_iter": 60, "early_exaggeration_iter": 40},
+        "grid": {"learning_rate": [30, "N/12"]},
+        "run": {"metrics": ["kl"]},
+    }
+    for k, v in over.items():
+        d[k] = v
+    return spec_from_dict(d)
+
+
+BAD_SPECS = [
+    ({"grid": {"learning_rte": [1]}}, r"\[grid\]: unknown key\(s\) \['learning_rte'\]"),
+    ({"grid": {"learning_rate": []}}, "non-empty list"),
+    ({"grid": {"learning_rate": ["N/x"]}}, "expression like 'N/12'"),
+    ({"grid": {"perplexity": [-5]}}, "perplexity must be finite and > 0"),
+    ({"grid": {"optimizer": ["adamm"]}}, "adamm"),
+    ({"run": {"metrics": ["kl", "speed"]}}, r"metrics: unknown \['speed'\]"),
+    ({"run": {"mode": "parallel"}}, "mode='parallel'"),
+    ({"run": {"seeds": [0.5]}}, "seeds must be a non-empty list of integers"),
+    ({"run": {"batch_size": 0}}, "batch_size must be a positive integer"),
+    ({"data": {"name": "digits", "path": "x.npy"}}, "exactly one of name"),
+    ({"data": {"name": "digits", "n_points": -1}}, "n_points must be a positive integer"),
+    ({"fixed": {"n_iter": -1}}, "n_iter"),
+    ({"colour": 1}, r"unknown key\(s\) \['colour'\]"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_SPECS)
+def test_bad_specs_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(**override)
+
+
+def test_spec_files_toml_and_python(tmp_path):
+    (tmp_path / "a.toml").write_text('name = "a"\n[data]\nname = "digits"\n[grid]\ndof = [1, 2]\n')
+    (tmp_path / "b.py").write_text(
+        "def get_config():\n    return {'name': 'b', 'data': {'name': 'digits'},"
+        " 'grid': {'dof': [1, 2]}}\n"
+    )
+    a, b = load_spec(tmp_path / "a.toml"), load_spec(tmp_path / "b.py")
+    assert a.grid == b.grid == {"dof": [1, 2]}
+    (tmp_path / "c.toml").write_text("name = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_spec(tmp_path / "c.toml")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+    with pytest.raises(ValueError, match="was not found"):
+        load_data(spec_from_dict({"name": "x", "data": {"path": "no_such_file.npz"}}).data)
+
+
+def test_expand_trials_resolves_expressions_and_rejects_duplicates():
+    spec = _spec(grid={"learning_rate": [200, "N/4"], "exaggeration": [1, 4]})
+    trials = expand_trials(spec, 400)
+    assert [t.config.learning_rate for t in trials] == [200.0, 200.0, 100.0, 100.0]
+    assert len({t.trial_id for t in trials}) == 4
+    spec = _spec(grid={"learning_rate": [100, "N/4"]})
+    with pytest.raises(ValueError, match="resolve to the same settings for N=400"):
+        expand_trials(spec, 400)
+
+
+def test_hyperparameter_phases_cover_the_schedule():
+    cfg = TSNEConfig.from_preset("fitsne", early_exaggeration_iter=100, n_iter=200)
+    phases = hyperparameter_phases(cfg, 1000)
+    assert [s for s, _ in phases] == [0, 100]
+    # float32 values, as the scheduled optimizer state holds them
+    assert phases[0][1] == {"exaggeration": 12.0, "learning_rate": 200.0, "momentum": 0.5}
+    assert phases[1][1] == pytest.approx({"exaggeration": 1, "learning_rate": 200, "momentum": 0.8})
+
+
+def test_sequential_trials_equal_fit():
+    """The executor's shared programs + set hyperparameters reproduce fit bit for bit."""
+    spec = _spec(
+        fixed={"n_iter": 60, "early_exaggeration_iter": 50, "preset": "fitsne"},
+        grid={"learning_rate": ["N/12"], "perplexity": [10, 30], "dof": [1, 0.7]},
+    )
+    data = load_data(spec.data)
+    trials = expand_trials(spec, len(data.X), data.digest)
+    ws = Workspace(data, trials)
+    for t in trials:
+        run = run_trial(ws, t)
+        ref = fit(jax.random.key(t.seed), data.X, t.config)
+        np.testing.assert_array_equal(run.embedding, ref.embedding)
+        assert run.kl == ref.kl_divergence
+    assert len(ws._steppers) == 1  # one program family for all four trials
+
+
+def test_vmapped_batch_matches_sequential_and_random_init():
+    spec = _spec(
+        fixed={"n_iter": 60, "early_exaggeration_iter": 40, "initialization": "random"},
+        grid={"learning_rate": [30, 100], "perplexity": [10, 30], "exaggeration": [1, 2]},
+        run={"seeds": [0, 1], "metrics": ["kl"]},
+    )
+    data = load_data(spec.data)
+    trials = expand_trials(spec, len(data.X), data.digest)
+    ws = Workspace(data, trials)
+    batch = run_batch(ws, trials)
+    for t, b in zip(trials, batch, strict=True):
+        s = run_trial(ws, t)
+        np.testing.assert_allclose(b.embedding, s.embedding, atol=1e-3)
+        assert abs(b.kl - s.kl) < 1e-4
+    # Seeds change the (random) initialisation, hence the embedding.
+    assert np.abs(batch[0].embedding - batch[1].embedding).max() > 1.0
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + \\
+        " --xla_force_host_platform_device_count=2"
+    import jax, numpy as np
+    from tsnejax.sweep import spec_from_dict, load_data, expand_trials, Workspace, run_batch
+    assert len(jax.devices()) == 2, jax.devices()
+    spec = spec_from_dict({"name": "s", "data": {"name": "digits", "n_points": 500},
+        "fixed": {"n_iter": 60, "early_exaggeration_iter": 40,
+                  "negative_gradient_method": "interpolation"},
+        "grid": {"learning_rate": [30, 100, 300], "perplexity": [10, 30]}})
+    data = load_data(spec.data)
+    trials = expand_trials(spec, len(data.X), data.digest)
+    ws = Workspace(data, trials)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("trials",))
+    sharded = run_batch(ws, trials[:5], mesh)  # 5 trials: padded to 6 for 2 devices
+    plain = run_batch(ws, trials[:5])
+    diff = max(float(np.abs(a.embedding - b.embedding).max()) for a, b in zip(sharded, plain))
+    print("MAXDIFF", diff, len(sharded))
+    """
+)
+
+
+def test_sharded_over_two_host_devices_equals_unsharded(tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.startswith("MAXDIFF")][0]
+    diff, count = float(line.split()[1]), int(line.split()[2])
+    assert count == 5 and diff <= 1e-5
+
+
+def test_divergent_trial_is_recorded_not_fatal(tmp_path):
+    spec = _spec(
+        grid={"learning_rate": [30, 1e12]},
+        fixed={"n_iter": 60, "early_exaggeration_iter": 40, "negative_gradient_method": "exact"},
+    )
+    for mode in ("sequential", "vmap"):
+        out = tmp_path / mode
+        s = run_sweep(spec, out, mode=mode)
+        assert s.n_diverged == 1
+        rows = read_table(out / "results.csv")
+        assert [r["status"] for r in rows] == ["ok", "diverged"]
+        assert 0 < int(rows[1]["diverged_at"]) <= 100 and rows[1]["kl"] == "nan"
+        assert np.isfinite(np.load(out / "trials" / rows[1]["trial_id"] / "embedding.npy")).all()
+
+
+def test_sweep_store_resume_and_report(tmp_path):
+    spec = _spec(
+        grid={"learning_rate": [30, "N/12"], "exaggeration": [1, 2]},
+        run={"metrics": ["kl", "quality", "trustworthiness"]},
+    )
+    s = run_sweep(spec, tmp_path)
+    assert (s.n_trials, s.n_run, s.n_skipped) == (4, 4, 0)
+    rows = read_table(tmp_path / "results.csv")
+    assert len(rows) == 4 and all(float(r["knn_accuracy_10"]) > 0.8 for r in rows)
+    with pytest.raises(ValueError, match="pass resume=True"):
+        run_sweep(spec, tmp_path)
+    again = run_sweep(spec, tmp_path, resume=True)
+    assert (again.n_run, again.n_skipped) == (0, 4)
+    written = make_report(tmp_path)
+    assert {"table", "embeddings", "heatmap_kl", "heatmap_knn_accuracy_10"} <= set(written)
+    assert all(p.stat().st_size > 5000 for k, p in written.items() if k != "table")
+    assert "| learning_rate | exaggeration | seed |" in (tmp_path / "report/table.md").read_text()
+    with pytest.raises(ValueError, match="not a sweep folder"):
+        make_report(tmp_path / "trials")
+
+
+def _digest_files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "trials").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path):
+    """Kill -9 while trials are running; --resume completes it, finished trials untouched."""
+    config = tmp_path / "spec.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            name = "crash"
+            [data]
+            name = "digits"
+            n_points = 400
+            [fixed]
+            n_iter = 150
+            early_exaggeration_iter = 50
+            negative_gradient_method = "exact"
+            [grid]
+            learning_rate = [10, 20, 40, 80, 160, 320]
+            [run]
+            metrics = ["kl"]
+            """
+        )
+    )
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "tsnejax.cli", "sweep", str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd + ["--no-progress"], stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(SweepStore(out).finished_ids()) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = SweepStore(out).finished_ids()
+    assert 2 <= len(done_before) < 6
+    before = {k: v for k, v in _digest_files(out).items() if k.split("/")[0] in done_before}
+    res = subprocess.run(cmd + ["--resume", "--no-progress"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"{len(done_before)} already finished" in res.stdout
+    after = _digest_files(out)
+    assert {k: after[k] for k in before} == before  # finished trials: same bytes
+    meta = json.loads((out / "sweep.json").read_text())
+    dirs = sorted(p.name for p in (out / "trials").iterdir())
+    assert dirs == sorted(meta["trial_ids"])  # every trial exactly once
+    rows = read_table(out / "results.csv")
+    assert [r["trial_id"] for r in rows] == meta["trial_ids"]
+    assert [r["learning_rate"] for r in rows] == ["10", "20", "40", "80", "160", "320"]
+    assert not [p for p in (out / "trials").rglob("*.tmp")]
+
+
+def test_mode_rule_and_batch_size():
+    assert choose_mode("auto", 1, "cpu") == "sequential"
+    assert choose_mode("auto", 2, "cpu") == "vmap"
+    assert choose_mode("auto", 1, "gpu") == "vmap"
+    assert choose_mode("sequential", 8, "gpu") == "sequential"
+    assert 1 <= auto_batch_size(TSNEConfig(), 70000, 128) <= 2  # CPU cap
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "configs").glob("*.toml")))
+def test_experiment_configs_run_in_smoke_mode(path, tmp_path):
+    spec = load_spec(path)
+    assert spec.description and spec.smoke, f"{path.name}: needs a description and [smoke]"
+    s = run_sweep(spec, tmp_path, smoke=True)
+    rows = read_table(tmp_path / "results.csv")
+    assert len(rows) == s.n_trials >= 2
+    assert all(r["status"] == "ok" and np.isfinite(float(r["kl"])) for r in rows)
+    assert make_report(tmp_path)["embeddings"].exists()

@@ -13,6 +13,7 @@ from tsnejax.data import load_array, load_labels
 from tsnejax.knn import precomputed_knn
 from tsnejax.metrics import knn_accuracy
 from tsnejax.optim import classic, make_optimizer, parse_optimizer_spec
+from tsnejax.sweep import spec_from_dict
 
 
 def _X(n=50, d=4):
@@ -82,6 +83,14 @@ CASES = {
     "input file missing": (lambda t: load_array(t / "missing.npy"), "does not exist"),
     "input file corrupt": (_file(b"not an array", "x.npy", load_array), "x.npy"),
     "labels file missing": (lambda t: load_labels(t / "y.npy"), "does not exist"),
+    "sweep config unknown key": (
+        lambda t: spec_from_dict({"name": "s", "data": {"name": "digits"}, "grid": {"lr": [1]}}),
+        "unknown key(s) ['lr']",
+    ),
+    "sweep config empty grid": (
+        lambda t: spec_from_dict({"name": "s", "data": {"name": "digits"}, "grid": {"dof": []}}),
+        "non-empty list",
+    ),
     "checkpoint corrupt": (
         _file(b"zip?", "s.npz", lambda p: load_state(p, classic(1.0))),
         "not a readable",

@@ -27,14 +27,14 @@ def _setup(n=120, d_in=5, dim=2, seed=0, width=None, spread=3.0):
 
 def _dense_kl(Y, Pd, dof):
     d2 = jnp.sum((Y[:, None, :] - Y[None, :, :]) ** 2, axis=-1)
-    w = (1 + d2 / dof) ** (-dof)
+    w = jnp.exp(-d2) if np.isinf(dof) else (1 + d2 / dof) ** (-dof)  # inf: Gaussian limit
     w = w * (1 - jnp.eye(Y.shape[0], dtype=Y.dtype))
     Q = w / jnp.sum(w)
     mask = Pd > 0
     return jnp.sum(jnp.where(mask, Pd * jnp.log(jnp.where(mask, Pd, 1) / jnp.where(mask, Q, 1)), 0))
 
 
-@pytest.mark.parametrize("dof", [1.0, 0.6, 3.0])
+@pytest.mark.parametrize("dof", [1.0, 0.6, 3.0, float("inf")])
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_exact_gradient_equals_autodiff_of_kl(dof, dim):
     with jax.enable_x64(True):

@@ -54,7 +54,7 @@ def _first(idx: np.ndarray, n: int = 5) -> str:
     return head + (", ..." if len(idx) > n else "")
 
 
-def check_data(X: Any, name: str = "X") -> np.ndarray:
+def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:
     """Validate a data matrix and return it as a C-contiguous float array.
 
     Integer and boolean inputs are converted; object, string and complex arrays are refused.
@@ -81,8 +81,9 @@ def check_data(X: Any, name: str = "X") -> np.ndarray:
     n, d = arr.shape
     if n == 0 or d == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); it needs rows and columns.")
-    if n < MIN_POINTS:
-        raise ValueError(f"{name} has {n} rows; t-SNE needs at least {MIN_POINTS} points.")
+    least = MIN_POINTS if min_rows is None else min_rows
+    if n < least:
+        raise ValueError(f"{name} has {n} rows; t-SNE needs at least {least} points.")
     dtype = float_dtype()
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr).all(axis=1)

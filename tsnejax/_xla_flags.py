@@ -38,3 +38,32 @@ def configure_cpu_flags() -> list[str]:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return added
+
+
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def request_host_devices(count: int | None = None) -> int | None:
+    """Split the CPU into ``count`` JAX devices (default: one per core) for sharded sweeps.
+
+    Must run before JAX initialises its backend (the first ``jax.devices()``); does nothing if
+    the flag is already set or an accelerator plugin is installed. Returns the count set.
+    """
+    try:
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():  # too late to take effect
+            return None
+    except (ImportError, AttributeError):
+        pass
+    current = os.environ.get("XLA_FLAGS", "")
+    if _DEVICE_COUNT_FLAG in current or _has_accelerator_plugin():
+        return None
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms not in ("", "cpu"):
+        return None
+    count = int(count or os.cpu_count() or 1)
+    if count <= 1:
+        return None
+    os.environ["XLA_FLAGS"] = f"{current} {_DEVICE_COUNT_FLAG}={count}".strip()
+    return count

@@ -179,7 +179,39 @@ class TSNE:
         self.random_state_ = seed
         self.early_exaggeration_iter_ = result.early_exaggeration_iter
         self.stepper_ = result.stepper
+        # The reference data, for transform (kept as the float32 array the kNN search used).
+        self._X_fit = None if X is None else np.asarray(X, np.float32)
         return self
+
+    def transform(self, X: Any, *, config: Any = None, **overrides: Any) -> np.ndarray:
+        """Place new points into ``embedding_`` without moving it (openTSNE's ``transform``).
+
+        ``config`` is a :class:`tsnejax.transform.TransformConfig` (default: openTSNE's
+        transform defaults, perplexity 5); keyword ``overrides`` replace its fields, e.g.
+        ``transform(X, n_iter=0)`` for the placement alone.
+        """
+        import dataclasses
+
+        from tsnejax.transform import TransformConfig, transform
+
+        if not hasattr(self, "embedding_"):
+            raise ValueError("this TSNE is not fitted yet; call fit(X) before transform.")
+        if getattr(self, "_X_fit", None) is None:
+            raise ValueError(
+                "transform needs the data the embedding was fitted on; this TSNE was fitted "
+                "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
+            )
+        config = dataclasses.replace(config or TransformConfig(), **overrides)
+        result = transform(
+            X,
+            self._X_fit,
+            self.embedding_,
+            config,
+            dof=self.dof,
+            key=jax.random.key(self.random_state_),
+        )
+        self.transform_result_ = result
+        return result.embedding
 
     def fit_transform(self, X: Any = None, y: Any = None, **kwargs: Any) -> np.ndarray:
         """``fit(X)`` and return ``embedding_``."""

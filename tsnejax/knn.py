@@ -26,6 +26,8 @@ __all__ = [
     "default_k",
     "EXACT_BUDGET",
     "exact_limit",
+    "knn_query",
+    "EXACT_QUERY_PAIRS",
 ]
 
 #: ``neighbors="auto"`` uses the exact search while ``n**2 * (n_features + 100)`` stays below this
@@ -299,6 +301,78 @@ def nearest_neighbors(
     if method == "exact":
         return exact_knn(X, k)
     return pynndescent_knn(X, k, key=key)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "block_size"))
+def _exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Array]:
+    m = Q.shape[0]
+    n_blocks = -(-m // block_size)
+    center = jnp.mean(R, axis=0)
+    R, Q = R - center, Q - center
+    sq = jnp.sum(R * R, axis=1)
+    Qb = jnp.pad(Q, ((0, n_blocks * block_size - m), (0, 0))).reshape(n_blocks, block_size, -1)
+
+    def one_block(q: Array) -> tuple[Array, Array]:
+        d2 = jnp.sum(q * q, axis=1)[:, None] + sq[None, :] - 2.0 * (q @ R.T)
+        _, idx = jax.lax.top_k(-d2, k)
+        diff = q[:, None, :] - jnp.take(R, idx, axis=0)
+        dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+        order = jnp.argsort(dist, axis=1, stable=True)
+        return (
+            jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
+            jnp.take_along_axis(dist, order, axis=1),
+        )
+
+    idx, dist = jax.lax.map(one_block, Qb)
+    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
+
+
+#: ``knn_query(method="auto")`` searches exactly up to this many (query, reference) pairs.
+EXACT_QUERY_PAIRS = 2e10
+
+
+def knn_query(
+    X_ref: ArrayLike,
+    Q: ArrayLike,
+    k: int,
+    *,
+    method: Literal["auto", "exact", "pynndescent"] = "auto",
+    key: PRNGKey | None = None,
+) -> KNNGraph:
+    """The ``k`` nearest reference rows of each query row (a query is never its own neighbour:
+    queries are not part of the reference).
+
+    ``"auto"``: exact blocked search up to :data:`EXACT_QUERY_PAIRS` query-reference pairs
+    (MNIST 10k into 60k: 6e8), else a pynndescent index on the reference.
+
+    Returns:
+      :class:`KNNGraph` with ``(m, k)`` indices into ``X_ref`` and distances, nearest first.
+    """
+    check_option("neighbors", method, ("auto", "exact", "pynndescent"))
+    R, Qa = np.asarray(X_ref), np.asarray(Q)
+    if R.ndim != 2 or Qa.ndim != 2 or R.shape[1] != Qa.shape[1]:
+        raise ValueError(
+            f"X_ref {R.shape} and the new points {Qa.shape} must be 2-D with the same number "
+            "of columns (features)."
+        )
+    n, m = R.shape[0], Qa.shape[0]
+    k = check_int("k", k, minimum=1)
+    if k > n:
+        raise ValueError(f"k={k} exceeds the {n} reference points; use k <= {n}.")
+    if method == "auto":
+        method = "exact" if n * m <= EXACT_QUERY_PAIRS else "pynndescent"
+    if method == "pynndescent":
+        from pynndescent import NNDescent
+
+        seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
+        index = NNDescent(R, n_neighbors=max(k, 15), random_state=seed)
+        idx, dist = index.query(Qa, k=k)
+        return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
+    both, unit = _rescaled(np.concatenate([R, Qa]) if m else R)
+    Rs, Qs = both[:n], both[n:]
+    bs = _block_size(n, k, R.shape[1])
+    idx, dist = _exact_query(Rs, Qs, k, max(1, min(bs, m)))
+    return KNNGraph(idx, dist * unit)
 
 
 def exact_limit(n_features: int) -> int:

@@ -393,8 +393,8 @@ def auto_batch_size(config: TSNEConfig, n: int, width: int, n_devices: int = 1) 
 
     Per trial: P (``n * width`` indices and weights), ~40 embedding-sized temporaries and the
     interpolation grid's FFT buffers (``(2 * 3 * boxes)^d`` complex values, ``2d + 6`` of
-    them). On CPU the batch is capped at 2 per device, the size that measured no slower per
-    embedding than one at a time (``benchmarks/bench_sweep.py``).
+    them). On CPU it is one trial per device: a batch of 2 or 4 on one CPU device measured
+    slower per embedding than one at a time (``benchmarks/bench_sweep.py``).
     """
     d = config.n_components
     per_trial = 8 * n * width + 4 * n * d * 40
@@ -412,7 +412,7 @@ def auto_batch_size(config: TSNEConfig, n: int, width: int, n_devices: int = 1) 
         free = _mem_available() / max(n_devices, 1)
     per_device = max(1, int(0.5 * free // per_trial))
     if dev.platform == "cpu":
-        per_device = min(per_device, 2)
+        per_device = 1
     return per_device * n_devices
 
 

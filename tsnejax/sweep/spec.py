@@ -275,6 +275,13 @@ def _config_for(spec: SweepSpec, point: dict[str, Any], n: int | None) -> TSNECo
     if "optimizer" in values:
         name, kwargs = parse_optimizer_spec(str(values.pop("optimizer")))
         values["optimizer"] = name
+        if "learning_rate" in kwargs:  # "adam:learning_rate=3" sets the config's rate
+            if "learning_rate" in point and "learning_rate" in spec.grid:
+                raise ValueError(
+                    f"trial {point}: learning_rate is given both by the grid and by the "
+                    "optimizer spec; keep one."
+                )
+            values["learning_rate"] = kwargs.pop("learning_rate")
         values["optimizer_kwargs"] = tuple(sorted(kwargs.items()))
     if "learning_rate" in values:
         values["learning_rate"] = resolve_learning_rate(values["learning_rate"], n)

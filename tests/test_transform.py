@@ -1,0 +1,140 @@
+"""transform / prepare_partial: per-point independence, gradient, grid vs exact, estimator."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from tsnejax import TSNE, TSNEConfig, fit
+from tsnejax.knn import exact_knn, knn_query
+from tsnejax.transform import (
+    Reference,
+    TransformConfig,
+    _kl,
+    exact_reference_repulsion,
+    field_repulsion,
+    place,
+    prepare_partial,
+    reference_field,
+    sample_transform_optimize,
+    transform,
+    transform_gradient,
+)
+from tsnejax.gradients.interpolation import InterpolationGrid
+
+
+@pytest.fixture(scope="module")
+def reference(digits):
+    X, y = digits
+    r = fit(jax.random.key(0), X[:1400], TSNEConfig(n_iter=300))
+    return X, y, r.embedding
+
+
+@pytest.mark.parametrize("method", ["exact", "interpolation"])
+def test_one_at_a_time_equals_one_batch(reference, method):
+    X, _, Y = reference
+    cfg = TransformConfig(method=method)
+    batch = transform(X[1400:1440], X[:1400], Y, cfg)
+    for i in range(0, 40, 7):
+        one = transform(X[1400 + i : 1401 + i], X[:1400], Y, cfg)
+        np.testing.assert_allclose(one.embedding, batch.embedding[i : i + 1], atol=1e-5)
+    assert batch.method == method
+
+
+def test_transform_quality_and_reference_untouched(reference):
+    X, y, Y = reference
+    Y_before = Y.copy()
+    res = transform(X[1400:], X[:1400], Y)
+    np.testing.assert_array_equal(Y, Y_before)
+    knn = KNeighborsClassifier(10).fit(Y, y[:1400])
+    acc, acc0 = knn.score(res.embedding, y[1400:]), knn.score(res.initial, y[1400:])
+    assert acc >= 0.9 and acc >= acc0 - 0.01
+    from openTSNE import TSNE as OpenTSNE
+
+    emb = OpenTSNE(random_state=0, n_iter=300).fit(X[:1400].astype(np.float64))
+    theirs = KNeighborsClassifier(10).fit(np.asarray(emb), y[:1400])
+    acc_ot = theirs.score(np.asarray(emb.transform(X[1400:].astype(np.float64))), y[1400:])
+    assert acc >= acc_ot - 0.02
+    # The new points' objective fell from their initial placement.
+    assert res.kl_history[-1][1] <= res.kl_history[0][1] + 1e-6
+
+
+def test_gradient_is_half_the_per_point_kl_gradient(reference):
+    """Only y_i moves in KL_i (no symmetric pair term), so the t-SNE factor 4 becomes 2."""
+    X, _, Y = reference
+    _, knn, P = prepare_partial(X[1400:1420], X[:1400], Y)
+    ref = Reference(knn.indices, P, jnp.asarray(Y), None)
+    Yn = jnp.asarray(Y[knn.indices[:, 0]]) + 0.3
+    for dof in (1.0, 0.7):
+        g, _ = transform_gradient(Yn, ref, dof, 1.0, None)
+        g_auto = jax.grad(lambda Z: _kl(Z, ref, dof, None) * Z.shape[0])(Yn)
+        np.testing.assert_allclose(2 * g, g_auto, rtol=2e-3, atol=1e-6)
+
+
+def test_frozen_field_matches_exact_sums():
+    rng = np.random.default_rng(0)
+    Y_ref = jnp.asarray(rng.normal(size=(3000, 2)) * 10, jnp.float32)
+    Yn = jnp.asarray(rng.normal(size=(200, 2)) * 12, jnp.float32)
+    grid = InterpolationGrid(135, 3)  # ~1 box per unit of the padded span, transform's rule
+    R, Z = field_repulsion(Yn, reference_field(Y_ref, 1.0, grid, 0.25), grid)
+    R0, Z0 = exact_reference_repulsion(Yn, Y_ref, 1.0)
+    F, F0 = R / Z[:, None], R0 / Z0[:, None]
+    assert float(jnp.linalg.norm(F - F0) / jnp.linalg.norm(F0)) < 2e-2
+    assert float(jnp.max(jnp.abs(Z - Z0) / Z0)) < 1e-2
+
+
+def test_knn_query_matches_exact_knn():
+    X = np.random.default_rng(1).normal(size=(500, 8)).astype(np.float32)
+    q = knn_query(X[:400], X[400:], 10)
+    full = exact_knn(X, 10, rows=np.arange(400, 500))  # neighbours among all 499 others
+    # Reference-only search: compare with the full search restricted to reference rows.
+    d = np.linalg.norm(X[400:, None] - X[None, :400], axis=-1)
+    np.testing.assert_array_equal(np.asarray(q.indices), np.argsort(d, axis=1)[:, :10])
+    assert full.indices.shape == (100, 10)
+    with pytest.raises(ValueError, match="same number of columns"):
+        knn_query(X[:400], X[400:, :3], 10)
+
+
+def test_place_methods():
+    Y_ref = jnp.asarray([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
+    nb = jnp.asarray([[0, 1, 2]])
+    np.testing.assert_allclose(place(Y_ref, nb, method="median"), [[2.0, 0.0]])
+    np.testing.assert_allclose(place(Y_ref, nb, method="nearest"), [[0.0, 0.0]])
+    w = jnp.asarray([[0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(place(Y_ref, nb, w, method="weighted"), [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="initialization"):
+        place(Y_ref, nb, method="mean")
+
+
+def test_transform_errors(reference):
+    X, _, Y = reference
+    with pytest.raises(ValueError, match="same features"):
+        transform(X[1400:1410, :10], X[:1400], Y)
+    with pytest.raises(ValueError, match="Y_ref has shape"):
+        transform(X[1400:1410], X[:1400], Y[:100])
+    with pytest.raises(ValueError, match="needs k >= 3 \\* perplexity"):
+        transform(X[1400:1410], X[:1400], Y, TransformConfig(perplexity=30))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        transform(np.full((2, 64), np.nan), X[:1400], Y)
+
+
+def test_estimator_transform(digits):
+    X, y = digits
+    est = TSNE(random_state=0, n_iter=300).fit(X[:1400])
+    out = est.transform(X[1400:])
+    assert out.shape == (397, 2) and np.isfinite(out).all()
+    placed = est.transform(X[1400:], n_iter=0)
+    np.testing.assert_array_equal(placed, est.transform_result_.initial)
+    with pytest.raises(ValueError, match="not fitted"):
+        TSNE().transform(X[:10])
+
+
+def test_sample_transform_optimize_runs(digits):
+    X, y = digits
+    cfg = TSNEConfig(early_exaggeration_iter=100, n_iter=200)
+    out = sample_transform_optimize(jax.random.key(0), X, cfg, n_sample=600)
+    assert out.result.embedding.shape == (len(X), 2) and len(out.sample_rows) == 600
+    acc = KNeighborsClassifier(10).fit(out.result.embedding, y).score(out.result.embedding, y)
+    assert acc > 0.95
+    assert set(out.timings) == {"sample", "place", "optimize_all", "total"}

@@ -7,6 +7,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from tsnejax import TSNE, TSNEConfig, fit
+from tsnejax.gradients.interpolation import InterpolationGrid
 from tsnejax.knn import exact_knn, knn_query
 from tsnejax.transform import (
     Reference,
@@ -21,7 +22,6 @@ from tsnejax.transform import (
     transform,
     transform_gradient,
 )
-from tsnejax.gradients.interpolation import InterpolationGrid
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_gradient_is_half_the_per_point_kl_gradient(reference):
     Yn = jnp.asarray(Y[knn.indices[:, 0]]) + 0.3
     for dof in (1.0, 0.7):
         g, _ = transform_gradient(Yn, ref, dof, 1.0, None)
-        g_auto = jax.grad(lambda Z: _kl(Z, ref, dof, None) * Z.shape[0])(Yn)
+        g_auto = jax.grad(lambda Z, a=dof: _kl(Z, ref, a, None) * Z.shape[0])(Yn)
         np.testing.assert_allclose(2 * g, g_auto, rtol=2e-3, atol=1e-6)
 
 

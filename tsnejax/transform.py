@@ -12,8 +12,9 @@ repulsion is normalised per point (openTSNE's ``pairwise_normalization=False``):
     \\qquad Z_i = \\sum_j w_{ij}
 
 (``j`` over reference points; openTSNE's expression, which is half the derivative of the
-per-point objective :math:`KL(P_i \\| Q_i)` since only :math:`y_i` moves). So a point transformed alone lands
-where it lands in a batch (tested to 1e-5), and the reference never moves.
+per-point objective :math:`KL(P_i \\| Q_i)` since only :math:`y_i` moves). So a point
+transformed alone lands where it lands in a batch (tested to 1e-5), and the reference never
+moves.
 
 Repulsion: ``"exact"`` sums over all reference points in blocks (O(m N)); ``"interpolation"``
 computes the reference's potentials once on a frozen FIt-SNE grid (the reference's square

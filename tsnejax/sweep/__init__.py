@@ -4,6 +4,7 @@
 results folder (resumable); ``make_report`` writes the table and plots. See docs/sweeps.md.
 """
 
+from tsnejax._xla_flags import request_host_devices
 from tsnejax.sweep.executor import (
     Dataset,
     SweepSummary,
@@ -50,6 +51,7 @@ __all__ = [
     "load_data",
     "load_spec",
     "read_table",
+    "request_host_devices",
     "resolve_learning_rate",
     "run_batch",
     "run_sweep",

@@ -284,3 +284,15 @@ def test_experiment_configs_run_in_smoke_mode(path, tmp_path):
     assert len(rows) == s.n_trials >= 2
     assert all(r["status"] == "ok" and np.isfinite(float(r["kl"])) for r in rows)
     assert make_report(tmp_path)["embeddings"].exists()
+
+
+def test_request_host_devices_before_jax_starts():
+    code = (
+        "import os; os.environ.pop('XLA_FLAGS', None)\n"
+        "from tsnejax.sweep import request_host_devices\n"
+        "n = request_host_devices(2)\n"
+        "import jax; print(n, len(jax.devices()), request_host_devices(4))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["2", "2", "None"]  # too late once JAX has started

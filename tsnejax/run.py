@@ -104,7 +104,7 @@ def build_step(
     *,
     gradient_scale: float = 1.0,
     recenter: bool = True,
-    project: Callable[[Array], Array] | None = None,
+    project: Callable[[Array, Any], Array] | None = None,
 ) -> Stepper:
     """One t-SNE iteration as a pure function, plus what the loop needs around it.
 
@@ -118,8 +118,8 @@ def build_step(
       gradient_scale: multiplies the gradient before the optimizer (4 reproduces
         scikit-learn's convention, 1 openTSNE/FIt-SNE).
       recenter: subtract the mean after each step (all peers do).
-      project: applied to the embedding after each step instead of recentring, when given
-        (e.g. keeping transformed points inside a frozen grid).
+      project: ``(Y, P) -> Y`` applied after each step instead of recentring, when given
+        (e.g. keeping transformed points inside a frozen grid whose bounds travel in P).
     """
     if isinstance(backend, str):
         backend = get_backend(backend)
@@ -133,7 +133,7 @@ def build_step(
         updates, opt_state = optimizer.update(grad, state.opt_state, state.embedding)
         Y = optax.apply_updates(state.embedding, updates)
         if project is not None:
-            Y = project(Y)
+            Y = project(Y, P)
         elif recenter:
             Y = Y - jnp.mean(Y, axis=0, keepdims=True)
         finite = jnp.all(jnp.isfinite(Y)) & jnp.all(jnp.isfinite(grad)) & ~step_exploded(opt_state)

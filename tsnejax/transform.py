@@ -143,6 +143,7 @@ class Reference(NamedTuple):
     weights: Array  # (m, k) p_{j|i}, rows sum to 1
     Y_ref: Array  # (N, d)
     field: ReferenceField | None  # None for the exact repulsion
+    bounds: Array | None = None  # (2,) new points are clipped to [lo, hi] (grid method)
 
 
 @functools.partial(jax.jit, static_argnames=("dof", "grid", "padding"))
@@ -244,8 +245,19 @@ def _kl(Y: Array, ref: Reference, dof: Scalar, grid: Any) -> Array:
     return jnp.mean(kl)
 
 
-def _clip_to(lo: float, hi: float):
-    return lambda Y: jnp.clip(Y, lo, hi)
+def _clip_to_bounds(Y: Array, ref: Reference) -> Array:
+    return jnp.clip(Y, ref.bounds[0], ref.bounds[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _stepper(config: TransformConfig, method: str, grid: Any):
+    """One step function (hence one set of compiled chunk programs) per settings and grid."""
+    backend = Backend(f"transform-{method}", transform_gradient, _kl, lambda Y: grid)
+    ex = two_phase(config.early_exaggeration, config.exaggeration, config.early_exaggeration_iter)
+    mom = two_phase(config.initial_momentum, config.final_momentum, config.early_exaggeration_iter)
+    optimizer = _chain(ex, mom, config)
+    project = None if method == "exact" else _clip_to_bounds
+    return build_step(backend, optimizer, recenter=False, project=project), optimizer
 
 
 def place(
@@ -369,13 +381,9 @@ def transform(
         grid, field = None, None
         lo_clip, hi_clip = -np.inf, np.inf
     timings["field"] = time.perf_counter() - t0
-    ref = Reference(knn.indices, jnp.asarray(P, jnp.float32), Y_ref, field)
-    backend = Backend(f"transform-{method}", transform_gradient, _kl, lambda Y: grid)
-    ex = two_phase(config.early_exaggeration, config.exaggeration, config.early_exaggeration_iter)
-    mom = two_phase(config.initial_momentum, config.final_momentum, config.early_exaggeration_iter)
-    optimizer = _chain(ex, mom, config)
-    project = None if method == "exact" else _clip_to(lo_clip, hi_clip)
-    stepper = build_step(backend, optimizer, recenter=False, project=project)
+    bounds = None if field is None else jnp.asarray([lo_clip, hi_clip], jnp.float32)
+    ref = Reference(knn.indices, jnp.asarray(P, jnp.float32), Y_ref, field, bounds)
+    stepper, optimizer = _stepper(config, method, grid)
     state = init_state(Y0, optimizer)
     res = optimize(
         stepper,

@@ -180,3 +180,16 @@ def test_metric_errors(blobs, call, fragment):
     X, Y, _ = blobs
     with pytest.raises(ValueError, match=fragment):
         call(X, Y)
+
+
+def test_class_fragmentation_counts_pieces():
+    from tsnejax.metrics import class_fragmentation
+
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=(200, 2))
+    two = np.concatenate([rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + 50])
+    Y = np.concatenate([one, two + 200])
+    labels = np.repeat([0, 1], 200)
+    out = class_fragmentation(Y, labels)
+    assert out["fragments_per_class"] == 1.5  # class 0 whole, class 1 in two pieces
+    assert out["outside_largest"] == pytest.approx(0.25)

@@ -109,9 +109,9 @@ def plot_small_multiples(
     ncols = ncols or int(np.ceil(np.sqrt(len(panels))))
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
-    codes = None
+    codes = classes = None
     if labels is not None:
-        _, codes = np.unique(np.asarray(labels), return_inverse=True)
+        classes, codes = np.unique(np.asarray(labels), return_inverse=True)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (name, Y) in zip(axes.ravel(), panels, strict=False):
@@ -123,10 +123,28 @@ def plot_small_multiples(
         y2 = Y[:, 1] if Y.shape[1] > 1 else np.zeros(len(Y))
         s = float(np.clip(2000 / len(Y), 0.1, 4))
         c = "tab:blue" if codes is None else codes
-        ax.scatter(Y[:, 0], y2, s=s, c=c, cmap="tab10", linewidths=0, rasterized=True)
+        ax.scatter(
+            Y[:, 0], y2, s=s, c=c, cmap="tab10", vmin=-0.5, vmax=9.5, linewidths=0, rasterized=True
+        )
         ax.set_aspect("equal", adjustable="datalim")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=min(12, 4 + 2.5 * ncols))
+    if classes is not None and len(classes) <= 10:
+        cmap = plt.get_cmap("tab10")
+        handles = [
+            plt.Line2D([], [], marker="o", ls="", color=cmap(i), label=str(c))
+            for i, c in enumerate(classes)
+        ]
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=len(classes),
+            fontsize=7,
+            title="label",
+            title_fontsize=7,
+            frameon=False,
+        )
+        return _finish(fig, path, rect=(0, 0.07, 1, 1))
     return _finish(fig, path)
 
 
@@ -171,8 +189,8 @@ def plot_heatmap(
     return _finish(fig, path)
 
 
-def _finish(fig, path):
-    fig.tight_layout()
+def _finish(fig, path, rect=None):
+    fig.tight_layout(rect=rect)
     if path is not None:
         import matplotlib.pyplot as plt
 

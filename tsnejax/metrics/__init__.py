@@ -4,7 +4,8 @@
   exaggeration-corrected form).
 - :mod:`~tsnejax.metrics.neighborhood`: ``nn_precision_recall`` (Pezzotti et al. 2019),
   ``knn_preservation``, ``trustworthiness`` (scikit-learn's definition), ``knn_accuracy``.
-- :mod:`~tsnejax.metrics.global_structure`: Kobak & Berens 2019 KNN / KNC / CPD.
+- :mod:`~tsnejax.metrics.global_structure`: Kobak & Berens 2019 KNN / KNC / CPD, and
+  ``class_fragmentation`` (how many pieces each class falls into).
 - :mod:`~tsnejax.metrics.stability`: ``procrustes_disparity``.
 - :mod:`~tsnejax.metrics.report`: ``evaluate`` — all of them in one JSON-ready dict.
 
@@ -14,6 +15,7 @@ All kNN searches are exact, blocked and on the device (``tsnejax.knn.exact_knn``
 from tsnejax.metrics.divergence import KL_METHODS, kl_divergence
 from tsnejax.metrics.global_structure import (
     KobakBerensScores,
+    class_fragmentation,
     cpd_score,
     knc_score,
     kobak_berens_scores,
@@ -32,6 +34,7 @@ __all__ = [
     "KL_METHODS",
     "KobakBerensScores",
     "PrecisionRecall",
+    "class_fragmentation",
     "cpd_score",
     "evaluate",
     "kl_divergence",

@@ -13,7 +13,13 @@ from tsnejax._checks import check_int, check_labels
 from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.metrics.neighborhood import _pair, knn_preservation, query_rows
 
-__all__ = ["KobakBerensScores", "kobak_berens_scores", "knc_score", "cpd_score"]
+__all__ = [
+    "KobakBerensScores",
+    "kobak_berens_scores",
+    "knc_score",
+    "cpd_score",
+    "class_fragmentation",
+]
 
 
 class KobakBerensScores(NamedTuple):
@@ -82,3 +88,42 @@ def kobak_berens_scores(
         knc_score(X, Y, labels, k_classes),
         cpd_score(X, Y, n_cpd, key=key),
     )
+
+
+def class_fragmentation(
+    Y: ArrayLike, labels: ArrayLike, *, k: int = 10, min_fraction: float = 0.01
+) -> dict[str, float]:
+    """How many pieces each class falls into in the embedding (Kobak & Berens 2019, Fig. 2).
+
+    For each class, the symmetrised ``k``-NN graph of its own points in ``Y`` is split into
+    connected components; components holding at least ``min_fraction`` of the class count as
+    fragments. Returns the mean number of fragments per class (1 = every class in one piece)
+    and the mean fraction of a class's points outside its largest component.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from tsnejax.knn import exact_knn
+
+    Y = np.asarray(Y, np.float32)
+    labels = check_labels(labels, Y.shape[0])
+    k = check_int("k", k, minimum=1)
+    fragments, outside = [], []
+    for c in np.unique(labels):
+        pts = Y[labels == c]
+        m = len(pts)
+        if m < 2:
+            fragments.append(1.0)
+            outside.append(0.0)
+            continue
+        idx = np.asarray(exact_knn(pts, min(k, m - 1)).indices)
+        rows = np.repeat(np.arange(m), idx.shape[1])
+        A = sp.coo_matrix((np.ones(rows.size), (rows, idx.ravel())), shape=(m, m))
+        _, comp = connected_components(A, directed=False)
+        sizes = np.bincount(comp)
+        fragments.append(float(np.sum(sizes >= min_fraction * m)))
+        outside.append(float(1 - sizes.max() / m))
+    return {
+        "fragments_per_class": float(np.mean(fragments)),
+        "outside_largest": float(np.mean(outside)),
+    }

@@ -1,0 +1,49 @@
+"""Shared by the paper-figure scripts: arguments, data, output paths."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--smoke", action="store_true", help="digits, few iterations (CI)")
+    ap.add_argument(
+        "--data-dir", default=None, help="real data (default $TSNEJAX_DATA or ../shared/data)"
+    )
+    ap.add_argument("--out", default=str(OUT), help="folder for the PNG and CSV")
+    return ap
+
+
+def mnist(data_dir: str | None, smoke: bool) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """MNIST-70k in PCA-50 (Kobak & Berens' preprocessing), or digits in smoke mode."""
+    from sklearn.decomposition import PCA
+
+    from tsnejax.data import load_dataset, shared_data_dir
+
+    if smoke:
+        X, y = load_dataset("digits")
+        return X, y, "digits (smoke)"
+    src = shared_data_dir(data_dir) / "mnist.npz"
+    if not src.exists():
+        print(f"skipped: {src} not found (set TSNEJAX_DATA or --data-dir)")
+        return None
+    with np.load(src) as z:
+        X, y = z["X"].astype(np.float32), z["y"]
+    return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y, "MNIST-70k (PCA-50)"
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, keys)
+        w.writeheader()
+        w.writerows(rows)
+    return path

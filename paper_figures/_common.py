@@ -47,3 +47,33 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+def run_grid(
+    X, y, name: str, fixed: dict, grid: dict, seeds: list[int]
+) -> list[tuple[dict, np.ndarray]]:
+    """Run ``grid`` x ``seeds`` as one tsnejax sweep in a scratch folder; ``[(row, Y)]`` in grid
+    order, ``row`` holding the grid values, seed and KL."""
+    import tempfile
+
+    from tsnejax.sweep import SweepStore, read_table, run_sweep, spec_from_dict
+
+    work = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    np.savez(work / "data.npz", X=X, y=y)
+    spec = spec_from_dict(
+        {
+            "name": name,
+            "data": {"path": str(work / "data.npz")},
+            "fixed": fixed,
+            "grid": grid,
+            "run": {"seeds": seeds, "metrics": ["kl"]},
+        }
+    )
+    run_sweep(spec, work / "sweep")
+    store = SweepStore(work / "sweep")
+    out = []
+    for r in read_table(work / "sweep" / "results.csv"):
+        row = {k: r[k] for k in grid}
+        row.update(seed=int(r["seed"]), kl=float(r["kl"]))
+        out.append((row, store.embedding(r["trial_id"])))
+    return out

@@ -17,11 +17,10 @@ Writes fig1_learning_rate.png and .csv into paper_figures/out/ (or --out).
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mnist, parser, write_csv  # noqa: E402
+from _common import mnist, parser, run_grid, write_csv  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from tsnejax.sweep import request_host_devices
 
     request_host_devices()  # one trial per core (no effect once JAX has started, e.g. in tests)
-    import numpy as np
-
     from tsnejax.metrics import class_fragmentation, knc_score, knn_accuracy
     from tsnejax.plot import plot_small_multiples
-    from tsnejax.sweep import SweepStore, read_table, run_sweep, spec_from_dict
 
     data = mnist(args.data_dir, args.smoke)
     if data is None:
@@ -43,30 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     X, y, name = data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="fig1_"))
-    np.savez(work / "data.npz", X=X, y=y)
     iters = {"early_exaggeration_iter": 50, "n_iter": 50} if args.smoke else {}
-    spec = spec_from_dict(
-        {
-            "name": "fig1-learning-rate",
-            "data": {"path": str(work / "data.npz")},
-            "fixed": {"initialization": "random", "preset": args.preset, **iters},
-            "grid": {"learning_rate": [200, "N/12"]},
-            "run": {"seeds": [0, 1], "metrics": ["kl"]},
-        }
-    )
-    run_sweep(spec, work / "sweep")
-    store = SweepStore(work / "sweep")
+    fixed = {"initialization": "random", "preset": args.preset, **iters}
+    runs = run_grid(X, y, "fig1", fixed, {"learning_rate": [200, "N/12"]}, [0, 1])
     rows, panels = [], []
-    for r in read_table(work / "sweep" / "results.csv"):
-        Y = store.embedding(r["trial_id"])
+    for base, Y in runs:
         frag = class_fragmentation(Y, y)
         row = {
             "data": name,
             "preset": args.preset,
-            "learning_rate": r["learning_rate"],
-            "seed": int(r["seed"]),
-            "kl": float(r["kl"]),
+            **base,
             "knn_accuracy_10": knn_accuracy(Y, y),
             "knc_4": knc_score(X, Y, y, 4),
             **frag,
@@ -74,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         panels.append(
             (
-                f"lr={r['learning_rate']}, seed {r['seed']}: KL {row['kl']:.3f}\n"
+                f"lr={row['learning_rate']}, seed {row['seed']}: KL {row['kl']:.3f}\n"
                 f"{frag['fragments_per_class']:.1f} pieces/digit, "
                 f"{100 * frag['outside_largest']:.1f}% outside largest",
                 Y,

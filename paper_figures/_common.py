@@ -77,3 +77,13 @@ def run_grid(
         row.update(seed=int(r["seed"]), kl=float(r["kl"]))
         out.append((row, store.embedding(r["trial_id"])))
     return out
+
+
+def save(out: Path, stem: str, rows: list[dict], panels: list, labels, title: str) -> int:
+    """Write ``<stem>.csv`` (the rows) and ``<stem>.png`` (2-column small multiples)."""
+    from tsnejax.plot import plot_small_multiples
+
+    write_csv(out / f"{stem}.csv", rows)
+    plot_small_multiples(panels, labels, out / f"{stem}.png", ncols=2, title=title)
+    print(f"wrote {out / (stem + '.png')} and .csv")
+    return 0

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mnist, parser, run_grid, write_csv  # noqa: E402
+from _common import mnist, parser, run_grid, save  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
 
     request_host_devices()  # one trial per core (no effect once JAX has started, e.g. in tests)
     from tsnejax.metrics import class_fragmentation, knc_score, knn_accuracy
-    from tsnejax.plot import plot_small_multiples
 
     data = mnist(args.data_dir, args.smoke)
     if data is None:
@@ -63,16 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(row, flush=True)
-    write_csv(out / "fig1_learning_rate.csv", rows)
-    plot_small_multiples(
-        panels,
-        y,
-        out / "fig1_learning_rate.png",
-        ncols=2,
-        title=f"Kobak & Berens 2019: learning rate\nrandom init, {args.preset} conventions, {name}",
-    )
-    print(f"wrote {out / 'fig1_learning_rate.png'} and .csv")
-    return 0
+    title = f"Kobak & Berens 2019: learning rate\nrandom init, {args.preset} conventions, {name}"
+    return save(out, "fig1_learning_rate", rows, panels, y, title)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mnist, parser, run_grid, write_csv  # noqa: E402
+from _common import mnist, parser, run_grid, save  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from tsnejax.metrics import cpd_score, knc_score, knn_accuracy, knn_preservation
-    from tsnejax.plot import plot_small_multiples
 
     data = mnist(args.data_dir, args.smoke)
     if data is None:
@@ -61,16 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(row, flush=True)
-    write_csv(out / "fig2_exaggeration.csv", rows)
-    plot_small_multiples(
-        panels,
-        y,
-        out / "fig2_exaggeration.png",
-        ncols=2,
-        title=f"Kobak & Berens 2019: exaggeration 1 vs 4\n{name}",
-    )
-    print(f"wrote {out / 'fig2_exaggeration.png'} and .csv")
-    return 0
+    title = f"Kobak & Berens 2019: exaggeration 1 vs 4\n{name}"
+    return save(out, "fig2_exaggeration", rows, panels, y, title)
 
 
 if __name__ == "__main__":

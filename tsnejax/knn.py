@@ -65,6 +65,21 @@ def _block_size(n: int, k: int, d: int, budget: int = 1 << 27) -> int:
     return int(max(1, min(n, budget // max(n, k * d, 1))))
 
 
+def _exact_sorted(Q: Array, X: Array, idx: Array) -> tuple[Array, Array]:
+    """Distances of queries ``Q`` to candidates ``X[idx]`` by direct differences, sorted.
+
+    The matmul form used to pick the candidates cancels catastrophically for near neighbours of
+    points far from the origin; the chosen ones are measured again exactly.
+    """
+    diff = Q[:, None, :] - jnp.take(X, idx, axis=0)
+    dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+    order = jnp.argsort(dist, axis=1, stable=True)
+    return (
+        jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
+        jnp.take_along_axis(dist, order, axis=1),
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("k", "block_size"))
 def _exact_knn(X: Array, rows: Array, k: int, block_size: int) -> tuple[Array, Array]:
     n, d = X.shape
@@ -81,15 +96,7 @@ def _exact_knn(X: Array, rows: Array, k: int, block_size: int) -> tuple[Array, A
         # Exclude the point itself explicitly (duplicates may tie with it at distance 0).
         d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == block_rows[:, None], jnp.inf, d2)
         _, idx = jax.lax.top_k(-d2, k)
-        # Recompute the chosen distances by direct differences: the matmul form cancels
-        # catastrophically for near neighbours of points far from the origin.
-        diff = Xb[:, None, :] - jnp.take(X, idx, axis=0)
-        dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
-        order = jnp.argsort(dist, axis=1, stable=True)
-        return (
-            jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
-            jnp.take_along_axis(dist, order, axis=1),
-        )
+        return _exact_sorted(Xb, X, idx)
 
     idx, dist = jax.lax.map(one_block, rows)
     return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
@@ -320,13 +327,7 @@ def _exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Ar
     def one_block(q: Array) -> tuple[Array, Array]:
         d2 = jnp.sum(q * q, axis=1)[:, None] + sq[None, :] - 2.0 * (q @ R.T)
         _, idx = jax.lax.top_k(-d2, k)
-        diff = q[:, None, :] - jnp.take(R, idx, axis=0)
-        dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
-        order = jnp.argsort(dist, axis=1, stable=True)
-        return (
-            jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
-            jnp.take_along_axis(dist, order, axis=1),
-        )
+        return _exact_sorted(q, R, idx)
 
     idx, dist = jax.lax.map(one_block, Qb)
     return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]

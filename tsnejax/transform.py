@@ -33,6 +33,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from tsnejax._checks import check_data, check_int, check_option, check_positive
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
@@ -402,9 +403,7 @@ def transform(
     return TransformResult(np.asarray(Y), np.asarray(Y0), kl, res.kl_history, method, knn, timings)
 
 
-def _chain(ex, mom, config: TransformConfig):
-    import optax
-
+def _chain(ex, mom, config: TransformConfig) -> optax.GradientTransformation:
     return optax.chain(
         exaggerate(ex),
         classic(

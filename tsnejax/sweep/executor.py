@@ -599,11 +599,10 @@ def run_sweep(
                 for trial, run in zip(batch, run_batch(ws, batch, mesh), strict=True):
                     finish(trial, run)
                 store.write_table(ids, grid_keys)
-        table = store.write_table(ids, grid_keys)
+        store.write_table(ids, grid_keys)
     finally:
         if bar is not None:
             bar.close()
-    del table
     return SweepSummary(
         store.root,
         mode,

@@ -52,10 +52,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 70000])
     parser.add_argument("--full-at", type=int, nargs="*", default=[10000, 70000])
     parser.add_argument("--tag", default="", help="suffix of the output files")
+    parser.add_argument(
+        "--neighbors",
+        choices=("auto", "exact", "pynndescent"),
+        default="auto",
+        help="kNN method; auto = exact up to 100k rows (use exact on a GPU)",
+    )
+    parser.add_argument("--opentsne-jobs", type=int, default=2, help="openTSNE n_jobs")
+    parser.add_argument("--no-peers", action="store_true", help="leave openTSNE out")
     args = parser.parse_args()
 
     import jax
-    import openTSNE
+
+    if not args.no_peers:
+        import openTSNE
 
     import tsnejax
     from tsnejax.affinity import to_scipy
@@ -67,12 +77,14 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         X, y = _mnist50(args.data_dir, n)
-        method = "exact" if n <= 100_000 else "pynndescent"
+        method = args.neighbors
+        if method == "auto":
+            method = "exact" if n <= 100_000 else "pynndescent"
         knn = tsnejax.nearest_neighbors(X, 90, method=method)
         P = tsnejax.perplexity_affinities(knn, 30.0)
         Ps = to_scipy(P)
         Y0 = np.asarray(tsnejax.init.pca(X), np.float64)
-        row: dict = {"n": n}
+        row: dict = {"n": n, "opentsne_jobs": args.opentsne_jobs}
 
         # Full default schedule, tsnejax interpolation.
         t = time.perf_counter()
@@ -114,12 +126,16 @@ def main() -> None:
             row[f"{name}_ms_per_iter"] = 1e3 * timed.run_seconds / 50
             row[f"{name}_grid"] = str(tuple(timed.grids[-1]))
 
+        rows.append(row)
+        if args.no_peers:
+            print(row, flush=True)
+            continue
         aff = openTSNE.affinity.PrecomputedAffinities(Ps)
         emb = openTSNE.TSNEEmbedding(
             np.asarray(Yt, np.float64),
             aff,
             negative_gradient_method="fft",
-            n_jobs=2,
+            n_jobs=args.opentsne_jobs,
             random_state=0,
         )
         t = time.perf_counter()
@@ -131,9 +147,9 @@ def main() -> None:
 
         if n in args.full_at:
             t = time.perf_counter()
-            E = openTSNE.TSNE(negative_gradient_method="fft", n_jobs=2, random_state=0).fit(
-                affinities=aff, initialization=Y0
-            )
+            E = openTSNE.TSNE(
+                negative_gradient_method="fft", n_jobs=args.opentsne_jobs, random_state=0
+            ).fit(affinities=aff, initialization=Y0)
             ot = time.perf_counter() - t
             Eo = np.asarray(E, np.float32)
             row.update(
@@ -143,7 +159,6 @@ def main() -> None:
                 opentsne_acc10=knn_accuracy(Eo, y, 10),
                 optimize_ratio_vs_opentsne=row["tsnejax_full_optimize_s"] / ot,
             )
-        rows.append(row)
         print(row, flush=True)
 
     print_table(
@@ -156,7 +171,7 @@ def main() -> None:
             "interp_over_opentsne_per_iter",
         ],
     )
-    full = [r for r in rows if "opentsne_full_s" in r]
+    full = [r for r in rows if "tsnejax_full_optimize_s" in r]
     if full:
         print()
         print_table(

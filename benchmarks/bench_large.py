@@ -36,6 +36,18 @@ def peak_rss_gb() -> float:
     return float("nan")
 
 
+def peak_device_gb() -> float | None:
+    """Peak accelerator memory in use (GiB) on a GPU/TPU; None on CPU (RSS covers it)."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return None
+    stats = dev.memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**30
+
+
 def accuracy(Y, labels, n_queries: int, seed: int = 0) -> float:
     from tsnejax.knn import exact_knn
 
@@ -57,7 +69,7 @@ def mixture(n: int, d: int = 50, k: int = 20, seed: int = 0) -> tuple[np.ndarray
     return X, labels
 
 
-def large(n: int) -> list[dict]:
+def large(n: int, neighbors: str = "auto") -> list[dict]:
     import jax
 
     from tsnejax import init as init_lib
@@ -74,6 +86,7 @@ def large(n: int) -> list[dict]:
                 "phase": name,
                 "seconds": time.perf_counter() - t0,
                 "peak_rss_gb": peak_rss_gb(),
+                "peak_device_gb": peak_device_gb(),
                 **extra,
             }
         )
@@ -82,7 +95,7 @@ def large(n: int) -> list[dict]:
     t0 = time.perf_counter()
     X, labels = mixture(n)
     phase("data", t0, n=n)
-    config = TSNEConfig()
+    config = TSNEConfig(neighbors=neighbors)
     t0 = time.perf_counter()
     knn = jax.block_until_ready(
         nearest_neighbors(X, default_k(n, 30.0), method=config.neighbors, key=jax.random.key(0))
@@ -163,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workflow", action="store_true")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--neighbors",
+        choices=("auto", "exact", "pynndescent"),
+        default="auto",
+        help="kNN method of the --n run (exact is the fast choice on a GPU)",
+    )
     args = ap.parse_args(argv)
     if args.workflow:
         rows = workflow(args.data_dir)
@@ -171,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(rows, ["run", "seconds", "kl", "knn_accuracy_10"])
         name = "bench_large_workflow"
     else:
-        rows = large(args.n)
-        print_table(rows, ["phase", "seconds", "peak_rss_gb"])
+        rows = large(args.n, args.neighbors)
+        print_table(rows, ["phase", "seconds", "peak_rss_gb", "peak_device_gb"])
         name = "bench_large"
     csv_path, _ = write_results(name + args.tag, rows, machine_info())
     print(f"wrote {csv_path}")

@@ -65,7 +65,7 @@ from tsnejax.sweep import resolve_learning_rate
 X = np.load({path!r}).astype(np.float64)
 kls = []
 for lr in {lrs!r}:
-    e = TSNE(learning_rate=float(resolve_learning_rate(lr, len(X))), n_jobs=2,
+    e = TSNE(learning_rate=float(resolve_learning_rate(lr, len(X))), n_jobs={jobs},
              random_state=0, n_iter={n_iter}, early_exaggeration_iter={early}).fit(X)
     kls.append(float(e.kl_divergence))
 print(json.dumps({{"wall": time.perf_counter() - t0, "kl": kls}}))
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="50 + 50 iterations, 2 rates")
     ap.add_argument("--skip", nargs="*", default=[], help="variants to leave out")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--batch", type=int, nargs="+", default=[2, 4], help="vmap batch sizes")
+    ap.add_argument("--opentsne-jobs", type=int, default=2, help="openTSNE n_jobs")
     args = ap.parse_args(argv)
 
     from tsnejax.data import shared_data_dir
@@ -101,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = {
         "sweep sequential": (SWEEP, {"mode": "sequential", "batch": None}, {}),
-        "sweep vmap B=2": (SWEEP, {"mode": "vmap", "batch": 2}, {}),
-        "sweep vmap B=4": (SWEEP, {"mode": "vmap", "batch": 4}, {}),
+        **{f"sweep vmap B={b}": (SWEEP, {"mode": "vmap", "batch": b}, {}) for b in args.batch},
         "sweep vmap 2 host devices": (
             SWEEP,
             {"mode": "vmap", "batch": 2},
@@ -112,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             },
         ),
         "tsnejax one-by-one": (ONE_BY_ONE, {}, {}),
-        "openTSNE one-by-one": (OPENTSNE, {"n_iter": n_iter, "early": early}, {}),
+        "openTSNE one-by-one": (
+            OPENTSNE,
+            {"n_iter": n_iter, "early": early, "jobs": args.opentsne_jobs},
+            {},
+        ),
     }
     rows = []
     for i, (name, (code, extra, env)) in enumerate(variants.items()):
@@ -136,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_vs_openTSNE"] = r["per_embedding_s"] / ref["per_embedding_s"] if ref else None
     cols = ["variant", "n", "trials", "wall_s", "per_embedding_s", "ratio_vs_openTSNE", "mean_kl"]
     print_table(rows, cols)
-    meta = {**machine_info(), "learning_rates": lrs, "iterations": [early, n_iter]}
+    meta = {
+        **machine_info(),
+        "learning_rates": lrs,
+        "iterations": [early, n_iter],
+        "opentsne_jobs": args.opentsne_jobs,
+    }
     csv_path, _ = write_results("bench_sweep" + args.tag, rows, meta)
     print(f"wrote {csv_path}")
     return 0

@@ -6,9 +6,10 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.af
 ``tsnejax.checkpoint``).
 """
 
-from tsnejax._xla_flags import configure_cpu_flags
+from tsnejax._xla_flags import configure_cpu_flags, configure_gpu_flags
 
 configure_cpu_flags()
+configure_gpu_flags()
 
 from tsnejax import affinity as affinity
 from tsnejax import checkpoint as checkpoint

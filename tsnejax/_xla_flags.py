@@ -1,4 +1,5 @@
-"""CPU XLA flags measured to speed up tsnejax's kernels (see ``docs/performance.md``).
+"""XLA flags: CPU flags measured to speed up tsnejax's kernels (see ``docs/performance.md``),
+and deterministic GPU reductions so that the same key gives the same embedding on a GPU too.
 
 Applied once at import, before JAX creates its CPU backend, only when no accelerator plugin
 is installed, never overriding a flag the user set, and not at all when
@@ -38,6 +39,61 @@ def configure_cpu_flags() -> list[str]:
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return added
+
+
+GPU_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
+_GPU_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin")
+
+
+def _has_gpu_plugin() -> bool:
+    return any(importlib.util.find_spec(n) is not None for n in _GPU_PLUGINS)
+
+
+def _backends_initialized() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return False
+
+
+def configure_gpu_flags() -> list[str]:
+    """Make GPU scatter-adds deterministic: append :data:`GPU_DETERMINISM_FLAG` to ``XLA_FLAGS``.
+
+    XLA's GPU scatter-add uses atomics whose order varies between runs; t-SNE's dynamics
+    amplify the last-bit differences, so two identical runs on an H100 ended up to 28 units
+    apart (``docs/performance.md``, GPU section). The flag makes them bit-identical at a cost
+    (MNIST-70k: 0.55 -> 1.9 ms per interpolation step, full optimisation 0.33 -> 1.4 s).
+    Skipped when ``TSNEJAX_GPU_DETERMINISTIC=0``, when the user set either determinism flag,
+    when no CUDA/ROCm plugin is installed or ``JAX_PLATFORMS`` names another platform, and
+    (with a warning) when JAX's backends already started. Returns what was added.
+    """
+    if os.environ.get("TSNEJAX_GPU_DETERMINISTIC", "1") == "0":
+        return []
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    wanted = {p.strip() for p in platforms.split(",") if p.strip()}
+    if wanted and not wanted & {"cuda", "gpu", "rocm"}:
+        return []
+    if not wanted and not _has_gpu_plugin():
+        return []
+    current = os.environ.get("XLA_FLAGS", "")
+    if "--xla_gpu_deterministic_ops" in current or "--xla_gpu_exclude_nondeterministic_ops" in (
+        current
+    ):
+        return []
+    if _backends_initialized():
+        import warnings
+
+        warnings.warn(
+            "tsnejax was imported after JAX started its GPU backend, so GPU scatter-adds stay "
+            "non-deterministic (the same key can give different embeddings). Import tsnejax "
+            f"first, or set XLA_FLAGS={GPU_DETERMINISM_FLAG} before starting Python.",
+            stacklevel=3,
+        )
+        return []
+    os.environ["XLA_FLAGS"] = f"{current} {GPU_DETERMINISM_FLAG}".strip()
+    return [GPU_DETERMINISM_FLAG]
 
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"

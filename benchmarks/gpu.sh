@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU benchmarks (issue #3 must-show 4, #7, #8), as run on a lent H100 through the device tool:
+#   bash benchmarks/gpu.sh STAGE...   with TSNEJAX_DATA pointing at a folder holding mnist.npz.
+# Stages: check (devices + GPU test subset), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
+# all host cores), large (1M mixture, exact kNN on the GPU), sweep (bench_sweep, vmap batches),
+# transform (bench_transform). Output: benchmarks/out/*_gpu.* and, when $OUT is set, copies there.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:-}:$PWD"
+JOBS=$(nproc)
+TAG=${TAG:-_gpu}
+for stage in "$@"; do
+  echo "=== $stage $(date +%T)"
+  case $stage in
+    check)
+      python3 -c "import jax, tsnejax; print(jax.__version__, jax.devices())"
+      python3 benchmarks/check_determinism.py
+      TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/check_determinism.py
+      python3 -m pytest -q -p no:cacheprovider tests/test_gradients.py tests/test_grid_gradients.py tests/test_run.py -m "not slow" 2>&1 | tail -5
+      ;;
+    gradient)
+      python3 benchmarks/bench_gradient.py --sizes 10000 70000 250000 --full-at 10000 70000 \
+        --neighbors exact --opentsne-jobs "$JOBS" --tag "${TAG#_}"
+      ;;
+    cache)
+      # Order effect (first size in a process pays GPU warm-up) and the persistent compilation
+      # cache: the same 70k + 10k runs twice in fresh processes sharing one cache folder.
+      export JAX_COMPILATION_CACHE_DIR=/tmp/tsnejax_jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+      for run in cold warm; do
+        python3 benchmarks/bench_gradient.py --sizes 70000 10000 --full-at 70000 10000 \
+          --neighbors exact --no-peers --tag "${TAG#_}_cache_$run"
+      done
+      unset JAX_COMPILATION_CACHE_DIR JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
+      ;;
+    large)
+      python3 benchmarks/bench_large.py --n 1000000 --neighbors exact --tag "$TAG"
+      ;;
+    sweep)
+      # openTSNE left out here: the GPU target is vmapped vs one-by-one on the same device.
+      python3 benchmarks/bench_sweep.py --n 10000 --batch 2 4 8 \
+        --skip "sweep vmap 2 host devices" "openTSNE one-by-one" --tag "$TAG"
+      ;;
+    transform)
+      python3 benchmarks/bench_transform.py --tag "$TAG"
+      ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+  if [ -n "${OUT:-}" ]; then cp benchmarks/out/*gpu* "$OUT"/ 2>/dev/null; fi
+done

@@ -21,6 +21,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
+def sweep_setup(args) -> tuple[np.ndarray, np.ndarray, str, Path] | None:
+    """For the sweep-based figures: one JAX device per core (no effect once JAX has started,
+    e.g. in tests), MNIST (or digits with ``--smoke``) and the output folder; ``None`` when the
+    data is missing (a message was printed)."""
+    from tsnejax.sweep import request_host_devices
+
+    request_host_devices()
+    data = mnist(args.data_dir, args.smoke)
+    if data is None:
+        return None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return (*data, out)
+
+
 def mnist(data_dir: str | None, smoke: bool) -> tuple[np.ndarray, np.ndarray, str] | None:
     """MNIST-70k in PCA-50 (Kobak & Berens' preprocessing), or digits in smoke mode."""
     from sklearn.decomposition import PCA
@@ -37,6 +52,14 @@ def mnist(data_dir: str | None, smoke: bool) -> tuple[np.ndarray, np.ndarray, st
     with np.load(src) as z:
         X, y = z["X"].astype(np.float32), z["y"]
     return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y, "MNIST-70k (PCA-50)"
+
+
+def subset(X: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
+    """``n`` rows drawn without replacement (fixed seed), in their original order."""
+    if n >= len(X):
+        return X, y
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))
+    return X[rows], y[rows]
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -79,11 +102,13 @@ def run_grid(
     return out
 
 
-def save(out: Path, stem: str, rows: list[dict], panels: list, labels, title: str) -> int:
-    """Write ``<stem>.csv`` (the rows) and ``<stem>.png`` (2-column small multiples)."""
+def save(
+    out: Path, stem: str, rows: list[dict], panels: list, labels, title: str, ncols: int = 2
+) -> int:
+    """Write ``<stem>.csv`` (the rows) and ``<stem>.png`` (small multiples, ``ncols`` wide)."""
     from tsnejax.plot import plot_small_multiples
 
     write_csv(out / f"{stem}.csv", rows)
-    plot_small_multiples(panels, labels, out / f"{stem}.png", ncols=2, title=title)
+    plot_small_multiples(panels, labels, out / f"{stem}.png", ncols=ncols, title=title)
     print(f"wrote {out / (stem + '.png')} and .csv")
     return 0

@@ -20,24 +20,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mnist, parser, run_grid, save  # noqa: E402
+from _common import parser, run_grid, save, sweep_setup  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__.split("\n")[0])
     ap.add_argument("--preset", default="fitsne", help="peer conventions (default: fitsne)")
     args = ap.parse_args(argv)
-    from tsnejax.sweep import request_host_devices
-
-    request_host_devices()  # one trial per core (no effect once JAX has started, e.g. in tests)
+    setup = sweep_setup(args)  # before JAX starts: one device per core
+    if setup is None:
+        return 0
+    X, y, name, out = setup
     from tsnejax.metrics import class_fragmentation, knc_score, knn_accuracy
 
-    data = mnist(args.data_dir, args.smoke)
-    if data is None:
-        return 0
-    X, y, name = data
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     iters = {"early_exaggeration_iter": 50, "n_iter": 50} if args.smoke else {}
     fixed = {"initialization": "random", "preset": args.preset, **iters}
     runs = run_grid(X, y, "fig1", fixed, {"learning_rate": [200, "N/12"]}, [0, 1])

@@ -20,24 +20,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mnist, parser, run_grid, save  # noqa: E402
+from _common import parser, run_grid, save, sweep_setup  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser(__doc__.split("\n")[0]).parse_args(argv)
-    from tsnejax.sweep import request_host_devices
-
-    request_host_devices()
+    setup = sweep_setup(args)  # before JAX starts: one device per core
+    if setup is None:
+        return 0
+    X, y, name, out = setup
     import jax
 
     from tsnejax.metrics import cpd_score, knc_score, knn_accuracy, knn_preservation
 
-    data = mnist(args.data_dir, args.smoke)
-    if data is None:
-        return 0
-    X, y, name = data
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fixed = {"early_exaggeration_iter": 50, "n_iter": 50} if args.smoke else {}
     rows, panels = [], []
     for base, Y in run_grid(X, y, "fig2", fixed, {"exaggeration": [1, 4]}, [0]):

@@ -128,23 +128,32 @@ def plot_small_multiples(
         )
         ax.set_aspect("equal", adjustable="datalim")
     if title:
-        fig.suptitle(title, fontsize=min(12, 4 + 2.5 * ncols))
+        import textwrap
+
+        size = min(12, 4 + 2.5 * ncols)
+        width = max(20, int(2.6 * ncols * 72 / (0.55 * size)))  # characters that fit
+        lines = [textwrap.fill(line, width) for line in title.split("\n")]
+        fig.suptitle("\n".join(lines), fontsize=size)
     if classes is not None and len(classes) <= 10:
         cmap = plt.get_cmap("tab10")
         handles = [
             plt.Line2D([], [], marker="o", ls="", color=cmap(i), label=str(c))
             for i, c in enumerate(classes)
         ]
+        # Narrow figures: the legend on balanced rows of at most max(5, 3 * ncols) entries.
+        legend_rows = int(np.ceil(len(classes) / max(5, 3 * ncols)))
+        per_row = int(np.ceil(len(classes) / legend_rows))
         fig.legend(
             handles=handles,
             loc="lower center",
-            ncol=len(classes),
+            ncol=per_row,
             fontsize=7,
             title="label",
             title_fontsize=7,
             frameon=False,
         )
-        return _finish(fig, path, rect=(0, 0.07, 1, 1))
+        bottom = (0.3 + 0.2 * legend_rows) / (2.6 * nrows)  # inches of legend / figure height
+        return _finish(fig, path, rect=(0, bottom, 1, 1))
     return _finish(fig, path)
 
 

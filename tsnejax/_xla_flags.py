@@ -23,8 +23,7 @@ CPU_FLAGS = (
 
 
 def _has_accelerator_plugin() -> bool:
-    names = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
-    return any(importlib.util.find_spec(n) is not None for n in names)
+    return _has_gpu_plugin() or importlib.util.find_spec("libtpu") is not None
 
 
 def configure_cpu_flags() -> list[str]:
@@ -105,13 +104,8 @@ def request_host_devices(count: int | None = None) -> int | None:
     Must run before JAX initialises its backend (the first ``jax.devices()``); does nothing if
     the flag is already set or an accelerator plugin is installed. Returns the count set.
     """
-    try:
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():  # too late to take effect
-            return None
-    except (ImportError, AttributeError):
-        pass
+    if _backends_initialized():  # too late to take effect
+        return None
     current = os.environ.get("XLA_FLAGS", "")
     if _DEVICE_COUNT_FLAG in current or _has_accelerator_plugin():
         return None

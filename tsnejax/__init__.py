@@ -1,9 +1,9 @@
 """tsnejax: t-SNE in JAX for optimizer experimentation.
 
-Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.affinity``,
-``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``, ``tsnejax.schedules``,
-``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``, ``tsnejax.presets``,
-``tsnejax.checkpoint``).
+Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.knn_index``,
+``tsnejax.affinity``, ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``,
+``tsnejax.schedules``, ``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``,
+``tsnejax.presets``, ``tsnejax.checkpoint``).
 """
 
 from tsnejax._xla_flags import configure_cpu_flags, configure_gpu_flags
@@ -16,6 +16,7 @@ from tsnejax import checkpoint as checkpoint
 from tsnejax import gradients as gradients
 from tsnejax import init as init
 from tsnejax import knn as knn
+from tsnejax import knn_index as knn_index
 from tsnejax import metrics as metrics
 from tsnejax import optim as optim
 from tsnejax import presets as presets
@@ -59,6 +60,7 @@ __all__ = [
     "init",
     "init_state",
     "knn",
+    "knn_index",
     "metrics",
     "nearest_neighbors",
     "optim",

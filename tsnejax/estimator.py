@@ -179,6 +179,8 @@ class TSNE:
         self.random_state_ = seed
         self.early_exaggeration_iter_ = result.early_exaggeration_iter
         self.stepper_ = result.stepper
+        self.neighbors_ = result.neighbors  # the kNN graph of X (None when P was given)
+        self._graph_index = None  # built from neighbors_ on the first transform
         # The reference data, for transform (kept as the float32 array the kNN search used).
         self._X_fit = None if X is None else np.asarray(X, np.float32)
         return self
@@ -192,6 +194,7 @@ class TSNE:
         """
         import dataclasses
 
+        from tsnejax.knn_index import build_graph_index
         from tsnejax.transform import TransformConfig, transform
 
         if not hasattr(self, "embedding_"):
@@ -202,13 +205,18 @@ class TSNE:
                 "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
             )
         config = dataclasses.replace(config or TransformConfig(), **overrides)
+        key = jax.random.key(self.random_state_)
+        if getattr(self, "_graph_index", None) is None and self.neighbors_ is not None:
+            # fit's kNN graph indexes the reference, as openTSNE keeps its Annoy index.
+            self._graph_index = build_graph_index(self._X_fit, self.neighbors_, key=key)
         result = transform(
             X,
             self._X_fit,
             self.embedding_,
             config,
             dof=self.dof,
-            key=jax.random.key(self.random_state_),
+            key=key,
+            index=self._graph_index,
         )
         self.transform_result_ = result
         return result.embedding

@@ -16,6 +16,7 @@ import numpy as np
 
 from tsnejax._checks import check_int, check_option, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
+from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
 
 __all__ = [
     "KNNGraph",
@@ -28,6 +29,7 @@ __all__ = [
     "exact_limit",
     "knn_query",
     "EXACT_QUERY_PAIRS",
+    "GRAPH_QUERY_PAIRS",
 ]
 
 #: ``neighbors="auto"`` uses the exact search while ``n**2 * (n_features + 100)`` stays below this
@@ -335,6 +337,9 @@ def _exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Ar
 
 #: ``knn_query(method="auto")`` searches exactly up to this many (query, reference) pairs.
 EXACT_QUERY_PAIRS = 2e10
+#: ... and uses a given graph index from this many pairs on: below, the exact search costs
+#: ~0.3 s or less on two cores and gives what the index only approximates.
+GRAPH_QUERY_PAIRS = 1e8
 
 
 def knn_query(
@@ -342,19 +347,28 @@ def knn_query(
     Q: ArrayLike,
     k: int,
     *,
-    method: Literal["auto", "exact", "pynndescent"] = "auto",
+    method: Literal["auto", "exact", "graph", "pynndescent"] = "auto",
     key: PRNGKey | None = None,
+    index: GraphIndex | None = None,
+    search: GraphSearch | None = None,
+    complete: bool = True,
 ) -> KNNGraph:
     """The ``k`` nearest reference rows of each query row (a query is never its own neighbour:
     queries are not part of the reference).
 
-    ``"auto"``: exact blocked search up to :data:`EXACT_QUERY_PAIRS` query-reference pairs
-    (MNIST 10k into 60k: 6e8), else a pynndescent index on the reference.
+    ``"graph"``: the approximate search of ``index`` (a :class:`tsnejax.knn_index.GraphIndex`
+    built from the reference's kNN graph, e.g. the one ``fit`` computed), with ``search``
+    effort. ``"auto"``: that search when an ``index`` is given and the query has at least
+    :data:`GRAPH_QUERY_PAIRS` query-reference pairs; otherwise the exact blocked search up to
+    :data:`EXACT_QUERY_PAIRS` pairs (MNIST 10k into 60k: 6e8), else a pynndescent index on the
+    reference. ``complete=False`` (graph search only) leaves rows the search could not fill
+    with infinite distances instead of waiting for the device to check them
+    (:func:`tsnejax.knn_index.complete_query`).
 
     Returns:
       :class:`KNNGraph` with ``(m, k)`` indices into ``X_ref`` and distances, nearest first.
     """
-    check_option("neighbors", method, ("auto", "exact", "pynndescent"))
+    check_option("neighbors", method, ("auto", "exact", "graph", "pynndescent"))
     R, Qa = np.asarray(X_ref), np.asarray(Q)
     if R.ndim != 2 or Qa.ndim != 2 or R.shape[1] != Qa.shape[1]:
         raise ValueError(
@@ -365,8 +379,23 @@ def knn_query(
     k = check_int("k", k, minimum=1)
     if k > n:
         raise ValueError(f"k={k} exceeds the {n} reference points; use k <= {n}.")
+    if index is not None and tuple(index.data.shape) != R.shape:
+        raise ValueError(
+            f"index was built on data of shape {tuple(index.data.shape)}, not on X_ref "
+            f"{R.shape}; build it with build_graph_index(X_ref, graph)."
+        )
     if method == "auto":
-        method = "exact" if n * m <= EXACT_QUERY_PAIRS else "pynndescent"
+        if index is not None and n * m >= GRAPH_QUERY_PAIRS:
+            method = "graph"
+        else:
+            method = "exact" if n * m <= EXACT_QUERY_PAIRS else "pynndescent"
+    if method == "graph":
+        if index is None:
+            raise ValueError(
+                "neighbors='graph' needs index=build_graph_index(X_ref, graph), e.g. from the "
+                "kNN graph fit computed (TSNEResult.neighbors)."
+            )
+        return graph_query(index, Qa, k, search or GraphSearch(), complete=complete)
     if method == "pynndescent":
         from pynndescent import NNDescent
 

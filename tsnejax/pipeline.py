@@ -200,6 +200,7 @@ class TSNEResult(NamedTuple):
     n_compiles: int  # chunk programs compiled during the optimisation
     stepper: Stepper  # the compiled-once step; resume with optimize(stepper, state, P, n)
     early_exaggeration_iter: int  # where the main phase began (differs under opt-SNE)
+    neighbors: KNNGraph | None = None  # the kNN graph P came from (None: P was given)
 
 
 def _resolve_neighbors(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey) -> KNNGraph:
@@ -284,6 +285,7 @@ def fit(
     Xv = check_data(X) if X is not None else None
 
     t0 = time.perf_counter()
+    knn = None
     if affinities is None:
         n = Xv.shape[0] if Xv is not None else np.shape(neighbors[0])[0]
         perps = check_perplexity(config.perplexity, n)
@@ -377,6 +379,7 @@ def fit(
         result.n_compiles,
         step,
         early_iter,
+        knn,
     )
 
 

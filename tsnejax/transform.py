@@ -51,6 +51,7 @@ from tsnejax.gradients._grid import (
 from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
 from tsnejax.gradients.interpolation import InterpolationGrid, lagrange_weights
 from tsnejax.knn import KNNGraph, knn_query
+from tsnejax.knn_index import GraphIndex, build_graph_index, complete_query
 from tsnejax.optim import classic, exaggerate
 from tsnejax.run import build_step, init_state, optimize
 from tsnejax.schedules import two_phase
@@ -71,8 +72,10 @@ __all__ = [
 ]
 
 PLACEMENTS = ("median", "weighted", "nearest")
-#: ``method="auto"`` sums the repulsion exactly up to this many (new, reference) pairs.
-EXACT_MAX_PAIRS = 5e7
+#: ``method="auto"`` sums the repulsion exactly up to this many (new, reference) pairs. The
+#: 250 exact steps cost ~3 ns per pair on two cores (6000 x 1000: 4.8 s) against ~0.2 s for the
+#: frozen grid at any size up to 60k x 10k; they cross near 1e5 pairs.
+EXACT_MAX_PAIRS = 1e5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +99,7 @@ class TransformConfig:
     ints_in_interval: float = 1.0
     min_num_intervals: int = 50
     padding: float = 0.25
-    neighbors: Literal["auto", "exact", "pynndescent"] = "auto"
+    neighbors: Literal["auto", "exact", "graph", "pynndescent"] = "auto"
     chunk_size: int = 50
 
     def validate(self) -> TransformConfig:
@@ -119,7 +122,7 @@ class TransformConfig:
         check_positive("ints_in_interval", self.ints_in_interval)
         check_int("min_num_intervals", self.min_num_intervals, minimum=1)
         check_positive("padding", self.padding, allow_zero=True)
-        check_option("neighbors", self.neighbors, ("auto", "exact", "pynndescent"))
+        check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "pynndescent"))
         check_int("chunk_size", self.chunk_size, minimum=1)
         if 3 * self.perplexity > self.k:
             raise ValueError(
@@ -286,6 +289,16 @@ def place(
     return jnp.sum(w[..., None] * Yn, axis=1) / jnp.sum(w, axis=1, keepdims=True)
 
 
+def _check_reference(Y_ref: ArrayLike, n_ref: int) -> np.ndarray:
+    Y = np.asarray(Y_ref, np.float32)
+    if Y.ndim != 2 or Y.shape[0] != n_ref or Y.shape[1] not in (1, 2, 3):
+        raise ValueError(
+            f"Y_ref has shape {Y.shape}; it must be (n_ref, n_components) with n_ref = {n_ref} "
+            "rows of X_ref and 1, 2 or 3 components."
+        )
+    return Y
+
+
 def prepare_partial(
     X_new: ArrayLike,
     X_ref: ArrayLike,
@@ -294,17 +307,18 @@ def prepare_partial(
     config: TransformConfig = TransformConfig(),
     key: PRNGKey | None = None,
     neighbors: KNNGraph | None = None,
+    index: GraphIndex | None = None,
+    _complete: bool = True,
 ) -> tuple[Array, KNNGraph, Array]:
-    """Place new points without optimising: ``(Y_init (m, d), kNN into X_ref, P rows)``."""
+    """Place new points without optimising: ``(Y_init (m, d), kNN into X_ref, P rows)``.
+
+    ``index``: a :func:`tsnejax.knn_index.build_graph_index` of ``X_ref`` (from the kNN graph
+    of its fit) for the approximate neighbour search; see :func:`tsnejax.knn.knn_query`.
+    """
     config.validate()
     Xn = check_data(X_new, name="X_new", min_rows=1)
     Xr = check_data(X_ref, name="X_ref")
-    Y_ref = jnp.asarray(Y_ref, jnp.float32)
-    if Y_ref.ndim != 2 or Y_ref.shape[0] != Xr.shape[0]:
-        raise ValueError(
-            f"Y_ref has shape {tuple(Y_ref.shape)}; it must be (n_ref, n_components) with "
-            f"n_ref = {Xr.shape[0]} rows of X_ref."
-        )
+    Y_ref = jnp.asarray(_check_reference(Y_ref, Xr.shape[0]))
     if Xn.shape[1] != Xr.shape[1]:
         raise ValueError(
             f"X_new has {Xn.shape[1]} features but X_ref has {Xr.shape[1]}; transform needs "
@@ -316,9 +330,22 @@ def prepare_partial(
             f"perplexity={config.perplexity:g} needs 3 * perplexity <= k = {k} (the reference "
             "has too few points); lower the perplexity."
         )
-    knn = neighbors or knn_query(Xr, Xn, k, method=config.neighbors, key=key)
-    P = conditional_perplexity(knn, config.perplexity)
-    return place(Y_ref, knn.indices, P, config.initialization), knn, P
+    knn = neighbors or knn_query(
+        Xr, Xn, k, method=config.neighbors, key=key, index=index, complete=_complete
+    )
+    Y0, P = _calibrate_and_place(
+        Y_ref, knn.indices, knn.distances, float(config.perplexity), config.initialization
+    )
+    return Y0, knn, P
+
+
+@functools.partial(jax.jit, static_argnames=("initialization",))
+def _calibrate_and_place(
+    Y_ref: Array, neighbors: Array, distances: Array, perplexity: Scalar, initialization: str
+) -> tuple[Array, Array]:
+    # One program for both: on a first call, compiling is most of what they cost.
+    P = conditional_perplexity(KNNGraph(neighbors, distances), perplexity)
+    return place(Y_ref, neighbors, P, initialization), P
 
 
 class TransformResult(NamedTuple):
@@ -340,6 +367,7 @@ def transform(
     dof: float = 1.0,
     key: PRNGKey | None = None,
     neighbors: KNNGraph | None = None,
+    index: GraphIndex | None = None,
     verbose: bool = False,
 ) -> TransformResult:
     """Embed ``X_new (m, D)`` into the fixed embedding ``Y_ref (N, d)`` of ``X_ref (N, D)``.
@@ -349,20 +377,21 @@ def transform(
       dof: degrees of freedom of the reference embedding's kernel.
       key: seeds the pynndescent index when that is used.
       neighbors: precomputed kNN of the new points into ``X_ref``.
+      index: a graph index of ``X_ref`` (:func:`tsnejax.knn_index.build_graph_index` of the
+        fit's kNN graph): the approximate neighbour search openTSNE's Annoy index plays.
     """
     config.validate()
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    Y0, knn, P = prepare_partial(X_new, X_ref, Y_ref, config=config, key=key, neighbors=neighbors)
-    Y0 = jax.block_until_ready(Y0)
-    timings["neighbors_and_init"] = time.perf_counter() - t0
-    Y_ref = jnp.asarray(Y_ref, jnp.float32)
-    m, (n, d) = Y0.shape[0], Y_ref.shape
+    t_start = time.perf_counter()
+    Y_host = _check_reference(Y_ref, np.shape(X_ref)[0])
+    Y_ref = jnp.asarray(Y_host)
+    m, (n, d) = int(np.shape(X_new)[0]), Y_ref.shape
     method = config.method
     if method == "auto":
         method = "exact" if m * n <= EXACT_MAX_PAIRS else "interpolation"
-    t0 = time.perf_counter()
-    lo0, hi0 = float(jnp.min(Y_ref)), float(jnp.max(Y_ref))
+    # Nothing below waits for the device until the optimisation: each program is compiled
+    # while the one queued before it runs (the field first: it needs only the reference).
+    lo0, hi0 = float(Y_host.min()), float(Y_host.max())
     span0 = max(hi0 - lo0, 1e-6)
     if method == "interpolation":
         span = span0 * (1 + 2 * config.padding)
@@ -374,14 +403,24 @@ def transform(
             ladder=LADDER,
         )
         grid = InterpolationGrid(nb, config.n_interpolation_points)
-        field = jax.block_until_ready(reference_field(Y_ref, float(dof), grid, config.padding))
+        field = reference_field(Y_ref, float(dof), grid, config.padding)
         # Keep new points a little inside the padded domain (the last box edge).
         margin = config.padding * span0 * 0.99
         lo_clip, hi_clip = lo0 - margin, hi0 + margin
     else:
         grid, field = None, None
         lo_clip, hi_clip = -np.inf, np.inf
-    timings["field"] = time.perf_counter() - t0
+    Y0, knn, P = prepare_partial(
+        X_new,
+        X_ref,
+        Y_host,
+        config=config,
+        key=key,
+        neighbors=neighbors,
+        index=index,
+        _complete=False,
+    )
+    timings["queue"] = time.perf_counter() - t_start
     bounds = None if field is None else jnp.asarray([lo_clip, hi_clip], jnp.float32)
     ref = Reference(knn.indices, jnp.asarray(P, jnp.float32), Y_ref, field, bounds)
     stepper, optimizer = _stepper(config, method, grid)
@@ -398,8 +437,15 @@ def transform(
     )
     timings["compile"] = res.compile_seconds
     timings["optimize"] = res.run_seconds
+    if neighbors is None and index is not None:
+        done = complete_query(index, X_new, knn)
+        if done is not knn:  # rare: some search pools were too small; redo with exact rows
+            return transform(
+                X_new, X_ref, Y_host, config, dof=dof, key=key, neighbors=done, verbose=verbose
+            )
     Y = res.state.embedding
     kl = res.kl_history[-1][1] if res.kl_history else float(_kl(Y, ref, dof, grid))
+    timings["total"] = time.perf_counter() - t_start
     return TransformResult(np.asarray(Y), np.asarray(Y0), kl, res.kl_history, method, knn, timings)
 
 
@@ -466,7 +512,11 @@ def sample_transform_optimize(
     t0 = time.perf_counter()
     k = 1 if placement == "nearest" else 25
     tconf = TransformConfig(initialization=placement, k=k, perplexity=k / 3)
-    Y_rest, _, _ = prepare_partial(Xc[rest], Xc[rows], sample.embedding, config=tconf)
+    # The sample's kNN graph indexes it for the placement query (as openTSNE's Annoy index).
+    index = None
+    if sample.neighbors is not None:
+        index = build_graph_index(Xc[rows], sample.neighbors, key=jax.random.fold_in(k_rows, 1))
+    Y_rest, _, _ = prepare_partial(Xc[rest], Xc[rows], sample.embedding, config=tconf, index=index)
     Y0 = np.empty((n, config.n_components), np.float32)
     Y0[rows], Y0[rest] = sample.embedding, np.asarray(Y_rest)
     Y0 = rescale(jnp.asarray(Y0))

@@ -69,6 +69,35 @@ def test_blocking_does_not_change_repulsion(n, block, seed):
     np.testing.assert_allclose(float(z1), float(z2), rtol=1e-5)
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(20, 150),
+    block=st.integers(1, 40),
+    dim=st.integers(1, 3),
+    width=st.sampled_from([6, None]),
+    seed=st.integers(0, 1000),
+)
+def test_row_blocks_do_not_change_attraction(n, block, dim, width, seed):
+    from tsnejax.gradients import _attraction
+
+    P, Y = _setup(n=n, dim=dim, seed=seed, width=width)
+    Y = jnp.asarray(Y, jnp.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_attraction, "_row_block", lambda n: None)
+        whole = attraction(Y, P, 0.7)
+        mp.setattr(_attraction, "_row_block", lambda n: block)  # blocks + a remainder
+        blocked = attraction(Y, P, 0.7)
+    np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), rtol=1e-6, atol=1e-9)
+
+
+def test_attraction_uses_row_blocks_on_cpu_for_large_n():
+    from tsnejax.gradients._attraction import CPU_ROW_BLOCK, _row_block
+
+    expected = CPU_ROW_BLOCK if jax.default_backend() == "cpu" else None
+    assert _row_block(10 * CPU_ROW_BLOCK) == expected
+    assert _row_block(CPU_ROW_BLOCK) is None  # small problems: one block
+
+
 @pytest.mark.parametrize("dof", [1.0, 0.5, 2.0])
 def test_attraction_matches_opentsne(dof):
     from openTSNE import _tsne

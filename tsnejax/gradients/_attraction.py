@@ -29,12 +29,47 @@ def _row_diffs(Y: Array, rows: Array | None, neighbors: Array) -> tuple[list[Arr
     return diffs, sum(d * d for d in diffs)
 
 
+#: Rows per block of the main ELL part on the CPU: blocks of 2048 rows keep the gathered
+#: neighbour coordinates in cache instead of materialising (n, w) arrays. MNIST-70k (w = 120):
+#: the attraction alone 56 -> 19 ms, a whole early-phase iteration 40 -> 35 ms. Accelerators
+#: take all rows at once (a serial loop over blocks would idle them).
+CPU_ROW_BLOCK = 2048
+
+
+def _row_block(n: int) -> int | None:
+    return CPU_ROW_BLOCK if jax.default_backend() == "cpu" and n > 2 * CPU_ROW_BLOCK else None
+
+
+def _blocked_rows(fn, Y: Array, neighbors: Array, weights: Array) -> Array:
+    """``fn(Y_rows, neighbors_rows, weights_rows) -> (rows, ...)`` over all rows, in blocks of
+    :func:`_row_block` rows (contiguous slices, no padding copies) plus the remainder."""
+    n = Y.shape[0]
+    bs = _row_block(n)
+    if bs is None or bs >= n:
+        return fn(Y, neighbors, weights)
+    n_full = (n // bs) * bs
+
+    def one(i: Array) -> Array:
+        return fn(*(jax.lax.dynamic_slice_in_dim(a, i * bs, bs) for a in (Y, neighbors, weights)))
+
+    out = jax.lax.map(one, jnp.arange(n // bs))
+    out = out.reshape(n_full, *out.shape[2:])
+    if n_full == n:
+        return out
+    return jnp.concatenate([out, fn(Y[n_full:], neighbors[n_full:], weights[n_full:])])
+
+
 def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
     """Attractive forces ``(n, d)`` (without exaggeration; multiply by it outside)."""
     n = Y.shape[0]
-    diffs, d2 = _row_diffs(Y, None, P.neighbors)
-    coef = P.weights * inv_base(d2, dof)
-    main = jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
+    cols = [Y[:, c] for c in range(Y.shape[1])]
+
+    def rows(Yb: Array, nbr: Array, w: Array) -> Array:
+        diffs = [Yb[:, c : c + 1] - jnp.take(y, nbr, mode="clip") for c, y in enumerate(cols)]
+        coef = w * inv_base(sum(d * d for d in diffs), dof)
+        return jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
+
+    main = _blocked_rows(rows, Y, P.neighbors, P.weights)
     ediffs, ed2 = _row_diffs(Y, P.extra_rows, P.extra_neighbors)
     ecoef = P.extra_weights * inv_base(ed2, dof)
     extra = jnp.stack([jnp.sum(ecoef * d, axis=1) for d in ediffs], axis=1)

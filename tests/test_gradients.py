@@ -69,7 +69,7 @@ def test_blocking_does_not_change_repulsion(n, block, seed):
     np.testing.assert_allclose(float(z1), float(z2), rtol=1e-5)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     n=st.integers(20, 150),
     block=st.integers(1, 40),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tsnejax._blocks import map_row_blocks
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._kernel import inv_base, log_kernel
@@ -40,25 +41,6 @@ def _row_block(n: int) -> int | None:
     return CPU_ROW_BLOCK if jax.default_backend() == "cpu" and n > 2 * CPU_ROW_BLOCK else None
 
 
-def _blocked_rows(fn, Y: Array, neighbors: Array, weights: Array) -> Array:
-    """``fn(Y_rows, neighbors_rows, weights_rows) -> (rows, ...)`` over all rows, in blocks of
-    :func:`_row_block` rows (contiguous slices, no padding copies) plus the remainder."""
-    n = Y.shape[0]
-    bs = _row_block(n)
-    if bs is None or bs >= n:
-        return fn(Y, neighbors, weights)
-    n_full = (n // bs) * bs
-
-    def one(i: Array) -> Array:
-        return fn(*(jax.lax.dynamic_slice_in_dim(a, i * bs, bs) for a in (Y, neighbors, weights)))
-
-    out = jax.lax.map(one, jnp.arange(n // bs))
-    out = out.reshape(n_full, *out.shape[2:])
-    if n_full == n:
-        return out
-    return jnp.concatenate([out, fn(Y[n_full:], neighbors[n_full:], weights[n_full:])])
-
-
 def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
     """Attractive forces ``(n, d)`` (without exaggeration; multiply by it outside)."""
     n = Y.shape[0]
@@ -69,7 +51,7 @@ def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
         coef = w * inv_base(sum(d * d for d in diffs), dof)
         return jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
 
-    main = _blocked_rows(rows, Y, P.neighbors, P.weights)
+    main = map_row_blocks(rows, (Y, P.neighbors, P.weights), _row_block(Y.shape[0]))
     ediffs, ed2 = _row_diffs(Y, P.extra_rows, P.extra_neighbors)
     ecoef = P.extra_weights * inv_base(ed2, dof)
     extra = jnp.stack([jnp.sum(ecoef * d, axis=1) for d in ediffs], axis=1)

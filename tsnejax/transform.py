@@ -383,9 +383,11 @@ def transform(
     config.validate()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    Y_host = _check_reference(Y_ref, np.shape(X_ref)[0])
+    X_new = check_data(X_new, name="X_new", min_rows=1)
+    X_ref = check_data(X_ref, name="X_ref")
+    Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)
-    m, (n, d) = int(np.shape(X_new)[0]), Y_ref.shape
+    m, (n, d) = X_new.shape[0], Y_ref.shape
     method = config.method
     if method == "auto":
         method = "exact" if m * n <= EXACT_MAX_PAIRS else "interpolation"

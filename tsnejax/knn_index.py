@@ -56,7 +56,7 @@ class GraphSearch(NamedTuple):
     """Effort of :func:`graph_query` (static: each setting compiles its own program).
 
     The defaults found 95 % of the exact 25 nearest neighbours on MNIST-60k with a 90-NN
-    graph; ``seeds=8`` gave 97 % at 1.5x the time, ``refine=0`` 85 % at 0.7x.
+    graph; ``seeds=8`` gave 97 % at 1.7x the time, ``refine=0`` 85 % at 0.7x.
     """
 
     seeds: int = 4  # entry rows the search starts from, per query

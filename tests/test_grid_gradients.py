@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 
 from tsnejax import TSNE, TSNEConfig, fit
 from tsnejax.gradients import exact_repulsion, get_backend
-from tsnejax.gradients._grid import LADDER, choose_size
+from tsnejax.gradients._grid import (
+    LADDER,
+    choose_size,
+    circulant_offsets,
+    even_kernel_spectrum,
+    fft_potentials,
+    kernel_spectrum,
+    nonneg_offsets,
+    spectral_energy,
+)
+from tsnejax.gradients._kernel import kernel_and_force
 from tsnejax.gradients.field_splat import SplatGrid, splat_backend, splat_repulsion
 from tsnejax.gradients.interpolation import (
     InterpolationGrid,
@@ -129,6 +139,41 @@ def test_backends_agree_on_random_small_embeddings(n, dim, scale, seed):
     Rs, Zs = splat_repulsion(Y, 1.0, splat_backend().allocate(Y))
     assert float(jnp.linalg.norm(Rs / Zs - F0)) <= 3e-2 * float(jnp.linalg.norm(F0)) + 1e-6
     assert abs(float(Zs - Z0)) <= 1.5e-2 * (float(Z0) + n)
+
+
+def _direct_convolution(q, m, d, spacing, kernel):
+    """O(M^2) aperiodic sum over node pairs: ``phi_x = sum_y K(|x - y|) q_y``."""
+    axes = np.meshgrid(*[np.arange(m) * spacing] * d, indexing="ij")
+    pos = np.stack([a.ravel() for a in axes], axis=1)  # row-major, as the nodes are flattened
+    r2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+    return kernel(r2) @ q
+
+
+@pytest.mark.parametrize(("d", "m"), [(1, 7), (2, 5), (3, 3)])
+@pytest.mark.parametrize("dof", [1.0, 0.5, float("inf")])
+def test_even_spectrum_and_parseval_match_direct_sums(d, m, dof):
+    with jax.enable_x64(True):
+        spacing = jnp.asarray(0.7, jnp.float64)
+        full = sum(o * o for o in circulant_offsets(m, spacing, d))
+        half = sum(o * o for o in nonneg_offsets(m, spacing, d))
+        k_full = jnp.stack(kernel_and_force(full, dof))
+        fk = even_kernel_spectrum(jnp.stack(kernel_and_force(half, dof)), m)
+        ref = kernel_spectrum(k_full, m)
+        # An even kernel's spectrum is real: the half-quadrant transform gives all of it.
+        np.testing.assert_allclose(np.asarray(fk), np.asarray(ref.real), atol=1e-9 * m**d)
+        np.testing.assert_allclose(np.asarray(ref.imag), 0.0, atol=1e-9 * m**d)
+        q = np.random.default_rng(d).normal(size=(m**d, 2))
+        phi, spectra = fft_potentials(jnp.asarray(q), fk, m, [(0, 0), (1, 0), (0, 1)])
+        K = [lambda r2, i=i: np.asarray(kernel_and_force(jnp.asarray(r2), dof)[i]) for i in (0, 1)]
+        np.testing.assert_allclose(
+            np.asarray(phi[:, :2]), _direct_convolution(q, m, d, 0.7, K[0]), rtol=1e-9
+        )
+        np.testing.assert_allclose(
+            np.asarray(phi[:, 2]), _direct_convolution(q[:, :1], m, d, 0.7, K[1])[:, 0], rtol=1e-9
+        )
+        # Parseval: sum_x q_x (K * q)_x from the spectrum alone.
+        energy = float(spectral_energy(spectra[0], fk[1], m))
+        assert energy == pytest.approx(float(q[:, 0] @ phi[:, 2]), rel=1e-9)
 
 
 def test_lagrange_weights_reproduce_polynomials():

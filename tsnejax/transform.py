@@ -42,14 +42,17 @@ from tsnejax.gradients._backend import Backend
 from tsnejax.gradients._grid import (
     LADDER,
     choose_size,
-    circulant_offsets,
-    fft_convolve,
+    fft_potentials,
     gather,
     spread,
     tensor_product,
 )
 from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
-from tsnejax.gradients.interpolation import InterpolationGrid, lagrange_weights
+from tsnejax.gradients.interpolation import (
+    InterpolationGrid,
+    even_kernel_spectra,
+    lagrange_weights,
+)
 from tsnejax.knn import KNNGraph, knn_query
 from tsnejax.knn_index import GraphIndex, build_graph_index, complete_query
 from tsnejax.optim import classic, exaggerate
@@ -165,10 +168,9 @@ def reference_field(
     idx, w = _stencil(Y_ref, lo, h, nb, p, m)
     charges = jnp.concatenate([jnp.ones((n, 1), Y_ref.dtype), Y_ref], axis=1)
     grid_q = spread(idx, w, charges, m**d)
-    r2 = sum(o * o for o in circulant_offsets(m, h / p, d))
-    k_z, k_f = kernel_and_force(r2, dof)
+    fk = even_kernel_spectra(m, h / p, d, dof)
     pairs = [(c, 0) for c in range(d + 1)] + [(0, 1)]
-    phi = fft_convolve(grid_q, jnp.stack([k_f, k_z]), m, pairs)
+    phi, _ = fft_potentials(grid_q, fk, m, pairs)
     return ReferenceField(lo, h, phi)
 
 

@@ -140,6 +140,99 @@ def kernel_spectrum(kernels: Array, m: int) -> Array:
     return out
 
 
+def nonneg_offsets(n_per_axis: int, spacing: Array, dim: int) -> list[Array]:
+    """Offsets ``0..m`` along each axis times ``spacing``, broadcastable to ``(m + 1)^d``."""
+    k = jnp.arange(n_per_axis + 1).astype(spacing.dtype) * spacing
+    out = []
+    for a in range(dim):
+        shape = [1] * dim
+        shape[a] = n_per_axis + 1
+        out.append(k.reshape(shape))
+    return out
+
+
+def even_kernel_spectrum(kernels: Array, m: int) -> Array:
+    """Real spectrum of kernels even in every axis, from their ``(m + 1)^d`` non-negative quadrant.
+
+    A kernel with ``K(..., -x, ...) = K(..., x, ...)`` has a real, even spectrum, so each axis
+    needs only ``m + 1`` real transforms of its even extension (a DCT-I done by ``rfft``) instead
+    of ``2m`` complex ones, and ``(m + 1)^d`` kernel evaluations instead of ``(2m)^d``: less
+    than half of :func:`kernel_spectrum`'s time at m = 600-720 on the 2-core CPU.
+
+    Args:
+      kernels: ``(k, (m + 1,)*d)`` kernels at offsets ``0..m`` (:func:`nonneg_offsets`).
+
+    Returns:
+      ``(k, (2m,)*(d-1), m + 1)`` real, laid out as :func:`kernel_spectrum`.
+    """
+    return jnp.stack([_even_spectrum(kernel, m) for kernel in kernels])
+
+
+def _even_spectrum(kernel: Array, m: int) -> Array:
+    d = kernel.ndim
+    out = kernel
+    for axis in range(1, d + 1):
+        mirrored = jnp.flip(jax.lax.slice_in_dim(out, 1, m, axis=d - axis), axis=-axis)
+        even = jnp.concatenate([out, mirrored], axis=-axis)  # length 2m along the axis
+        out = jnp.real(jnp.fft.rfft(even, axis=-axis))
+    for axis in range(2, d + 1):  # full length 2m on all but the last axis, by evenness
+        mirrored = jnp.flip(jax.lax.slice_in_dim(out, 1, m, axis=d - axis), axis=-axis)
+        out = jnp.concatenate([out, mirrored], axis=-axis)
+    return out
+
+
+def _after(x: Array, prev: Array | None) -> Array:
+    """``x``, available only once ``prev`` is computed (orders independent transforms)."""
+    if prev is None:
+        return x
+    x, _ = jax.lax.optimization_barrier((x, prev))
+    return x
+
+
+def fft_potentials(
+    node_values: Array, fk: Array, m: int, pairs: Sequence[tuple[int, int]]
+) -> tuple[Array, dict[int, Array]]:
+    """Convolve node channels with kernels given by their spectra, one transform at a time.
+
+    Args:
+      node_values: ``(m**d, c)`` charges on the nodes.
+      fk: ``(k, (2m,)*(d-1), m + 1)`` kernel spectra (:func:`kernel_spectrum` or
+        :func:`even_kernel_spectrum`).
+      pairs: ``(channel, kernel)`` products to return, in order.
+
+    Returns:
+      ``(m**d, len(pairs))`` potentials at the nodes and the channel spectra used, by channel.
+
+    Each transform waits for the previous one: transforming all channels as one batch, or
+    letting XLA run the independent ones concurrently, falls out of the CPU cache above
+    m = 500 (3 channels at m = 720: 53 ms batched, 33 ms one after another, 30 ms ordered).
+    """
+    d = fk.ndim - 1
+    grid = node_values.T.reshape((node_values.shape[1],) + (m,) * d)
+    spectra: dict[int, Array] = {}
+    out: list[Array] = []
+    prev = None
+    for c, k in pairs:
+        if c not in spectra:
+            prev = spectra[c] = _forward(_after(grid[c], prev), m, d)
+        prev = _inverse(_after(spectra[c], prev) * fk[k], m, d)
+        out.append(prev.reshape(-1))
+    return jnp.stack(out, axis=1).astype(node_values.dtype), spectra
+
+
+def spectral_energy(fq: Array, fk: Array, m: int) -> Array:
+    """``sum_x q(x) (K * q)(x)`` over the nodes, by Parseval: no inverse transform.
+
+    ``fq`` is one channel's spectrum (from :func:`fft_potentials`), ``fk`` a real (even-kernel)
+    spectrum. The last axis holds frequencies ``0..m`` of ``2m``: the others appear twice in the
+    full spectrum.
+    """
+    d = fq.ndim
+    power = jnp.real(fq) ** 2 + jnp.imag(fq) ** 2
+    twice = jnp.full((m + 1,), 2.0, fk.dtype).at[0].set(1.0).at[m].set(1.0)
+    return jnp.sum(power * fk * twice) / (2 * m) ** d
+
+
 def fft_convolve(
     node_values: Array, kernels: Array, n_per_axis: int, pairs: Sequence[tuple[int, int]]
 ) -> Array:
@@ -153,14 +246,7 @@ def fft_convolve(
     Returns:
       ``(m**d, len(pairs))`` potentials at the nodes.
     """
-    m = n_per_axis
-    d = kernels.ndim - 1
-    grid = node_values.T.reshape((node_values.shape[1],) + (m,) * d)
-    fq = _forward(grid, m, d)
-    fk = kernel_spectrum(kernels, m)
-    prods = jnp.stack([fq[c] * fk[k] for c, k in pairs])
-    out = _inverse(prods, m, d)
-    return out.reshape(len(pairs), -1).T.astype(node_values.dtype)
+    return fft_potentials(node_values, kernel_spectrum(kernels, n_per_axis), n_per_axis, pairs)[0]
 
 
 def grid_cost(n_per_axis: int, dim: int) -> float:
@@ -177,6 +263,11 @@ __all__ = [
     "spread",
     "gather",
     "circulant_offsets",
+    "nonneg_offsets",
+    "kernel_spectrum",
+    "even_kernel_spectrum",
+    "fft_potentials",
+    "spectral_energy",
     "fft_convolve",
     "grid_cost",
 ]

@@ -41,10 +41,12 @@ from tsnejax.gradients._attraction import attraction, sum_p_log_kernel, sum_p_lo
 from tsnejax.gradients._backend import Backend
 from tsnejax.gradients._grid import (
     choose_size,
-    circulant_offsets,
     domain,
-    fft_convolve,
+    even_kernel_spectrum,
+    fft_potentials,
     gather,
+    nonneg_offsets,
+    spectral_energy,
     spread,
     tensor_product,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "interpolation_gradient",
     "interpolation_kl_divergence",
     "interpolation_backend",
+    "even_kernel_spectra",
     "DEFAULT_MAX_BOXES",
 ]
 
@@ -91,6 +94,13 @@ def lagrange_weights(t: Array, p: int) -> Array:
     return jnp.stack(cols, axis=-1)
 
 
+def even_kernel_spectra(m: int, spacing: Array, d: int, dof: Scalar) -> Array:
+    """Real spectra ``(2, (2m,)*(d-1), m + 1)`` of ``K_f``, ``K_z`` on nodes ``spacing`` apart."""
+    r2 = sum(o * o for o in nonneg_offsets(m, spacing, d))
+    k_z, k_f = kernel_and_force(r2, dof)
+    return even_kernel_spectrum(jnp.stack([k_f, k_z]), m)
+
+
 def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> tuple[Array, Array]:
     """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring)."""
     n, d = Y.shape
@@ -105,14 +115,12 @@ def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> t
     w, idx = tensor_product(W, nodes, m)
     charges = jnp.concatenate([jnp.ones((n, 1), Y.dtype), Y], axis=1)  # (n, d + 1)
     grid_q = spread(idx, w, charges, m**d)
-    offsets = circulant_offsets(m, h / p, d)
-    r2 = sum(o * o for o in offsets)
-    k_z, k_f = kernel_and_force(r2, dof)
-    pairs = [(c, 0) for c in range(d + 1)] + [(0, 1)]
-    phi = fft_convolve(grid_q, jnp.stack([k_f, k_z]), m, pairs)  # (m^d, d + 2)
-    pot = gather(idx, w, phi)  # (n, d + 2)
-    R = Y * pot[:, :1] - pot[:, 1 : d + 1]
-    Z = jnp.sum(pot[:, d + 1]) - n
+    fk = even_kernel_spectra(m, h / p, d, dof)
+    phi, fq = fft_potentials(grid_q, fk, m, [(c, 0) for c in range(d + 1)])  # (m^d, d + 1)
+    pot = gather(idx, w, phi)  # (n, d + 1)
+    R = Y * pot[:, :1] - pot[:, 1:]
+    # sum_i phi_z(y_i) = sum over nodes of q_0 (K_z * q_0), read off the spectra (Parseval).
+    Z = spectral_energy(fq[0], fk[1], m) - n
     return R, Z
 
 

@@ -16,10 +16,14 @@ normalisation kernel :math:`K_z = u^{-\\alpha}` (for ``dof = 1``: :math:`(1+d^2)
     \\phi^0_i = \\sum_j K_f(y_i, y_j), \\quad \\phi^y_i = \\sum_j K_f(y_i, y_j)\\, y_j, \\quad
     R_i = y_i \\phi^0_i - \\phi^y_i, \\quad Z = \\sum_i \\sum_j K_z(y_i, y_j) - N.
 
-Z has its own kernel channel (unit charges convolved with :math:`K_z`) instead of FIt-SNE's
-four-charge identity for ``dof = 1``: one FFT fewer and no cancellation between
-:math:`(1 + |y|^2)\\phi^0`, :math:`2 y \\cdot \\phi^y` and :math:`\\phi^{|y|^2}`. Per step: 2 kernel
-FFTs, ``d + 1`` forward and ``d + 2`` inverse FFTs of size ``(2m)^d``.
+Z has its own kernel (unit charges against :math:`K_z`) instead of FIt-SNE's four-charge
+identity for ``dof = 1``, with no cancellation between :math:`(1 + |y|^2)\\phi^0`,
+:math:`2 y \\cdot \\phi^y` and :math:`\\phi^{|y|^2}`; and it needs no inverse transform:
+:math:`\\sum_i \\phi^z_i = \\sum_x q_x (K_z * q)_x` over the nodes ``x``, which Parseval reads off
+the unit charges' spectrum. Both kernels are even, so their spectra are real and come from the
+``(m + 1)^d`` non-negative quadrant (:func:`tsnejax.gradients._grid.even_kernel_spectrum`).
+Per step: 2 half-size kernel spectra, ``d + 1`` forward and ``d + 1`` inverse transforms of size
+``(2m)^d``, run one after another (:func:`tsnejax.gradients._grid.fft_potentials`).
 
 Grid size: ``n_boxes = max(min_num_intervals, span / ints_in_interval)`` rounded up on the
 ladder of :mod:`tsnejax.gradients._grid` and capped at ``max_boxes`` (openTSNE's rule with its

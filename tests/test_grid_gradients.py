@@ -243,3 +243,18 @@ def test_unknown_method_and_bad_grid_params():
         get_backend("interpolation", n_interpolation_points=0)
     with pytest.raises(ValueError, match="pixels_per_unit"):
         get_backend("splat", pixels_per_unit=-1.0)
+
+
+def test_interpolated_z_differentiates_and_vmaps_like_exact():
+    # Z comes from Parseval on ordered transforms (optimization barriers): both must keep
+    # autodiff and vmap working.
+    Y = jax.random.normal(jax.random.key(0), (300, 2))
+    grid = InterpolationGrid(54, 3)
+    g = jax.grad(lambda Y: interpolation_repulsion(Y, 1.0, grid)[1])(Y)
+    g0 = jax.grad(lambda Y: exact_repulsion(Y, 1.0)[1])(Y)
+    # Differentiating the interpolant (its Lagrange weights) is less accurate than the values.
+    assert float(jnp.linalg.norm(g - g0)) <= 1e-2 * float(jnp.linalg.norm(g0))
+    Ys = jnp.stack([Y, 2 * Y])
+    Z = jax.vmap(lambda Y: interpolation_repulsion(Y, 1.0, grid)[1])(Ys)
+    Z0 = jnp.stack([exact_repulsion(y, 1.0)[1] for y in Ys])
+    np.testing.assert_allclose(np.asarray(Z), np.asarray(Z0), rtol=1e-4)

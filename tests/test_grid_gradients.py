@@ -24,6 +24,7 @@ from tsnejax.gradients.field_splat import SplatGrid, splat_backend, splat_repuls
 from tsnejax.gradients.interpolation import (
     InterpolationGrid,
     interpolation_repulsion,
+    interpolation_z,
     lagrange_weights,
 )
 
@@ -258,3 +259,13 @@ def test_interpolated_z_differentiates_and_vmaps_like_exact():
     Z = jax.vmap(lambda Y: interpolation_repulsion(Y, 1.0, grid)[1])(Ys)
     Z0 = jnp.stack([exact_repulsion(y, 1.0)[1] for y in Ys])
     np.testing.assert_allclose(np.asarray(Z), np.asarray(Z0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_z_alone_equals_z_of_the_repulsion(dim):
+    # The KL uses interpolation_z (one forward transform); it must be the same Z.
+    Y = jax.random.normal(jax.random.key(dim), (500, dim)) * 3
+    grid = InterpolationGrid(18 if dim == 3 else 54, 3)
+    _, Z = interpolation_repulsion(Y, 0.7, grid)
+    assert float(interpolation_z(Y, 0.7, grid)) == pytest.approx(float(Z), rel=1e-5)
+    assert float(Z) == pytest.approx(float(exact_repulsion(Y, 0.7)[1]), rel=5e-3)

@@ -31,6 +31,7 @@ from tsnejax.gradients.interpolation import InterpolationGrid as InterpolationGr
 from tsnejax.gradients.interpolation import interpolation_backend as interpolation_backend
 from tsnejax.gradients.interpolation import interpolation_gradient as interpolation_gradient
 from tsnejax.gradients.interpolation import interpolation_repulsion as interpolation_repulsion
+from tsnejax.gradients.interpolation import interpolation_z as interpolation_z
 
 #: Registry: method name -> backend factory (keyword arguments are the method's parameters).
 BACKENDS = {
@@ -61,6 +62,7 @@ __all__ = [
     "interpolation_backend",
     "interpolation_gradient",
     "interpolation_repulsion",
+    "interpolation_z",
     "kernel",
     "splat_backend",
     "splat_gradient",

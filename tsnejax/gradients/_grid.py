@@ -181,6 +181,11 @@ def _even_spectrum(kernel: Array, m: int) -> Array:
     return out
 
 
+def node_spectrum(values: Array, m: int, d: int) -> Array:
+    """Spectrum ``(2m, ..., m + 1)`` of one channel's ``(m**d,)`` node values, zero-padded."""
+    return _forward(values.reshape((m,) * d), m, d)
+
+
 def _after(x: Array, prev: Array | None) -> Array:
     """``x``, available only once ``prev`` is computed (orders independent transforms)."""
     if prev is None:
@@ -267,6 +272,7 @@ __all__ = [
     "nonneg_offsets",
     "kernel_spectrum",
     "even_kernel_spectrum",
+    "node_spectrum",
     "fft_potentials",
     "spectral_energy",
     "fft_convolve",

@@ -49,6 +49,7 @@ from tsnejax.gradients._grid import (
     even_kernel_spectrum,
     fft_potentials,
     gather,
+    node_spectrum,
     nonneg_offsets,
     spectral_energy,
     spread,
@@ -60,6 +61,7 @@ __all__ = [
     "InterpolationGrid",
     "lagrange_weights",
     "interpolation_repulsion",
+    "interpolation_z",
     "interpolation_gradient",
     "interpolation_kl_divergence",
     "interpolation_backend",
@@ -98,34 +100,51 @@ def lagrange_weights(t: Array, p: int) -> Array:
     return jnp.stack(cols, axis=-1)
 
 
-def even_kernel_spectra(m: int, spacing: Array, d: int, dof: Scalar) -> Array:
-    """Real spectra ``(2, (2m,)*(d-1), m + 1)`` of ``K_f``, ``K_z`` on nodes ``spacing`` apart."""
+def even_kernel_spectra(m: int, spacing: Array, d: int, dof: Scalar, z_only: bool = False) -> Array:
+    """Real spectra ``(2, (2m,)*(d-1), m + 1)`` of ``K_f``, ``K_z`` on nodes ``spacing`` apart
+    (``(1, ...)``: ``K_z`` alone with ``z_only``)."""
     r2 = sum(o * o for o in nonneg_offsets(m, spacing, d))
     k_z, k_f = kernel_and_force(r2, dof)
-    return even_kernel_spectrum(jnp.stack([k_f, k_z]), m)
+    return even_kernel_spectrum(k_z[None] if z_only else jnp.stack([k_f, k_z]), m)
 
 
-def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> tuple[Array, Array]:
-    """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring)."""
-    n, d = Y.shape
+def _stencil(Y: Array, grid: InterpolationGrid) -> tuple[Array, Array, Array]:
+    """Flat stencil ``(idx, w)`` of shape ``(n, p**d)`` on the node grid, and the node spacing."""
     nb, p = grid
-    m = nb * p
     lo, span = domain(Y)
     h = span / nb
     u = (Y - lo) / h
     box = jnp.clip(jnp.floor(u), 0, nb - 1)
     W = lagrange_weights(u - box, p)  # (n, d, p)
     nodes = box.astype(jnp.int32)[..., None] * p + jnp.arange(p, dtype=jnp.int32)
-    w, idx = tensor_product(W, nodes, m)
+    w, idx = tensor_product(W, nodes, nb * p)
+    return idx, w, h / p
+
+
+def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> tuple[Array, Array]:
+    """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring)."""
+    n, d = Y.shape
+    m = grid.n_boxes * grid.n_interpolation_points
+    idx, w, spacing = _stencil(Y, grid)
     charges = jnp.concatenate([jnp.ones((n, 1), Y.dtype), Y], axis=1)  # (n, d + 1)
     grid_q = spread(idx, w, charges, m**d)
-    fk = even_kernel_spectra(m, h / p, d, dof)
+    fk = even_kernel_spectra(m, spacing, d, dof)
     phi, fq = fft_potentials(grid_q, fk, m, [(c, 0) for c in range(d + 1)])  # (m^d, d + 1)
     pot = gather(idx, w, phi)  # (n, d + 1)
     R = Y * pot[:, :1] - pot[:, 1:]
     # sum_i phi_z(y_i) = sum over nodes of q_0 (K_z * q_0), read off the spectra (Parseval).
     Z = spectral_energy(fq[0], fk[1], m) - n
     return R, Z
+
+
+def interpolation_z(Y: Array, dof: Scalar, grid: InterpolationGrid) -> Array:
+    """``Z`` alone, as :func:`interpolation_repulsion` computes it: one forward transform."""
+    n, d = Y.shape
+    m = grid.n_boxes * grid.n_interpolation_points
+    idx, w, spacing = _stencil(Y, grid)
+    q0 = spread(idx, w, jnp.ones((n, 1), Y.dtype), m**d)
+    fk = even_kernel_spectra(m, spacing, d, dof, z_only=True)
+    return spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m) - n
 
 
 def interpolation_gradient(
@@ -140,7 +159,7 @@ def interpolation_kl_divergence(
     Y: Array, P: Affinities, dof: Scalar, grid: InterpolationGrid
 ) -> Array:
     """KL with Z from the grid (sparse terms exact): the openTSNE FFT convention."""
-    _, Z = interpolation_repulsion(Y, dof, grid)
+    Z = interpolation_z(Y, dof, grid)
     return sum_p_log_p(P) - sum_p_log_kernel(Y, P, dof) + jnp.log(Z)
 
 

@@ -39,17 +39,18 @@ def _variant(Y, nb: int, *, ordered: bool, even: bool, parseval: bool):
 
     from tsnejax.gradients import _grid as G
     from tsnejax.gradients._kernel import kernel_and_force
-    from tsnejax.gradients.interpolation import even_kernel_spectra, lagrange_weights
+    from tsnejax.gradients.interpolation import (
+        InterpolationGrid,
+        even_kernel_spectra,
+        node_stencil,
+    )
 
     n, d = Y.shape
     p = 3
     m = nb * p
     lo, span = G.domain(Y)
     h = span / nb
-    u = (Y - lo) / h
-    box = jnp.clip(jnp.floor(u), 0, nb - 1)
-    nodes = box.astype(jnp.int32)[..., None] * p + jnp.arange(p, dtype=jnp.int32)
-    w, idx = G.tensor_product(lagrange_weights(u - box, p), nodes, m)
+    idx, w = node_stencil(Y, lo, h, InterpolationGrid(nb, p))
     q = G.spread(idx, w, jnp.concatenate([jnp.ones((n, 1), Y.dtype), Y], axis=1), m**d)
     if even:
         fk = even_kernel_spectra(m, h / p, d, 1.0)

@@ -45,13 +45,12 @@ from tsnejax.gradients._grid import (
     fft_potentials,
     gather,
     spread,
-    tensor_product,
 )
 from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
 from tsnejax.gradients.interpolation import (
     InterpolationGrid,
     even_kernel_spectra,
-    lagrange_weights,
+    node_stencil,
 )
 from tsnejax.knn import KNNGraph, knn_query
 from tsnejax.knn_index import GraphIndex, build_graph_index, complete_query
@@ -165,7 +164,7 @@ def reference_field(
     span0 = jnp.maximum(hi0 - lo0, jnp.asarray(1e-6, Y_ref.dtype))
     lo = lo0 - padding * span0
     h = span0 * (1 + 2 * padding) / nb
-    idx, w = _stencil(Y_ref, lo, h, nb, p, m)
+    idx, w = node_stencil(Y_ref, lo, h, grid)
     charges = jnp.concatenate([jnp.ones((n, 1), Y_ref.dtype), Y_ref], axis=1)
     grid_q = spread(idx, w, charges, m**d)
     fk = even_kernel_spectra(m, h / p, d, dof)
@@ -174,22 +173,13 @@ def reference_field(
     return ReferenceField(lo, h, phi)
 
 
-def _stencil(Y: Array, lo: Array, h: Array, nb: int, p: int, m: int) -> tuple[Array, Array]:
-    u = (Y - lo) / h
-    box = jnp.clip(jnp.floor(u), 0, nb - 1)
-    W = lagrange_weights(u - box, p)
-    nodes = box.astype(jnp.int32)[..., None] * p + jnp.arange(p, dtype=jnp.int32)
-    w, idx = tensor_product(W, nodes, m)
-    return idx, w
-
-
 def field_repulsion(
     Y: Array, field: ReferenceField, grid: InterpolationGrid
 ) -> tuple[Array, Array]:
     """``(R (m, d), Z (m,))`` at new points from the frozen field (no FFT per step)."""
     d = Y.shape[1]
     nb, p = grid
-    idx, w = _stencil(Y, field.lo, field.h, nb, p, nb * p)
+    idx, w = node_stencil(Y, field.lo, field.h, grid)
     pot = gather(idx, w, field.phi)
     return Y * pot[:, :1] - pot[:, 1 : d + 1], pot[:, d + 1]
 

@@ -102,13 +102,12 @@ def circulant_offsets(n_per_axis: int, spacing: Array, dim: int) -> list[Array]:
     """
     m = n_per_axis
     k = jnp.arange(2 * m)
-    signed = jnp.where(k < m, k, k - 2 * m).astype(spacing.dtype) * spacing
-    out = []
-    for a in range(dim):
-        shape = [1] * dim
-        shape[a] = 2 * m
-        out.append(signed.reshape(shape))
-    return out
+    return _along_each_axis(jnp.where(k < m, k, k - 2 * m).astype(spacing.dtype) * spacing, dim)
+
+
+def _along_each_axis(values: Array, dim: int) -> list[Array]:
+    """``values (L,)`` reshaped to lie along axis ``a`` of a ``dim``-D array, for each ``a``."""
+    return [values.reshape([-1 if b == a else 1 for b in range(dim)]) for a in range(dim)]
 
 
 def _forward(x: Array, m: int, d: int) -> Array:
@@ -142,13 +141,7 @@ def kernel_spectrum(kernels: Array, m: int) -> Array:
 
 def nonneg_offsets(n_per_axis: int, spacing: Array, dim: int) -> list[Array]:
     """Offsets ``0..m`` along each axis times ``spacing``, broadcastable to ``(m + 1)^d``."""
-    k = jnp.arange(n_per_axis + 1).astype(spacing.dtype) * spacing
-    out = []
-    for a in range(dim):
-        shape = [1] * dim
-        shape[a] = n_per_axis + 1
-        out.append(k.reshape(shape))
-    return out
+    return _along_each_axis(jnp.arange(n_per_axis + 1).astype(spacing.dtype) * spacing, dim)
 
 
 def even_kernel_spectrum(kernels: Array, m: int) -> Array:

@@ -62,6 +62,7 @@ __all__ = [
     "lagrange_weights",
     "interpolation_repulsion",
     "interpolation_z",
+    "node_stencil",
     "interpolation_gradient",
     "interpolation_kl_divergence",
     "interpolation_backend",
@@ -108,17 +109,24 @@ def even_kernel_spectra(m: int, spacing: Array, d: int, dof: Scalar, z_only: boo
     return even_kernel_spectrum(k_z[None] if z_only else jnp.stack([k_f, k_z]), m)
 
 
-def _stencil(Y: Array, grid: InterpolationGrid) -> tuple[Array, Array, Array]:
-    """Flat stencil ``(idx, w)`` of shape ``(n, p**d)`` on the node grid, and the node spacing."""
+def node_stencil(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tuple[Array, Array]:
+    """Flat stencil ``(idx, w)``, each ``(n, p**d)``: node indices and Lagrange weights of each
+    point on boxes ``h`` wide from ``lo`` (points outside are clipped to the edge boxes)."""
     nb, p = grid
-    lo, span = domain(Y)
-    h = span / nb
     u = (Y - lo) / h
     box = jnp.clip(jnp.floor(u), 0, nb - 1)
     W = lagrange_weights(u - box, p)  # (n, d, p)
     nodes = box.astype(jnp.int32)[..., None] * p + jnp.arange(p, dtype=jnp.int32)
     w, idx = tensor_product(W, nodes, nb * p)
-    return idx, w, h / p
+    return idx, w
+
+
+def _stencil(Y: Array, grid: InterpolationGrid) -> tuple[Array, Array, Array]:
+    """:func:`node_stencil` on the embedding's own domain, and the node spacing."""
+    lo, span = domain(Y)
+    h = span / grid.n_boxes
+    idx, w = node_stencil(Y, lo, h, grid)
+    return idx, w, h / grid.n_interpolation_points
 
 
 def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> tuple[Array, Array]:

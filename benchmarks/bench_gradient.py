@@ -91,7 +91,7 @@ def main() -> None:
         res = tsnejax.fit(
             jax.random.key(0),
             None,
-            tsnejax.TSNEConfig(negative_gradient_method="interpolation"),
+            tsnejax.TSNEConfig.make(negative_gradient_method="interpolation"),
             affinities=P,
             initialization=Y0,
         )
@@ -119,7 +119,7 @@ def main() -> None:
                 step, state = res.stepper, res.state
             else:
                 opt = classic(float(n), 0.8)
-                step = build_step(backend, opt, 1.0)
+                step = build_step(backend, opt)
                 state = tsnejax.init_state(jax.numpy.asarray(Yt), opt)
             warm = optimize(step, state, P, 50, kl=False)  # compiles this grid
             timed = optimize(step, warm.state, P, 50, kl=False)

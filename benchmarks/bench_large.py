@@ -74,9 +74,10 @@ def large(n: int, neighbors: str = "auto") -> list[dict]:
 
     from tsnejax import init as init_lib
     from tsnejax.affinity import perplexity_affinities
+    from tsnejax.build import phase_table, stepper_for
+    from tsnejax.config import TSNEConfig
     from tsnejax.knn import default_k, nearest_neighbors
-    from tsnejax.pipeline import TSNEConfig, build_optimizer, make_backend
-    from tsnejax.run import build_step, init_state, optimize
+    from tsnejax.run import init_state, optimize
 
     rows = []
 
@@ -95,10 +96,12 @@ def large(n: int, neighbors: str = "auto") -> list[dict]:
     t0 = time.perf_counter()
     X, labels = mixture(n)
     phase("data", t0, n=n)
-    config = TSNEConfig(neighbors=neighbors)
+    config = TSNEConfig.make(neighbors=neighbors)
     t0 = time.perf_counter()
     knn = jax.block_until_ready(
-        nearest_neighbors(X, default_k(n, 30.0), method=config.neighbors, key=jax.random.key(0))
+        nearest_neighbors(
+            X, default_k(n, 30.0), method=config.affinities.neighbors, key=jax.random.key(0)
+        )
     )
     phase("knn", t0, k=int(knn.indices.shape[1]))
     t0 = time.perf_counter()
@@ -108,10 +111,9 @@ def large(n: int, neighbors: str = "auto") -> list[dict]:
     t0 = time.perf_counter()
     Y0 = jax.block_until_ready(init_lib.pca(X, 2))
     phase("init", t0)
-    opt, _, _ = build_optimizer(config, n)
-    step = build_step(make_backend(config, n), opt)
+    step, opt = stepper_for(config, n)
     t0 = time.perf_counter()
-    res = optimize(step, init_state(Y0, opt), P, config.total_iter)
+    res = optimize(step, init_state(Y0, opt), P, config.total_iter, phases=phase_table(config, n))
     phase(
         "optimize",
         t0,
@@ -133,8 +135,8 @@ def workflow(data_dir: str | None) -> list[dict]:
 
     from tsnejax import TSNEConfig, fit
     from tsnejax.data import shared_data_dir
+    from tsnejax.large_data import sample_transform_optimize
     from tsnejax.metrics import knn_accuracy
-    from tsnejax.transform import sample_transform_optimize
 
     src = shared_data_dir(data_dir) / "mnist.npz"
     if not src.exists():

@@ -51,7 +51,7 @@ from tsnejax.sweep import resolve_learning_rate
 X = np.load({path!r})
 kls = []
 for lr in {lrs!r}:
-    cfg = TSNEConfig(learning_rate=float(resolve_learning_rate(lr, len(X))), **{fixed})
+    cfg = TSNEConfig.make(learning_rate=float(resolve_learning_rate(lr, len(X))), **{fixed})
     kls.append(fit(jax.random.key(0), X, cfg).kl_divergence)
 print(json.dumps({{"wall": time.perf_counter() - t0, "kl": kls}}))
 """

@@ -10,6 +10,8 @@ exact and the interpolation backends. Prints the largest coordinate difference o
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -23,22 +25,24 @@ def main() -> None:
     from tsnejax.knn import exact_knn
     from tsnejax.optim import classic
     from tsnejax.run import build_step, init_state, optimize
-    from tsnejax.schedules import auto_learning_rate, exaggeration_schedule
+    from tsnejax.schedules import Phases, auto_learning_rate, exaggeration_schedule
 
     X = load_digits().data.astype(np.float32)
     P = perplexity_affinities(exact_knn(X, 90), 30.0)
     ex = exaggeration_schedule(12.0, 100, 1.0)
+    phases = Phases.of({0: {"exaggeration": 12.0}, 100: {"exaggeration": 1.0}})
     for name, backend in (
         ("exact", exact_backend()),
         ("interpolation", get_backend("interpolation")),
     ):
         opt = classic(auto_learning_rate(len(X), ex), 0.8)
-        step = build_step(backend, opt, ex)
+        step = build_step(backend, opt)
         s0 = init_state(pca(X), opt)
-        a = np.asarray(optimize(step, s0, P, 300, kl=False).state.embedding)
-        b = np.asarray(optimize(step, s0, P, 300, kl=False).state.embedding)
-        mid = optimize(step, s0, P, 100, kl=False).state
-        c = np.asarray(optimize(step, mid, P, 200, kl=False).state.embedding)
+        run = functools.partial(optimize, step, P=P, kl=False, phases=phases)
+        a = np.asarray(run(state=s0, n_iter=300).state.embedding)
+        b = np.asarray(run(state=s0, n_iter=300).state.embedding)
+        mid = run(state=s0, n_iter=100).state
+        c = np.asarray(run(state=mid, n_iter=200).state.embedding)
         print(
             f"{name}: same call twice max|diff| {np.abs(a - b).max():.6g}; "
             f"resumed 100 + 200 max|diff| {np.abs(a - c).max():.6g}",

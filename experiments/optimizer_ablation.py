@@ -25,7 +25,6 @@ import tsnejax
 from tsnejax.data import shared_data_dir
 from tsnejax.knn import nearest_neighbors
 from tsnejax.metrics import knn_accuracy
-from tsnejax.optim import parse_optimizer_spec
 from tsnejax.pipeline import TSNEConfig, fit
 
 DEFAULT_OPTIMIZERS = ["classic", "sgd", "adam", "rmsprop", "adabelief", "lion"]
@@ -73,11 +72,8 @@ def main(argv=None) -> int:
 
     curves, summary = [], []
     for spec in args.optimizer:
-        opt, kwargs = parse_optimizer_spec(spec)
-        lr = kwargs.pop("learning_rate", "auto")
-        config = TSNEConfig(
-            optimizer=opt, learning_rate=lr, optimizer_kwargs=tuple(kwargs.items()), **base
-        )
+        config = TSNEConfig.make(optimizer=spec, **base)  # "adam:learning_rate=3" parsed there
+        lr = config.optimizer.learning_rate
         # Warm-up run compiles; the timed run reuses nothing from it but the XLA cache.
         t0 = time.perf_counter()
         res = fit(key, None, config, affinities=P, initialization=Y0)
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
             "data": name,
             "n": len(X),
             "learning_rate": lr,
-            "iterations": res.n_iter,
+            "iterations": res.total_iter,
             "kl_final": res.kl_divergence,
             "kl_exact": float(kl_exact(res.state.embedding, P)),
             "knn_accuracy": knn_accuracy(res.embedding, y, k=10),
@@ -114,7 +110,7 @@ def main(argv=None) -> int:
         y,
         out,
         name,
-        config.early_exaggeration_iter,
+        config.schedule.early_exaggeration_iter,
     )
     print(f"wrote {out}/summary.csv, kl_curves.csv, optimizer_ablation.png")
     return 0

@@ -42,7 +42,7 @@ def tsnejax_run(method, P, Y0, iters):
 
     from tsnejax import TSNEConfig, fit
 
-    config = TSNEConfig(negative_gradient_method=method, **iters)
+    config = TSNEConfig.make(negative_gradient_method=method, **iters)
     res = fit(jax.random.key(0), None, config, affinities=P, initialization=Y0)
     t = res.timings
     return np.asarray(res.embedding), t["optimize"], t["compile"]

@@ -48,16 +48,16 @@ def runs(X, labels, has_labels: bool, n_sample: int, iters: dict):
     import jax
 
     from tsnejax import TSNEConfig, fit
+    from tsnejax.large_data import sample_transform_optimize
     from tsnejax.metrics import knn_accuracy
-    from tsnejax.transform import sample_transform_optimize
 
     def quality(Y):
         return {"knn_accuracy_10": knn_accuracy(Y, labels)} if has_labels else {}
 
     key = jax.random.key(0)
     for variant, config in (
-        ("t-SNE", TSNEConfig(**iters)),
-        ("exaggeration 4", TSNEConfig(exaggeration=4.0, **iters)),
+        ("t-SNE", TSNEConfig.make(**iters)),
+        ("exaggeration 4", TSNEConfig.make(exaggeration=4.0, **iters)),
     ):
         t0 = time.perf_counter()
         res = fit(key, X, config)
@@ -67,7 +67,7 @@ def runs(X, labels, has_labels: bool, n_sample: int, iters: dict):
         yield variant, row, np.asarray(res.embedding)
 
     t0 = time.perf_counter()
-    big = sample_transform_optimize(key, X, TSNEConfig(**iters), n_sample=n_sample)
+    big = sample_transform_optimize(key, X, TSNEConfig.make(**iters), n_sample=n_sample)
     wall = time.perf_counter() - t0
     Y = np.asarray(big.result.embedding)
     phases = {f"{k}_s": v for k, v in big.timings.items() if k != "total"}

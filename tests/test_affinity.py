@@ -166,7 +166,7 @@ def test_perplexity_needs_enough_neighbours(digits):
 )
 def test_lean_layout_equals_the_unique_reference(n, k, hubs, width, seed):
     """build_layout (scipy union + blocked search, int32) == the np.unique construction."""
-    from tsnejax.affinity import _build_layout_unique, build_layout
+    from tsnejax._layout import build_layout, build_layout_unique
     from tsnejax.knn import KNNGraph
 
     rng = np.random.default_rng(seed)
@@ -176,16 +176,16 @@ def test_lean_layout_equals_the_unique_reference(n, k, hubs, width, seed):
         clash = (idx == col[:, None]).any(axis=1) & (idx[:, h] != col)
         idx[~clash, h] = col[~clash]
     graph = KNNGraph(jnp.asarray(idx, jnp.int32), jnp.ones(idx.shape, jnp.float32))
-    lean, ref = build_layout(graph, width), _build_layout_unique(graph, width, 16)
+    lean, ref = build_layout(graph, width), build_layout_unique(graph, width, 16)
     for a, b in zip(lean, ref, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_layout_with_repeated_neighbours_falls_back():
-    from tsnejax.affinity import _build_layout_unique, build_layout
+    from tsnejax._layout import build_layout, build_layout_unique
     from tsnejax.knn import KNNGraph
 
     idx = np.array([[1, 1], [0, 2], [0, 1]], np.int32)  # row 0 lists point 1 twice
     graph = KNNGraph(jnp.asarray(idx), jnp.ones((3, 2), jnp.float32))
-    for a, b in zip(build_layout(graph), _build_layout_unique(graph, None, 16), strict=True):
+    for a, b in zip(build_layout(graph), build_layout_unique(graph, None, 16), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

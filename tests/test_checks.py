@@ -83,7 +83,7 @@ def test_bad_options(kwargs, fragment):
 
 def test_config_validate_is_usable_alone():
     with pytest.raises(ValueError, match="chunk_size"):
-        TSNEConfig(chunk_size=0).validate()
+        TSNEConfig.make(chunk_size=0).validate()
 
 
 def test_user_initialization_shape_checked():

@@ -61,7 +61,7 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
     out = tmp_path / "optsne"
     assert main(["embed", "--out", str(out), "--stopping", "optsne"]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["early_exaggeration_iter"] < 250 and m["n_iter"] < 750
+    assert m["early_exaggeration_iter"] < 250 and m["total_iter"] < 750
 
 
 @pytest.mark.parametrize(

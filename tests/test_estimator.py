@@ -38,13 +38,13 @@ def test_fit_with_precomputed_affinities_and_user_init(digits, key):
     res = fit(
         key,
         None,
-        TSNEConfig(early_exaggeration_iter=50, n_iter=50),
+        TSNEConfig.make(early_exaggeration_iter=50, n_iter=50),
         affinities=P,
         initialization=Y0,
     )
     assert res.embedding.shape == (300, 2) and np.isfinite(res.kl_divergence)
     with pytest.raises(ValueError, match="initialization='pca' needs X"):
-        fit(key, None, TSNEConfig(n_iter=10), affinities=P)
+        fit(key, None, TSNEConfig.make(n_iter=10), affinities=P)
 
 
 @pytest.mark.parametrize("dim", [1, 3])

@@ -41,7 +41,9 @@ def _errors(Y, R, Z):
 
 def _after_ee(X, dim, **kw):
     """A realistic mid-optimisation embedding: right after early exaggeration."""
-    cfg = TSNEConfig(n_components=dim, n_iter=0, negative_gradient_method="interpolation", **kw)
+    cfg = TSNEConfig.make(
+        n_components=dim, n_iter=0, negative_gradient_method="interpolation", **kw
+    )
     return jnp.asarray(fit(jax.random.key(0), X, cfg).embedding)
 
 
@@ -196,13 +198,16 @@ def test_ladder_and_choice():
 
 @pytest.mark.parametrize("method", ["interpolation", "splat"])
 def test_full_run_compiles_a_bounded_number_of_times(digits, method):
-    """Grid sizes come from the ladder between chunks: one compile per size, a handful."""
-    res = fit(jax.random.key(0), digits[0], TSNEConfig(negative_gradient_method=method))
-    assert len(res.grids) == res.n_compiles
-    assert 2 <= res.n_compiles <= 8
+    """Grid sizes come from the ladder between chunks: at most one compile per size, a handful;
+    a second fit with other dynamic settings compiles nothing (programs are shared)."""
+    res = fit(jax.random.key(0), digits[0], TSNEConfig.make(negative_gradient_method=method))
+    assert res.n_compiles <= len(res.grids) and 2 <= len(res.grids) <= 8
     assert np.isfinite(res.kl_divergence)
     sizes = [g[0] for g in res.grids]
     assert sizes == sorted(sizes)
+    config = TSNEConfig.make(negative_gradient_method=method, learning_rate=1000.0)
+    again = fit(jax.random.key(1), digits[0], config)
+    assert again.n_compiles <= len(set(again.grids) - set(res.grids))
 
 
 def test_grid_runs_reach_exact_quality(digits):

@@ -34,11 +34,22 @@ def test_exact_matches_sklearn_distances(digits):
 
 
 def test_exact_is_block_size_invariant(digits):
+    """Same distances; the same neighbours except in the order of exactly equal distances
+    (integer pixels tie often; the matmul that picks candidates rounds per block shape)."""
     X = digits[0][:300]
     a = exact_knn(X, 15, block_size=7)
     b = exact_knn(X, 15, block_size=300)
-    np.testing.assert_array_equal(np.asarray(a.indices), np.asarray(b.indices))
-    np.testing.assert_allclose(np.asarray(a.distances), np.asarray(b.distances), rtol=1e-6)
+    da, db = np.asarray(a.distances), np.asarray(b.distances)
+    np.testing.assert_allclose(da, db, rtol=1e-6)
+    tied = np.zeros_like(da, dtype=bool)
+    tied[:, 1:] |= da[:, 1:] == da[:, :-1]
+    tied[:, :-1] |= da[:, :-1] == da[:, 1:]
+    assert tied.mean() < 0.5
+    ia, ib = np.asarray(a.indices), np.asarray(b.indices)
+    np.testing.assert_array_equal(ia[~tied], ib[~tied])
+    # The first k columns of a larger graph are the k-neighbour graph (sweeps rely on it).
+    big = exact_knn(X, 45, block_size=300)
+    np.testing.assert_array_equal(np.asarray(big.indices)[:, :15], ib)
 
 
 def test_exact_excludes_self_even_with_duplicates():

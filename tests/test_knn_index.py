@@ -129,10 +129,10 @@ def test_auto_uses_a_given_index_above_the_threshold(mixture, monkeypatch):
 
 def test_fit_keeps_its_graph_and_transform_uses_it(digits, monkeypatch):
     X, y = digits
-    res = fit(jax.random.key(0), X[:1200], TSNEConfig(n_iter=100))
+    res = fit(jax.random.key(0), X[:1200], TSNEConfig.make(n_iter=100))
     assert isinstance(res.neighbors, tsnejax.KNNGraph)
     assert res.neighbors.indices.shape == (1200, 90)
-    no_iter = TSNEConfig(n_iter=0, early_exaggeration_iter=0)
+    no_iter = TSNEConfig.make(n_iter=0, early_exaggeration_iter=0)
     given_p = fit(
         jax.random.key(0), None, no_iter, affinities=res.affinities, initialization=res.embedding
     )

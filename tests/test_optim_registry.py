@@ -1,5 +1,5 @@
-"""Registry-driven conformance of every optimizer (optax-style), hyperparameter injection,
-exaggeration carried in the state, resume and checkpoints."""
+"""Registry-driven conformance of every optimizer (optax-style), hyperparameter injection, the
+phase table, Optax objects with the same phase handling and rails, resume and checkpoints."""
 
 import jax
 import jax.numpy as jnp
@@ -8,22 +8,26 @@ import optax
 import pytest
 
 from tsnejax.affinity import perplexity_affinities
+from tsnejax.build import build_optimizer, phase_table, stepper_for
 from tsnejax.checkpoint import load_meta, load_state, save_state
-from tsnejax.gradients import exact_backend
+from tsnejax.config import TSNEConfig
 from tsnejax.init import pca
 from tsnejax.knn import exact_knn
 from tsnejax.optim import (
     OPTIMIZERS,
     classic,
-    exaggerate,
-    find_exaggeration,
     get_hyperparams,
     make_optimizer,
+    scales_with_gradient,
     set_hyperparams,
 )
-from tsnejax.pipeline import TSNEConfig, build_optimizer
-from tsnejax.run import build_step, init_state, optimize
-from tsnejax.schedules import auto_learning_rate, exaggeration_schedule, momentum_schedule
+from tsnejax.run import DivergenceError, build_step, init_state, optimize
+from tsnejax.schedules import (
+    Phases,
+    auto_learning_rate,
+    exaggeration_schedule,
+    momentum_schedule,
+)
 
 # Short schedule: 50 steps of early exaggeration, 50 without.
 SHORT = dict(early_exaggeration_iter=50, n_iter=50, negative_gradient_method="exact")
@@ -43,44 +47,37 @@ def _floating_leaves(tree):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_registry_optimizer_conformance(problem, name):
     X, P, Y0 = problem
-    # A numeric learning rate (the "auto" rule's early-phase value) is settable state.
-    _, lr_of, _ = build_optimizer(TSNEConfig(optimizer=name, **SHORT), len(X))
-    config = TSNEConfig(optimizer=name, learning_rate=lr_of(0), **SHORT)
-    opt, _, _ = build_optimizer(config, len(X))
-    stepper = build_step(exact_backend(), opt)
+    config = TSNEConfig.make(optimizer=name, **SHORT)
+    stepper, opt = stepper_for(config, len(X))
+    phases = phase_table(config, len(X))
     state = init_state(Y0, opt)
     kl0 = float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y0, P, 1.0, None))
 
-    res = optimize(stepper, state, P, config.total_iter)
+    res = optimize(stepper, state, P, config.total_iter, phases=phases)
     # Lowers KL.
     assert res.kl_history[-1][1] < 0.8 * kl0
     assert np.isfinite(np.asarray(res.state.embedding)).all()
     # Keeps dtype: every floating leaf of the state stays float32.
     assert {jnp.result_type(x) for x in _floating_leaves(res.state)} == {jnp.dtype("float32")}
-    # The second call with the same stepper compiles nothing, also after overwriting the
-    # learning rate and the exaggeration in the state.
+    # The phase's values reach the optimizer state.
     hp = get_hyperparams(res.state.opt_state)
-    opt_state = set_hyperparams(
-        res.state.opt_state, learning_rate=0.5 * hp["learning_rate"], exaggeration=2.0
-    )
-    again = optimize(stepper, res.state._replace(opt_state=opt_state), P, 100, chunk_size=50)
-    assert res.n_compiles >= 1 and again.n_compiles == 0
-    # The config's exaggeration is a schedule: re-evaluated after the first overwritten step.
-    assert float(get_hyperparams(again.state.opt_state)["exaggeration"]) == 1.0
+    assert float(hp["learning_rate"]) == pytest.approx(float(phases.values[-1]["learning_rate"]))
+    # The second call with the same stepper compiles nothing, also with other phase values.
+    again = optimize(stepper, res.state, P, 100, phases=phases.replace(exaggeration=2.0))
+    assert again.n_compiles == 0
 
-    # Jittable and vmappable: a batch of two trials with different learning rates (injected
-    # hyperparameters) equals the two trials run one at a time.
+    # Jittable and vmappable: a batch of two trials with different learning rates (phase
+    # values) equals the two trials run one at a time.
     step = jax.jit(stepper.step, static_argnums=3)
-    lr = float(get_hyperparams(state.opt_state)["learning_rate"])
-    trials = [
-        state._replace(opt_state=set_hyperparams(state.opt_state, learning_rate=lr * f))
-        for f in (1.0, 0.5)
-    ]
-    batched = jax.tree.map(lambda *xs: jnp.stack(xs), *trials)
-    vstep = jax.jit(jax.vmap(stepper.step, in_axes=(0, None, None, None)), static_argnums=3)
-    out, _ = vstep(batched, P, 1.0, None)
-    for i, trial in enumerate(trials):
-        single, _ = step(trial, P, 1.0, None)
+    lr = float(phases.values[0]["learning_rate"])
+    hyper = {k: jnp.float32(v) for k, v in phases.values[0].items() if k != "dof"}
+    batched = jax.tree.map(lambda *xs: jnp.stack(xs), state, state)
+    hb = {**{k: jnp.stack([v, v]) for k, v in hyper.items()}}
+    hb["learning_rate"] = jnp.asarray([lr, 0.5 * lr], jnp.float32)
+    vstep = jax.jit(jax.vmap(lambda s, h: stepper.step(s, P, {**h, "dof": 1.0}, None)))
+    out, _ = vstep(batched, hb)
+    for i, f in enumerate((1.0, 0.5)):
+        single, _ = step(state, P, {**hyper, "learning_rate": lr * f, "dof": 1.0}, None)
         np.testing.assert_allclose(
             np.asarray(out.embedding[i]), np.asarray(single.embedding), rtol=1e-5, atol=1e-7
         )
@@ -91,12 +88,13 @@ def test_registry_optimizer_conformance(problem, name):
 @pytest.mark.parametrize("name", ["classic", "adam"])
 def test_optimizers_work_with_every_grid_backend(problem, method, name):
     X, P, Y0 = problem
-    config = TSNEConfig(optimizer=name, **{**SHORT, "negative_gradient_method": method})
-    opt, _, _ = build_optimizer(config, len(X))
-    stepper = build_step(method, opt)
+    config = TSNEConfig.make(optimizer=name, **{**SHORT, "negative_gradient_method": method})
+    stepper, opt = stepper_for(config, len(X))
     grid = stepper.allocate(Y0)
     kl0 = float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y0, P, 1.0, grid))
-    res = optimize(stepper, init_state(Y0, opt), P, config.total_iter)
+    res = optimize(
+        stepper, init_state(Y0, opt), P, config.total_iter, phases=phase_table(config, len(X))
+    )
     assert res.kl_history[-1][1] < 0.8 * kl0
 
 
@@ -107,55 +105,52 @@ def test_registry_rejects_unknown_names_and_arguments():
         make_optimizer("adam", learning_rate=1.0, beta1=0.9)
     with pytest.raises(ValueError, match="learning_rate"):
         make_optimizer("adam")
+    with pytest.raises(ValueError, match="learning_rat"):
+        set_hyperparams(make_optimizer("adam", learning_rate=1.0).init(jnp.zeros((3, 2))), x=1)
 
 
-def test_inject_hyperparams_classic_equals_plain(problem):
-    """optax.inject_hyperparams(classic) gives identical updates to classic."""
+def test_phase_table_equals_the_optax_schedules_it_replaces(problem):
+    """Phases set per step give the run of plain classic with Optax schedules (fitsne preset:
+    momentum 0.5 -> 0.8 and the exaggeration switch, both at 30)."""
     X, P, Y0 = problem
     n = len(X)
     ex = exaggeration_schedule(12.0, 30, 1.0)
     kwargs = dict(momentum=momentum_schedule(0.5, 0.8, 30), gains_rule="fitsne", max_step_norm=5.0)
     plain = classic(auto_learning_rate(n, ex), **kwargs)
-    injected = optax.inject_hyperparams(classic, static_args=("gains_rule",))(
-        learning_rate=auto_learning_rate(n, ex), **kwargs
+    ref_phases = Phases.of({0: {"exaggeration": 12.0}, 30: {"exaggeration": 1.0}})
+    a = optimize(build_step("exact", plain), init_state(Y0, plain), P, 60, phases=ref_phases)
+    config = TSNEConfig.from_preset(
+        "fitsne", learning_rate_rule="opentsne", early_exaggeration_iter=30, n_iter=30
     )
-    a = optimize(build_step(exact_backend(), plain, ex), init_state(Y0, plain), P, 60)
-    b = optimize(build_step(exact_backend(), injected, ex), init_state(Y0, injected), P, 60)
+    stepper, opt = stepper_for(config.replace(negative_gradient_method="exact"), n)
+    b = optimize(stepper, init_state(Y0, opt), P, 60, phases=phase_table(config, n))
     np.testing.assert_array_equal(np.asarray(a.state.embedding), np.asarray(b.state.embedding))
-    np.testing.assert_array_equal(
-        np.asarray(a.state.opt_state.gains), np.asarray(b.state.opt_state.inner_state.gains)
-    )
     hp = get_hyperparams(b.state.opt_state)
     assert float(hp["learning_rate"]) == pytest.approx(n)  # N / 1 after exaggeration
     assert float(hp["momentum"]) == pytest.approx(0.8)
 
 
-def test_exaggeration_is_carried_settable_and_scheduled(problem):
+def test_decaying_exaggeration_is_a_scheduled_phase(problem):
     X, P, Y0 = problem
-    sched = exaggeration_schedule(12.0, 3, 1.0, decay="linear", decay_iter=4)
-    opt = optax.chain(exaggerate(sched), classic(100.0))
-    state = init_state(Y0, opt)
-    stepper = build_step(exact_backend(), opt)
-    seen = []
-    for _ in range(8):
-        seen.append(float(find_exaggeration(state.opt_state)))
-        state, _ = stepper.step(state, P, 1.0, None)
-    # The factor used at step t is the schedule's value at t.
-    np.testing.assert_allclose(seen, [float(sched(t)) for t in range(8)], rtol=1e-6)
-    assert seen[:4] == [12.0] * 4 and seen[-2] == pytest.approx(3.75) and seen[-1] == 1.0
-
-    # A constant factor stays as set; the step uses the set value.
-    opt = optax.chain(exaggerate(12.0), classic(100.0))
-    s = init_state(Y0, opt)
-    s4 = s._replace(opt_state=set_hyperparams(s.opt_state, exaggeration=4.0))
-    stepper = build_step(exact_backend(), opt)
-    ref = build_step(exact_backend(), classic(100.0), 4.0)
-    a, _ = stepper.step(s4, P, 1.0, None)
-    b, _ = ref.step(init_state(Y0, classic(100.0)), P, 1.0, None)
-    np.testing.assert_array_equal(np.asarray(a.embedding), np.asarray(b.embedding))
-    assert float(find_exaggeration(a.opt_state)) == 4.0
-    with pytest.raises(ValueError, match="learning_rat"):
-        set_hyperparams(s.opt_state, learning_rat=1.0)
+    config = TSNEConfig.make(
+        early_exaggeration=4.0,
+        early_exaggeration_iter=3,
+        exaggeration_decay="linear",
+        exaggeration_decay_iter=4,
+        n_iter=5,
+        negative_gradient_method="exact",
+    )
+    phases = phase_table(config, len(X))
+    assert phases.starts == (0, 3, 7)
+    sched = exaggeration_schedule(4.0, 3, 1.0, decay="linear", decay_iter=4)
+    ex = [phases.at(t)["exaggeration"] for t in range(8)]
+    got = [float(e(t)) if callable(e) else e for t, e in enumerate(ex)]
+    np.testing.assert_allclose(got, [float(sched(t)) for t in range(8)], rtol=1e-6)
+    # The learning rate follows N / exaggeration(t) inside the decay.
+    lr = phases.at(5)["learning_rate"]
+    assert float(lr(5)) == pytest.approx(len(X) / float(sched(5)))
+    # Two configs with the same decay share the schedule, hence the compiled program.
+    assert phase_table(config, len(X)).at(4) == phases.at(4)
 
 
 def test_exaggeration_decay_schedules():
@@ -168,20 +163,48 @@ def test_exaggeration_decay_schedules():
         exaggeration_schedule(decay="cosine")
 
 
+def test_optax_objects_get_phase_scaling_and_rails(problem):
+    """A user's SGD chain gets the auto rule's per-phase step (x 1/12 in early exaggeration),
+    row step clipping and the divergence guard; Adam-like objects keep a constant step."""
+    X, P, Y0 = problem
+    n = len(X)
+    chain = optax.chain(optax.clip_by_global_norm(1e6), optax.sgd(float(n), momentum=0.8))
+    assert scales_with_gradient(chain) and not scales_with_gradient(optax.adam(1.0))
+    config = TSNEConfig.make(optimizer=chain, **SHORT)
+    phases = phase_table(config, n)
+    assert [v["learning_rate_scale"] for v in phases.values] == [pytest.approx(1 / 12), 1.0]
+    assert (
+        "learning_rate_scale"
+        not in phase_table(config.replace(optimizer=optax.adam(1.0)), n).values[0]
+    )
+    off = config.replace(optimizer=optax.sgd(float(n), momentum=0.8)).replace(phase_scaling=False)
+    assert "learning_rate_scale" not in phase_table(off, n).values[0]
+    # Scaled, the chain runs like the classic rule's step sizes and stays finite...
+    stepper, opt = stepper_for(config, n)
+    res = optimize(stepper, init_state(Y0, opt), P, 100, phases=phases)
+    kls = [kl for _, kl in res.kl_history]
+    assert np.isfinite(np.asarray(res.state.embedding)).all() and kls[-1] < kls[0]
+    # ... and a runaway object is stopped by the guard on its unclipped step.
+    bad = config.replace(optimizer=optax.sgd(1e9))
+    stepper, opt = stepper_for(bad, n)
+    with pytest.raises(DivergenceError, match="max_step_norm"):
+        optimize(stepper, init_state(Y0, opt), P, 50, phases=phase_table(bad, n))
+
+
 @pytest.mark.parametrize("method", ["exact", "interpolation"])
 def test_resume_250_plus_500_equals_750(problem, method, tmp_path):
     """Gains and velocity carry over, also through a saved and reloaded checkpoint."""
     X, P, Y0 = problem
-    config = TSNEConfig(negative_gradient_method=method)
-    opt, _, _ = build_optimizer(config, len(X))
-    stepper = build_step(method, opt)
+    config = TSNEConfig.make(negative_gradient_method=method)
+    stepper, opt = stepper_for(config, len(X))
+    phases = phase_table(config, len(X))
     s0 = init_state(Y0, opt)
-    one = optimize(stepper, s0, P, 750).state
-    first = optimize(stepper, s0, P, 250).state
+    one = optimize(stepper, s0, P, 750, phases=phases).state
+    first = optimize(stepper, s0, P, 250, phases=phases).state
     path = save_state(tmp_path / "state.npz", first, iteration=250, method=method)
     loaded = load_state(path, opt)
     assert load_meta(path) == {"iteration": 250, "method": method}
-    two = optimize(stepper, loaded, P, 500).state
+    two = optimize(stepper, loaded, P, 500, phases=phases).state
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(two.iteration) == 750
@@ -191,8 +214,9 @@ def test_load_state_rejects_wrong_optimizer_and_bad_files(problem, tmp_path):
     X, P, Y0 = problem
     opt = classic(10.0)
     path = save_state(tmp_path / "s.npz", init_state(Y0, opt))
+    adam = build_optimizer(TSNEConfig.make(optimizer="adam"))
     with pytest.raises(ValueError, match="optimizer"):
-        load_state(path, optax.chain(exaggerate(1.0), make_optimizer("adam", learning_rate=1.0)))
+        load_state(path, adam)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable"):
         load_state(tmp_path / "bad.npz", opt)

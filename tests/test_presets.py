@@ -7,41 +7,52 @@ import pytest
 import scipy.sparse as sp
 
 from tsnejax import TSNE
+from tsnejax.config import TSNEConfig
 from tsnejax.gradients import exact_kl_divergence
 from tsnejax.init import pca
 from tsnejax.optim import get_hyperparams
-from tsnejax.pipeline import TSNEConfig, fit
-from tsnejax.presets import PRESETS
+from tsnejax.pipeline import fit
 
 
 def test_preset_table_and_overrides():
-    sk = TSNEConfig.from_preset("sklearn")
-    assert (sk.learning_rate_rule, sk.gains_rule, sk.gradient_scale) == ("sklearn", "sklearn", 4)
-    assert (sk.total_iter, sk.n_neighbors, sk.recenter, sk.max_step_norm) == (
+    sk_config = TSNEConfig.from_preset("sklearn")
+    sk = sk_config.flat()
+    assert (sk["learning_rate_rule"], sk["gains_rule"], sk["gradient_scale"]) == (
+        "sklearn",
+        "sklearn",
+        4,
+    )
+    assert (sk_config.total_iter, sk["n_neighbors"], sk["recenter"], sk["max_step_norm"]) == (
         1000,
         "3p+1",
         False,
         None,
     )
-    assert (sk.initial_momentum, sk.final_momentum) == (0.5, 0.8)
+    assert (sk["initial_momentum"], sk["final_momentum"]) == (0.5, 0.8)
     fi = TSNEConfig.from_preset("fitsne", n_iter=100)
-    assert fi.total_iter == 350 and fi.learning_rate_rule == "fitsne"
+    assert fi.total_iter == 350 and fi.optimizer.learning_rate_rule == "fitsne"
     # The default config is the openTSNE preset.
     ot = TSNEConfig.from_preset("opentsne")
-    assert all(getattr(ot, k) == getattr(TSNEConfig(), k) for k in PRESETS["opentsne"])
+    assert ot == TSNEConfig()
     with pytest.raises(ValueError, match="preset"):
         TSNEConfig.from_preset("cuml")
-    with pytest.raises(ValueError, match="not TSNEConfig fields"):
+    with pytest.raises(ValueError, match="not TSNEConfig settings"):
         TSNEConfig.from_preset("sklearn", n_iterations=5)
 
 
 def test_estimator_preset_and_optimizer_spec():
     est = TSNE(preset="sklearn", n_iter=100, optimizer={"name": "adam", "learning_rate": 0.5})
-    cfg = est._config()
-    assert cfg.n_iter == 100 and cfg.early_exaggeration_iter == 250  # override + preset
-    assert cfg.optimizer == "adam" and cfg.learning_rate == 0.5 and cfg.gradient_scale == 4
-    assert TSNE(max_step_norm=None)._config().max_step_norm is None
-    assert TSNE()._config().max_step_norm == 5.0
+    cfg = est._config().flat()
+    assert cfg["n_iter"] == 100 and cfg["early_exaggeration_iter"] == 250  # override + preset
+    assert cfg["optimizer"] == "adam" and cfg["learning_rate"] == 0.5
+    assert cfg["gradient_scale"] == 4
+    assert TSNE(max_step_norm=None)._config().optimizer.max_step_norm is None
+    assert TSNE()._config().optimizer.max_step_norm == 5.0
+    spec = TSNE(optimizer="adam:b1=0.8,learning_rate=2")._config().optimizer
+    assert (spec.transform, spec.kwargs, spec.learning_rate) == ("adam", (("b1", 0.8),), 2)
+    assert TSNE(learning_rate="N/12")._config().optimizer.learning_rate == "N/12"
+    with pytest.raises(ValueError, match="learning_rate"):
+        TSNE(learning_rate="M/12")._config()
     with pytest.raises(ValueError, match="'name'"):
         TSNE(optimizer={"learning_rate": 1.0})._config()
     with pytest.raises(ValueError, match="optimizer"):
@@ -65,18 +76,18 @@ def test_sklearn_k_rule_and_fit_records_hyperparams(digits, key):
 
 def test_optsne_stops_early_and_switches_phase(digits, key):
     X, _ = digits
-    cfg = TSNEConfig(stopping="optsne", early_exaggeration_iter=400, n_iter=2000)
+    cfg = TSNEConfig.make(stopping="optsne", early_exaggeration_iter=400, n_iter=2000)
     res = fit(key, X, cfg)
     assert 0 < res.early_exaggeration_iter < 400
-    assert res.early_exaggeration_iter < res.n_iter < cfg.total_iter
+    assert res.early_exaggeration_iter < res.total_iter < cfg.total_iter
     hp = get_hyperparams(res.state.opt_state)
-    assert float(hp["exaggeration"]) == 1.0
+    assert res.phases.at(res.early_exaggeration_iter)["exaggeration"] == 1.0
     assert float(hp["learning_rate"]) == pytest.approx(len(X))  # opentsne rule, main phase
     # The last two KL reports differ by less than the tolerance per iteration.
     (i0, k0), (i1, k1) = res.kl_history[-2:]
-    assert (k0 - k1) / k0 / (i1 - i0) < cfg.optsne_tol
+    assert (k0 - k1) / k0 / (i1 - i0) < cfg.schedule.optsne_tol
     with pytest.raises(ValueError, match="exaggeration_decay"):
-        fit(key, X, TSNEConfig(stopping="optsne", exaggeration_decay="linear"))
+        fit(key, X, TSNEConfig.make(stopping="optsne", exaggeration_decay="linear"))
 
 
 @pytest.mark.slow
@@ -93,7 +104,7 @@ def test_sklearn_preset_matches_sklearn_exact(digits):
     P = squareform(_joint_probabilities(pairwise_distances(X, squared=True), 30.0, 0))
     cfg = TSNEConfig.from_preset("sklearn", negative_gradient_method="exact")
     ours = fit(jax.random.key(0), None, cfg, affinities=sp.csr_matrix(P), initialization=Y0)
-    assert ours.n_iter == ref.n_iter_ + 1 == 1000
+    assert ours.total_iter == ref.n_iter_ + 1 == 1000
     assert abs(ours.kl_divergence - ref.kl_divergence_) / ref.kl_divergence_ < 0.01
 
 

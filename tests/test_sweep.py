@@ -14,7 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from tsnejax.pipeline import TSNEConfig, fit, hyperparameter_phases
+from tsnejax.build import phase_table, stepper_for
+from tsnejax.config import TSNEConfig
+from tsnejax.pipeline import fit
 from tsnejax.sweep import (
     SweepStore,
     Workspace,
@@ -22,7 +24,7 @@ from tsnejax.sweep import (
     load_data,
     load_spec,
     read_table,
-    run_batch,
+    run_group,
     run_sweep,
     run_trial,
     spec_from_dict,
@@ -89,26 +91,36 @@ def test_spec_files_toml_and_python(tmp_path):
 def test_expand_trials_resolves_expressions_and_rejects_duplicates():
     spec = _spec(grid={"learning_rate": [200, "N/4"], "exaggeration": [1, 4]})
     trials = expand_trials(spec, 400)
-    assert [t.config.learning_rate for t in trials] == [200.0, 200.0, 100.0, 100.0]
+    assert [t.config.optimizer.learning_rate for t in trials] == [200.0, 200.0, 100.0, 100.0]
     assert len({t.trial_id for t in trials}) == 4
     spec = _spec(grid={"learning_rate": [100, "N/4"]})
     with pytest.raises(ValueError, match="resolve to the same settings for N=400"):
         expand_trials(spec, 400)
 
 
-def test_hyperparameter_phases_cover_the_schedule():
+def test_phase_table_covers_the_schedule():
     cfg = TSNEConfig.from_preset("fitsne", early_exaggeration_iter=100, n_iter=200)
-    phases = hyperparameter_phases(cfg, 1000)
-    assert [s for s, _ in phases] == [0, 100]
-    # float32 values, as the scheduled optimizer state holds them
-    assert phases[0][1] == {"exaggeration": 12.0, "learning_rate": 200.0, "momentum": 0.5}
-    assert phases[1][1] == pytest.approx({"exaggeration": 1, "learning_rate": 200, "momentum": 0.8})
+    phases = phase_table(cfg, 1000)
+    assert phases.starts == (0, 100)
+    assert phases.values[0] == {
+        "exaggeration": 12.0,
+        "learning_rate": 200.0,
+        "momentum": 0.5,
+        "dof": 1.0,
+    }
+    assert phases.values[1] == pytest.approx(
+        {"exaggeration": 1, "learning_rate": 200, "momentum": 0.8, "dof": 1}
+    )
+
+
+# Acceptance (#17): boundaries that are not multiples of the chunk size, exact method.
+ODD = {"n_iter": 113, "early_exaggeration_iter": 37, "negative_gradient_method": "exact"}
 
 
 def test_sequential_trials_equal_fit():
-    """The executor's shared programs + set hyperparameters reproduce fit bit for bit."""
+    """A sequential trial is fit; trials differing in dynamic settings share one program."""
     spec = _spec(
-        fixed={"n_iter": 60, "early_exaggeration_iter": 50, "preset": "fitsne"},
+        fixed={**ODD, "preset": "fitsne"},
         grid={"learning_rate": ["N/12"], "perplexity": [10, 30], "dof": [1, 0.7]},
     )
     data = load_data(spec.data)
@@ -117,27 +129,76 @@ def test_sequential_trials_equal_fit():
     for t in trials:
         run = run_trial(ws, t)
         ref = fit(jax.random.key(t.seed), data.X, t.config)
+        np.testing.assert_allclose(run.embedding, ref.embedding, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(run.embedding, ref.embedding)
-        assert run.kl == ref.kl_divergence
-    assert len(ws._steppers) == 1  # one program family for all four trials
+        assert run.kl == ref.kl_divergence and run.n_iter == 150
+    assert len({id(stepper_for(t.config, len(data.X))[0]) for t in trials}) == 1
 
 
-def test_vmapped_batch_matches_sequential_and_random_init():
+def test_vmapped_group_equals_fit_and_random_init():
+    """A vmapped group (one batched program) equals fit trial by trial (<= 1e-5; on a CPU the
+    batch runs its trials with lax.map: bitwise). Seeds change the random initialisation."""
     spec = _spec(
-        fixed={"n_iter": 60, "early_exaggeration_iter": 40, "initialization": "random"},
+        fixed={**ODD, "initialization": "random"},
         grid={"learning_rate": [30, 100], "perplexity": [10, 30], "exaggeration": [1, 2]},
         run={"seeds": [0, 1], "metrics": ["kl"]},
     )
     data = load_data(spec.data)
     trials = expand_trials(spec, len(data.X), data.digest)
     ws = Workspace(data, trials)
-    batch = run_batch(ws, trials)
+    batch = run_group(ws, trials)
     for t, b in zip(trials, batch, strict=True):
-        s = run_trial(ws, t)
-        np.testing.assert_allclose(b.embedding, s.embedding, atol=1e-3)
-        assert abs(b.kl - s.kl) < 1e-4
-    # Seeds change the (random) initialisation, hence the embedding.
+        ref = fit(jax.random.key(t.seed), data.X, t.config)
+        np.testing.assert_allclose(b.embedding, ref.embedding, rtol=1e-5, atol=1e-6)
+        assert b.kl == pytest.approx(ref.kl_divergence, rel=1e-5)
     assert np.abs(batch[0].embedding - batch[1].embedding).max() > 1.0
+
+
+def test_custom_backend_and_optax_chain_in_a_python_spec(tmp_path):
+    """Objects in a Python spec: a user-defined Backend and an optax.chain, labelled by a dict."""
+    (tmp_path / "objects.py").write_text(
+        textwrap.dedent(
+            """
+            import optax
+            from tsnejax.gradients import Backend, exact_gradient, exact_kl_divergence
+
+            def gradient(Y, P, dof, exaggeration, grid):
+                return exact_gradient(Y, P, dof, exaggeration)
+
+            def kl(Y, P, dof, grid):
+                return exact_kl_divergence(Y, P, dof)
+
+            MINE = Backend("mine", gradient, kl, lambda Y: None)
+
+            def get_config():
+                return {
+                    "name": "objects",
+                    "data": {"name": "digits", "n_points": 300},
+                    "fixed": {"n_iter": 40, "early_exaggeration_iter": 20,
+                              "negative_gradient_method": MINE},
+                    "grid": {"optimizer": {
+                        "classic": "classic",
+                        "sgd-chain": optax.chain(optax.clip_by_global_norm(1e6),
+                                                 optax.sgd(300.0, momentum=0.8)),
+                    }},
+                    "run": {"metrics": ["kl"]},
+                }
+            """
+        )
+    )
+    spec = load_spec(tmp_path / "objects.py")
+    s = run_sweep(spec, tmp_path / "out", mode="sequential")
+    rows = read_table(tmp_path / "out" / "results.csv")
+    assert s.n_run == 2 and [r["optimizer"] for r in rows] == ["classic", "sgd-chain"]
+    assert all(r["status"] == "ok" and float(r["kl"]) < 2.0 for r in rows)
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert sweep["spec"]["fixed"]["negative_gradient_method"] == "backend:mine"
+    # The exact backend under another name: the same embedding as the built-in one.
+    data = load_data(spec.data)
+    trial = expand_trials(spec, len(data.X), data.digest)[0]
+    ref = fit(jax.random.key(0), data.X, trial.config.replace(negative_gradient_method="exact"))
+    emb = np.load(tmp_path / "out" / "trials" / rows[0]["trial_id"] / "embedding.npy")
+    np.testing.assert_allclose(emb, ref.embedding, rtol=1e-5, atol=1e-6)
 
 
 SHARD_SCRIPT = textwrap.dedent(
@@ -146,7 +207,7 @@ SHARD_SCRIPT = textwrap.dedent(
     os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + \\
         " --xla_force_host_platform_device_count=2"
     import jax, numpy as np
-    from tsnejax.sweep import spec_from_dict, load_data, expand_trials, Workspace, run_batch
+    from tsnejax.sweep import spec_from_dict, load_data, expand_trials, Workspace, run_group
     assert len(jax.devices()) == 2, jax.devices()
     spec = spec_from_dict({"name": "s", "data": {"name": "digits", "n_points": 500},
         "fixed": {"n_iter": 60, "early_exaggeration_iter": 40,
@@ -156,8 +217,8 @@ SHARD_SCRIPT = textwrap.dedent(
     trials = expand_trials(spec, len(data.X), data.digest)
     ws = Workspace(data, trials)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("trials",))
-    sharded = run_batch(ws, trials[:5], mesh)  # 5 trials: padded to 6 for 2 devices
-    plain = run_batch(ws, trials[:5])
+    sharded = run_group(ws, trials[:5], mesh)  # 5 trials: padded to 6 for 2 devices
+    plain = run_group(ws, trials[:5])
     diff = max(float(np.abs(a.embedding - b.embedding).max()) for a, b in zip(sharded, plain))
     print("MAXDIFF", diff, len(sharded))
     """

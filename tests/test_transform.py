@@ -9,6 +9,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from tsnejax import TSNE, TSNEConfig, fit
 from tsnejax.gradients.interpolation import InterpolationGrid
 from tsnejax.knn import exact_knn, knn_query
+from tsnejax.large_data import sample_transform_optimize
 from tsnejax.transform import (
     Reference,
     TransformConfig,
@@ -18,7 +19,6 @@ from tsnejax.transform import (
     place,
     prepare_partial,
     reference_field,
-    sample_transform_optimize,
     transform,
     transform_gradient,
 )
@@ -27,7 +27,7 @@ from tsnejax.transform import (
 @pytest.fixture(scope="module")
 def reference(digits):
     X, y = digits
-    r = fit(jax.random.key(0), X[:1400], TSNEConfig(n_iter=300))
+    r = fit(jax.random.key(0), X[:1400], TSNEConfig.make(n_iter=300))
     return X, y, r.embedding
 
 
@@ -132,7 +132,7 @@ def test_estimator_transform(digits):
 
 def test_sample_transform_optimize_runs(digits):
     X, y = digits
-    cfg = TSNEConfig(early_exaggeration_iter=100, n_iter=200)
+    cfg = TSNEConfig.make(early_exaggeration_iter=100, n_iter=200)
     out = sample_transform_optimize(jax.random.key(0), X, cfg, n_sample=600)
     assert out.result.embedding.shape == (len(X), 2) and len(out.sample_rows) == 600
     acc = KNeighborsClassifier(10).fit(out.result.embedding, y).score(out.result.embedding, y)

@@ -2,7 +2,8 @@
 
 Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.knn_index``,
 ``tsnejax.affinity``, ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``,
-``tsnejax.schedules``, ``tsnejax.run``, ``tsnejax.pipeline``, ``tsnejax.metrics``,
+``tsnejax.schedules``, ``tsnejax.config``, ``tsnejax.build``, ``tsnejax.run``,
+``tsnejax.pipeline``, ``tsnejax.batch``, ``tsnejax.opt_sne``, ``tsnejax.metrics``,
 ``tsnejax.presets``, ``tsnejax.checkpoint``).
 """
 
@@ -12,7 +13,10 @@ configure_cpu_flags()
 configure_gpu_flags()
 
 from tsnejax import affinity as affinity
+from tsnejax import batch as batch
+from tsnejax import build as build
 from tsnejax import checkpoint as checkpoint
+from tsnejax import config as config
 from tsnejax import gradients as gradients
 from tsnejax import init as init
 from tsnejax import knn as knn
@@ -26,24 +30,41 @@ from tsnejax.affinity import Affinities as Affinities
 from tsnejax.affinity import perplexity_affinities as perplexity_affinities
 from tsnejax.affinity import precomputed_affinities as precomputed_affinities
 from tsnejax.affinity import uniform_affinities as uniform_affinities
+from tsnejax.batch import BatchResult as BatchResult
+from tsnejax.batch import fit_batch as fit_batch
+from tsnejax.config import AffinityConfig as AffinityConfig
+from tsnejax.config import GradientConfig as GradientConfig
+from tsnejax.config import OptimizerConfig as OptimizerConfig
+from tsnejax.config import ScheduleConfig as ScheduleConfig
+from tsnejax.config import TSNEConfig as TSNEConfig
 from tsnejax.estimator import TSNE as TSNE
 from tsnejax.gradients import exact_gradient as exact_gradient
 from tsnejax.gradients import exact_kl_divergence as exact_kl_divergence
 from tsnejax.knn import KNNGraph as KNNGraph
 from tsnejax.knn import nearest_neighbors as nearest_neighbors
 from tsnejax.optim import classic as classic
-from tsnejax.pipeline import TSNEConfig as TSNEConfig
 from tsnejax.pipeline import TSNEResult as TSNEResult
 from tsnejax.pipeline import fit as fit
 from tsnejax.run import DivergenceError as DivergenceError
 from tsnejax.run import build_step as build_step
 from tsnejax.run import init_state as init_state
 from tsnejax.run import optimize as optimize
+from tsnejax.schedules import Phases as Phases
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Affinities",
+    "AffinityConfig",
+    "BatchResult",
+    "GradientConfig",
+    "OptimizerConfig",
+    "Phases",
+    "ScheduleConfig",
+    "batch",
+    "build",
+    "config",
+    "fit_batch",
     "DivergenceError",
     "KNNGraph",
     "TSNE",

@@ -9,6 +9,13 @@ is installed, never overriding a flag the user set, and not at all when
   step at 70k points, up to 2.3x on the attraction (``../shared/PERFORMANCE.md``).
 - ``--xla_backend_optimization_level=2``: the exact gradient on digits ran 2.7 ms/iteration
   instead of 3.3 ms at the default level (``benchmarks/bench_core.py`` measures the result).
+- ``--xla_cpu_multi_thread_eigen=false``: XLA's multi-threaded CPU FFT (ducc) hands lines to
+  threads dynamically, and a line computed in a SIMD batch rounds differently from one
+  computed alone: the same 1200 x 1200 transform gave 2 distinct results in 30 calls (7e-4
+  apart), which t-SNE's dynamics amplify, so the same key gave different grid-method embeddings
+  (0.5 apart after 500 iterations on digits). Single-threaded transforms are deterministic and
+  measured no slower here (6.7 vs 7.1 ms per 1200^2 transform; exact kNN of 20k points 3.6 vs
+  3.4 s); ``tests/test_determinism.py`` checks it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import os
 CPU_FLAGS = (
     "--xla_cpu_experimental_ynn_fusion_type=",
     "--xla_backend_optimization_level=2",
+    "--xla_cpu_multi_thread_eigen=false",
 )
 
 

@@ -25,7 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_int, check_option, check_perplexity, check_positive, float_dtype
+from tsnejax._checks import check_option, check_perplexity, check_positive, float_dtype
+from tsnejax._layout import (
+    AffinityLayout,
+    build_layout,
+    layout_from_pattern,
+)
 from tsnejax._types import Array, ArrayLike
 from tsnejax.knn import KNNGraph
 
@@ -46,26 +51,6 @@ __all__ = [
     "to_scipy",
     "pad_affinities",
 ]
-
-
-class AffinityLayout(NamedTuple):
-    """Where each entry of the symmetric P lives (built on the host once per sparsity pattern).
-
-    Attributes:
-      neighbors: ``(n, w) int32``; column indices per row, padded with the row's own index.
-      extra_neighbors: ``(e, we) int32``; continuation rows for points with more than ``w``
-        entries (e >= 1; a padding row points at 0 with weight 0).
-      extra_rows: ``(e,) int32``; the point each continuation row belongs to.
-      fwd_pos, bwd_pos: ``(n, k) int32``; for kNN edge ``(i, indices[i, s])``, the flat slot of
-        entry ``(i, j)`` and of ``(j, i)`` in ``concat(weights.ravel(), extra_weights.ravel())``
-        (empty for layouts not built from a kNN graph).
-    """
-
-    neighbors: Array
-    extra_neighbors: Array
-    extra_rows: Array
-    fwd_pos: Array
-    bwd_pos: Array
 
 
 class Affinities(NamedTuple):
@@ -107,171 +92,6 @@ def pad_affinities(P: Affinities, width: int, n_extra: int) -> Affinities:
         jnp.pad(P.extra_neighbors, ((0, n_extra - e), (0, 0))),
         jnp.pad(P.extra_weights, ((0, n_extra - e), (0, 0))),
         jnp.pad(P.extra_rows, (0, n_extra - e)),
-    )
-
-
-def _extra_rows(degrees: np.ndarray, w: int, we: int) -> int:
-    return int((-(-np.maximum(degrees - w, 0) // we)).sum())
-
-
-#: Width of continuation rows. Narrow, so the few long rows waste little padding.
-EXTRA_WIDTH = 16
-
-
-def _default_width(degrees: np.ndarray, we: int = EXTRA_WIDTH) -> int:
-    """Main ELL width (multiple of 8) minimising padded slots + 8 slots per continuation row.
-
-    Continuation rows cost a segment-sum of their results (the "+8"); see
-    ``docs/performance.md`` for the MNIST-70k measurements behind this layout.
-    """
-    if degrees.size == 0 or degrees.max() == 0:
-        return 1
-    top = int(np.ceil(degrees.max() / 8.0) * 8)
-    best, best_cost = top, None
-    for w in range(8, top + 1, 8):
-        e = _extra_rows(degrees, w, we)
-        cost = degrees.size * w + e * (we + 8)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = w, cost
-    return best
-
-
-def _index_dtype(*sizes: int) -> type:
-    return np.int32 if max(sizes) < 2**31 - 1 else np.int64
-
-
-def layout_from_pattern(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    n: int,
-    width: int | None = None,
-    extra_width: int = EXTRA_WIDTH,
-) -> tuple[AffinityLayout, np.ndarray]:
-    """Sliced-ELL layout for a CSR sparsity pattern (rows sorted).
-
-    The first ``width`` entries of each row go to the main ``(n, width)`` block; the rest
-    continue in rows of ``extra_width`` owned by the point. Returns the layout (with empty
-    ``fwd_pos``/``bwd_pos``) and, for each CSR entry, its slot in
-    ``concat(weights.ravel(), extra_weights.ravel())``. Index arrays are int32 whenever the
-    sizes allow (the 1M-point layout peaked at 15 GB with int64 temporaries).
-    """
-    indptr = np.asarray(indptr)
-    degrees = np.diff(indptr)
-    we = check_int("extra_width", extra_width, minimum=1)
-    w = _default_width(degrees, we) if width is None else check_int("width", width, minimum=1)
-    nnz = len(indices)
-    n_cont = -(-np.maximum(degrees - w, 0) // we)
-    e = int(n_cont.sum())
-    itype = _index_dtype(n * w + max(e, 1) * we, nnz)
-    neighbors = np.repeat(np.arange(n, dtype=np.int32)[:, None], w, axis=1)
-    flat_main = neighbors.reshape(-1)
-    extra = np.zeros((max(e, 1), we), np.int32)
-    extra_rows = np.zeros(max(e, 1), np.int32)
-    if e:
-        extra_rows[:] = np.repeat(np.arange(n, dtype=np.int32), n_cont)
-        extra[:] = extra_rows[:, None]
-    first_cont = np.concatenate([[0], np.cumsum(n_cont)])[:-1].astype(itype)
-    starts = indptr[:-1].astype(itype)
-    flat = np.empty(nnz, itype)
-    # Row blocks of about 2^22 entries: the per-entry temporaries stay small.
-    r0 = 0
-    while r0 < n:
-        r1 = int(np.searchsorted(indptr, indptr[r0] + (1 << 22), side="right")) - 1
-        r1 = min(n, max(r1, r0 + 1))
-        s0, s1 = int(indptr[r0]), int(indptr[r1])
-        rows = np.repeat(np.arange(r0, r1, dtype=itype), degrees[r0:r1])
-        rank = np.arange(s0, s1, dtype=itype) - starts[rows]
-        block = indices[s0:s1]
-        slot = rows * itype(w) + rank
-        main = rank < w
-        flat_main[slot[main]] = block[main]
-        over_at = np.flatnonzero(~main)
-        over = rank[over_at] - itype(w)
-        er = first_cont[rows[over_at]] + over // itype(we)
-        col = over % itype(we)
-        extra[er, col] = block[over_at]
-        slot[over_at] = itype(n * w) + er * itype(we) + col
-        flat[s0:s1] = slot
-        r0 = r1
-    empty = np.zeros((0, 0), np.int32)
-    layout = AffinityLayout(
-        jnp.asarray(neighbors), jnp.asarray(extra), jnp.asarray(extra_rows), empty, empty
-    )
-    return layout, flat
-
-
-def _positions(
-    s_indptr: np.ndarray, s_indices: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray
-) -> np.ndarray:
-    """For each entry of CSR pattern X (a subset of S, rows sorted), its position in S.
-
-    Row blocks of at most 2^22 entries keep the int64 search keys small."""
-    n = len(s_indptr) - 1
-    out = np.empty(len(x_indices), _index_dtype(len(s_indices)))
-    r0 = 0
-    while r0 < n:
-        r1 = int(np.searchsorted(s_indptr, s_indptr[r0] + (1 << 22), side="right")) - 1
-        r1 = min(n, max(r1, r0 + 1))
-        s0, s1, x0, x1 = s_indptr[r0], s_indptr[r1], x_indptr[r0], x_indptr[r1]
-        srow = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(s_indptr[r0 : r1 + 1]))
-        xrow = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(x_indptr[r0 : r1 + 1]))
-        skeys = srow * n + s_indices[s0:s1]
-        out[x0:x1] = s0 + np.searchsorted(skeys, xrow * n + x_indices[x0:x1])
-        r0 = r1
-    return out
-
-
-def build_layout(
-    knn: KNNGraph, width: int | None = None, extra_width: int = EXTRA_WIDTH
-) -> AffinityLayout:
-    """Layout of the symmetrised kNN graph: ``(i, j)`` is stored if j in kNN(i) or i in kNN(j).
-
-    Built with scipy's CSR transpose and union (int32 indices) and a row-blocked search for
-    each kNN edge's slots: about 6 bytes of temporaries per stored entry beyond the result.
-    """
-    idx = np.array(knn.indices, dtype=np.int32)
-    n, k = idx.shape
-    m = n * k
-    itype = _index_dtype(2 * m + 1)
-    edge = np.arange(1, m + 1, dtype=itype)  # 1-based: a 0 would read as no entry
-    A = sp.csr_matrix((edge, idx.reshape(-1), np.arange(0, m + 1, k, dtype=itype)), (n, n))
-    del idx, edge
-    A.sort_indices()
-    if np.any((np.diff(A.indices) == 0) & (np.diff(np.repeat(np.arange(n), k)) == 0)):
-        return _build_layout_unique(knn, width, extra_width)  # duplicate neighbours
-    B = A.T.tocsr()
-    B.sort_indices()
-    S = (A.astype(bool) + B.astype(bool)).tocsr()
-    S.sort_indices()
-    fwd = np.empty(m, itype)
-    fwd[A.data - 1] = _positions(S.indptr, S.indices, A.indptr, A.indices)
-    del A
-    bwd = np.empty(m, itype)
-    bwd[B.data - 1] = _positions(S.indptr, S.indices, B.indptr, B.indices)
-    del B
-    layout, flat = layout_from_pattern(S.indptr, S.indices, n, width, extra_width)
-    del S
-    return layout._replace(
-        fwd_pos=jnp.asarray(flat[fwd].reshape(n, k), jnp.int32),
-        bwd_pos=jnp.asarray(flat[bwd].reshape(n, k), jnp.int32),
-    )
-
-
-def _build_layout_unique(knn: KNNGraph, width: int | None, extra_width: int) -> AffinityLayout:
-    """The same layout by ``np.unique`` on int64 keys: handles repeated neighbours in a row."""
-    idx = np.asarray(knn.indices, dtype=np.int64)
-    n, k = idx.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    cols = idx.ravel()
-    keys = np.concatenate([rows * n + cols, cols * n + rows])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    u_rows, u_cols = uniq // n, uniq % n
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(u_rows, minlength=n))])
-    layout, flat = layout_from_pattern(indptr, u_cols, n, width, extra_width)
-    pos = flat[inverse]
-    return layout._replace(
-        fwd_pos=jnp.asarray(pos[: n * k].reshape(n, k), jnp.int32),
-        bwd_pos=jnp.asarray(pos[n * k :].reshape(n, k), jnp.int32),
     )
 
 

@@ -1,16 +1,19 @@
-"""Save and reload a :class:`tsnejax.run.TSNEState` (embedding + optimizer state) as ``.npz``.
+"""Save and reload a :class:`tsnejax.run.TSNEState` (embedding + optimizer state) as ``.npz``,
+and resume a run from one.
 
 The file holds every leaf of the state pytree in order plus a JSON ``meta`` entry; reloading
 needs the optimizer (to rebuild the tree structure), as with Orbax's "restore with a target".
-Writes are atomic (temporary file, then rename), so a killed process leaves the previous
-checkpoint intact.
+Writes are atomic (:mod:`tsnejax._io`), so a killed process leaves the previous checkpoint
+intact. :class:`Checkpoint` is what :func:`tsnejax.run.optimize` saves through;
+:func:`fingerprint` and :func:`resume` let :func:`tsnejax.fit` continue an interrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tsnejax._io import atomic_path
 from tsnejax.run import TSNEState, init_state
 
-__all__ = ["save_state", "load_state", "load_meta"]
+__all__ = ["save_state", "load_state", "load_meta", "Checkpoint", "fingerprint", "resume"]
 
 _FORMAT = "tsnejax-state-1"
 
@@ -33,15 +37,8 @@ def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
     arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
     header = {"format": _FORMAT, "n_leaves": len(leaves), "meta": meta}
     arrays["meta"] = np.asarray(json.dumps(header))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     return path
 
 
@@ -86,3 +83,59 @@ def load_state(path: str | os.PathLike, optimizer: optax.GradientTransformation)
                 f"the optimizer state's {jnp.result_type(a)}{list(np.shape(a))}."
             )
     return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Where and how often :func:`tsnejax.run.optimize` saves the state.
+
+    Attributes:
+      path: the ``.npz`` file (rewritten atomically each time).
+      every: save when the iteration count reaches a multiple of it (``None``: the run's
+        ``chunk_size``); also at the end and on divergence.
+      meta: JSON-serialisable metadata stored with every save.
+    """
+
+    path: str | os.PathLike
+    every: int | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def save(self, state: TSNEState, **extra: Any) -> Path:
+        return save_state(self.path, state, **{**self.meta, **extra})
+
+
+def fingerprint(*parts: Any) -> str:
+    """A digest of what determines a run: ``repr`` of settings and the bytes of arrays (keys,
+    P, the initial embedding)."""
+    h = hashlib.sha256()
+    for part in parts:
+        for a in jax.tree.leaves(part):
+            if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a = jax.random.key_data(a)
+            if isinstance(a, np.ndarray | jax.Array):
+                a = np.ascontiguousarray(np.asarray(a))
+                h.update(str((a.shape, a.dtype)).encode())
+                h.update(a.tobytes())
+            else:
+                h.update(repr(a).encode())
+    return h.hexdigest()[:32]
+
+
+def resume(path: Any, optimizer: Any, state: TSNEState, digest: str) -> TSNEState:
+    """The state saved at ``path`` by a run with the same ``digest`` (``state`` if there is no
+    file yet); ``ValueError`` if the file belongs to another run or to one that diverged."""
+    if not Path(path).exists():
+        return state
+    meta = load_meta(path)
+    if meta.get("fingerprint") != digest:
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written by a run with different data, settings or "
+            "key; delete it or choose another checkpoint path."
+        )
+    if "diverged_at" in meta:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds the last finite state of a run that diverged at "
+            f"iteration {meta['diverged_at']}; resuming would diverge again. Change the "
+            "settings (and the checkpoint path)."
+        )
+    return load_state(path, optimizer)

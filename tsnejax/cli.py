@@ -6,8 +6,6 @@ Errors in the input or options print one line (``tsnejax: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import time
@@ -16,11 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from tsnejax._io import atomic_path, atomic_save_npy, atomic_write_json
+
 __all__ = ["main"]
 
 
 def _lr(value: str) -> float | str:
-    return value if value == "auto" else float(value)
+    """A number, ``auto`` or an expression in N (``N/12``), checked by the config."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -38,7 +42,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--early-exaggeration-iter", type=int, default=None, help="(preset: 250)")
     e.add_argument("--n-iter", type=int, default=None, help="main-phase iterations (preset)")
     e.add_argument("--exaggeration", type=float, default=1.0)
-    e.add_argument("--learning-rate", type=_lr, default="auto")
+    e.add_argument(
+        "--learning-rate", type=_lr, default="auto", help="number, auto, or an expression: N/12"
+    )
     e.add_argument("--dof", type=float, default=1.0)
     e.add_argument("--initialization", default="pca", help="pca | random")
     e.add_argument(
@@ -157,19 +163,13 @@ def _writable_dir(path: str) -> Path:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _embed(args: argparse.Namespace) -> dict[str, Any]:
     import jax
 
+    from tsnejax.config import TSNEConfig
     from tsnejax.data import load_array, load_dataset, load_labels
     from tsnejax.metrics import evaluate, knn_accuracy
-    from tsnejax.optim import parse_optimizer_spec
-    from tsnejax.pipeline import TSNEConfig, fit
+    from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
 
     out = _writable_dir(args.out)
@@ -188,19 +188,17 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}."
         )
     load_s = time.perf_counter() - t0
-    opt_name, opt_kwargs = parse_optimizer_spec(args.optimizer)
     fields: dict[str, Any] = dict(
         n_components=args.n_components,
         perplexity=args.perplexity,
         early_exaggeration=args.early_exaggeration,
         exaggeration=args.exaggeration,
-        learning_rate=opt_kwargs.pop("learning_rate", args.learning_rate),
+        learning_rate=args.learning_rate,
         dof=args.dof,
         initialization=args.initialization,
         negative_gradient_method=args.method,
         neighbors=args.neighbors,
-        optimizer=opt_name,
-        optimizer_kwargs=tuple(sorted(opt_kwargs.items())),
+        optimizer=args.optimizer,  # "adam:learning_rate=2,b1=0.8": parsed by the config
         stopping=args.stopping,
     )
     for name in ("early_exaggeration_iter", "n_iter"):
@@ -221,9 +219,9 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         "n_samples": int(Y.shape[0]),
         "n_features": int(np.shape(X)[1]),
         "seed": args.seed,
-        "config": {k: v for k, v in vars(config).items()},
+        "config": config.flat(),
         "kl_divergence": result.kl_divergence,
-        "n_iter": result.n_iter,
+        "total_iter": result.total_iter,
         "early_exaggeration_iter": result.early_exaggeration_iter,
         "kl_history": result.kl_history,
         "method": result.method,
@@ -251,13 +249,11 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
                 out / "precision_recall.png",
                 title=f"{source}: NN preservation",
             )
-    buf = _npy_bytes(Y)
-    _atomic_write(out / "embedding.npy", buf)
-    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2, default=_json).encode())
+    atomic_save_npy(out / "embedding.npy", Y)
+    atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=False, default=_json)
     title = f"{source}: N={Y.shape[0]}, KL={result.kl_divergence:.3f}"
-    png_tmp = out / "embedding.tmp.png"
-    plot_embedding(Y, y, png_tmp, title=title)
-    os.replace(png_tmp, out / "embedding.png")
+    with atomic_path(out / "embedding.png", suffix=".png") as tmp:
+        plot_embedding(Y, y, tmp, title=title)
     return metrics
 
 
@@ -280,21 +276,12 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
         X, Y, y, k_max=args.k_max, n_queries=args.n_queries, key=jax.random.key(args.seed)
     )
     result = {"input": str(args.input), "embedding": str(args.embedding), **result}
-    _atomic_write(out / "metrics.json", json.dumps(result, indent=2, default=_json).encode())
-    png_tmp = out / "precision_recall.tmp.png"
-    plot_precision_recall(
-        {Path(args.embedding).stem: result}, png_tmp, title=f"{Path(args.input).name}: N={len(X)}"
-    )
-    os.replace(png_tmp, out / "precision_recall.png")
+    atomic_write_json(out / "metrics.json", result, indent=2, sort_keys=False, default=_json)
+    with atomic_path(out / "precision_recall.png", suffix=".png") as tmp:
+        plot_precision_recall(
+            {Path(args.embedding).stem: result}, tmp, title=f"{Path(args.input).name}: N={len(X)}"
+        )
     return result
-
-
-def _npy_bytes(a: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
 
 
 def _json(obj: Any) -> Any:

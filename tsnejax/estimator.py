@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import numpy as np
 import optax
 
-from tsnejax.optim import OPTIMIZERS
-from tsnejax.pipeline import TSNEConfig, TSNEResult, fit
+from tsnejax.config import TSNEConfig
+from tsnejax.knn_index import build_graph_index
+from tsnejax.pipeline import TSNEResult, fit
+from tsnejax.transform import TransformConfig, transform
 
 __all__ = ["TSNE"]
 
@@ -22,9 +25,11 @@ class TSNE:
     differ (:mod:`tsnejax.presets`); parameters left at ``None`` (``"auto"`` for
     ``max_step_norm``, where ``None`` disables clipping) take the preset's value, others
     override it. ``optimizer`` takes any Optax ``GradientTransformation``, a registry name
-    (``"adam"``) or a dict (``{"name": "adam", "learning_rate": 1.0, "b1": 0.9}``); default the
-    classic momentum + gains rule. ``random_state`` is an int seed for ``jax.random.key``
-    (``None`` draws a fresh seed).
+    (``"adam"``), a spec (``"adam:b1=0.9"``) or a dict (``{"name": "adam", "learning_rate":
+    1.0, "b1": 0.9}``); default the classic momentum + gains rule.
+    ``negative_gradient_method`` takes a name or any :class:`tsnejax.gradients.Backend`.
+    ``learning_rate`` takes a number, ``"auto"`` or an expression in N (``"N/12"``).
+    ``random_state`` is an int seed for ``jax.random.key`` (``None`` draws a fresh seed).
 
     Attributes after ``fit``: ``embedding_`` (numpy ``(n, n_components)``),
     ``kl_divergence_``, ``n_iter_``, ``affinities_``, ``state_`` (optimizer state, for
@@ -128,9 +133,7 @@ class TSNE:
         if not (isinstance(self.max_step_norm, str) and self.max_step_norm == "auto"):
             fields["max_step_norm"] = self.max_step_norm
         opt = self.optimizer
-        if isinstance(opt, str):
-            fields["optimizer"] = opt
-        elif isinstance(opt, dict):
+        if isinstance(opt, dict):
             spec = dict(opt)
             if "name" not in spec:
                 raise ValueError(
@@ -141,15 +144,24 @@ class TSNE:
             if "learning_rate" in spec:
                 fields["learning_rate"] = spec.pop("learning_rate")
             fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
-        elif opt is not None and not isinstance(opt, optax.GradientTransformation):
-            raise ValueError(
-                "optimizer must be an optax.GradientTransformation, a registry name "
-                f"({sorted(OPTIMIZERS)}) or a dict with 'name'; got {type(opt).__name__}."
-            )
+        elif opt is not None:
+            fields["optimizer"] = opt  # a name, a "name:key=value" spec or an Optax object
         return TSNEConfig.from_preset(self.preset or "opentsne", **fields)
 
-    def fit(self, X: Any = None, y: Any = None, *, affinities: Any = None) -> TSNE:
-        """Embed ``X`` (or precomputed ``affinities``); ``y`` is ignored."""
+    def fit(
+        self,
+        X: Any = None,
+        y: Any = None,
+        *,
+        affinities: Any = None,
+        callbacks: Any = (),
+        callbacks_every: int | None = None,
+    ) -> TSNE:
+        """Embed ``X`` (or precomputed ``affinities``); ``y`` is ignored.
+
+        ``callbacks``: ``callback(iteration, kl, embedding) -> stop`` every
+        ``callbacks_every`` iterations (see :func:`tsnejax.fit`).
+        """
         del y
         seed = self.random_state
         if seed is None:
@@ -161,14 +173,13 @@ class TSNE:
             self._config(),
             affinities=affinities,
             initialization=init,
-            optimizer=self.optimizer
-            if isinstance(self.optimizer, optax.GradientTransformation)
-            else None,
+            callbacks=callbacks,
+            callbacks_every=callbacks_every,
             verbose=self.verbose,
         )
         self.embedding_ = result.embedding
         self.kl_divergence_ = result.kl_divergence
-        self.n_iter_ = result.n_iter
+        self.n_iter_ = result.total_iter  # both phases (n_iter counts the main phase)
         self.affinities_ = result.affinities
         self.state_ = result.state
         self.timings_ = result.timings
@@ -192,11 +203,6 @@ class TSNE:
         transform defaults, perplexity 5); keyword ``overrides`` replace its fields, e.g.
         ``transform(X, n_iter=0)`` for the placement alone.
         """
-        import dataclasses
-
-        from tsnejax.knn_index import build_graph_index
-        from tsnejax.transform import TransformConfig, transform
-
         if not hasattr(self, "embedding_"):
             raise ValueError("this TSNE is not fitted yet; call fit(X) before transform.")
         if getattr(self, "_X_fit", None) is None:

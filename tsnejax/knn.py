@@ -8,13 +8,19 @@ matrix: it processes ``block_size`` query rows at a time (memory ``O(block_size 
 from __future__ import annotations
 
 import functools
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_int, check_option, float_dtype
+from tsnejax._knn_exact import (
+    KNNGraph,
+    block_size_for,
+    exact_knn_rows,
+    exact_query,
+)
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
 
@@ -41,67 +47,9 @@ __all__ = [
 EXACT_BUDGET = 1.7e12
 
 
-class KNNGraph(NamedTuple):
-    """A fixed-k neighbour graph.
-
-    Attributes:
-      indices: ``(n, k) int32``; row ``i`` lists its ``k`` nearest other points, nearest first.
-      distances: ``(n, k)`` float; Euclidean distances in the input units (not squared).
-    """
-
-    indices: Array
-    distances: Array
-
-    @property
-    def k(self) -> int:
-        return int(self.indices.shape[1])
-
-
 def default_k(n: int, perplexity: float) -> int:
     """openTSNE's rule: ``min(n - 1, int(3 * perplexity))``."""
     return int(min(n - 1, int(3 * perplexity)))
-
-
-def _block_size(n: int, k: int, d: int, budget: int = 1 << 27) -> int:
-    """Rows per block so that ``block * max(n, k * d)`` stays within ``budget`` elements."""
-    return int(max(1, min(n, budget // max(n, k * d, 1))))
-
-
-def _exact_sorted(Q: Array, X: Array, idx: Array) -> tuple[Array, Array]:
-    """Distances of queries ``Q`` to candidates ``X[idx]`` by direct differences, sorted.
-
-    The matmul form used to pick the candidates cancels catastrophically for near neighbours of
-    points far from the origin; the chosen ones are measured again exactly.
-    """
-    diff = Q[:, None, :] - jnp.take(X, idx, axis=0)
-    dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
-    order = jnp.argsort(dist, axis=1, stable=True)
-    return (
-        jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
-        jnp.take_along_axis(dist, order, axis=1),
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("k", "block_size"))
-def _exact_knn(X: Array, rows: Array, k: int, block_size: int) -> tuple[Array, Array]:
-    n, d = X.shape
-    m = rows.shape[0]
-    n_blocks = -(-m // block_size)
-    # Centring first shrinks |x|^2 and so the cancellation in |x|^2 + |y|^2 - 2 x.y.
-    X = X - jnp.mean(X, axis=0)
-    sq = jnp.sum(X * X, axis=1)
-    rows = jnp.pad(rows, (0, n_blocks * block_size - m), mode="edge").reshape(n_blocks, -1)
-
-    def one_block(block_rows: Array) -> tuple[Array, Array]:
-        Xb = jnp.take(X, block_rows, axis=0)
-        d2 = sq[block_rows][:, None] + sq[None, :] - 2.0 * (Xb @ X.T)
-        # Exclude the point itself explicitly (duplicates may tie with it at distance 0).
-        d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == block_rows[:, None], jnp.inf, d2)
-        _, idx = jax.lax.top_k(-d2, k)
-        return _exact_sorted(Xb, X, idx)
-
-    idx, dist = jax.lax.map(one_block, rows)
-    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
 
 
 def exact_knn(
@@ -138,7 +86,7 @@ def exact_knn(
             raise ValueError(f"rows must index the {n} rows of X (0 .. {n - 1}).")
         rows = jnp.asarray(rows, jnp.int32)
     bs = (
-        _block_size(n, k, d)
+        block_size_for(n, k, d)
         if block_size is None
         else check_int("block_size", block_size, minimum=1)
     )
@@ -150,7 +98,7 @@ def exact_knn(
         if rows.shape[0] < n:
             idx, dist = jnp.take(idx, rows, axis=0), jnp.take(dist, rows, axis=0)
         return KNNGraph(idx, dist * unit)
-    idx, dist = _exact_knn(X, rows, k, min(bs, rows.shape[0]))
+    idx, dist = exact_knn_rows(X, rows, k, min(bs, rows.shape[0]))
     return KNNGraph(idx, dist * unit)
 
 
@@ -222,7 +170,7 @@ def _band_knn(X: Array, k: int, block_size: int) -> tuple[Array, Array]:
         # Pad to a power of two so that repeated calls reuse a handful of compiled shapes.
         m = 1 << int(np.ceil(np.log2(bad.size)))
         rows = np.concatenate([bad, np.full(m - bad.size, bad[0])])
-        fix_idx, fix_dist = _exact_knn(X, jnp.asarray(rows, jnp.int32), k, min(block_size, m))
+        fix_idx, fix_dist = exact_knn_rows(X, jnp.asarray(rows, jnp.int32), k, min(block_size, m))
         idx = idx.at[bad].set(fix_idx[: bad.size])
         dist = dist.at[bad].set(fix_dist[: bad.size])
     # Same order as the brute-force path: by distance, ties by position in its top_k.
@@ -317,24 +265,6 @@ def nearest_neighbors(
     return pynndescent_knn(X, k, key=key)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "block_size"))
-def _exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Array]:
-    m = Q.shape[0]
-    n_blocks = -(-m // block_size)
-    center = jnp.mean(R, axis=0)
-    R, Q = R - center, Q - center
-    sq = jnp.sum(R * R, axis=1)
-    Qb = jnp.pad(Q, ((0, n_blocks * block_size - m), (0, 0))).reshape(n_blocks, block_size, -1)
-
-    def one_block(q: Array) -> tuple[Array, Array]:
-        d2 = jnp.sum(q * q, axis=1)[:, None] + sq[None, :] - 2.0 * (q @ R.T)
-        _, idx = jax.lax.top_k(-d2, k)
-        return _exact_sorted(q, R, idx)
-
-    idx, dist = jax.lax.map(one_block, Qb)
-    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
-
-
 #: ``knn_query(method="auto")`` searches exactly up to this many (query, reference) pairs.
 EXACT_QUERY_PAIRS = 2e10
 #: ... and uses a given graph index from this many pairs on: below, the exact search costs
@@ -405,8 +335,8 @@ def knn_query(
         return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
     both, unit = _rescaled(np.concatenate([R, Qa]) if m else R)
     Rs, Qs = both[:n], both[n:]
-    bs = _block_size(n, k, R.shape[1])
-    idx, dist = _exact_query(Rs, Qs, k, max(1, min(bs, m)))
+    bs = block_size_for(n, k, R.shape[1])
+    idx, dist = exact_query(Rs, Qs, k, max(1, min(bs, m)))
     return KNNGraph(idx, dist * unit)
 
 

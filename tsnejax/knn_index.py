@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_int, float_dtype
+from tsnejax._knn_exact import KNNGraph, exact_query
 from tsnejax._types import Array, ArrayLike, PRNGKey
 
 __all__ = ["GraphIndex", "build_graph_index", "graph_query", "complete_query", "GraphSearch"]
@@ -75,7 +76,6 @@ def build_graph_index(
     on the host with NumPy: a handful of one-off device programs would cost more to compile
     than the work they do.
     """
-    from tsnejax.knn import KNNGraph
 
     idx = graph.indices if isinstance(graph, KNNGraph) else graph
     idx = np.asarray(idx)
@@ -179,7 +179,6 @@ def graph_query(
     with ``complete=False`` they are left with infinite distances and nothing waits for the
     device (:func:`complete_query` fills them later).
     """
-    from tsnejax.knn import KNNGraph
 
     search = GraphSearch() if search is None else search
     n, D = index.data.shape
@@ -201,7 +200,6 @@ def graph_query(
 
 def complete_query(index: GraphIndex, Q: ArrayLike, knn):
     """``knn`` with every row that has an infinite distance replaced by the exact search."""
-    from tsnejax.knn import KNNGraph, _exact_query
 
     dist = np.asarray(knn.distances)
     bad = np.flatnonzero(~np.all(np.isfinite(dist), axis=1))
@@ -209,7 +207,7 @@ def complete_query(index: GraphIndex, Q: ArrayLike, knn):
         return knn
     Qs = (jnp.asarray(Q, index.data.dtype)[bad] - index.center) / index.unit
     k = knn.indices.shape[1]
-    fix_idx, fix_dist = _exact_query(index.data, Qs, k, int(min(bad.size, 1024)))
+    fix_idx, fix_dist = exact_query(index.data, Qs, k, int(min(bad.size, 1024)))
     return KNNGraph(
         knn.indices.at[bad].set(fix_idx), knn.distances.at[bad].set(fix_dist * index.unit)
     )

@@ -13,15 +13,16 @@ itself:
 Any other Optax transformation (``optax.adam(...)``) can be used in its place; the registry
 :data:`OPTIMIZERS` names the ones tsnejax tests (``make_optimizer("adam", learning_rate=1.0)``).
 
-The exaggeration factor is carried in the optimizer state by :func:`exaggerate` so that, like
-an injected learning rate, it can be read (:func:`get_hyperparams`), overwritten
-(:func:`set_hyperparams`), scheduled and vmapped without recompiling.
+Hyperparameters that change by phase (learning rate, momentum) are injected
+(``optax.inject_hyperparams``): the step sets them from the phase table
+(:class:`tsnejax.schedules.Phases`) before each update, so they can be read
+(:func:`get_hyperparams`), overwritten (:func:`set_hyperparams`) and vmapped without
+recompiling.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -30,23 +31,24 @@ import jax.numpy as jnp
 import optax
 
 from tsnejax._checks import check_option
+from tsnejax._spec import parse_spec
 from tsnejax._types import Array, ScalarOrSchedule
 
 __all__ = [
     "ClassicState",
-    "ExaggerationState",
+    "StepClipState",
     "classic",
     "clip_rows",
     "clip_row_norm",
     "clip_step_norm",
-    "exaggerate",
     "get_hyperparams",
     "step_exploded",
     "DIVERGENCE_STEP_RATIO",
     "set_hyperparams",
-    "find_exaggeration",
     "make_optimizer",
     "parse_optimizer_spec",
+    "scale_learning_rate",
+    "scales_with_gradient",
     "OPTIMIZERS",
     "ADAPTIVE",
     "GAINS_RULES",
@@ -169,17 +171,17 @@ DIVERGENCE_STEP_RATIO = 1e3
 
 
 def step_exploded(opt_state: optax.OptState) -> Array:
-    """Whether a :func:`classic` transform in ``opt_state`` just proposed a step larger than
-    :data:`DIVERGENCE_STEP_RATIO` times its ``max_step_norm`` (a runaway learning rate that
-    clipping would otherwise hide); ``False`` when there is none."""
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_classic) if _is_classic(x)]
+    """Whether a :func:`classic` or :func:`clip_step_norm` in ``opt_state`` just saw a step
+    larger than :data:`DIVERGENCE_STEP_RATIO` times its ``max_step_norm`` (a runaway learning
+    rate that clipping would otherwise hide); ``False`` when there is none."""
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_has_ratio) if _has_ratio(x)]
     if not found:
         return jnp.bool_(False)
     return jnp.any(jnp.stack([x.step_ratio > DIVERGENCE_STEP_RATIO for x in found]))
 
 
-def _is_classic(x: Any) -> bool:
-    return isinstance(x, ClassicState)
+def _has_ratio(x: Any) -> bool:
+    return isinstance(x, ClassicState | StepClipState)
 
 
 def clip_row_norm(max_norm: float) -> optax.GradientTransformation:
@@ -190,51 +192,30 @@ def clip_row_norm(max_norm: float) -> optax.GradientTransformation:
     return _stateless(lambda g: _clip_grad_rows(g, max_norm))
 
 
+class StepClipState(NamedTuple):
+    """State of :func:`clip_step_norm`."""
+
+    # shape=(): largest row norm of the last update before clipping, over max_norm.
+    step_ratio: Array
+
+
 def clip_step_norm(max_norm: float) -> optax.GradientTransformation:
     """Clip each row of the outgoing update to ``max_norm`` (``max_step_norm`` for any optimizer).
 
     Put it last in an ``optax.chain``. Unlike :func:`classic`'s own ``max_step_norm`` the
-    inner optimizer's momentum does not see the clipping.
-    """
-    return _stateless(lambda u: clip_rows(u, max_norm))
-
-
-class ExaggerationState(NamedTuple):
-    """State of :func:`exaggerate`."""
-
-    count: Array  # shape=(), int32: updates applied so far
-    exaggeration: Array  # shape=(): the factor the *next* gradient evaluation uses
-
-
-def exaggerate(exaggeration: ScalarOrSchedule = 1.0) -> optax.GradientTransformation:
-    """Carry the exaggeration factor in the optimizer state (identity on the updates).
-
-    Put it in a chain with any optimizer, ``optax.chain(exaggerate(schedule), classic(...))``;
-    :func:`tsnejax.run.build_step` reads the factor from the state before each gradient
-    evaluation, so it may be overwritten between calls (:func:`set_hyperparams`), differ per
-    vmapped trial, or follow a schedule of the step count. A number stays as set; a schedule
-    is re-evaluated after every update, as ``optax.inject_hyperparams`` does.
+    inner optimizer's momentum does not see the clipping. The state records the unclipped
+    ratio, so a runaway step stops the run (:func:`step_exploded`) as with :func:`classic`.
     """
 
-    def init_fn(params: Array) -> ExaggerationState:
-        dtype = jnp.result_type(params)
-        value = exaggeration(0) if callable(exaggeration) else exaggeration
-        return ExaggerationState(jnp.zeros((), jnp.int32), jnp.asarray(value, dtype))
+    def init_fn(params):
+        return StepClipState(jnp.zeros((), jnp.result_type(params)))
 
-    def update_fn(updates, state: ExaggerationState, params=None):
+    def update_fn(updates, state, params=None):
         del params
-        count = state.count + 1
-        if callable(exaggeration):
-            value = jnp.asarray(exaggeration(count), state.exaggeration.dtype)
-        else:
-            value = state.exaggeration
-        return updates, ExaggerationState(count, value)
+        ratio = jnp.max(jnp.linalg.norm(updates, axis=-1)) / max_norm
+        return clip_rows(updates, max_norm), StepClipState(ratio.astype(state.step_ratio.dtype))
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _is_ex(x: Any) -> bool:
-    return isinstance(x, ExaggerationState)
 
 
 _INJECTED = (optax.InjectHyperparamsState, optax.schedules.InjectStatefulHyperparamsState)
@@ -244,29 +225,21 @@ def _is_injected(x: Any) -> bool:
     return isinstance(x, _INJECTED)
 
 
-def find_exaggeration(opt_state: optax.OptState) -> Array | None:
-    """The factor carried by an :func:`exaggerate` in ``opt_state``, or ``None``."""
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_ex) if _is_ex(x)]
-    return found[0].exaggeration if found else None
-
-
 def get_hyperparams(opt_state: optax.OptState) -> dict[str, Array]:
-    """Every injected hyperparameter in ``opt_state`` plus the carried ``exaggeration``.
+    """Every injected hyperparameter in ``opt_state`` (the values of the last update).
 
-    Injected values are those of the last update (a schedule's value at the last step);
-    ``exaggeration`` is the factor the next step will use.
+    Exaggeration and dof are not optimizer state: they are inputs of the step, given per phase
+    (:class:`tsnejax.schedules.Phases`).
     """
     out: dict[str, Array] = {}
-    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: _is_ex(x) or _is_injected(x)):
+    for x in jax.tree.leaves(opt_state, is_leaf=_is_injected):
         if _is_injected(x):
             out.update(x.hyperparams)
-        elif _is_ex(x):
-            out["exaggeration"] = x.exaggeration
     return out
 
 
 def set_hyperparams(opt_state: optax.OptState, **values: Any) -> optax.OptState:
-    """Return ``opt_state`` with injected hyperparameters (and ``exaggeration``) replaced.
+    """Return ``opt_state`` with injected hyperparameters replaced (jittable, vmappable).
 
     Values are cast to the stored dtype and shape-checked so that the compiled step is reused.
     A hyperparameter given as a schedule is recomputed at the next update, overriding the set
@@ -277,7 +250,8 @@ def set_hyperparams(opt_state: optax.OptState, **values: Any) -> optax.OptState:
     if unknown:
         raise ValueError(
             f"set_hyperparams: {unknown} not in the optimizer state; it holds {sorted(known)}. "
-            "Wrap the optimizer with optax.inject_hyperparams (and exaggerate) to expose them."
+            "Wrap the optimizer with optax.inject_hyperparams (tsnejax.optim.make_optimizer "
+            "does) to expose them, or leave them out of the phase table."
         )
 
     def cast(old: Array, new: Any) -> Array:
@@ -290,11 +264,38 @@ def set_hyperparams(opt_state: optax.OptState, **values: Any) -> optax.OptState:
         if _is_injected(x):
             hp = {k: cast(v, values[k]) if k in values else v for k, v in x.hyperparams.items()}
             return x._replace(hyperparams=hp)
-        if _is_ex(x) and "exaggeration" in values:
-            return x._replace(exaggeration=cast(x.exaggeration, values["exaggeration"]))
         return x
 
-    return jax.tree.map(replace, opt_state, is_leaf=lambda x: _is_ex(x) or _is_injected(x))
+    return jax.tree.map(replace, opt_state, is_leaf=_is_injected)
+
+
+def _scale(learning_rate_scale: float) -> optax.GradientTransformation:
+    return optax.scale(learning_rate_scale)
+
+
+def scale_learning_rate(scale: float = 1.0) -> optax.GradientTransformation:
+    """Multiply updates by an injected ``learning_rate_scale`` (settable per phase).
+
+    How an Optax object given by the user gets a learning rate per phase: its updates are
+    scaled by what the ``"auto"`` rule would change (1/12 during early exaggeration under the
+    openTSNE rule), see :mod:`tsnejax.config`.
+    """
+    return optax.inject_hyperparams(_scale)(learning_rate_scale=scale)
+
+
+def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) -> bool:
+    """Whether ``transform``'s first update grows in proportion to the gradient (SGD-like)
+    rather than staying the same size (Adam-, Lion-like), probed on a small random problem.
+
+    The probe gradients are tiny (norm ~1e-3), so a clipping stage in a chain does not act.
+    """
+    params = jnp.zeros((8, dim), jnp.float32)
+    g = 1e-4 * jax.random.normal(jax.random.key(0), params.shape, jnp.float32)
+    state = transform.init(params)
+    small, _ = transform.update(g, state, params)
+    large, _ = transform.update(10.0 * g, state, params)
+    ratio = float(jnp.linalg.norm(large) / jnp.maximum(jnp.linalg.norm(small), 1e-30))
+    return ratio > 3.0  # 10 for proportional updates, ~1 for normalised ones
 
 
 def _sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.8, nesterov: bool = False):
@@ -338,21 +339,6 @@ def make_optimizer(name: str, **kwargs: Any) -> optax.GradientTransformation:
 def parse_optimizer_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"adam:learning_rate=2,b1=0.8"`` -> ``("adam", {"learning_rate": 2.0, "b1": 0.8})``.
 
-    Values are JSON (numbers, ``true``/``false``, quoted strings). For command lines and
-    config files; raises ``ValueError`` on a malformed item or an unknown name.
+    :func:`tsnejax._spec.parse_spec` with the optimizer registry.
     """
-    name, _, rest = spec.partition(":")
-    check_option("optimizer", name, OPTIMIZERS)
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        try:
-            if not eq:
-                raise ValueError
-            kwargs[key.strip()] = json.loads(value)
-        except ValueError:
-            raise ValueError(
-                f"optimizer spec {spec!r}: {item!r} is not key=value with a JSON value "
-                "(e.g. adam:learning_rate=2,b1=0.8)."
-            ) from None
-    return name, kwargs
+    return parse_spec(spec, "optimizer", OPTIMIZERS)

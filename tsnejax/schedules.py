@@ -1,21 +1,35 @@
-"""Optax-style schedules (``step -> value``) for t-SNE phases.
+"""Schedules of a t-SNE run: the phase table, and Optax-style schedules (``step -> value``).
+
+A run is a sequence of *phases*: from iteration ``start`` on, hyperparameters take the phase's
+values (exaggeration, dof, and any hyperparameter in the optimizer state, such as
+``learning_rate`` and ``momentum``). :class:`Phases` is that table; :func:`tsnejax.run.optimize`
+splits its chunks at every start, so a boundary takes effect at exactly that iteration, and
+passes the values into the step as inputs. A value is a number (traced: it can differ per
+vmapped trial without recompiling) or an Optax schedule of the iteration (compiled into the
+program; used for decaying exaggeration).
 
 ``step`` counts optimizer updates from 0. The early-exaggeration phase is steps
-``0 .. early_iter - 1``; openTSNE runs it as a separate ``optimize`` call, which is the same
-as a piecewise-constant schedule with the optimizer state carried across.
+``0 .. early_iter - 1``; openTSNE runs it as a separate ``optimize`` call, which is the same as
+two phases with the optimizer state carried across.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tsnejax._checks import check_option
 from tsnejax._types import Array
 
 __all__ = [
+    "Phases",
+    "STEP_INPUTS",
     "two_phase",
     "exaggeration_schedule",
     "momentum_schedule",
@@ -26,6 +40,161 @@ __all__ = [
 
 LR_RULES = ("opentsne", "fitsne", "sklearn", "cuml")
 EXAGGERATION_DECAYS = ("step", "linear", "exponential")
+#: Phase values the step itself consumes (defaults 1 and 1); every other name is set in the
+#: optimizer state (:func:`tsnejax.optim.set_hyperparams`) before the update.
+STEP_INPUTS = {"exaggeration": 1.0, "dof": 1.0}
+
+Value = float | Array | Callable[[Array], Array]
+
+
+class Phases(NamedTuple):
+    """A phase table: ``values[i]`` holds from iteration ``starts[i]`` to ``starts[i + 1]``.
+
+    Build it with :meth:`of` (later phases list only what changes). Every phase holds every
+    name. In a batched run a number may be an array with one value per trial (:meth:`stack`);
+    all trials then share the starts and the schedule-valued entries.
+
+    Attributes:
+      starts: ``(n_phases,)`` increasing iteration numbers, the first 0.
+      values: per phase, ``{name: number | (n_trials,) array | schedule}``.
+    """
+
+    starts: tuple[int, ...]
+    values: tuple[dict[str, Value], ...]
+
+    @classmethod
+    def of(cls, table: Mapping[int, Mapping[str, Value]] | None = None, **constant: Value):
+        """``Phases.of({0: {"exaggeration": 12.0}, 250: {"exaggeration": 1.0}})``.
+
+        Keyword values hold in every phase (``Phases.of(exaggeration=4.0)``: one phase). A
+        later phase inherits what it does not list. Raises ``ValueError`` for a negative or
+        non-integer start, or a name that the first phase does not define.
+        """
+        table = dict(table or {})
+        for s in table:
+            if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+                raise ValueError(
+                    f"phase start {s!r} must be an integer >= 0 (a table maps starts to dicts "
+                    "of values; constant values go in as keywords)."
+                )
+        table.setdefault(0, {})
+        starts = sorted(table)
+        values: list[dict[str, Value]] = []
+        current = dict(constant)
+        for i, s in enumerate(starts):
+            new = dict(table[s])
+            unknown = sorted(set(new) - set(current)) if i else []
+            if unknown:
+                raise ValueError(
+                    f"phase at iteration {s} sets {unknown}, which the first phase does not "
+                    "define; give every name a value at iteration 0."
+                )
+            current = {**current, **new}
+            values.append(dict(current))
+        for v in values:
+            for name, x in v.items():
+                _check_value(name, x)
+        return cls(tuple(int(s) for s in starts), tuple(values))
+
+    def index(self, iteration: int) -> int:
+        """The phase that holds at ``iteration``."""
+        return int(np.searchsorted(np.asarray(self.starts), iteration, side="right") - 1)
+
+    def at(self, iteration: int) -> dict[str, Value]:
+        """The values that hold at ``iteration``."""
+        return self.values[self.index(iteration)]
+
+    def next_start(self, iteration: int) -> int | None:
+        """The first phase start after ``iteration`` (``None``: the last phase holds)."""
+        i = self.index(iteration) + 1
+        return self.starts[i] if i < len(self.starts) else None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.values[0]))
+
+    def shifted(self, start: int) -> Phases:
+        """The table from iteration ``start`` on, with the phase holding at ``start`` first."""
+        i = self.index(start)
+        starts = (start, *self.starts[i + 1 :])
+        return Phases(starts, self.values[i:])
+
+    def replace(self, **values: Value) -> Phases:
+        """Every phase with ``values`` set (e.g. ``dof=0.5``)."""
+        for name, x in values.items():
+            _check_value(name, x)
+        return Phases(self.starts, tuple({**v, **values} for v in self.values))
+
+    def describe(self, iteration: int) -> str:
+        """``"phase 2 of 3 (from iteration 250): exaggeration=1, learning_rate=1797"``."""
+        i = self.index(iteration)
+        parts = []
+        for name, x in sorted(self.values[i].items()):
+            if callable(x):
+                parts.append(f"{name}={float(x(max(iteration - 1, 0))):g} (scheduled)")
+            elif np.ndim(x) == 0:
+                parts.append(f"{name}={float(x):g}")
+            else:
+                parts.append(f"{name}=per trial")
+        return f"phase {i + 1} of {len(self.starts)} (from iteration {self.starts[i]}): " + (
+            ", ".join(parts)
+        )
+
+    @staticmethod
+    def stack(tables: Sequence[Phases]) -> Phases:
+        """One table for a batch: numbers become ``(n_trials,)`` arrays (equal ones stay
+        numbers). The tables must share starts, names and schedule-valued entries."""
+        first = tables[0]
+        for t in tables[1:]:
+            if t.starts != first.starts:
+                raise ValueError(
+                    f"batched phases must share their starts; got {first.starts} and {t.starts}."
+                )
+            if [sorted(v) for v in t.values] != [sorted(v) for v in first.values]:
+                raise ValueError("batched phases must define the same names in every phase.")
+        values = []
+        for i, v0 in enumerate(first.values):
+            out: dict[str, Value] = {}
+            for name, x0 in v0.items():
+                xs = [t.values[i][name] for t in tables]
+                if callable(x0):
+                    if any(x != x0 for x in xs):
+                        raise ValueError(
+                            f"batched phases: {name!r} is a schedule that differs between "
+                            "trials; schedules are compiled in and must be shared."
+                        )
+                    out[name] = x0
+                elif all(np.ndim(x) == 0 and float(x) == float(x0) for x in xs):
+                    out[name] = x0
+                else:
+                    out[name] = np.asarray([np.asarray(x, np.float64) for x in xs])
+            values.append(out)
+        return Phases(first.starts, tuple(values))
+
+
+def _check_value(name: str, x: Any) -> None:
+    if callable(x):
+        return
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf" or a.ndim > 1:
+        raise ValueError(
+            f"phase value {name}={x!r} must be a number, a 1-D array (one per trial) or a "
+            "schedule of the iteration."
+        )
+    if name != "dof" and not np.all(np.isfinite(a)):
+        raise ValueError(f"phase value {name}={x!r} must be finite.")
+
+
+def values_at(values: Mapping[str, Value], iteration: Array) -> dict[str, Array | float]:
+    """Evaluate schedule-valued entries at ``iteration`` (traced); numbers pass through."""
+    return {k: (v(iteration) if callable(v) else v) for k, v in values.items()}
+
+
+def is_static_number(x: Any) -> bool:
+    """A Python number (compiled into the program) rather than an array."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
+
+
+__all__ += ["values_at", "is_static_number", "ExaggerationDecay", "PerExaggeration"]
 
 
 def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:
@@ -55,14 +224,37 @@ def exaggeration_schedule(
     check_option("decay", decay, EXAGGERATION_DECAYS)
     if decay == "step" or decay_iter <= 0:
         return two_phase(early, late, early_iter)
+    return ExaggerationDecay(float(early), float(late), int(early_iter), int(decay_iter), decay)
 
-    def schedule(step: Array) -> Array:
-        frac = jnp.clip((jnp.asarray(step) - early_iter) / decay_iter, 0.0, 1.0)
-        if decay == "linear":
-            return early + (late - early) * frac
-        return early * (late / early) ** frac
 
-    return schedule
+@dataclasses.dataclass(frozen=True)
+class ExaggerationDecay:
+    """``early`` until ``start``, then a linear or geometric decay to ``late`` over ``length``
+    steps. A hashable schedule: equal settings share compiled programs."""
+
+    early: float
+    late: float
+    start: int
+    length: int
+    kind: Literal["linear", "exponential"]
+
+    def __call__(self, step: Array) -> Array:
+        frac = jnp.clip((jnp.asarray(step) - self.start) / self.length, 0.0, 1.0)
+        if self.kind == "linear":
+            return self.early + (self.late - self.early) * frac
+        return self.early * (self.late / self.early) ** frac
+
+
+@dataclasses.dataclass(frozen=True)
+class PerExaggeration:
+    """``n / exaggeration(step)``: openTSNE's ``learning_rate="auto"`` under a scheduled
+    exaggeration (hashable)."""
+
+    n: float
+    exaggeration: Callable[[Array], Array]
+
+    def __call__(self, step: Array) -> Array:
+        return self.n / jnp.asarray(self.exaggeration(step))
 
 
 def momentum_schedule(initial: float = 0.8, final: float = 0.8, switch_iter: int = 250):
@@ -88,11 +280,7 @@ def auto_learning_rate(
     """
     check_option("learning_rate rule", rule, LR_RULES)
     if rule == "opentsne":
-
-        def schedule(step: Array) -> Array:
-            return n / jnp.asarray(exaggeration(step))
-
-        return schedule
+        return PerExaggeration(float(n), exaggeration)
     if rule == "cuml":
         return optax.constant_schedule(max(n / 3.0, 1.0))
     if rule == "fitsne":

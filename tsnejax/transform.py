@@ -33,7 +33,6 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from tsnejax._checks import check_data, check_int, check_option, check_positive
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
@@ -48,15 +47,17 @@ from tsnejax.gradients._grid import (
 )
 from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
 from tsnejax.gradients.interpolation import (
+    DEFAULT_MAX_BOXES,
+    DEFAULT_MIN_BOXES,
     InterpolationGrid,
     even_kernel_spectra,
     node_stencil,
 )
 from tsnejax.knn import KNNGraph, knn_query
-from tsnejax.knn_index import GraphIndex, build_graph_index, complete_query
-from tsnejax.optim import classic, exaggerate
+from tsnejax.knn_index import GraphIndex, complete_query
+from tsnejax.optim import make_optimizer
 from tsnejax.run import build_step, init_state, optimize
-from tsnejax.schedules import two_phase
+from tsnejax.schedules import Phases
 
 __all__ = [
     "TransformConfig",
@@ -71,6 +72,7 @@ __all__ = [
     "exact_reference_repulsion",
     "transform_gradient",
     "PLACEMENTS",
+    "transform_phases",
 ]
 
 PLACEMENTS = ("median", "weighted", "nearest")
@@ -99,7 +101,7 @@ class TransformConfig:
     method: Literal["auto", "exact", "interpolation"] = "auto"
     n_interpolation_points: int = 3
     ints_in_interval: float = 1.0
-    min_num_intervals: int = 50
+    min_num_intervals: int | None = None  # None: DEFAULT_MIN_BOXES (50; 18 in 3-D)
     padding: float = 0.25
     neighbors: Literal["auto", "exact", "graph", "pynndescent"] = "auto"
     chunk_size: int = 50
@@ -122,7 +124,8 @@ class TransformConfig:
         check_option("method", self.method, ("auto", "exact", "interpolation"))
         check_int("n_interpolation_points", self.n_interpolation_points, minimum=1)
         check_positive("ints_in_interval", self.ints_in_interval)
-        check_int("min_num_intervals", self.min_num_intervals, minimum=1)
+        if self.min_num_intervals is not None:
+            check_int("min_num_intervals", self.min_num_intervals, minimum=1)
         check_positive("padding", self.padding, allow_zero=True)
         check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "pynndescent"))
         check_int("chunk_size", self.chunk_size, minimum=1)
@@ -249,11 +252,33 @@ def _clip_to_bounds(Y: Array, ref: Reference) -> Array:
 def _stepper(config: TransformConfig, method: str, grid: Any):
     """One step function (hence one set of compiled chunk programs) per settings and grid."""
     backend = Backend(f"transform-{method}", transform_gradient, _kl, lambda Y: grid)
-    ex = two_phase(config.early_exaggeration, config.exaggeration, config.early_exaggeration_iter)
-    mom = two_phase(config.initial_momentum, config.final_momentum, config.early_exaggeration_iter)
-    optimizer = _chain(ex, mom, config)
+    optimizer = make_optimizer(
+        "classic",
+        learning_rate=config.learning_rate,
+        momentum=config.initial_momentum,
+        max_step_norm=config.max_step_norm,
+        max_grad_norm=config.max_grad_norm,
+    )
     project = None if method == "exact" else _clip_to_bounds
     return build_step(backend, optimizer, recenter=False, project=project), optimizer
+
+
+def transform_phases(config: TransformConfig, dof: float) -> Phases:
+    """Early exaggeration (if any), then the main phase: exaggeration and momentum."""
+    return Phases.of(
+        {
+            0: {
+                "exaggeration": config.early_exaggeration,
+                "momentum": config.initial_momentum,
+                "learning_rate": config.learning_rate,
+                "dof": float(dof),
+            },
+            config.early_exaggeration_iter: {
+                "exaggeration": config.exaggeration,
+                "momentum": config.final_momentum,
+            },
+        }
+    )
 
 
 def place(
@@ -389,11 +414,10 @@ def transform(
     span0 = max(hi0 - lo0, 1e-6)
     if method == "interpolation":
         span = span0 * (1 + 2 * config.padding)
-        hi_boxes = {1: 1000, 2: 1000, 3: 32}[d]
         nb = choose_size(
             span / config.ints_in_interval,
-            minimum=config.min_num_intervals if d < 3 else 18,
-            maximum=hi_boxes,
+            minimum=config.min_num_intervals or DEFAULT_MIN_BOXES[d],
+            maximum=DEFAULT_MAX_BOXES[d],
             ladder=LADDER,
         )
         grid = InterpolationGrid(nb, config.n_interpolation_points)
@@ -424,10 +448,9 @@ def transform(
         state,
         ref,
         config.early_exaggeration_iter + config.n_iter,
-        dof=dof,
+        phases=transform_phases(config, dof),
         chunk_size=config.chunk_size,
         verbose=verbose,
-        describe=lambda it: f"transform, learning_rate={config.learning_rate:g}",
     )
     timings["compile"] = res.compile_seconds
     timings["optimize"] = res.run_seconds
@@ -441,88 +464,3 @@ def transform(
     kl = res.kl_history[-1][1] if res.kl_history else float(_kl(Y, ref, dof, grid))
     timings["total"] = time.perf_counter() - t_start
     return TransformResult(np.asarray(Y), np.asarray(Y0), kl, res.kl_history, method, knn, timings)
-
-
-def _chain(ex, mom, config: TransformConfig) -> optax.GradientTransformation:
-    return optax.chain(
-        exaggerate(ex),
-        classic(
-            config.learning_rate,
-            mom,
-            max_step_norm=config.max_step_norm,
-            max_grad_norm=config.max_grad_norm,
-        ),
-    )
-
-
-class LargeResult(NamedTuple):
-    """What :func:`sample_transform_optimize` returns."""
-
-    result: Any  # tsnejax.TSNEResult of the final optimisation of all points
-    sample_rows: np.ndarray  # (n_sample,) rows embedded first
-    sample_result: Any  # TSNEResult of the sample
-    timings: dict[str, float]  # seconds: sample, place, optimize_all, total
-
-
-def sample_transform_optimize(
-    key: PRNGKey,
-    X: ArrayLike,
-    config: Any = None,
-    *,
-    n_sample: int = 25_000,
-    placement: Literal["median", "weighted", "nearest"] = "nearest",
-    final_exaggeration: float | None = None,
-    verbose: bool = False,
-) -> LargeResult:
-    """openTSNE's large-data recipe: embed a sample, place the rest, optimise everything.
-
-    1. ``n_sample`` random rows are embedded with ``config`` (a :class:`tsnejax.TSNEConfig`).
-    2. Every other row is placed at its nearest sample point (``placement="nearest"``, as
-       openTSNE's ``prepare_partial(k=1)``; or the median / weighted mean of 25 neighbours).
-    3. The assembled embedding is rescaled to std 1e-4 on its first axis and all points are
-       optimised with ``config``'s schedule (early exaggeration 12, learning rate auto), the
-       main phase at ``final_exaggeration`` (default: ``config.exaggeration``).
-
-    The kNN graph of all points comes from ``config.neighbors`` (pynndescent above the exact
-    limit); nothing is O(N^2).
-    """
-    from tsnejax.init import rescale
-    from tsnejax.pipeline import TSNEConfig, fit
-
-    config = TSNEConfig() if config is None else config
-    Xc = check_data(X)
-    n = Xc.shape[0]
-    n_sample = check_int("n_sample", n_sample, minimum=4)
-    if n_sample >= n:
-        raise ValueError(f"n_sample={n_sample} must be smaller than the {n} points.")
-    k_rows, k_fit, k_all = jax.random.split(key, 3)
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    rows = np.sort(np.asarray(jax.random.choice(k_rows, n, (n_sample,), replace=False)))
-    rest = np.setdiff1d(np.arange(n), rows)
-    t0 = time.perf_counter()
-    sample = fit(k_fit, Xc[rows], config, verbose=verbose)
-    timings["sample"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    k = 1 if placement == "nearest" else 25
-    tconf = TransformConfig(initialization=placement, k=k, perplexity=k / 3)
-    # The sample's kNN graph indexes it for the placement query (as openTSNE's Annoy index).
-    index = None
-    if sample.neighbors is not None:
-        index = build_graph_index(Xc[rows], sample.neighbors, key=jax.random.fold_in(k_rows, 1))
-    Y_rest, _, _ = prepare_partial(Xc[rest], Xc[rows], sample.embedding, config=tconf, index=index)
-    Y0 = np.empty((n, config.n_components), np.float32)
-    Y0[rows], Y0[rest] = sample.embedding, np.asarray(Y_rest)
-    Y0 = rescale(jnp.asarray(Y0))
-    timings["place"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    final = config
-    if final_exaggeration is not None:
-        final = dataclasses.replace(config, exaggeration=final_exaggeration)
-    result = fit(k_all, Xc, final, initialization=Y0, verbose=verbose)
-    timings["optimize_all"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
-    return LargeResult(result, rows, sample, timings)
-
-
-__all__ += ["sample_transform_optimize", "LargeResult"]

@@ -197,9 +197,9 @@ def interpolation_backend(
 
     Args:
       n_interpolation_points: Lagrange nodes per box and axis (FIt-SNE/openTSNE: 3).
-      min_num_intervals: minimum boxes per axis (default 50 in 1-D/2-D, 18 in 3-D).
+      min_num_intervals: minimum boxes per axis (default :data:`DEFAULT_MIN_BOXES`: 50, 18 in 3-D).
       ints_in_interval: embedding units per box (1: one box per unit of span).
-      max_boxes: cap on boxes per axis (default 1000 in 1-D/2-D, 64 in 3-D).
+      max_boxes: cap on boxes per axis (default :data:`DEFAULT_MAX_BOXES`: 1000, 32 in 3-D).
     """
     p = check_int("n_interpolation_points", n_interpolation_points, minimum=1)
     if min_num_intervals is not None:

@@ -11,7 +11,7 @@ from scipy.spatial.distance import pdist
 
 from tsnejax._checks import check_int, check_labels
 from tsnejax._types import ArrayLike, PRNGKey
-from tsnejax.metrics.neighborhood import _pair, knn_preservation, query_rows
+from tsnejax.metrics.neighborhood import knn_preservation, pair, query_rows
 
 __all__ = [
     "KobakBerensScores",
@@ -37,7 +37,7 @@ def _nearest_others(centres: np.ndarray, k: int) -> np.ndarray:
 def knc_score(X: ArrayLike, Y: ArrayLike, labels: ArrayLike, k_classes: int = 4) -> float:
     """Mean fraction of each class's ``k_classes`` nearest class means (in ``X``) that are also
     its nearest class means in ``Y``. Needs ``k_classes < number of classes``."""
-    X, Y = _pair(X, Y)
+    X, Y = pair(X, Y)
     labels = check_labels(labels, X.shape[0])
     classes, codes = np.unique(labels, return_inverse=True)
     k_classes = check_int("k_classes", k_classes, minimum=1)
@@ -60,7 +60,7 @@ def cpd_score(
 ) -> float:
     """Spearman rank correlation between all pairwise Euclidean distances of ``n_points``
     random points (drawn with ``key``) in ``X`` and in ``Y``."""
-    X, Y = _pair(X, Y)
+    X, Y = pair(X, Y)
     rows = query_rows(X.shape[0], n_points, key)
     if len(rows) < 3:
         raise ValueError("cpd_score needs at least 3 points.")

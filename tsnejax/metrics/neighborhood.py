@@ -37,7 +37,7 @@ class PrecisionRecall(NamedTuple):
     queries: np.ndarray  # (m,) row indices the means are over
 
 
-def _pair(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def pair(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     X, Y = np.asarray(X), np.asarray(Y)
     if X.ndim != 2 or Y.ndim != 2:
         raise ValueError(f"X and Y must be 2-D, got shapes {X.shape} and {Y.shape}.")
@@ -49,7 +49,7 @@ def _pair(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def _check_k(name: str, k: int, n: int) -> int:
+def check_k(name: str, k: int, n: int) -> int:
     k = check_int(name, k, minimum=1)
     if k > n - 1:
         raise ValueError(f"{name}={k} is too large for {n} points; the largest allowed is {n - 1}.")
@@ -67,7 +67,7 @@ def query_rows(n: int, n_queries: int | None, key: PRNGKey | None) -> np.ndarray
 
 
 @jax.jit
-def _hits(true_idx: Array, emb_idx: Array) -> Array:
+def hits(true_idx: Array, emb_idx: Array) -> Array:
     """(m, k) cumulative count of embedding neighbours 1..k found among the true neighbours."""
     found = jnp.any(emb_idx[:, :, None] == true_idx[:, None, :], axis=-1)
     return jnp.cumsum(found, axis=1)
@@ -95,14 +95,14 @@ def nn_precision_recall(
       n_queries: average over a random subset of this many points (``None``: all).
       key: ``jax.random.key`` for the subset.
     """
-    X, Y = _pair(X, Y)
-    k_max = _check_k("k_max", k_max, X.shape[0])
+    X, Y = pair(X, Y)
+    k_max = check_k("k_max", k_max, X.shape[0])
     rows = query_rows(X.shape[0], n_queries, key)
     true_idx = exact_knn(X, k_max, rows=rows).indices
     emb_idx = exact_knn(Y, k_max, rows=rows).indices
-    hits = np.asarray(jnp.mean(_hits(true_idx, emb_idx).astype(jnp.float32), axis=0), np.float64)
+    n_hits = np.asarray(jnp.mean(hits(true_idx, emb_idx).astype(jnp.float32), axis=0), np.float64)
     k = np.arange(1, k_max + 1)
-    return PrecisionRecall(k, hits / k, hits / k_max, rows)
+    return PrecisionRecall(k, n_hits / k, n_hits / k_max, rows)
 
 
 def knn_preservation(
@@ -163,17 +163,17 @@ def trustworthiness(X: ArrayLike, Y: ArrayLike, n_neighbors: int = 5) -> float:
     ``j`` among ``i``'s neighbours in ``X`` (Euclidean). Blocked: memory O(block * n * k).
     Requires ``n_neighbors < n / 2`` (as scikit-learn).
     """
-    X, Y = _pair(X, Y)
+    X, Y = pair(X, Y)
     n = X.shape[0]
     k = check_int("n_neighbors", n_neighbors, minimum=1)
     if k >= n / 2:
         raise ValueError(
             f"n_neighbors={k} must be below n_samples / 2 = {n / 2:g} for trustworthiness."
         )
-    return _trustworthiness_from(X, exact_knn(Y, k).indices)
+    return trustworthiness_from(X, exact_knn(Y, k).indices)
 
 
-def _trustworthiness_from(X: np.ndarray, emb_idx: Array) -> float:
+def trustworthiness_from(X: np.ndarray, emb_idx: Array) -> float:
     """Trustworthiness given the embedding's ``(n, k)`` neighbour indices."""
     n, k = emb_idx.shape
     Xj = jnp.asarray(X, float_dtype())
@@ -192,13 +192,13 @@ def knn_accuracy(Y: ArrayLike, labels: ArrayLike, k: int = 10) -> float:
     Y = np.asarray(Y)
     n = Y.shape[0]
     labels = check_labels(labels, n)
-    k = _check_k("k", k, n)
+    k = check_k("k", k, n)
     _, codes = np.unique(labels, return_inverse=True)
     idx = np.asarray(exact_knn(Y, k).indices)
-    return _vote_accuracy(idx, codes)
+    return vote_accuracy(idx, codes)
 
 
-def _vote_accuracy(idx: np.ndarray, codes: np.ndarray) -> float:
+def vote_accuracy(idx: np.ndarray, codes: np.ndarray) -> float:
     n, k = idx.shape
     counts = np.zeros((n, codes.max() + 1), np.int64)
     np.add.at(counts, (np.repeat(np.arange(n), k), codes[idx].ravel()), 1)

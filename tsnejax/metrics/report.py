@@ -14,12 +14,12 @@ from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.metrics.global_structure import cpd_score, knc_score
 from tsnejax.metrics.neighborhood import (
-    _check_k,
-    _hits,
-    _pair,
-    _trustworthiness_from,
-    _vote_accuracy,
+    check_k,
+    hits,
+    pair,
     query_rows,
+    trustworthiness_from,
+    vote_accuracy,
 )
 
 __all__ = ["evaluate", "input_neighbors", "TRUSTWORTHINESS_MAX_N"]
@@ -42,7 +42,7 @@ def input_neighbors(
     embeddings of one dataset (a sweep) with one search in X."""
     X = jnp.asarray(X)
     n = X.shape[0]
-    k_max = _check_k("k_max", k_max, n)
+    k_max = check_k("k_max", k_max, n)
     key = jax.random.key(0) if key is None else key
     rows = query_rows(n, n_queries, jax.random.split(key)[0])
     return exact_knn(X, k_max, rows=rows).indices
@@ -71,9 +71,9 @@ def evaluate(
     skips KNC and CPD; ``trustworthiness=False`` skips trustworthiness. ``x_neighbors`` is the
     search in X from :func:`input_neighbors` (same ``k_max``, ``n_queries``, ``key``), reused.
     """
-    X, Y = _pair(X, Y)
+    X, Y = pair(X, Y)
     n = X.shape[0]
-    k_max = _check_k("k_max", k_max, n)
+    k_max = check_k("k_max", k_max, n)
     key = jax.random.key(0) if key is None else key
     k_queries, k_cpd = jax.random.split(key)
     rows = query_rows(n, n_queries, k_queries)
@@ -98,19 +98,17 @@ def evaluate(
 
     t0 = time.perf_counter()
     y_idx = jnp.take(y_all, jnp.asarray(rows), axis=0)
-    hits = np.asarray(jnp.mean(_hits(x_idx, y_idx[:, :k_max]).astype(jnp.float32), axis=0))
+    n_hits = np.asarray(jnp.mean(hits(x_idx, y_idx[:, :k_max]).astype(jnp.float32), axis=0))
     k = np.arange(1, k_max + 1)
-    out["nn_precision"] = (hits / k).tolist()
-    out["nn_recall"] = (hits / k_max).tolist()
+    out["nn_precision"] = (n_hits / k).tolist()
+    out["nn_recall"] = (n_hits / k_max).tolist()
     if k_max >= 10:
-        out["knn_preservation_10"] = float(
-            jnp.mean(_hits(x_idx[:, :10], y_idx[:, :10])[:, -1]) / 10
-        )
+        out["knn_preservation_10"] = float(jnp.mean(hits(x_idx[:, :10], y_idx[:, :10])[:, -1]) / 10)
     timings["curves"] = time.perf_counter() - t0
 
     if trustworthiness and n <= TRUSTWORTHINESS_MAX_N and trustworthiness_k < n / 2:
         t0 = time.perf_counter()
-        out[f"trustworthiness_{trustworthiness_k}"] = _trustworthiness_from(
+        out[f"trustworthiness_{trustworthiness_k}"] = trustworthiness_from(
             X, y_all[:, :trustworthiness_k]
         )
         timings["trustworthiness"] = time.perf_counter() - t0
@@ -118,7 +116,7 @@ def evaluate(
         labels = check_labels(labels, n)
         t0 = time.perf_counter()
         _, codes = np.unique(labels, return_inverse=True)
-        out["knn_accuracy_10"] = _vote_accuracy(np.asarray(y_all[:, :10]), codes)
+        out["knn_accuracy_10"] = vote_accuracy(np.asarray(y_all[:, :10]), codes)
         timings["knn_accuracy"] = time.perf_counter() - t0
     if labels is not None and global_scores:
         t0 = time.perf_counter()

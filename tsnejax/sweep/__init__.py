@@ -5,33 +5,29 @@ results folder (resumable); ``make_report`` writes the table and plots. See docs
 """
 
 from tsnejax._xla_flags import request_host_devices
+from tsnejax.config import DYNAMIC_FIELDS, resolve_learning_rate, static_signature
 from tsnejax.sweep.executor import (
-    Dataset,
     SweepSummary,
-    TrialRun,
-    Workspace,
     auto_batch_size,
     choose_mode,
-    load_data,
-    run_batch,
+    run_group,
     run_sweep,
     run_trial,
-    score,
-    static_signature,
 )
+from tsnejax.sweep.scoring import TrialRun, score
 from tsnejax.sweep.spec import (
-    DYNAMIC_FIELDS,
     METRICS,
     MODES,
     DataSpec,
     SweepSpec,
     Trial,
     expand_trials,
+    label_of,
     load_spec,
-    resolve_learning_rate,
     spec_from_dict,
 )
 from tsnejax.sweep.store import SweepStore, read_table
+from tsnejax.sweep.workspace import Dataset, Workspace, load_data
 
 __all__ = [
     "DYNAMIC_FIELDS",
@@ -52,8 +48,9 @@ __all__ = [
     "load_spec",
     "read_table",
     "request_host_devices",
+    "label_of",
     "resolve_learning_rate",
-    "run_batch",
+    "run_group",
     "run_sweep",
     "run_trial",
     "score",

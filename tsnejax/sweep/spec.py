@@ -4,7 +4,11 @@ A spec names a dataset, fixed settings (any :class:`tsnejax.TSNEConfig` field, o
 ``preset``), a grid of values (the product is taken, in the order given) and the metrics to
 record. A grid value of ``learning_rate`` may be an expression in the number of points, such as
 ``"N/12"`` or ``"N"`` (Kobak & Berens' rule). ``optimizer`` values are registry specs
-(``"adam:learning_rate=3,b1=0.8"``). A ``[smoke]`` table shrinks the sweep for a quick check
+(``"adam:learning_rate=3,b1=0.8"``); in a Python spec they may also be Optax objects, and
+``negative_gradient_method`` values :class:`tsnejax.gradients.Backend` objects. A grid entry
+may be a dict ``{label: value}`` instead of a list: the labels name the trials (in
+``results.csv``, the report and the trial ids), which objects need. A ``[smoke]`` table shrinks
+the sweep for a quick check
 (``tsnejax sweep CONFIG --smoke``): its ``data`` table replaces data fields, its ``grid`` table
 replaces grid entries, and its other keys replace fixed settings.
 
@@ -29,14 +33,15 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import re
 import runpy
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from tsnejax.optim import parse_optimizer_spec
-from tsnejax.pipeline import TSNEConfig
+import optax
+
+from tsnejax.config import DYNAMIC_FIELDS, FLAT_FIELDS, TSNEConfig, resolve_learning_rate
+from tsnejax.gradients import Backend
 from tsnejax.presets import PRESETS
 
 __all__ = [
@@ -59,26 +64,12 @@ __all__ = [
 METRICS = ("kl", "kl_exact", "quality", "trustworthiness", "global")
 #: ``auto`` picks per backend (see :func:`tsnejax.sweep.executor.choose_mode`).
 MODES = ("auto", "vmap", "sequential")
-#: Fields a trial may vary without a new compiled program: they live in the optimizer state
-#: (learning rate, exaggerations, momenta) or are traced arguments (dof, P padded to a common
-#: shape for perplexity). Everything else is part of a group's static signature.
-DYNAMIC_FIELDS = (
-    "learning_rate",
-    "early_exaggeration",
-    "exaggeration",
-    "initial_momentum",
-    "final_momentum",
-    "dof",
-    "perplexity",
-)
-
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TSNEConfig)}
-_FLOAT_FIELDS = {f.name: isinstance(f.default, float) for f in dataclasses.fields(TSNEConfig)}
+_CONFIG_FIELDS = set(FLAT_FIELDS)
+_FLOAT_FIELDS = {k: isinstance(v, float) for k, v in TSNEConfig().flat().items()}
 _FLOAT_FIELDS["learning_rate"] = True
 _GRID_EXTRA = {"seed", "optimizer", "preset"}
 _TOP_KEYS = {"name", "description", "data", "fixed", "grid", "run", "smoke"}
 _RUN_KEYS = {"seeds", "metrics", "mode", "batch_size"}
-_LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,21 +115,27 @@ class SweepSpec:
     description: str = ""
     smoke: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as the dict :func:`spec_from_dict` reads (JSON-ready)."""
+    def to_dict(self, json_ready: bool = False) -> dict[str, Any]:
+        """The spec as the dict :func:`spec_from_dict` reads; ``json_ready``: objects as their
+        labels (:func:`label_of`), for ``sweep.json``."""
+        lab = label_of if json_ready else (lambda v: v)
+
+        def grid_entry(v: Any) -> Any:
+            return {k: lab(x) for k, x in v.items()} if isinstance(v, dict) else [lab(x) for x in v]
+
         return {
             "name": self.name,
             "description": self.description,
             "data": {k: v for k, v in dataclasses.asdict(self.data).items() if v is not None},
-            "fixed": dict(self.fixed),
-            "grid": {k: list(v) for k, v in self.grid.items()},
+            "fixed": {k: lab(v) for k, v in self.fixed.items()},
+            "grid": {k: grid_entry(v) for k, v in self.grid.items()},
             "run": {
                 "seeds": list(self.seeds),
                 "metrics": list(self.metrics),
                 "mode": self.mode,
                 **({"batch_size": self.batch_size} if self.batch_size else {}),
             },
-            "smoke": dict(self.smoke),
+            "smoke": {k: lab(v) for k, v in self.smoke.items()},
         }
 
     def smoke_version(self) -> SweepSpec:
@@ -191,8 +188,11 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
     grid = dict(d.get("grid", {}))
     _check_keys("[grid]", grid, _CONFIG_FIELDS | _GRID_EXTRA)
     for key, values in grid.items():
-        if not isinstance(values, list | tuple) or len(values) == 0:
-            raise ValueError(f"[grid] {key} must be a non-empty list of values, got {values!r}.")
+        if not isinstance(values, list | tuple | dict) or len(values) == 0:
+            raise ValueError(
+                f"[grid] {key} must be a non-empty list of values (or a dict label -> value), "
+                f"got {values!r}."
+            )
     run = dict(d.get("run", {}))
     _check_keys("[run]", run, _RUN_KEYS)
     seeds = tuple(run.get("seeds", (0,)))
@@ -253,36 +253,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ValueError(f"{p.name}: {err}") from None
 
 
-def resolve_learning_rate(value: Any, n: int | None) -> Any:
-    """A number, ``"auto"``, or an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``."""
-    if not isinstance(value, str) or value == "auto":
-        return value
-    m = _LR_EXPR.match(value)
-    if m is None:
-        raise ValueError(
-            f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
-            "'N' or '0.5*N' (N = number of points)."
-        )
-    if n is None:
-        return 1.0  # validation before the data is loaded
-    return float(m.group(1) or 1.0) * n / float(m.group(2) or 1.0)
-
-
 def _config_for(spec: SweepSpec, point: dict[str, Any], n: int | None) -> TSNEConfig:
     values = {**spec.fixed, **point}
     values.pop("seed", None)
     preset = values.pop("preset", None)
-    if "optimizer" in values:
-        name, kwargs = parse_optimizer_spec(str(values.pop("optimizer")))
-        values["optimizer"] = name
-        if "learning_rate" in kwargs:  # "adam:learning_rate=3" sets the config's rate
-            if "learning_rate" in point and "learning_rate" in spec.grid:
-                raise ValueError(
-                    f"trial {point}: learning_rate is given both by the grid and by the "
-                    "optimizer spec; keep one."
-                )
-            values["learning_rate"] = kwargs.pop("learning_rate")
-        values["optimizer_kwargs"] = tuple(sorted(kwargs.items()))
     if "learning_rate" in values:
         values["learning_rate"] = resolve_learning_rate(values["learning_rate"], n)
     for key, value in values.items():
@@ -297,18 +271,34 @@ def _config_for(spec: SweepSpec, point: dict[str, Any], n: int | None) -> TSNECo
             if preset not in PRESETS:
                 raise ValueError(f"preset={preset!r} is not one of {sorted(PRESETS)}.")
             return TSNEConfig.from_preset(preset, **values)
-        return TSNEConfig(**values).validate()
+        return TSNEConfig.make(**values)
     except TypeError as err:  # a wrongly typed field surfaces as a TypeError in validation
-        raise ValueError(f"trial {point}: {err}") from None
+        raise ValueError(f"trial {_show(point)}: {err}") from None
     except ValueError as err:
-        where = f"trial {point}" if point else "[fixed]"
+        where = f"trial {_show(point)}" if point else "[fixed]"
         raise ValueError(f"{where}: {err}") from None
 
 
+def label_of(value: Any) -> Any:
+    """JSON-ready stand-in for a setting: objects by a stable name (not their address)."""
+    if isinstance(value, Backend):
+        return f"backend:{value.name}"
+    if isinstance(value, optax.GradientTransformation):
+        return f"optax:{getattr(value.init, '__qualname__', type(value).__name__)}"
+    if callable(value):
+        return f"callable:{getattr(value, '__qualname__', type(value).__name__)}"
+    return value
+
+
+def _show(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: label_of(v) for k, v in point.items()}
+
+
 def config_json(config: TSNEConfig) -> dict[str, Any]:
-    """``config`` as JSON-ready data (tuples become lists; inf stays a float)."""
-    out = dataclasses.asdict(config)
-    out["optimizer_kwargs"] = {k: v for k, v in config.optimizer_kwargs}
+    """``config`` by flat names as JSON-ready data (tuples become lists; inf stays a float;
+    objects become their :func:`label_of`)."""
+    out = {k: label_of(v) for k, v in config.flat().items()}
+    out["optimizer_kwargs"] = {k: label_of(v) for k, v in config.optimizer.kwargs}
     return json.loads(json.dumps(out, default=list))
 
 
@@ -317,19 +307,30 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _entries(values: Any) -> list[tuple[Any, Any]]:
+    """``[(label, value)]`` of a grid entry: a dict's keys, or each value's :func:`label_of`."""
+    if isinstance(values, dict):
+        return [(str(k), v) for k, v in values.items()]
+    return [(label_of(v), v) for v in values]
+
+
 def expand_trials(spec: SweepSpec, n: int | None, data_digest: str = "") -> list[Trial]:
     """Every grid point x seed, as resolved :class:`Trial` s (``n``: points, for ``"N/12"``)."""
     keys = list(spec.grid)
     seeds = None if "seed" in spec.grid else spec.seeds
     trials = []
-    for combo in itertools.product(*(spec.grid[k] for k in keys)):
-        point = dict(zip(keys, combo, strict=True))
+    entries = [_entries(spec.grid[k]) for k in keys]
+    for combo in itertools.product(*entries):
+        point = {k: value for k, (_, value) in zip(keys, combo, strict=True)}
+        labels = {k: label for k, (label, _) in zip(keys, combo, strict=True)}
         config = _config_for(spec, point, n)
         for seed in [point["seed"]] if seeds is None else seeds:
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise ValueError(f"[grid] seed values must be integers, got {seed!r}.")
-            params = {**point, "seed": seed}
-            tid = _digest(data_digest, config_json(config), seed, sorted(spec.metrics))
+            params = {**labels, "seed": seed}
+            # Objects are named by their grid labels (two chains share a qualname).
+            named = {k: labels[k] for k, v in point.items() if label_of(v) is not v}
+            tid = _digest(data_digest, config_json(config), named, seed, sorted(spec.metrics))
             trials.append(Trial(tid, params, config, seed))
     seen: dict[str, dict] = {}
     for t in trials if n is not None else ():  # "N/12" resolves only once N is known

@@ -1,0 +1,172 @@
+"""Backend conformance, driven by the ``gradients.BACKENDS`` registry plus user-defined backends
+(as the optimizer suite is driven by ``optim.OPTIMIZERS``)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tsnejax
+from tsnejax.affinity import perplexity_affinities
+from tsnejax.build import phase_table, stepper_for
+from tsnejax.config import TSNEConfig
+from tsnejax.gradients import (
+    BACKENDS,
+    Backend,
+    attraction,
+    exact_gradient,
+    exact_kl_divergence,
+    get_backend,
+)
+from tsnejax.init import pca
+from tsnejax.knn import exact_knn
+from tsnejax.run import init_state, optimize
+
+
+def _dense(P, n):
+    """P as a dense (n, n) matrix, inside jit."""
+    D = jnp.zeros((n, n), P.weights.dtype)
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], P.neighbors.shape)
+    D = D.at[rows, P.neighbors].add(P.weights)
+    extra = jnp.broadcast_to(P.extra_rows[:, None], P.extra_neighbors.shape)
+    return D.at[extra, P.extra_neighbors].add(P.extra_weights)
+
+
+def _objective(Y, P, dof, exaggeration):
+    """``-exaggeration * sum p log w + log Z``: a quarter of its gradient is the t-SNE
+    gradient with exaggerated attraction."""
+    n = Y.shape[0]
+    D = _dense(P, n)
+    d2 = jnp.sum((Y[:, None, :] - Y[None, :, :]) ** 2, axis=-1)
+    log_w = -dof * jnp.log1p(d2 / dof)
+    off = 1.0 - jnp.eye(n, dtype=Y.dtype)
+    Z = jnp.sum(jnp.exp(log_w) * off)
+    return -exaggeration * jnp.sum(D * log_w) + jnp.log(Z), Z
+
+
+def _autodiff_backend() -> Backend:
+    """A user's gradient method: jax.grad of a dense KL (O(N^2) memory; small N only)."""
+
+    def gradient(Y, P, dof, exaggeration, grid):
+        del grid
+        (_, Z), g = jax.value_and_grad(_objective, has_aux=True)(Y, P, dof, exaggeration)
+        return g / 4.0, Z
+
+    def kl(Y, P, dof, grid):
+        del grid
+        D = _dense(P, Y.shape[0])
+        plogp = jnp.sum(jnp.where(D > 0, D * jnp.log(jnp.where(D > 0, D, 1.0)), 0.0))
+        return plogp + _objective(Y, P, dof, 1.0)[0]
+
+    return Backend("autodiff", gradient, kl, lambda Y: None)
+
+
+def _renamed_exact() -> Backend:
+    def gradient(Y, P, dof, exaggeration, grid):
+        return exact_gradient(Y, P, dof, exaggeration)
+
+    def kl(Y, P, dof, grid):
+        return exact_kl_divergence(Y, P, dof)
+
+    return Backend("mine", gradient, kl, lambda Y: None)
+
+
+AUTODIFF = _autodiff_backend()
+RENAMED = _renamed_exact()
+# Relative error of the gradient against the exact oracle each backend must meet here
+# (300 points after 60 iterations; docs/gradients.md has the accuracy at scale).
+TOLERANCE = {"exact": 1e-5, "interpolation": 3e-2, "splat": 1e-1, "autodiff": 1e-4, "mine": 1e-6}
+UNDER_TEST = [*(get_backend(name) for name in BACKENDS), AUTODIFF, RENAMED]
+
+
+@pytest.fixture(scope="module")
+def problem(digits):
+    X = digits[0][:300]
+    P = perplexity_affinities(exact_knn(X, 45), 15.0)
+    config = TSNEConfig.make(
+        early_exaggeration_iter=30, n_iter=30, negative_gradient_method="exact"
+    )
+    step, opt = stepper_for(config, len(X))
+    res = optimize(step, init_state(pca(X), opt), P, 60, phases=phase_table(config, len(X)))
+    return X, P, res.state.embedding
+
+
+@pytest.mark.parametrize("backend", UNDER_TEST, ids=lambda b: b.name)
+def test_backend_contract(problem, backend):
+    X, P, Y = problem
+    grid = backend.allocate(Y)
+    hash(grid)  # a static structure
+    grad_fn = jax.jit(backend.gradient, static_argnums=4)
+    ref, Z_ref = exact_gradient(Y, P, 1.0, 1.0)
+    g, Z = grad_fn(Y, P, 1.0, 1.0, grid)
+    tol = TOLERANCE[backend.name]
+    assert g.shape == Y.shape and g.dtype == jnp.float32
+    # The repulsive force (the total is a small difference of large forces near a minimum).
+    attr = attraction(Y, P, 1.0)
+    rep, rep_ref = g - attr, ref - attr
+    assert float(jnp.linalg.norm(rep - rep_ref) / jnp.linalg.norm(rep_ref)) < tol
+    assert float(jnp.abs(Z - Z_ref) / Z_ref) < tol
+    # Exaggeration multiplies the attraction only.
+    g4, _ = grad_fn(Y, P, 1.0, 4.0, grid)
+    diff = (g4 - g) / 3.0
+    assert float(jnp.linalg.norm(diff - attr) / jnp.linalg.norm(attr)) < max(tol, 1e-5)
+    # A traced dof, and vmap over a batch of embeddings.
+    gd, _ = jax.jit(backend.gradient, static_argnums=4)(Y, P, jnp.float32(0.7), 1.0, grid)
+    assert np.isfinite(np.asarray(gd)).all()
+    Ys = jnp.stack([Y, 1.1 * Y])
+    gv, _ = jax.jit(jax.vmap(lambda y: backend.gradient(y, P, 1.0, 1.0, grid)))(Ys)
+    np.testing.assert_allclose(np.asarray(gv[0]), np.asarray(g), rtol=1e-4, atol=1e-7)
+    # The KL agrees with the exact one.
+    kl = float(jax.jit(backend.kl_divergence, static_argnums=3)(Y, P, 1.0, grid))
+    assert abs(kl - float(exact_kl_divergence(Y, P, 1.0))) < 10 * tol
+
+
+@pytest.mark.parametrize("backend", UNDER_TEST, ids=lambda b: b.name)
+def test_backend_in_the_loop(problem, backend):
+    """Through config -> stepper -> optimize: KL falls, float32 kept, no recompilation."""
+    X, P, Y = problem
+    config = TSNEConfig.make(early_exaggeration_iter=0, n_iter=60, negative_gradient_method=backend)
+    step, opt = stepper_for(config, len(X))
+    assert step.backend is backend
+    phases = phase_table(config, len(X))
+    first = optimize(step, init_state(Y, opt), P, 60, phases=phases, chunk_size=20)
+    kls = [kl for _, kl in first.kl_history]
+    assert kls[-1] < kls[0] and first.state.embedding.dtype == jnp.float32
+    again = optimize(step, init_state(Y, opt), P, 60, phases=phases.replace(dof=1.0), chunk_size=20)
+    assert again.n_compiles == 0
+
+
+def test_user_backends_through_fit_estimator_and_sweep(digits, tmp_path):
+    X = digits[0][:300]
+    short = dict(early_exaggeration_iter=20, n_iter=30)
+    ref = tsnejax.fit(
+        jax.random.key(0), X, TSNEConfig.make(negative_gradient_method="exact", **short)
+    )
+    mine = tsnejax.fit(
+        jax.random.key(0), X, TSNEConfig.make(negative_gradient_method=RENAMED, **short)
+    )
+    np.testing.assert_array_equal(mine.embedding, ref.embedding)
+    assert mine.method == "mine"
+    est = tsnejax.TSNE(negative_gradient_method=AUTODIFF, random_state=0, **short).fit(X)
+    assert est.method_ == "autodiff"
+    assert est.kl_divergence_ == pytest.approx(ref.kl_divergence, rel=2e-2)
+    from tsnejax.sweep import run_sweep, spec_from_dict
+
+    spec = spec_from_dict(
+        {
+            "name": "b",
+            "data": {"name": "digits", "n_points": 300},
+            "fixed": short,
+            "grid": {"negative_gradient_method": {"mine": RENAMED, "exact": "exact"}},
+            "run": {"metrics": ["kl"]},
+        }
+    )
+    s = run_sweep(spec, tmp_path / "sweep")
+    assert s.n_run == 2 and s.n_diverged == 0
+
+
+def test_backend_is_not_a_valid_name_error():
+    with pytest.raises(ValueError, match="negative_gradient_method='bh'"):
+        TSNEConfig.make(negative_gradient_method="bh")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        TSNEConfig.make(optimizer=3)

@@ -1,0 +1,93 @@
+"""The exact blocked search and the graph type shared by :mod:`tsnejax.knn` and
+:mod:`tsnejax.knn_index` (so neither imports the other's internals)."""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from tsnejax._types import Array
+
+__all__ = ["KNNGraph", "block_size_for", "exact_sorted", "exact_knn_rows", "exact_query"]
+
+
+class KNNGraph(NamedTuple):
+    """A fixed-k neighbour graph.
+
+    Attributes:
+      indices: ``(n, k) int32``; row ``i`` lists its ``k`` nearest other points, nearest first.
+      distances: ``(n, k)`` float; Euclidean distances in the input units (not squared).
+    """
+
+    indices: Array
+    distances: Array
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+
+def block_size_for(n: int, k: int, d: int, budget: int = 1 << 27) -> int:
+    """Rows per block so that ``block * max(n, k * d)`` stays within ``budget`` elements."""
+    return int(max(1, min(n, budget // max(n, k * d, 1))))
+
+
+def exact_sorted(Q: Array, X: Array, idx: Array) -> tuple[Array, Array]:
+    """Distances of queries ``Q`` to candidates ``X[idx]`` by direct differences, sorted.
+
+    The matmul form used to pick the candidates cancels catastrophically for near neighbours of
+    points far from the origin; the chosen ones are measured again exactly. The sort is stable,
+    so equal distances (integer data has many) keep ``top_k``'s order: the first ``k`` columns
+    of a ``K``-neighbour graph are then the ``k``-neighbour graph (sweeps and ``fit_batch``
+    slice one graph for several perplexities).
+    """
+    diff = Q[:, None, :] - jnp.take(X, idx, axis=0)
+    dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+    order = jnp.argsort(dist, axis=1, stable=True)
+    return (
+        jnp.take_along_axis(idx, order, axis=1).astype(jnp.int32),
+        jnp.take_along_axis(dist, order, axis=1),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("k", "block_size"))
+def exact_knn_rows(X: Array, rows: Array, k: int, block_size: int) -> tuple[Array, Array]:
+    n, d = X.shape
+    m = rows.shape[0]
+    n_blocks = -(-m // block_size)
+    # Centring first shrinks |x|^2 and so the cancellation in |x|^2 + |y|^2 - 2 x.y.
+    X = X - jnp.mean(X, axis=0)
+    sq = jnp.sum(X * X, axis=1)
+    rows = jnp.pad(rows, (0, n_blocks * block_size - m), mode="edge").reshape(n_blocks, -1)
+
+    def one_block(block_rows: Array) -> tuple[Array, Array]:
+        Xb = jnp.take(X, block_rows, axis=0)
+        d2 = sq[block_rows][:, None] + sq[None, :] - 2.0 * (Xb @ X.T)
+        # Exclude the point itself explicitly (duplicates may tie with it at distance 0).
+        d2 = jnp.where(jnp.arange(n, dtype=jnp.int32)[None, :] == block_rows[:, None], jnp.inf, d2)
+        _, idx = jax.lax.top_k(-d2, k)
+        return exact_sorted(Xb, X, idx)
+
+    idx, dist = jax.lax.map(one_block, rows)
+    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
+
+
+@functools.partial(jax.jit, static_argnames=("k", "block_size"))
+def exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Array]:
+    m = Q.shape[0]
+    n_blocks = -(-m // block_size)
+    center = jnp.mean(R, axis=0)
+    R, Q = R - center, Q - center
+    sq = jnp.sum(R * R, axis=1)
+    Qb = jnp.pad(Q, ((0, n_blocks * block_size - m), (0, 0))).reshape(n_blocks, block_size, -1)
+
+    def one_block(q: Array) -> tuple[Array, Array]:
+        d2 = jnp.sum(q * q, axis=1)[:, None] + sq[None, :] - 2.0 * (q @ R.T)
+        _, idx = jax.lax.top_k(-d2, k)
+        return exact_sorted(q, R, idx)
+
+    idx, dist = jax.lax.map(one_block, Qb)
+    return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]

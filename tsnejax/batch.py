@@ -1,0 +1,203 @@
+"""Many fits as one vmapped program: over keys, hyperparameters, perplexities.
+
+:func:`fit_batch` is the batched :func:`tsnejax.fit`: one kNN graph, P for each distinct
+affinity setting (calibrated on the first k columns of the shared graph and padded to one
+shape), one initial embedding per key, and a single :func:`tsnejax.run.optimize` over the
+stacked states, sharded over a ``Mesh`` axis ``"trials"`` when one is given. Configs may differ
+in any dynamic setting (:data:`tsnejax.config.DYNAMIC_FIELDS`: learning rate, exaggerations,
+momenta, dof, perplexity, initialization) but must share the static signature and the phase
+starts (the iteration counts). Each trial equals its own :func:`tsnejax.fit` with the same
+key and config (exact kNN; up to float rounding of the vmapped reductions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tsnejax._checks import check_data, check_perplexity
+from tsnejax.affinity import Affinities, pad_affinities
+from tsnejax.build import n_neighbors, phase_table, stepper_for
+from tsnejax.config import TSNEConfig, static_signature
+from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
+from tsnejax.pipeline import affinities_from_graph, initial_embedding
+from tsnejax.run import Stepper, TSNEState, init_state, optimize
+from tsnejax.schedules import Phases
+
+__all__ = ["BatchResult", "fit_batch", "stack_affinities"]
+
+
+class BatchResult(NamedTuple):
+    embeddings: np.ndarray  # (n_trials, n, d); a diverged trial's last finite embedding
+    kl_divergence: np.ndarray  # (n_trials,) final KL (nan where diverged)
+    diverged_at: np.ndarray  # (n_trials,) iteration of divergence, -1 where finite
+    kl_history: list[tuple[int, np.ndarray]]
+    state: TSNEState  # batched final state
+    affinities: Affinities  # stacked (n_trials, ...) or shared
+    phases: Phases  # the stacked phase table
+    method: str
+    total_iter: int
+    timings: dict[str, float]
+    grids: list
+    n_compiles: int
+    stepper: Stepper
+    neighbors: KNNGraph | None
+
+
+def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
+    """Affinities padded to one shape and stacked on a leading trial axis."""
+    width = max(P.neighbors.shape[1] for P in Ps)
+    n_extra = max(P.extra_neighbors.shape[0] for P in Ps)
+    padded = [pad_affinities(P, width, n_extra) for P in Ps]
+    return jax.tree.map(lambda *a: jnp.stack(a), *padded)
+
+
+def _as_list(x: Any, n: int, name: str) -> list:
+    if isinstance(x, list | tuple):
+        if len(x) != n:
+            raise ValueError(f"{name} has {len(x)} entries for {n} keys.")
+        return list(x)
+    return [x] * n
+
+
+def _affinity_key(config: TSNEConfig, n: int) -> tuple:
+    a = config.affinities
+    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
+    return (a.neighbors, a.method, perps, n_neighbors(config, n, max(perps)))
+
+
+def fit_batch(
+    keys: Any,
+    X: Any = None,
+    configs: TSNEConfig | Sequence[TSNEConfig] = TSNEConfig(),
+    *,
+    affinities: Affinities | Sequence[Affinities] | None = None,
+    initializations: Any = None,
+    mesh: jax.sharding.Mesh | None = None,
+    batch: str = "auto",
+    callbacks: Sequence[Any] = (),
+    callbacks_every: int | None = None,
+    verbose: bool = False,
+) -> BatchResult:
+    """Fit one trial per key (and per config) as one vmapped run.
+
+    Args:
+      keys: ``(n_trials,)`` keys (``jax.random.split(key, 4)``) or a list of keys; each is
+        split into (kNN seed, init) as :func:`tsnejax.fit` does. The kNN graph is computed
+        once, with the first key's kNN seed.
+      X: ``(n, d)`` data (may be omitted with ``affinities`` and ``initializations``).
+      configs: one config for every trial, or one per key.
+      affinities: P shared by every trial, or one per trial (instead of X's kNN graph).
+      initializations: an ``(n, d)`` array for every trial, or one per trial.
+      mesh: shard the trials over its axis ``"trials"``.
+      batch: ``"vmap"``, ``"map"`` or ``"auto"`` (:func:`tsnejax.run.optimize`): with
+        ``"map"`` (the CPU default) each trial is bitwise its own ``fit``.
+      callbacks: ``callback(iteration, kl (n_trials,), embeddings) -> stop``.
+
+    Returns:
+      a :class:`BatchResult`. A trial that diverges is frozen at its last finite state and
+      reported in ``diverged_at``; the others finish.
+    """
+    t_start = time.perf_counter()
+    keys = list(keys) if not isinstance(keys, jax.Array) else list(keys)
+    n_trials = len(keys)
+    if n_trials == 0:
+        raise ValueError("fit_batch needs at least one key.")
+    configs = [c.validate() for c in _as_list(configs, n_trials, "configs")]
+    sig = static_signature(configs[0])
+    for c in configs[1:]:
+        if static_signature(c) != sig:
+            raise ValueError(
+                "fit_batch: the configs differ in static settings (optimizer, gradient method, "
+                "grid, n_components, ...); only tsnejax.config.DYNAMIC_FIELDS may vary."
+            )
+    timings: dict[str, float] = {}
+    split = [jax.random.split(k) for k in keys]
+    Xv = check_data(X) if X is not None else None
+    knn = None
+    t0 = time.perf_counter()
+    if affinities is None:
+        if Xv is None:
+            raise ValueError("fit_batch needs X unless affinities are given.")
+        n = Xv.shape[0]
+        wanted = {}
+        for c in configs:
+            check_perplexity(c.affinities.perplexity, n)
+            wanted.setdefault(_affinity_key(c, n), c)
+        graphs: dict[str, KNNGraph] = {}
+        for method in {k[0] for k in wanted}:
+            k_max = max(k[3] for k in wanted if k[0] == method)
+            graphs[method] = nearest_neighbors(Xv, k_max, method=method, key=split[0][0])
+        knn = graphs[configs[0].affinities.neighbors]
+        timings["knn"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        built = {}
+        for key, c in wanted.items():
+            g = graphs[key[0]]
+            sub = precomputed_knn(g.indices[:, : key[3]], g.distances[:, : key[3]])
+            built[key] = affinities_from_graph(sub, c, key[2])
+        Ps = [built[_affinity_key(c, n)] for c in configs]
+    else:
+        Ps = _as_list(affinities, n_trials, "affinities")
+        n = Ps[0].n_points
+    distinct = {id(P): P for P in Ps}
+    if len(distinct) == 1:
+        P, P_axis = Ps[0], None
+    else:
+        P, P_axis = stack_affinities(Ps), 0
+    jax.block_until_ready(P)
+    timings["affinities"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inits = _as_list(initializations, n_trials, "initializations")
+    if initializations is not None and not isinstance(initializations, list | tuple):
+        arr = np.asarray(initializations)
+        if arr.ndim == 3:
+            inits = list(arr)
+    Y0 = jnp.stack(
+        [initial_embedding(split[b][1], Xv, n, configs[b], inits[b]) for b in range(n_trials)]
+    )
+    timings["init"] = time.perf_counter() - t0
+    stepper, optimizer = stepper_for(configs[0], n)
+    phases = Phases.stack([phase_table(c, n) for c in configs])
+    chunk = configs[0].chunk_size
+    result = optimize(
+        stepper,
+        init_state(Y0, optimizer),
+        P,
+        configs[0].total_iter,
+        phases=phases,
+        chunk_size=chunk,
+        mesh=mesh,
+        P_axis=P_axis,
+        batch=batch,
+        callbacks=callbacks,
+        callbacks_every=callbacks_every,
+        verbose=verbose,
+    )
+    timings["compile"] = result.compile_seconds
+    timings["optimize"] = result.run_seconds
+    timings["total"] = time.perf_counter() - t_start
+    kl = np.full(n_trials, np.nan)
+    if result.kl_history:
+        kl = np.asarray(result.kl_history[-1][1], np.float64)
+    return BatchResult(
+        np.asarray(result.state.embedding),
+        kl,
+        result.diverged_at,
+        result.kl_history,
+        result.state,
+        P,
+        phases,
+        stepper.backend.name,
+        configs[0].total_iter,
+        timings,
+        result.grids,
+        result.n_compiles,
+        stepper,
+        knn,
+    )

@@ -1,0 +1,256 @@
+"""A :class:`tsnejax.config.TSNEConfig` turned into the objects a run needs.
+
+- :func:`build_optimizer`: the Optax transformation (independent of N: every value that
+  changes by phase is injected and set by the phase table);
+- :func:`build_backend`: the gradient method for ``n`` points;
+- :func:`phase_table`: the :class:`tsnejax.schedules.Phases` of the run for ``n`` points
+  (exaggeration, dof, learning rate, momentum);
+- :func:`stepper_for`: the step, cached by :func:`tsnejax.config.static_signature`, so runs
+  whose configs differ only in dynamic settings (any N, learning rate, exaggeration, momentum,
+  dof, perplexity, iterations) reuse one compiled program in a process.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import optax
+
+from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
+from tsnejax.gradients import Backend, get_backend
+from tsnejax.knn import default_k
+from tsnejax.optim import (
+    ADAPTIVE,
+    clip_row_norm,
+    clip_step_norm,
+    make_optimizer,
+    scale_learning_rate,
+    scales_with_gradient,
+)
+from tsnejax.run import Stepper, build_step
+from tsnejax.schedules import Phases, auto_learning_rate, exaggeration_schedule
+
+__all__ = [
+    "build_optimizer",
+    "build_backend",
+    "phase_table",
+    "stepper_for",
+    "resolve_method",
+    "n_neighbors",
+    "uses_momentum",
+    "ADAPTIVE_AUTO_LEARNING_RATE",
+    "AUTO_EXACT_MAX_POINTS",
+]
+
+#: ``negative_gradient_method="auto"`` uses the exact gradient up to this many points and
+#: interpolation above. Measured on MNIST subsets (optimisation + compilation, 750
+#: iterations, 2-core CPU): 2-D 2.5k exact 4.3 s vs interpolation 11.7 s, 5k 14.9 vs 15.3,
+#: 8k 43.5 vs 16.8; 1-D 2.5k 3.0 vs 4.9, 5k 19.1 vs 7.1. In 3-D a grid fine enough for the
+#: late phase is too large for a CPU (docs/gradients.md), so exact is kept up to 20k.
+AUTO_EXACT_MAX_POINTS = {1: 3500, 2: 5000, 3: 20000}
+
+#: ``learning_rate="auto"`` for the adaptive optimizers (:data:`tsnejax.optim.ADAPTIVE`), in
+#: embedding units per step: the best of {0.03, 0.1, 0.3, 1, 3, 10} by final KL on MNIST-10k
+#: with the default schedule (experiments/optimizer_ablation.py; docs/optimizers.md).
+ADAPTIVE_AUTO_LEARNING_RATE = {
+    "adam": 3.0,
+    "nadam": 3.0,
+    "adabelief": 3.0,
+    "rmsprop": 3.0,
+    "lion": 0.1,
+}
+
+
+def resolve_method(method: str | Backend, n: int, n_components: int) -> str | Backend:
+    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS`, else ``"interpolation"``."""
+    if not isinstance(method, str) or method != "auto":
+        return method
+    return "exact" if n <= AUTO_EXACT_MAX_POINTS[n_components] else "interpolation"
+
+
+def build_backend(config: TSNEConfig, n: int) -> Backend:
+    """The gradient backend ``config`` asks for, for ``n`` points (a given object as is)."""
+    g = config.gradient
+    method = resolve_method(g.method, n, config.n_components)
+    if isinstance(method, Backend):
+        return method
+    if method == "interpolation":
+        return get_backend(
+            method,
+            n_interpolation_points=g.n_interpolation_points,
+            min_num_intervals=g.min_num_intervals,
+            ints_in_interval=g.ints_in_interval,
+            max_boxes=g.max_boxes,
+        )
+    if method == "splat":
+        return get_backend(method, pixels_per_unit=g.pixels_per_unit)
+    return get_backend(method)
+
+
+def uses_momentum(config: TSNEConfig) -> bool:
+    """Whether the phase table sets ``momentum`` (classic; sgd unless its kwargs fix it)."""
+    o = config.optimizer
+    return o.transform == "classic" or (o.transform == "sgd" and "momentum" not in dict(o.kwargs))
+
+
+def _phase_scaled(config: TSNEConfig) -> bool:
+    o = config.optimizer
+    if not o.is_object:
+        return False
+    if o.phase_scaling == "auto":
+        return _sgd_like(o.transform, config.n_components)
+    return bool(o.phase_scaling)
+
+
+@functools.lru_cache(maxsize=64)
+def _sgd_like(transform: optax.GradientTransformation, dim: int) -> bool:
+    return scales_with_gradient(transform, dim)
+
+
+def build_optimizer(config: TSNEConfig) -> optax.GradientTransformation:
+    """The transformation ``config`` describes, with the safety rails for every optimizer.
+
+    Registry optimizers are injected (:func:`tsnejax.optim.make_optimizer`) with placeholder
+    values that the phase table overwrites before every update. An Optax object is chained as
+    ``[clip_row_norm] -> object -> [scale_learning_rate] -> [clip_step_norm]``.
+    """
+    o = config.optimizer
+    if o.transform == "classic":
+        kwargs = {
+            "momentum": o.initial_momentum,
+            "min_gain": o.min_gain,
+            "gains_rule": o.gains_rule,
+            "max_step_norm": o.max_step_norm,
+            "max_grad_norm": o.max_grad_norm,
+            **dict(o.kwargs),
+        }
+        return make_optimizer("classic", learning_rate=1.0, **kwargs)
+    if o.is_object:
+        inner = [o.transform]
+        if _phase_scaled(config):
+            inner.append(scale_learning_rate(1.0))
+    else:
+        kwargs = dict(o.kwargs)
+        if uses_momentum(config):
+            kwargs["momentum"] = o.initial_momentum
+        inner = [make_optimizer(o.transform, learning_rate=1.0, **kwargs)]
+    if o.max_grad_norm is not None:
+        inner.insert(0, clip_row_norm(o.max_grad_norm))
+    if o.max_step_norm is not None:
+        inner.append(clip_step_norm(o.max_step_norm))
+    return inner[0] if len(inner) == 1 else optax.chain(*inner)
+
+
+def _exaggeration(config: TSNEConfig) -> Any:
+    s = config.schedule
+    return exaggeration_schedule(
+        s.early_exaggeration,
+        s.early_exaggeration_iter,
+        s.exaggeration,
+        decay=s.exaggeration_decay,
+        decay_iter=s.exaggeration_decay_iter,
+    )
+
+
+def _auto_rate(config: TSNEConfig, n: int) -> Any:
+    """The ``"auto"`` learning rate as a schedule of the iteration."""
+    return auto_learning_rate(
+        n,
+        _exaggeration(config),
+        rule=config.optimizer.learning_rate_rule,
+        early_exaggeration=config.schedule.early_exaggeration,
+    )
+
+
+def phase_table(config: TSNEConfig, n: int) -> Phases:
+    """The run's phases for ``n`` points: exaggeration, dof and the optimizer's values.
+
+    Boundaries: 0, the end of early exaggeration, the momentum switch, and the end of an
+    exaggeration decay (whose phase carries schedules). Values equal those of the Optax
+    schedules they replace at every iteration (float32 rounding of the same expressions).
+    """
+    s, o = config.schedule, config.optimizer
+    ex = _exaggeration(config)
+    early = s.early_exaggeration_iter
+    decaying = s.exaggeration_decay != "step" and s.exaggeration_decay_iter > 0
+    switch = early if o.momentum_switch_iter is None else o.momentum_switch_iter
+    starts = {0, early, switch}
+    if decaying:
+        starts.add(early + s.exaggeration_decay_iter)
+    total = max(config.total_iter, 1)
+    starts = sorted(x for x in starts if x < total) or [0]
+    lr: Any = None
+    scale: Any = None
+    if not o.is_object:
+        if o.learning_rate != "auto":
+            lr = float(resolve_learning_rate(o.learning_rate, n))
+        elif o.transform in ADAPTIVE:
+            lr = ADAPTIVE_AUTO_LEARNING_RATE[o.transform]
+        else:
+            lr = _auto_rate(config, n)
+    elif _phase_scaled(config):
+        rate = _auto_rate(config, n)
+        scale = _Ratio(rate, float(rate(total)))
+    table = {}
+    for start in starts:
+        in_decay = decaying and early <= start < early + s.exaggeration_decay_iter
+        values: dict[str, Any] = {
+            "exaggeration": ex if in_decay else float(ex(start)),
+            "dof": float(config.dof),
+        }
+        if lr is not None:
+            values["learning_rate"] = lr if not callable(lr) or in_decay else float(lr(start))
+        if scale is not None:
+            values["learning_rate_scale"] = scale if in_decay else float(scale(start))
+        if uses_momentum(config):
+            values["momentum"] = o.initial_momentum if start < switch else o.final_momentum
+        table[start] = values
+    return Phases.of(table)
+
+
+class _Ratio:
+    """``schedule(step) / denominator`` (hashable by value)."""
+
+    def __init__(self, schedule: Any, denominator: float):
+        self.schedule, self.denominator = schedule, denominator
+
+    def __call__(self, step):
+        return self.schedule(step) / self.denominator
+
+    def __eq__(self, other):
+        return isinstance(other, _Ratio) and (self.schedule, self.denominator) == (
+            other.schedule,
+            other.denominator,
+        )
+
+    def __hash__(self):
+        return hash((self.schedule, self.denominator))
+
+
+def n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
+    """k of the kNN graph for ``n`` points (``config.affinities.n_neighbors``)."""
+    k = config.affinities.n_neighbors
+    if k == "3p":
+        return default_k(n, perplexity)
+    if k == "3p+1":  # scikit-learn's rule
+        return int(min(n - 1, int(3 * perplexity + 1)))
+    return int(min(n - 1, k))
+
+
+@functools.lru_cache(maxsize=32)
+def _stepper(signature: TSNEConfig, method: Any) -> tuple[Stepper, optax.GradientTransformation]:
+    config = signature
+    optimizer = build_optimizer(config)
+    backend = build_backend(config, 0)  # the method is resolved in the signature
+    o = config.optimizer
+    step = build_step(backend, optimizer, gradient_scale=o.gradient_scale, recenter=o.recenter)
+    return step, optimizer
+
+
+def stepper_for(config: TSNEConfig, n: int) -> tuple[Stepper, optax.GradientTransformation]:
+    """``(stepper, optimizer)`` for ``config`` at ``n`` points, shared by every config with the
+    same static signature (so its compiled chunk programs are reused)."""
+    method = resolve_method(config.gradient.method, n, config.n_components)
+    sig = static_signature(config).replace(negative_gradient_method=method)
+    return _stepper(sig, method)

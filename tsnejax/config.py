@@ -1,0 +1,439 @@
+"""The settings of a t-SNE run as composable frozen parts (defaults: openTSNE 1.0.4).
+
+:class:`TSNEConfig` holds the generic settings and four parts, each with its own declared
+validation:
+
+- :class:`AffinityConfig`: how P is built (perplexity, neighbours, kernel);
+- :class:`ScheduleConfig`: the phases (early exaggeration, iterations, exaggeration decay,
+  opt-SNE stopping);
+- :class:`OptimizerConfig`: the update rule (a registry name, a ``"name:key=value"`` spec or
+  any Optax ``GradientTransformation``; learning rate, momentum, gains, safety rails);
+- :class:`GradientConfig`: the gradient method (a registry name or any
+  :class:`tsnejax.gradients.Backend`) and its grid parameters.
+
+``TSNEConfig.make(perplexity=50, learning_rate="N/12")`` routes flat names to their parts (the
+estimator, the command line and sweep specs use flat names); ``config.replace(...)`` does the
+same for a copy. Fields marked dynamic (:func:`static_signature`) reach the run as data, so
+configs that differ only there share one compiled program. Turning a config into objects
+(optimizer, backend, phase table) is :mod:`tsnejax.build`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import optax
+
+from tsnejax._checks import check_int, check_n_components, check_option, check_positive
+from tsnejax._fields import field, is_dynamic, validate_fields
+from tsnejax._spec import parse_spec
+from tsnejax.gradients import BACKENDS, Backend
+from tsnejax.optim import GAINS_RULES, OPTIMIZERS
+from tsnejax.presets import preset_fields
+from tsnejax.schedules import EXAGGERATION_DECAYS, LR_RULES
+
+__all__ = [
+    "AffinityConfig",
+    "ScheduleConfig",
+    "OptimizerConfig",
+    "GradientConfig",
+    "TSNEConfig",
+    "FLAT_FIELDS",
+    "DYNAMIC_FIELDS",
+    "static_signature",
+    "resolve_learning_rate",
+    "GRADIENT_METHODS",
+    "NEIGHBOR_METHODS",
+    "AFFINITY_METHODS",
+    "STOPPING_RULES",
+    "INIT_METHODS",
+]
+
+GRADIENT_METHODS = ("auto", *BACKENDS)
+NEIGHBOR_METHODS = ("auto", "exact", "pynndescent")
+AFFINITY_METHODS = ("perplexity", "uniform")
+STOPPING_RULES = ("fixed", "optsne")
+INIT_METHODS = ("pca", "random")
+_LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
+
+
+def _option(*allowed: Any) -> Callable[[str, Any], Any]:
+    return lambda name, v: check_option(name, v, allowed)
+
+
+def _positive(allow_zero: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> None:
+        if not (optional and v is None):
+            check_positive(name, v, allow_zero=allow_zero)
+
+    return check
+
+
+def _integer(minimum: int = 0, optional: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, v: Any) -> None:
+        if not (optional and v is None):
+            check_int(name, v, minimum=minimum)
+
+    return check
+
+
+def _check_perplexity(name: str, v: Any) -> None:
+    values = (v,) if np.ndim(v) == 0 else tuple(v)
+    if len(values) == 0:
+        raise ValueError(f"{name} is an empty list; give at least one value (e.g. 30).")
+    for p in values:
+        check_positive(name, p)
+
+
+def _check_n_neighbors(name: str, v: Any) -> None:
+    if isinstance(v, str):
+        check_option(name, v, ("3p", "3p+1"))
+    else:
+        check_int(name, v, minimum=1)
+
+
+def _check_dof(name: str, v: Any) -> None:
+    if not (isinstance(v, int | float) and v == math.inf):  # inf: the Gaussian kernel
+        check_positive(name, v)
+
+
+def resolve_learning_rate(value: Any, n: int | None) -> Any:
+    """A number, ``"auto"``, or an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``.
+
+    Returns the number for ``n`` points (``"auto"`` unchanged; ``n=None`` only validates).
+    """
+    if not isinstance(value, str) or value == "auto":
+        return value
+    m = _LR_EXPR.match(value)
+    if m is None:
+        raise ValueError(
+            f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
+            "'N' or '0.5*N' (N = number of points)."
+        )
+    if n is None:
+        return 1.0
+    return float(m.group(1) or 1.0) * n / float(m.group(2) or 1.0)
+
+
+def _check_learning_rate(name: str, v: Any) -> None:
+    if isinstance(v, str):
+        resolve_learning_rate(v, None)
+    else:
+        check_positive(name, v)
+
+
+@dataclasses.dataclass(frozen=True)
+class AffinityConfig:
+    """How P is built from the data.
+
+    Attributes:
+      perplexity: target perplexity; a tuple averages the conditionals (multi-scale).
+      n_neighbors: k of the kNN graph: an int, ``"3p"`` (3 x perplexity, openTSNE) or
+        ``"3p+1"`` (scikit-learn).
+      neighbors: kNN search: ``"auto"`` (exact up to :func:`tsnejax.knn.exact_limit`),
+        ``"exact"``, ``"pynndescent"``.
+      method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
+    """
+
+    perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
+    n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
+    neighbors: Literal["auto", "exact", "pynndescent"] = field(
+        "auto", _option(*NEIGHBOR_METHODS), dynamic=True
+    )
+    method: str | Callable[..., Any] = field("perplexity", dynamic=True)
+
+    def __post_init__(self):
+        if not callable(self.method):
+            check_option("affinity method", self.method, AFFINITY_METHODS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """The phases of the run: early exaggeration, then the main phase.
+
+    Attributes:
+      early_exaggeration: attraction factor of the first phase.
+      early_exaggeration_iter: its iterations (opt-SNE: the most it may run).
+      n_iter: iterations of the main phase (opt-SNE: the most). The total is their sum.
+      exaggeration: attraction factor of the main phase (1: plain t-SNE).
+      exaggeration_decay: ``"step"`` (switch at once), ``"linear"`` or ``"exponential"`` over
+        ``exaggeration_decay_iter`` iterations after early exaggeration.
+      stopping: ``"fixed"`` or ``"optsne"`` (Belkina et al. 2019: each phase ends when the
+        relative KL decrease says so); ``optsne_tol`` is the main phase's threshold.
+    """
+
+    early_exaggeration: float = field(12.0, _positive(), dynamic=True)
+    early_exaggeration_iter: int = field(250, _integer(0), dynamic=True)
+    n_iter: int = field(500, _integer(0), dynamic=True)
+    exaggeration: float = field(1.0, _positive(), dynamic=True)
+    # A decay is a schedule compiled into the program, so these two are static.
+    exaggeration_decay: Literal["step", "linear", "exponential"] = field(
+        "step", _option(*EXAGGERATION_DECAYS)
+    )
+    exaggeration_decay_iter: int = field(150, _integer(0))
+    stopping: Literal["fixed", "optsne"] = field("fixed", _option(*STOPPING_RULES), dynamic=True)
+    optsne_tol: float = field(1e-4, _positive(), dynamic=True)
+
+    @property
+    def total_iter(self) -> int:
+        return self.early_exaggeration_iter + self.n_iter
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The update rule.
+
+    Attributes:
+      transform: a registry name (:data:`tsnejax.optim.OPTIMIZERS`), a spec
+        ``"adam:b1=0.8,learning_rate=2"`` (parsed into ``transform``, ``kwargs`` and
+        ``learning_rate``), or any Optax ``GradientTransformation`` (it keeps its own learning
+        rate; see ``phase_scaling``).
+      kwargs: further arguments of a registry optimizer, as ``((name, value), ...)``.
+      learning_rate: a number, ``"auto"`` (``learning_rate_rule``; adaptive optimizers: a
+        fixed step, :data:`tsnejax.build.ADAPTIVE_AUTO_LEARNING_RATE`) or an expression in
+        N (``"N/12"``). Registry optimizers only.
+      learning_rate_rule: which peer's ``"auto"``: ``"opentsne"`` (N / exaggeration, per
+        phase), ``"fitsne"``, ``"sklearn"``, ``"cuml"``
+        (:func:`tsnejax.schedules.auto_learning_rate`).
+      initial_momentum, final_momentum, momentum_switch_iter: momentum before and from the
+        switch (default: the end of early exaggeration); classic and sgd.
+      gains_rule, min_gain: the classic rule's gains variant and floor.
+      max_step_norm: clip each row of every update to this norm (``None``: off); also arms
+        the divergence guard on the unclipped step. Every optimizer gets it.
+      max_grad_norm: clip each row of the gradient first (``None``: off).
+      gradient_scale: multiplies the gradient before the optimizer (4: scikit-learn's).
+      recenter: subtract the mean after each step (all peers do).
+      phase_scaling: for an Optax object: scale its updates in each phase as the ``"auto"``
+        rule changes the learning rate (x 1/12 during early exaggeration with the openTSNE
+        rule). ``"auto"`` does so when the object's update grows with the gradient (SGD-like,
+        :func:`tsnejax.optim.scales_with_gradient`), as registry optimizers do; ``True`` /
+        ``False`` force it.
+    """
+
+    transform: str | optax.GradientTransformation = "classic"
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    learning_rate: float | str = field("auto", _check_learning_rate, dynamic=True)
+    learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
+        "opentsne", _option(*LR_RULES), dynamic=True
+    )
+    initial_momentum: float = field(0.8, _positive(allow_zero=True), dynamic=True)
+    final_momentum: float = field(0.8, _positive(allow_zero=True), dynamic=True)
+    momentum_switch_iter: int | None = field(None, _integer(0, optional=True), dynamic=True)
+    gains_rule: Literal["opentsne", "fitsne", "sklearn"] = field("opentsne", _option(*GAINS_RULES))
+    min_gain: float = field(0.01, _positive(allow_zero=True))
+    max_step_norm: float | None = field(5.0, _positive(optional=True))
+    max_grad_norm: float | None = field(None, _positive(optional=True))
+    gradient_scale: float = field(1.0, _positive())
+    recenter: bool = field(True, _option(True, False))
+    phase_scaling: bool | Literal["auto"] = field("auto", _option("auto", True, False))
+
+    def __post_init__(self):
+        kwargs = self.kwargs
+        if isinstance(kwargs, dict):
+            kwargs = tuple(sorted(kwargs.items()))
+        transform = self.transform
+        if isinstance(transform, str):
+            name, parsed = parse_spec(transform, "optimizer", OPTIMIZERS)
+            if "learning_rate" in parsed:
+                if self.learning_rate != "auto":
+                    raise ValueError(
+                        f"optimizer={transform!r} sets learning_rate and so does "
+                        f"learning_rate={self.learning_rate!r}; keep one."
+                    )
+                object.__setattr__(self, "learning_rate", parsed.pop("learning_rate"))
+            transform = name
+            kwargs = tuple(sorted({**dict(kwargs), **parsed}.items()))
+        elif not isinstance(transform, optax.GradientTransformation):
+            raise ValueError(
+                "optimizer must be a registry name "
+                f"({', '.join(sorted(OPTIMIZERS))}), a spec like 'adam:b1=0.9', or an "
+                f"optax.GradientTransformation; got {type(transform).__name__}."
+            )
+        elif self.learning_rate != "auto" or kwargs:
+            raise ValueError(
+                "learning_rate and optimizer kwargs apply to registry optimizers; an Optax "
+                "object carries its own (e.g. optax.sgd(1000.0)). Leave learning_rate='auto'."
+            )
+        object.__setattr__(self, "transform", transform)
+        object.__setattr__(self, "kwargs", tuple((str(k), v) for k, v in kwargs))
+
+    @property
+    def is_object(self) -> bool:
+        return not isinstance(self.transform, str)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientConfig:
+    """The gradient method and its grid.
+
+    Attributes:
+      method: ``"auto"`` (exact up to :data:`tsnejax.build.AUTO_EXACT_MAX_POINTS`, else
+        interpolation), ``"exact"``, ``"interpolation"``, ``"splat"``, or any
+        :class:`tsnejax.gradients.Backend` (e.g. your own; see docs/gradients.md).
+      n_interpolation_points, min_num_intervals, ints_in_interval, max_boxes: the
+        interpolation grid (:func:`tsnejax.gradients.interpolation_backend`).
+      pixels_per_unit: the splat grid's resolution.
+    """
+
+    method: str | Backend = "auto"
+    n_interpolation_points: int = field(3, _integer(1))
+    min_num_intervals: int | None = field(None, _integer(1, optional=True))
+    ints_in_interval: float = field(1.0, _positive())
+    max_boxes: int | None = field(None, _integer(1, optional=True))
+    pixels_per_unit: float = field(4.0, _positive())
+
+    def __post_init__(self):
+        if not isinstance(self.method, Backend):
+            check_option("negative_gradient_method", self.method, GRADIENT_METHODS)
+
+
+_PARTS = {
+    "affinities": AffinityConfig,
+    "schedule": ScheduleConfig,
+    "optimizer": OptimizerConfig,
+    "gradient": GradientConfig,
+}
+#: Flat names that differ from their part's field name.
+_RENAMED = {
+    ("optimizer", "transform"): "optimizer",
+    ("optimizer", "kwargs"): "optimizer_kwargs",
+    ("gradient", "method"): "negative_gradient_method",
+    ("affinities", "method"): "affinity_method",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TSNEConfig:
+    """Every setting of a t-SNE run (hashable; defaults = openTSNE 1.0.4).
+
+    Attributes:
+      n_components: embedding dimension (1, 2 or 3).
+      dof: degrees of freedom of the output kernel (1: Cauchy, inf: Gaussian, < 1: heavier
+        tails, Kobak et al. 2019).
+      initialization: ``"pca"`` (PC1 std 1e-4) or ``"random"`` (from the key).
+      chunk_size: iterations per compiled chunk: the grid is re-sized and the KL recorded
+        at multiples of it.
+      affinities, schedule, optimizer, gradient: the parts.
+    """
+
+    n_components: int = field(2, lambda name, v: check_n_components(v))
+    dof: float = field(1.0, _check_dof, dynamic=True)
+    initialization: Literal["pca", "random"] = field("pca", _option(*INIT_METHODS), dynamic=True)
+    chunk_size: int = field(50, _integer(1))
+    affinities: AffinityConfig = AffinityConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    gradient: GradientConfig = GradientConfig()
+
+    @classmethod
+    def make(cls, **flat: Any) -> TSNEConfig:
+        """A config from flat names (:data:`FLAT_FIELDS`), e.g. ``make(perplexity=50)``."""
+        return cls().replace(**flat)
+
+    @classmethod
+    def from_preset(cls, preset: str, **flat: Any) -> TSNEConfig:
+        """A config with a peer's conventions (:mod:`tsnejax.presets`), then ``flat``."""
+        return cls.make(**{**preset_fields(preset), **flat})
+
+    def replace(self, **flat: Any) -> TSNEConfig:
+        """A copy with flat names (or whole parts) replaced; validated."""
+        unknown = sorted(
+            k
+            for k, v in flat.items()
+            if k not in FLAT_FIELDS and not (k in _PARTS and isinstance(v, _PARTS[k]))
+        )
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not TSNEConfig settings; valid: {sorted(FLAT_FIELDS)}."
+            )
+        top: dict[str, Any] = {}
+        parts: dict[str, dict[str, Any]] = {}
+        for k, v in flat.items():
+            if k in _PARTS and isinstance(v, _PARTS[k]):
+                top[k] = v  # a whole part
+                continue
+            part, name = FLAT_FIELDS[k]
+            if part is None:
+                top[name] = v
+            else:
+                parts.setdefault(part, {})[name] = v
+        for part, values in parts.items():
+            base = top.get(part, getattr(self, part))
+            if part == "optimizer" and "transform" in values and "kwargs" not in values:
+                values["kwargs"] = ()  # a new optimizer does not inherit the old kwargs
+            try:
+                top[part] = dataclasses.replace(base, **values)
+            except TypeError as err:
+                raise ValueError(str(err)) from None
+        return dataclasses.replace(self, **top).validate()
+
+    def validate(self) -> TSNEConfig:
+        """Raise ``ValueError`` naming the first bad setting; returns self."""
+        validate_fields(self)
+        for name in _PARTS:
+            part = getattr(self, name)
+            if not isinstance(part, _PARTS[name]):
+                raise ValueError(
+                    f"{name} must be a {_PARTS[name].__name__}, got {type(part).__name__}."
+                )
+            validate_fields(part)
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name (the inverse of :meth:`make`)."""
+        out = {}
+        for key, (part, name) in FLAT_FIELDS.items():
+            out[key] = getattr(self if part is None else getattr(self, part), name)
+        return out
+
+    @property
+    def total_iter(self) -> int:
+        return self.schedule.total_iter
+
+
+def _flat_fields() -> dict[str, tuple[str | None, str]]:
+    out: dict[str, tuple[str | None, str]] = {}
+    for f in dataclasses.fields(TSNEConfig):
+        if f.name not in _PARTS:
+            out[f.name] = (None, f.name)
+    for part, cls in _PARTS.items():
+        for f in dataclasses.fields(cls):
+            out[_RENAMED.get((part, f.name), f.name)] = (part, f.name)
+    return out
+
+
+#: Flat name -> (part or None for top-level, field name).
+FLAT_FIELDS = _flat_fields()
+
+
+def _dynamic_fields() -> tuple[str, ...]:
+    out = []
+    for key, (part, name) in FLAT_FIELDS.items():
+        cls = TSNEConfig if part is None else _PARTS[part]
+        if is_dynamic({f.name: f for f in dataclasses.fields(cls)}[name]):
+            out.append(key)
+    return tuple(out)
+
+
+#: Flat names that do not shape the compiled step (see :func:`static_signature`).
+DYNAMIC_FIELDS = _dynamic_fields()
+
+
+@functools.lru_cache(maxsize=256)
+def static_signature(config: TSNEConfig) -> TSNEConfig:
+    """``config`` with every dynamic field at its default: configs with equal signatures share
+    one compiled step (their differences are phase values, P or the initial embedding).
+
+    ``dof = inf`` keeps its own signature: the Gaussian kernel is a different program.
+    """
+    default = TSNEConfig()
+    blank = {k: v for k, v in default.flat().items() if k in DYNAMIC_FIELDS}
+    if config.dof == math.inf:
+        blank["dof"] = math.inf
+    return config.replace(**blank)

@@ -93,7 +93,7 @@ def _entropy(p):
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     n=st.integers(10, 60),
     d=st.integers(1, 8),

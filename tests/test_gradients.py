@@ -59,17 +59,20 @@ def test_exaggeration_scales_attraction_only():
     assert float(Z) == float(Z12)
 
 
-@settings(max_examples=20, deadline=None)
+_repulsion = jax.jit(exact_repulsion, static_argnames="block_size")
+
+
+@settings(max_examples=10, deadline=None)
 @given(n=st.integers(5, 80), block=st.integers(1, 100), seed=st.integers(0, 1000))
 def test_blocking_does_not_change_repulsion(n, block, seed):
     Y = jnp.asarray(np.random.default_rng(seed).normal(size=(n, 2)), jnp.float32)
-    r1, z1 = exact_repulsion(Y, 1.0, block_size=block)
-    r2, z2 = exact_repulsion(Y, 1.0, block_size=n)
+    r1, z1 = _repulsion(Y, 1.0, block_size=block)
+    r2, z2 = _repulsion(Y, 1.0, block_size=n)
     np.testing.assert_allclose(np.asarray(r1), np.asarray(r2), rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(float(z1), float(z2), rtol=1e-5)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     n=st.integers(20, 150),
     block=st.integers(1, 40),
@@ -83,10 +86,11 @@ def test_row_blocks_do_not_change_attraction(n, block, dim, width, seed):
     P, Y = _setup(n=n, dim=dim, seed=seed, width=width)
     Y = jnp.asarray(Y, jnp.float32)
     with pytest.MonkeyPatch.context() as mp:
+        # A fresh jit per setting: the block size is read at trace time.
         mp.setattr(_attraction, "_row_block", lambda n: None)
-        whole = attraction(Y, P, 0.7)
+        whole = jax.jit(attraction)(Y, P, 0.7)
         mp.setattr(_attraction, "_row_block", lambda n: block)  # blocks + a remainder
-        blocked = attraction(Y, P, 0.7)
+        blocked = jax.jit(attraction)(Y, P, 0.7)
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), rtol=1e-6, atol=1e-9)
 
 

@@ -62,7 +62,7 @@ def test_too_sparse_pool_falls_back_to_exact(mixture):
     np.testing.assert_allclose(res.distances, exact.distances, rtol=1e-5)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     n=st.integers(20, 200),
     d=st.integers(1, 6),

@@ -137,7 +137,7 @@ def test_sequential_trials_equal_fit():
 
 def test_vmapped_group_equals_fit_and_random_init():
     """A vmapped group (one batched program) equals fit trial by trial (<= 1e-5; on a CPU the
-    batch runs its trials with lax.map: bitwise). Seeds change the random initialisation."""
+    batch runs its trials with lax.map). Seeds change the random initialisation."""
     spec = _spec(
         fixed={**ODD, "initialization": "random"},
         grid={"learning_rate": [30, 100], "perplexity": [10, 30], "exaggeration": [1, 2]},
@@ -149,7 +149,8 @@ def test_vmapped_group_equals_fit_and_random_init():
     batch = run_group(ws, trials)
     for t, b in zip(trials, batch, strict=True):
         ref = fit(jax.random.key(t.seed), data.X, t.config)
-        np.testing.assert_allclose(b.embedding, ref.embedding, rtol=1e-5, atol=1e-6)
+        # <= 1e-5 of the embedding's scale (coordinates near 0 have no relative sense).
+        assert np.abs(b.embedding - ref.embedding).max() <= 1e-5 * np.abs(ref.embedding).max()
         assert b.kl == pytest.approx(ref.kl_divergence, rel=1e-5)
     assert np.abs(batch[0].embedding - batch[1].embedding).max() > 1.0
 

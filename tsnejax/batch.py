@@ -7,7 +7,8 @@ stacked states, sharded over a ``Mesh`` axis ``"trials"`` when one is given. Con
 in any dynamic setting (:data:`tsnejax.config.DYNAMIC_FIELDS`: learning rate, exaggerations,
 momenta, dof, perplexity, initialization) but must share the static signature and the phase
 starts (the iteration counts). Each trial equals its own :func:`tsnejax.fit` with the same
-key and config (exact kNN; up to float rounding of the vmapped reductions).
+key and config (exact kNN) up to float rounding, which early exaggeration amplifies
+(docs/loop.md, "Batched states", has the measured sizes).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def fit_batch(
       initializations: an ``(n, d)`` array for every trial, or one per trial.
       mesh: shard the trials over its axis ``"trials"``.
       batch: ``"vmap"``, ``"map"`` or ``"auto"`` (:func:`tsnejax.run.optimize`): with
-        ``"map"`` (the CPU default) each trial is bitwise its own ``fit``.
+        ``"map"`` (the CPU default) each trial is its own ``fit`` up to rounding.
       callbacks: ``callback(iteration, kl (n_trials,), embeddings) -> stop``.
 
     Returns:

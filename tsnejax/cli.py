@@ -73,7 +73,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="state file (.npz): saved every --checkpoint-every iterations; if it exists the "
         "run resumes from it",
     )
-    e.add_argument("--checkpoint-every", type=int, default=50, help="multiple of 50")
+    e.add_argument(
+        "--checkpoint-every", type=int, default=50, help="iterations between saves (any)"
+    )
     e.add_argument(
         "--metrics-queries",
         type=int,

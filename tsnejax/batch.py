@@ -23,7 +23,7 @@ import numpy as np
 
 from tsnejax._checks import check_data, check_perplexity
 from tsnejax.affinity import Affinities, pad_affinities
-from tsnejax.build import n_neighbors, phase_table, stepper_for
+from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
 from tsnejax.pipeline import affinities_from_graph, initial_embedding
@@ -64,12 +64,6 @@ def _as_list(x: Any, n: int, name: str) -> list:
             raise ValueError(f"{name} has {len(x)} entries for {n} keys.")
         return list(x)
     return [x] * n
-
-
-def _affinity_key(config: TSNEConfig, n: int) -> tuple:
-    a = config.affinities
-    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
-    return (a.neighbors, a.method, perps, n_neighbors(config, n, max(perps)))
 
 
 def fit_batch(
@@ -129,7 +123,7 @@ def fit_batch(
         wanted = {}
         for c in configs:
             check_perplexity(c.affinities.perplexity, n)
-            wanted.setdefault(_affinity_key(c, n), c)
+            wanted.setdefault(affinity_key(c, n), c)
         graphs: dict[str, KNNGraph] = {}
         for method in {k[0] for k in wanted}:
             k_max = max(k[3] for k in wanted if k[0] == method)
@@ -142,7 +136,7 @@ def fit_batch(
             g = graphs[key[0]]
             sub = precomputed_knn(g.indices[:, : key[3]], g.distances[:, : key[3]])
             built[key] = affinities_from_graph(sub, c, key[2])
-        Ps = [built[_affinity_key(c, n)] for c in configs]
+        Ps = [built[affinity_key(c, n)] for c in configs]
     else:
         Ps = _as_list(affinities, n_trials, "affinities")
         n = Ps[0].n_points

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import optax
 
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
@@ -39,6 +40,7 @@ __all__ = [
     "resolve_method",
     "n_neighbors",
     "uses_momentum",
+    "affinity_key",
     "ADAPTIVE_AUTO_LEARNING_RATE",
     "AUTO_EXACT_MAX_POINTS",
 ]
@@ -236,6 +238,15 @@ def n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
     if k == "3p+1":  # scikit-learn's rule
         return int(min(n - 1, int(3 * perplexity + 1)))
     return int(min(n - 1, k))
+
+
+def affinity_key(config: TSNEConfig, n: int) -> tuple:
+    """``(neighbour search, affinity method, perplexities, k)``: what P depends on besides the
+    data. Configs with one key share P; P of several keys comes from one graph of the largest k
+    (its first k columns are the k-neighbour graph)."""
+    a = config.affinities
+    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
+    return (a.neighbors, a.method, perps, n_neighbors(config, n, max(perps)))
 
 
 @functools.lru_cache(maxsize=32)

@@ -16,7 +16,7 @@ from sklearn.decomposition import PCA
 
 from tsnejax._checks import check_data
 from tsnejax.affinity import Affinities
-from tsnejax.build import n_neighbors
+from tsnejax.build import affinity_key
 from tsnejax.config import TSNEConfig
 from tsnejax.data import load_array, load_dataset, shared_data_dir
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
@@ -60,12 +60,6 @@ def load_data(spec: DataSpec, data_dir: str | os.PathLike | None = None) -> Data
     return Dataset(np.ascontiguousarray(X), y, h.hexdigest()[:16])
 
 
-def _affinity_key(config: TSNEConfig, n: int) -> tuple:
-    a = config.affinities
-    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
-    return (a.neighbors, a.method, perps, n_neighbors(config, n, max(perps)))
-
-
 class Workspace:
     """Per-dataset state shared by the trials: kNN graphs, P per affinity setting, inits."""
 
@@ -75,7 +69,7 @@ class Workspace:
         self.key = jax.random.key(seed)
         self._k_max: dict[str, int] = {}
         for t in trials:
-            method, _, _, k = _affinity_key(t.config, self.n)
+            method, _, _, k = affinity_key(t.config, self.n)
             self._k_max[method] = max(self._k_max.get(method, 0), k)
         self._graphs: dict[str, KNNGraph] = {}
         self._P: dict[Any, Affinities] = {}
@@ -94,7 +88,7 @@ class Workspace:
 
     def affinities(self, config: TSNEConfig) -> Affinities:
         """P of the trial, calibrated on the first k columns of the shared graph."""
-        key = _affinity_key(config, self.n)
+        key = affinity_key(config, self.n)
         if key not in self._P:
             t0 = time.perf_counter()
             g = self.graph(key[0])

@@ -327,6 +327,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert [r["trial_id"] for r in rows] == meta["trial_ids"]
     assert [r["learning_rate"] for r in rows] == ["10", "20", "40", "80", "160", "320"]
     assert not [p for p in (out / "trials").rglob("*.tmp")]
+    assert not list((out / "trials").rglob("claim.json"))  # the killed run's claim taken over
+    assert not list((out / "runs").glob("*.json"))
 
 
 def test_mode_rule_and_batch_size():

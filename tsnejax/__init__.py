@@ -4,7 +4,7 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.kn
 ``tsnejax.affinity``, ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``,
 ``tsnejax.schedules``, ``tsnejax.config``, ``tsnejax.build``, ``tsnejax.run``,
 ``tsnejax.pipeline``, ``tsnejax.batch``, ``tsnejax.opt_sne``, ``tsnejax.metrics``,
-``tsnejax.presets``, ``tsnejax.checkpoint``).
+``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``).
 """
 
 from tsnejax._xla_flags import configure_cpu_flags, configure_gpu_flags
@@ -21,6 +21,7 @@ from tsnejax import gradients as gradients
 from tsnejax import init as init
 from tsnejax import knn as knn
 from tsnejax import knn_index as knn_index
+from tsnejax import memory as memory
 from tsnejax import metrics as metrics
 from tsnejax import optim as optim
 from tsnejax import presets as presets
@@ -42,10 +43,12 @@ from tsnejax.gradients import exact_gradient as exact_gradient
 from tsnejax.gradients import exact_kl_divergence as exact_kl_divergence
 from tsnejax.knn import KNNGraph as KNNGraph
 from tsnejax.knn import nearest_neighbors as nearest_neighbors
+from tsnejax.memory import InsufficientMemoryError as InsufficientMemoryError
 from tsnejax.optim import classic as classic
 from tsnejax.pipeline import TSNEResult as TSNEResult
 from tsnejax.pipeline import fit as fit
 from tsnejax.run import DivergenceError as DivergenceError
+from tsnejax.run import EmbeddingScaleWarning as EmbeddingScaleWarning
 from tsnejax.run import build_step as build_step
 from tsnejax.run import init_state as init_state
 from tsnejax.run import optimize as optimize
@@ -66,6 +69,8 @@ __all__ = [
     "config",
     "fit_batch",
     "DivergenceError",
+    "EmbeddingScaleWarning",
+    "InsufficientMemoryError",
     "KNNGraph",
     "TSNE",
     "TSNEConfig",

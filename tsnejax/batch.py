@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tsnejax import memory
 from tsnejax._checks import check_data, check_perplexity
 from tsnejax.affinity import Affinities, pad_affinities
-from tsnejax.build import affinity_key, phase_table, stepper_for
+from tsnejax.build import affinity_key, memory_plan, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
 from tsnejax.pipeline import affinities_from_graph, initial_embedding
@@ -59,7 +60,9 @@ def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
 
 
 def _as_list(x: Any, n: int, name: str) -> list:
-    if isinstance(x, list | tuple):
+    """``x`` per trial: a list/tuple of ``n`` entries, or one value shared by all (a NamedTuple
+    such as :class:`Affinities` is one value, not a sequence)."""
+    if isinstance(x, list | tuple) and not hasattr(x, "_fields"):
         if len(x) != n:
             raise ValueError(f"{name} has {len(x)} entries for {n} keys.")
         return list(x)
@@ -114,11 +117,26 @@ def fit_batch(
     timings: dict[str, float] = {}
     split = [jax.random.split(k) for k in keys]
     Xv = check_data(X) if X is not None else None
+    if Xv is None and affinities is None:
+        raise ValueError("fit_batch needs X unless affinities are given.")
+    if Xv is not None:
+        n_points = Xv.shape[0]
+    else:
+        n_points = _as_list(affinities, n_trials, "affinities")[0].n_points
+    per_device = -(-n_trials // (mesh.size if mesh is not None else 1))
+    memory.check_plan(
+        memory_plan(
+            configs[0],
+            n_points,
+            None if Xv is None else Xv.shape[1],
+            search=affinities is None,
+            calibrate=affinities is None,
+            batch=per_device,
+        )
+    )
     knn = None
     t0 = time.perf_counter()
     if affinities is None:
-        if Xv is None:
-            raise ValueError("fit_batch needs X unless affinities are given.")
         n = Xv.shape[0]
         wanted = {}
         for c in configs:

@@ -5,6 +5,7 @@
 - :func:`build_backend`: the gradient method for ``n`` points;
 - :func:`phase_table`: the :class:`tsnejax.schedules.Phases` of the run for ``n`` points
   (exaggeration, dof, learning rate, momentum);
+- :func:`memory_plan`: the memory each stage of a run will need (:mod:`tsnejax.memory`);
 - :func:`stepper_for`: the step, cached by :func:`tsnejax.config.static_signature`, so runs
   whose configs differ only in dynamic settings (any N, learning rate, exaggeration, momentum,
   dof, perplexity, iterations) reuse one compiled program in a process.
@@ -13,14 +14,18 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
 import optax
 
+from tsnejax import memory
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.knn import default_k
+from tsnejax.gradients.exact import DEFAULT_BLOCK
+from tsnejax.init import pca_solver
+from tsnejax.knn import default_k, exact_limit
 from tsnejax.optim import (
     ADAPTIVE,
     clip_row_norm,
@@ -41,6 +46,7 @@ __all__ = [
     "n_neighbors",
     "uses_momentum",
     "affinity_key",
+    "memory_plan",
     "ADAPTIVE_AUTO_LEARNING_RATE",
     "AUTO_EXACT_MAX_POINTS",
 ]
@@ -265,3 +271,75 @@ def stepper_for(config: TSNEConfig, n: int) -> tuple[Stepper, optax.GradientTran
     method = resolve_method(config.gradient.method, n, config.n_components)
     sig = static_signature(config).replace(negative_gradient_method=method)
     return _stepper(sig, method)
+
+
+def memory_plan(
+    config: TSNEConfig,
+    n: int,
+    d: int | None,
+    *,
+    search: bool = True,
+    calibrate: bool = True,
+    batch: int = 1,
+) -> list[memory.Stage]:
+    """The stages of a :func:`tsnejax.fit` of ``n`` points in ``d`` features whose size is
+    known up front, with estimated peaks and the setting that fits when one does not
+    (:func:`tsnejax.memory.check_plan` compares them with the free memory).
+
+    ``search=False``: the kNN graph is given; ``calibrate=False``: P is given; ``d=None``: no
+    data (no PCA, no search); ``batch``: trials vmapped together (:func:`tsnejax.fit_batch`).
+    """
+    dim = config.n_components
+    stages: list[memory.Stage] = []
+    k = n_neighbors(config, n, max(np.atleast_1d(config.affinities.perplexity)))
+    if d is not None and config.initialization == "pca":
+        solver = pca_solver(n, d)
+        stages.append(
+            memory.Stage(
+                f"PCA initialisation ({solver} solver) of a {n} x {d} matrix",
+                memory.pca_bytes(n, d, solver),
+                "host",
+                "reduce the features first (e.g. PCA to 50) or pass initialization='random'",
+            )
+        )
+    if search and d is not None:
+        how = config.affinities.neighbors
+        if how == "exact" or (how == "auto" and n <= exact_limit(d)):
+            stages.append(
+                memory.Stage(
+                    f"the exact kNN search of {n} points x {d} features (k={k})",
+                    memory.exact_knn_bytes(n, d, k),
+                    "device",
+                    "use neighbors='pynndescent', or reduce the features first (PCA to 50)",
+                )
+            )
+    if calibrate:
+        stages.append(
+            memory.Stage(
+                f"the affinities of {n} points with k={k} neighbours",
+                memory.affinity_bytes(n, k),
+                "host",
+                "lower the perplexity or n_neighbors",
+            )
+        )
+    method = resolve_method(config.gradient.method, n, dim)
+    if isinstance(method, str) and method == "exact":
+        stages.append(
+            memory.Stage(
+                f"the exact O(N^2) gradient of {n} points ({batch} trial(s) at once)",
+                batch * memory.exact_gradient_bytes(n, dim, DEFAULT_BLOCK),
+                "device",
+                "use negative_gradient_method='interpolation' (or 'splat')",
+            )
+        )
+    # Grid methods: about 50 + sqrt(N) boxes per axis late in a run, 3 nodes per box.
+    nodes = 0 if method == "exact" else int(3 * (50 + math.sqrt(n))) ** dim
+    stages.append(
+        memory.Stage(
+            f"the optimisation of {batch} trial(s) of {n} points",
+            batch * memory.optimization_bytes(n, dim, int(1.5 * k) + 1, nodes),
+            "device",
+            "run fewer trials at once (batch_size) or embed fewer points",
+        )
+    )
+    return stages

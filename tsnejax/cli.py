@@ -134,7 +134,8 @@ def _sweep(args: argparse.Namespace) -> str:
     )
     msg = (
         f"wrote {s.root}/results.csv ({s.n_trials} trials: {s.n_run} run, {s.n_skipped} "
-        f"already finished, {s.n_diverged} diverged; mode {s.mode}; {s.seconds:.1f} s)"
+        f"already finished, {s.n_elsewhere} run by other processes, {s.n_diverged} diverged; "
+        f"mode {s.mode}; {s.seconds:.1f} s)"
     )
     if args.report:
         from tsnejax.sweep.report import make_report

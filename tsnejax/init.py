@@ -11,12 +11,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_embedding, check_n_components, float_dtype
+from tsnejax._checks import check_embedding, check_n_components, check_option, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
+from tsnejax.memory import check_memory, pca_bytes
 
-__all__ = ["pca", "random", "rescale", "user", "TARGET_STD"]
+__all__ = [
+    "pca",
+    "principal_components",
+    "random",
+    "rescale",
+    "user",
+    "TARGET_STD",
+    "EXACT_PCA_FLOPS",
+    "PCA_SOLVERS",
+    "pca_solver",
+]
 
 TARGET_STD = 1e-4
+#: Exact PCA while the cheaper of the (d, d) covariance (n d^2 flops) and the (n, n) Gram matrix
+#: (n^2 d) costs at most this; a randomized SVD above (O(n d k), what scikit-learn's
+#: ``PCA(svd_solver="auto")`` picks for large inputs). MNIST-70k at d = 784 (4.3e10) stays exact;
+#: (300, 20 000) takes the Gram matrix; (2000, 50 000) the randomized SVD. The covariance alone
+#: needed 3.2 GB and an O(d^3) eigendecomposition at d = 20 000: a crash (issue #22).
+EXACT_PCA_FLOPS = 5e10
 
 
 def rescale(Y: Array, target_std: float = TARGET_STD) -> Array:
@@ -25,30 +42,90 @@ def rescale(Y: Array, target_std: float = TARGET_STD) -> Array:
     return jnp.where(std > 0, Y * (target_std / jnp.where(std > 0, std, 1.0)), Y)
 
 
+def _flip(scores: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signs fixed so the largest-magnitude loading of each component is positive (scikit-learn's
+    ``svd_flip``): a deterministic result whatever the solver."""
+    rows = np.argmax(np.abs(components), axis=0)
+    signs = np.sign(components[rows, np.arange(components.shape[1])])
+    signs = np.where(signs == 0, 1.0, signs)
+    return scores * signs, components * signs
+
+
+PCA_SOLVERS = ("auto", "covariance", "gram", "randomized")
+
+
+def pca_solver(n: int, d: int) -> str:
+    """The solver ``solver="auto"`` picks for an ``(n, d)`` matrix (see :data:`EXACT_PCA_FLOPS`)."""
+    if min(float(n) * d * d, float(n) * n * d) > EXACT_PCA_FLOPS:
+        return "randomized"
+    return "covariance" if d <= n else "gram"
+
+
+def principal_components(
+    X: ArrayLike, k: int, *, solver: str = "auto", seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """The top ``k`` principal-component scores of ``X`` (centred), float64, and the solver used.
+
+    ``solver="auto"``: ``"covariance"`` (eigendecomposition of the ``(d, d)`` covariance; n >= d)
+    or ``"gram"`` (of the ``(n, n)`` Gram matrix; n < d) while their cost is at most
+    :data:`EXACT_PCA_FLOPS`, else ``"randomized"`` (Halko et al. 2011 with 7 power iterations,
+    scikit-learn's ``randomized_svd``; ``seed`` fixes its test matrix). The first two are exact;
+    all three fix signs as scikit-learn does. Memory: one centred float64 copy of ``X`` plus
+    ``min(n, d)^2`` (the chosen solver's square).
+    """
+    check_option("solver", solver, PCA_SOLVERS)
+    X = np.asarray(X)
+    n, d = X.shape
+    k = min(k, n, d)
+    if solver == "auto":
+        solver = pca_solver(n, d)
+    Xc = X.astype(np.float64, copy=True)
+    Xc -= Xc.mean(axis=0)
+    if solver == "covariance":
+        _, vecs = np.linalg.eigh(Xc.T @ Xc / n)
+        comps = vecs[:, ::-1][:, :k]
+        scores, _ = _flip(Xc @ comps, comps)
+        return scores, "covariance"
+    if solver == "gram":
+        vals, vecs = np.linalg.eigh(Xc @ Xc.T)
+        u = vecs[:, ::-1][:, :k]
+        s = np.sqrt(np.maximum(vals[::-1][:k], 0.0))
+        comps = (Xc.T @ u) / np.where(s > 0, s, 1.0)  # (d, k) right singular vectors
+        scores, _ = _flip(u * s, comps)
+        return scores, "gram"
+    from sklearn.utils.extmath import randomized_svd
+
+    u, s, vt = randomized_svd(Xc, k, n_iter=7, random_state=seed, flip_sign=False)
+    scores, _ = _flip(u * s, vt.T)
+    return scores, "randomized"
+
+
 def pca(X: ArrayLike, n_components: int = 2, *, target_std: float = TARGET_STD) -> Array:
     """Top principal components of ``X`` (centred), rescaled to ``target_std`` on the first axis.
 
-    Computed on the host in float64 from the ``(d, d)`` covariance (cost ``O(n d^2)``; no
-    compilation, which on small data costs more than the PCA). Component signs are fixed so
-    the largest-magnitude loading of each is positive (scikit-learn's ``svd_flip``), so the
-    result is deterministic.
+    Computed on the host in float64 (no compilation, which on small data costs more than the
+    PCA) by :func:`principal_components`: the covariance, the Gram matrix or a randomized SVD,
+    whichever the shape makes cheap. Component signs are fixed so the largest-magnitude loading
+    of each is positive (scikit-learn's ``svd_flip``), so the result is deterministic.
 
     Returns:
       ``(n, n_components)`` embedding.
     """
     n_components = check_n_components(n_components)
-    X = np.asarray(X, np.float64)
+    X = np.asarray(X)
     if X.shape[1] < n_components:
         raise ValueError(
             f"initialization='pca' needs n_features >= n_components ({n_components}), got "
             f"{X.shape[1]}; use initialization='random'."
         )
-    Xc = X - X.mean(axis=0)
-    _, vecs = np.linalg.eigh(Xc.T @ Xc / X.shape[0])
-    comps = vecs[:, ::-1][:, :n_components]
-    signs = np.sign(comps[np.argmax(np.abs(comps), axis=0), np.arange(n_components)])
-    comps = comps * np.where(signs == 0, 1.0, signs)
-    Y = Xc @ comps
+    solver = pca_solver(*X.shape)
+    check_memory(
+        f"PCA initialisation ({solver} solver) of a {X.shape[0]} x {X.shape[1]} matrix",
+        pca_bytes(X.shape[0], X.shape[1], solver),
+        "reduce the features first (e.g. PCA to 50) or pass initialization='random'",
+        device="host",
+    )
+    Y, _ = principal_components(X, n_components, solver=solver)
     std = Y[:, 0].std()
     if std > 0:
         Y = Y * (target_std / std)

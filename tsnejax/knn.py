@@ -23,6 +23,7 @@ from tsnejax._knn_exact import (
 )
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
+from tsnejax.memory import check_memory, exact_knn_bytes
 
 __all__ = [
     "KNNGraph",
@@ -89,6 +90,11 @@ def exact_knn(
         block_size_for(n, k, d)
         if block_size is None
         else check_int("block_size", block_size, minimum=1)
+    )
+    check_memory(
+        f"the exact kNN search of {rows.shape[0]} queries among {n} points x {d} features",
+        exact_knn_bytes(n, d, k, rows.shape[0]),
+        "use neighbors='pynndescent', or reduce the features first (PCA to 50)",
     )
     # The band search finds every point's neighbours; for a small query subset (metrics on
     # 10k of 1M points) the blocked search over just those rows is cheaper.

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
+from tsnejax import memory
 from tsnejax._checks import check_data, check_option, check_perplexity
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -29,7 +30,7 @@ from tsnejax.affinity import (
     precomputed_affinities,
     uniform_affinities,
 )
-from tsnejax.build import n_neighbors, phase_table, stepper_for
+from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
 from tsnejax.opt_sne import run_optsne
@@ -105,6 +106,7 @@ def prepare(
     timings: dict[str, float] = {}
     k_knn, k_init = jax.random.split(key)
     Xv = check_data(X) if X is not None else None
+    _check_memory(config, Xv, affinities, neighbors)
     t0 = time.perf_counter()
     knn = None
     if affinities is None:
@@ -135,6 +137,28 @@ def prepare(
     jax.block_until_ready(Y0)
     timings["init"] = time.perf_counter() - t0
     return Prepared(P, Y0, knn, timings)
+
+
+def _check_memory(config: TSNEConfig, X: Any, affinities: Any, neighbors: Any, batch: int = 1):
+    """Every stage's memory estimate against the free memory, before any work starts."""
+    if affinities is not None:
+        n = int(affinities.n_points if isinstance(affinities, Affinities) else affinities.shape[0])
+    elif X is not None:
+        n = int(X.shape[0])
+    elif neighbors is not None:
+        n = int(np.shape(neighbors[0])[0])
+    else:
+        return
+    d = None if X is None else int(X.shape[1])
+    plan = memory_plan(
+        config,
+        n,
+        d,
+        search=affinities is None and neighbors is None,
+        calibrate=affinities is None,
+        batch=batch,
+    )
+    memory.check_plan(plan)
 
 
 def initial_embedding(

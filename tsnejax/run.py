@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -39,6 +40,7 @@ from tsnejax._chunk import (
     resolve_batch,
     split_values,
 )
+from tsnejax._scale import EmbeddingScaleWarning, scale_messages
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.optim import DIVERGENCE_STEP_RATIO, set_hyperparams, step_exploded
@@ -49,6 +51,7 @@ __all__ = [
     "StepInfo",
     "OptimizeResult",
     "DivergenceError",
+    "EmbeddingScaleWarning",
     "Stepper",
     "Checkpointer",
     "build_step",
@@ -201,6 +204,7 @@ def optimize(
     mesh: jax.sharding.Mesh | None = None,
     P_axis: int | None = 0,
     batch: str = "auto",
+    check_scale: bool = True,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -237,6 +241,8 @@ def optimize(
         to separate runs, else within 5e-4 of the scale after 100 iterations; on a CPU as fast
         as the trials' own programs). ``"auto"``: ``"map"`` on CPU devices, ``"vmap"`` on
         accelerators. docs/loop.md has the measurements.
+      check_scale: at every phase end, an :class:`EmbeddingScaleWarning` when the embedding
+        collapsed, exploded or (at the end) never expanded (:mod:`tsnejax._scale`).
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -284,6 +290,8 @@ def optimize(
     grid: Hashable = None
     t, end = start, start + n_iter
     stopped = False
+    s_run = s_phase = _spread(state.embedding) if check_scale else None
+    phase_first = start
     try:
         while t < end:
             seg_end = _boundaries(t, end, [chunk_size, every if callbacks else 0, ck_every], phases)
@@ -322,6 +330,23 @@ def optimize(
             recs.append(jax.tree.map(lambda b, cut=cut: np.asarray(b)[cut], buf))
             if checkpoint is not None and (t % ck_every == 0 or t == end):
                 checkpoint.save(_unpad(state, n_trials), iteration=t)
+            if check_scale and (t == end or t in phases.starts):
+                s_now = _spread(state.embedding)
+                for msg in scale_messages(
+                    s_run,
+                    s_phase,
+                    s_now,
+                    first=phase_first,
+                    last=t,
+                    run_start=start,
+                    at_end=t == end,
+                    n=int(state.embedding.shape[-2]),
+                    dim=int(state.embedding.shape[-1]),
+                    where=(describe or phases.describe)(t - 1),
+                    active=(diverged < 0)[: n_trials or 1],
+                ):
+                    warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
+                s_phase, phase_first = s_now, t
             if bar is not None:
                 bar.update(length)
             if not want_kl:
@@ -355,6 +380,12 @@ def optimize(
         grids,
         diverged[:n_trials] if batched else None,
     )
+
+
+def _spread(Y: Array) -> np.ndarray:
+    """``(trials,)`` standard deviation of each embedding's coordinates (one: shape (1,))."""
+    flat = jnp.reshape(Y, (-1, Y.shape[-2] * Y.shape[-1]))
+    return np.asarray(jnp.std(flat, axis=1), np.float64)
 
 
 def _unpad(tree: Any, n_trials: int | None) -> Any:

@@ -451,6 +451,7 @@ def transform(
         phases=transform_phases(config, dof),
         chunk_size=config.chunk_size,
         verbose=verbose,
+        check_scale=False,  # new points take the reference's scale, not their own count's
     )
     timings["compile"] = res.compile_seconds
     timings["optimize"] = res.run_seconds

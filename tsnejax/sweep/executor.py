@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from tsnejax import memory
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
 from tsnejax.build import phase_table
@@ -128,28 +130,15 @@ def auto_batch_size(config: TSNEConfig, n: int, width: int, n_devices: int = 1) 
         m = 2 * 3 * _expected_boxes(n, config)
         per_trial += 8 * m**d * (2 * d + 6)
     dev = jax.devices()[0]
-    free = None
-    try:
-        stats = dev.memory_stats() or {}
-        free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0) or None
-    except Exception:  # CPU devices have no memory_stats
-        free = None
+    free = memory.available_bytes("device")
     if free is None:
-        free = _mem_available() / max(n_devices, 1)
+        free = 4e9
+    if dev.platform == "cpu":  # the host's memory, shared by its CPU devices
+        free /= max(n_devices, 1)
     per_device = max(1, int(0.5 * free // per_trial))
     if dev.platform == "cpu":
         per_device = 1
     return per_device * n_devices
-
-
-def _mem_available() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4e9
 
 
 class SweepSummary(NamedTuple):
@@ -161,6 +150,7 @@ class SweepSummary(NamedTuple):
     n_diverged: int
     seconds: float
     timings: dict[str, float]
+    n_elsewhere: int = 0  # claimed by other processes running the same folder
 
 
 def _batchable(config: TSNEConfig) -> bool:
@@ -220,6 +210,46 @@ def run_sweep(
             f"{str(store.root)!r} already holds {len(finished)} finished trial(s); pass "
             "resume=True (--resume) to continue it, or choose another output folder."
         )
+    store.register()
+    try:
+        return _run_registered(
+            spec,
+            store,
+            finished,
+            resume,
+            mode,
+            batch_size,
+            devices,
+            data_dir,
+            progress,
+            on_trial,
+            t_start,
+        )
+    finally:
+        store.unregister()
+
+
+def _run_registered(
+    spec: SweepSpec,
+    store: SweepStore,
+    finished: set[str],
+    resume: bool,
+    mode: str | None,
+    batch_size: int | None,
+    devices: Sequence[Any] | None,
+    data_dir: str | os.PathLike | None,
+    progress: bool,
+    on_trial: Callable[[Trial, dict], Any] | None,
+    t_start: float,
+) -> SweepSummary:
+    others = store.live_runs()
+    if others and not resume:
+        who = ", ".join(f"pid {o.get('pid')} on {o.get('host')}" for o in others)
+        raise ValueError(
+            f"{str(store.root)!r} is in use by another sweep process ({who}); pass "
+            "resume=True (--resume) in every process to split the trials between them, or "
+            "choose another output folder."
+        )
     data = load_data(spec.data, data_dir)
     n = data.X.shape[0]
     trials = expand_trials(spec, n, data.digest)
@@ -250,14 +280,24 @@ def run_sweep(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=spec.name, unit="trial")
-    n_div = 0
+    n_div = n_run = 0
+    held: set[str] = set()
+
+    def claimed(trials: Sequence[Trial]) -> list[Trial]:
+        mine = [t for t in trials if store.claim(t.trial_id)]
+        held.update(t.trial_id for t in mine)
+        return mine
 
     def finish(trial: Trial, run: TrialRun) -> None:
-        nonlocal n_div
+        nonlocal n_div, n_run
         metrics = score(ws, trial, run, spec.metrics)
+        metrics["runner"] = f"{socket.gethostname()}:{os.getpid()}"  # which process ran it
         n_div += metrics["status"] == "diverged"
+        n_run += 1
         config = {"params": trial.params, "seed": trial.seed, "config": config_json(trial.config)}
         store.write_trial(trial.trial_id, config, metrics, run.embedding)
+        store.release(trial.trial_id)
+        held.discard(trial.trial_id)
         if on_trial is not None:
             on_trial(trial, metrics)
         if bar is not None:
@@ -269,29 +309,37 @@ def run_sweep(
         for group in _groups(todo, n):
             if mode == "sequential" or not _batchable(group[0].config):
                 for trial in group:
-                    finish(trial, run_trial(ws, trial))
-                    store.write_table(ids, grid_keys)
+                    if claimed([trial]):
+                        finish(trial, run_trial(ws, trial))
+                        store.write_table(ids, grid_keys)
                 continue
             size = batch_size or spec.batch_size
             if size is None:
                 width = ws.affinities(group[-1].config).neighbors.shape[1]
                 size = auto_batch_size(group[0].config, n, width, len(devices))
-            for i in range(0, len(group), size):
-                batch = group[i : i + size]
-                for trial, run in zip(batch, run_group(ws, batch, mesh), strict=True):
-                    finish(trial, run)
-                store.write_table(ids, grid_keys)
+            pending = list(group)
+            while pending:
+                batch: list[Trial] = []
+                while pending and len(batch) < size:
+                    batch += claimed([pending.pop(0)])
+                if batch:
+                    for trial, run in zip(batch, run_group(ws, batch, mesh), strict=True):
+                        finish(trial, run)
+                    store.write_table(ids, grid_keys)
         store.write_table(ids, grid_keys)
     finally:
+        for tid in held:
+            store.release(tid)
         if bar is not None:
             bar.close()
     return SweepSummary(
         store.root,
         mode,
         len(trials),
-        len(todo),
+        n_run,
         len(trials) - len(todo),
         n_div,
         time.perf_counter() - t_start,
         dict(ws.timings),
+        len(todo) - n_run,
     )

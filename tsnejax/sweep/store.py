@@ -7,11 +7,19 @@ Layout::
     OUT/trials/<id>/config.json     the resolved TSNEConfig, grid values and seed
     OUT/trials/<id>/embedding.npy   (n, d) float32 final embedding (last finite one if diverged)
     OUT/trials/<id>/metrics.json    metrics, status, timings; written last = "finished"
+    OUT/trials/<id>/claim.json      while a process runs the trial: its host, pid, start time
+    OUT/runs/<host>-<pid>.json      one per process running the sweep, removed when it ends
     OUT/results.csv                 one row per finished trial of the spec, rewritten atomically
 
 A file is written to a temporary name in the same folder, flushed, fsync'ed and renamed over the
 target, so a crash (even SIGKILL) leaves either the old file or the new one. A trial counts as
 finished only once its ``metrics.json`` exists, so a crash mid-trial loses that trial alone.
+
+Several processes can run one sweep (``--resume`` in each): a process runs a trial only after
+creating its ``claim.json`` exclusively (``O_CREAT | O_EXCL``: exactly one creator wins, on
+local file systems and NFSv3+), so every trial runs once. A claim whose process is gone (same
+host, no such pid: a crash, a kill) is stale and taken over. ``runs/`` lets a plain run see
+that another process is using the folder.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import csv
 import io
 import json
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +40,10 @@ from tsnejax._io import atomic_save_npy, atomic_write_bytes, atomic_write_json
 __all__ = [
     "SweepStore",
     "TABLE_COLUMNS",
+    "CLAIM",
 ]
+
+CLAIM = "claim.json"
 
 #: Metric columns of ``results.csv`` (when present), after the grid columns.
 TABLE_COLUMNS = (
@@ -74,6 +87,71 @@ class SweepStore:
             done.add(d.name)
         return done
 
+    # -- which process runs what ------------------------------------------------------------
+
+    def claim(self, trial_id: str) -> bool:
+        """Claim ``trial_id`` for this process; ``True`` if this process now owns it and the
+        trial is not finished (then run it, :meth:`write_trial`, :meth:`release`).
+
+        ``False`` when a live process holds the claim, or the trial finished meanwhile. A claim
+        left by a process that is gone (same host, pid not running) is taken over.
+        """
+        path = self.trial_dir(trial_id) / CLAIM
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read_json(path)
+                if owner is None or _alive(owner):
+                    # unreadable: being written right now by its creator
+                    return False
+                _replace_stale(path, owner)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(_me(), fh)
+            if (self.trial_dir(trial_id) / "metrics.json").exists():
+                self.release(trial_id)  # finished by another process since we listed it
+                return False
+            return True
+        return False
+
+    def owner(self, trial_id: str) -> dict | None:
+        """The claim's ``{"host", "pid", "started"}``, or ``None``."""
+        return _read_json(self.trial_dir(trial_id) / CLAIM)
+
+    def release(self, trial_id: str) -> None:
+        """Drop this process's claim on ``trial_id`` (a claim of another process is kept)."""
+        path = self.trial_dir(trial_id) / CLAIM
+        owner = _read_json(path)
+        if owner is not None and _is_me(owner):
+            path.unlink(missing_ok=True)
+
+    def register(self) -> None:
+        """Record this process as running the sweep (``runs/<host>-<pid>.json``)."""
+        me = _me()
+        atomic_write_json(self.root / "runs" / f"{me['host']}-{me['pid']}.json", me)
+
+    def unregister(self) -> None:
+        me = _me()
+        (self.root / "runs" / f"{me['host']}-{me['pid']}.json").unlink(missing_ok=True)
+
+    def live_runs(self) -> list[dict]:
+        """Other processes running this sweep now (stale records of dead ones are removed)."""
+        out = []
+        runs = self.root / "runs"
+        if not runs.exists():
+            return out
+        for f in sorted(runs.glob("*.json")):
+            owner = _read_json(f)
+            if owner is None or _is_me(owner):
+                continue
+            if _alive(owner):
+                out.append(owner)
+            else:
+                f.unlink(missing_ok=True)
+        return out
+
     def write_trial(
         self, trial_id: str, config: dict, metrics: dict, embedding: np.ndarray
     ) -> None:
@@ -113,6 +191,56 @@ class SweepStore:
         path = self.root / "results.csv"
         atomic_write_bytes(path, buf.getvalue().encode())
         return path
+
+
+def _me() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+
+
+def _is_me(owner: dict) -> bool:
+    return owner.get("host") == socket.gethostname() and owner.get("pid") == os.getpid()
+
+
+def _alive(owner: dict) -> bool:
+    """Whether a claim's process may still run: another host's always counts as alive (it
+    cannot be checked from here; remove its claim by hand after a crash there)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        v = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return v if isinstance(v, dict) else None
+
+
+def _replace_stale(path: Path, owner: dict) -> None:
+    """Remove a stale claim, unless another process replaced it meanwhile (two processes that
+    both saw it stale must not remove each other's fresh claims)."""
+    tmp = path.with_name(f"{CLAIM}.stale-{os.getpid()}")
+    try:
+        os.rename(path, tmp)  # atomic: only one process moves a given file
+    except FileNotFoundError:
+        return
+    moved = _read_json(tmp)
+    if moved is not None and moved != owner and _alive(moved):
+        try:  # put the fresh claim back; link fails if yet another one exists by now
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    tmp.unlink(missing_ok=True)
 
 
 def _cell(v: Any) -> Any:

@@ -7,10 +7,12 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.kn
 ``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``).
 """
 
+from tsnejax._jax_cache import configure_compilation_cache
 from tsnejax._xla_flags import configure_cpu_flags, configure_gpu_flags
 
 configure_cpu_flags()
 configure_gpu_flags()
+configure_compilation_cache()
 
 from tsnejax import affinity as affinity
 from tsnejax import batch as batch

@@ -1,0 +1,136 @@
+"""End to end, as a user waits for it: tsnejax defaults vs openTSNE defaults, fresh processes.
+
+Per size (digits, MNIST subsets, MNIST jittered to 250k), each in its own Python process,
+timing everything after the imports (kNN, affinities, initialisation, compilation,
+optimisation): openTSNE (``n_jobs`` = cores), tsnejax with a *cold* compilation cache (a new,
+empty cache folder) and tsnejax *warm* (the same folder again, as any second run of a user).
+tsnejax's breakdown comes from ``timings``. ``--methods`` also times given gradient methods
+(warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time. Data: MNIST
+rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
+
+    python benchmarks/bench_end_to_end.py [--sizes digits 5000 10000 20000 70000 250000]
+        [--methods exact interpolation] [--skip-opentsne] [--tag T]
+
+Writes ``benchmarks/out/bench_end_to_end{tag}.{csv,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import machine_info, print_table, run_isolated, write_results
+
+TSNEJAX = """
+import json, time, numpy as np
+X = np.load({path!r}); y = np.load({labels!r})
+import jax, tsnejax
+from tsnejax.metrics import knn_accuracy
+t = time.perf_counter()
+kw = {kw}
+est = tsnejax.TSNE(random_state=0, **kw).fit(X)
+dt = time.perf_counter() - t
+Y = est.embedding_
+from tsnejax.metrics import kl_divergence
+print(json.dumps({{"seconds": dt, "kl": float(kl_divergence(est.affinities_, Y)),
+    "acc10": knn_accuracy(Y, y, 10), **{{k: float(v) for k, v in est.timings_.items()}},
+    "method": str(est.method_), "n_compiles": int(est.n_compiles_)}}))
+"""
+
+OPENTSNE = """
+import json, time, numpy as np
+X = np.load({path!r}); y = np.load({labels!r})
+import openTSNE
+t = time.perf_counter()
+E = openTSNE.TSNE(random_state=0, n_jobs={jobs}).fit(X)
+dt = time.perf_counter() - t
+import tsnejax
+from tsnejax.metrics import knn_accuracy, kl_divergence
+from tsnejax.affinity import precomputed_affinities
+P = precomputed_affinities(E.affinities.P)
+print(json.dumps({{"seconds": dt, "kl": float(kl_divergence(P, np.asarray(E, np.float32))),
+    "acc10": knn_accuracy(np.asarray(E), y, 10)}}))
+"""
+
+
+def _data(size: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if size == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X.astype(np.float32), y
+    from sklearn.decomposition import PCA
+
+    from tsnejax.data import shared_data_dir
+
+    src = shared_data_dir(data_dir) / "mnist.npz"
+    if not src.exists():
+        return None
+    with np.load(src) as z:
+        X, y = z["X"].astype(np.float32), z["y"]
+    n = int(size)
+    if n > len(X):  # jittered copies (as the 250k row of the large-data benchmark)
+        rng = np.random.default_rng(0)
+        rows = rng.integers(0, len(X), n)
+        X, y = X[rows] + rng.normal(0, 8.0, (n, X.shape[1])).astype(np.float32), y[rows]
+    else:
+        X, y = X[:n], y[:n]
+    return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", nargs="+", default=["digits", "5000", "10000", "20000", "70000"])
+    ap.add_argument("--methods", nargs="*", default=[], help="gradient methods also timed (warm)")
+    ap.add_argument("--skip-opentsne", action="store_true")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="openTSNE n_jobs")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    rows = []
+    for size in args.sizes:
+        data = _data(size, Path(args.data_dir) if args.data_dir else None)
+        if data is None:
+            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
+            continue
+        X, y = data
+        path, labels = str(tmp / f"X_{size}.npy"), str(tmp / f"y_{size}.npy")
+        np.save(path, X)
+        np.save(labels, y)
+        cache = tmp / f"cache_{size}"
+        env = {"TSNEJAX_CACHE_DIR": str(cache)}
+        runs = []
+        if not args.skip_opentsne:
+            runs.append(("openTSNE", OPENTSNE.format(path=path, labels=labels, jobs=args.jobs), {}))
+        code = TSNEJAX.format(path=path, labels=labels, kw="{}")
+        runs += [("tsnejax cold", code, env), ("tsnejax warm", code, env)]
+        for m in args.methods:
+            kw = repr({"negative_gradient_method": m})
+            code_m = TSNEJAX.format(path=path, labels=labels, kw=kw)
+            runs += [(f"{m} (fill cache)", code_m, env), (f"{m} warm", code_m, env)]
+        ref = None
+        for name, code, e in runs:
+            r = run_isolated(code, env=e)
+            if "fill cache" in name:
+                continue
+            row = {"n": len(X), "data": size, "tool": name, **r}
+            if name == "openTSNE":
+                ref = r["seconds"]
+            row["ratio_vs_openTSNE"] = r["seconds"] / ref if ref else None
+            rows.append(row)
+            print(json.dumps({k: row[k] for k in ("data", "tool", "seconds")}), flush=True)
+    cols = ["data", "n", "tool", "seconds", "ratio_vs_openTSNE", "kl", "acc10"]
+    cols += ["method", "n_compiles", "knn", "affinities", "init", "compile", "optimize"]
+    print_table(rows, cols)
+    csv_path, _ = write_results(f"bench_end_to_end{args.tag}", rows, machine_info())
+    print(f"wrote {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
+from tsnejax import knn
 from tsnejax.knn import (
     KNNGraph,
     _drop_self,
@@ -138,3 +139,54 @@ def test_band_search_for_embeddings_is_exact():
     assert same > 0.999  # the rest are float32 near-ties
     sub = knn.exact_knn(Y, 15, rows=np.array([3, 0, 7000]))
     np.testing.assert_array_equal(np.asarray(sub.indices), np.asarray(g.indices)[[3, 0, 7000]])
+
+
+faiss_only = pytest.mark.skipif(not knn.faiss_available(), reason="faiss not installed")
+
+
+@faiss_only
+def test_faiss_search_equals_the_exact_search(digits):
+    X = digits[0]
+    a, b = knn.faiss_knn(X, 30), knn.exact_knn(X, 30)
+    # integer pixels: many equal distances, whose order may differ; the distances may not
+    np.testing.assert_allclose(np.asarray(a.distances), np.asarray(b.distances), rtol=1e-5)
+    Xc = X + np.random.default_rng(0).normal(0, 0.01, X.shape).astype(np.float32)
+    a, b = knn.faiss_knn(Xc, 30), knn.exact_knn(Xc, 30)
+    assert np.mean(np.asarray(a.indices) == np.asarray(b.indices)) > 0.999
+    # far from the origin the float32 expansion cancels; the distances are measured again
+    Xf = X + 1e4
+    np.testing.assert_allclose(
+        np.asarray(knn.faiss_knn(Xf, 5).distances),
+        np.asarray(knn.exact_knn(Xf, 5).distances),
+        rtol=1e-4,
+    )
+
+
+@faiss_only
+def test_faiss_through_fit_and_config(digits, key):
+    import tsnejax
+
+    cfg = tsnejax.TSNEConfig.make(neighbors="faiss", n_iter=20, early_exaggeration_iter=10)
+    assert np.isfinite(tsnejax.fit(key, digits[0][:400], cfg).embedding).all()
+
+
+def test_faiss_missing_gives_a_clear_error(monkeypatch, digits):
+    monkeypatch.setattr(knn, "faiss_available", lambda: False)
+    with pytest.raises(ValueError, match=r"tsnejax\[faiss\]"):
+        knn.faiss_knn(digits[0], 5)
+
+
+def test_default_search_recall_on_mnist(data_dir):
+    """The default search (whatever 'auto' picks at this size) finds >= 0.99 of the true 90
+    neighbours of MNIST rows (brute force in float64 as the reference)."""
+    with np.load(data_dir / "mnist.npz") as z:
+        X = z["X"][:3000].astype(np.float32)
+    g = knn.nearest_neighbors(X, 90)
+    Xd = X.astype(np.float64)
+    rows = np.arange(0, 3000, 10)
+    d2 = ((Xd[rows, None, :] - Xd[None, :, :]) ** 2).sum(-1)
+    d2[np.arange(len(rows)), rows] = np.inf
+    kth = np.sort(d2, axis=1)[:, 89:90]
+    found = np.take_along_axis(d2, np.asarray(g.indices)[rows], axis=1)
+    recall = np.mean(found <= kth * (1 + 1e-6))
+    assert recall >= 0.99, recall

@@ -160,7 +160,7 @@ def _embed_or_value_error(X, method, dim, perplexity):
 
 
 @settings(
-    max_examples=int(os.environ.get("TSNEJAX_PROPERTY_EXAMPLES", "8")),
+    max_examples=int(os.environ.get("TSNEJAX_PROPERTY_EXAMPLES", "6")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,

@@ -11,7 +11,14 @@ import jax.numpy as jnp
 
 from tsnejax._types import Array
 
-__all__ = ["KNNGraph", "block_size_for", "exact_sorted", "exact_knn_rows", "exact_query"]
+__all__ = [
+    "KNNGraph",
+    "block_size_for",
+    "exact_sorted",
+    "exact_knn_rows",
+    "exact_query",
+    "remeasured",
+]
 
 
 class KNNGraph(NamedTuple):
@@ -91,3 +98,19 @@ def exact_query(R: Array, Q: Array, k: int, block_size: int) -> tuple[Array, Arr
 
     idx, dist = jax.lax.map(one_block, Qb)
     return idx.reshape(-1, k)[:m], dist.reshape(-1, k)[:m]
+
+
+@functools.partial(jax.jit, static_argnames=("block_size",))
+def remeasured(X: Array, idx: Array, block_size: int) -> tuple[Array, Array]:
+    """Each row's candidates ``idx`` (``(n, k)``) with exact distances, re-sorted
+    (:func:`exact_sorted` in blocks of ``block_size`` rows)."""
+    n, k = idx.shape
+    n_blocks = -(-n // block_size)
+    rows = jnp.arange(n_blocks * block_size, dtype=jnp.int32).reshape(n_blocks, -1)
+    rows = jnp.minimum(rows, n - 1)
+
+    def one_block(r: Array) -> tuple[Array, Array]:
+        return exact_sorted(jnp.take(X, r, axis=0), X, jnp.take(idx, r, axis=0))
+
+    i, d = jax.lax.map(one_block, rows)
+    return i.reshape(-1, k)[:n], d.reshape(-1, k)[:n]

@@ -24,6 +24,7 @@ from tsnejax import memory
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import DEFAULT_BLOCK
+from tsnejax.gradients.interpolation import DEFAULT_MAX_BOXES
 from tsnejax.init import pca_solver
 from tsnejax.knn import default_k, exact_limit
 from tsnejax.optim import (
@@ -47,16 +48,20 @@ __all__ = [
     "uses_momentum",
     "affinity_key",
     "memory_plan",
+    "grid_nodes",
     "ADAPTIVE_AUTO_LEARNING_RATE",
     "AUTO_EXACT_MAX_POINTS",
 ]
 
 #: ``negative_gradient_method="auto"`` uses the exact gradient up to this many points and
-#: interpolation above. Measured on MNIST subsets (optimisation + compilation, 750
-#: iterations, 2-core CPU): 2-D 2.5k exact 4.3 s vs interpolation 11.7 s, 5k 14.9 vs 15.3,
-#: 8k 43.5 vs 16.8; 1-D 2.5k 3.0 vs 4.9, 5k 19.1 vs 7.1. In 3-D a grid fine enough for the
-#: late phase is too large for a CPU (docs/gradients.md), so exact is kept up to 20k.
-AUTO_EXACT_MAX_POINTS = {1: 3500, 2: 5000, 3: 20000}
+#: interpolation above: the crossovers of the optimisation time (750 iterations, compiled
+#: programs warm, as end to end with the compilation cache), MNIST PCA-50 subsets, 2-core CPU,
+#: 2026-12-02 (``benchmarks/bench_end_to_end.py --methods``): 2-D 1000 exact 0.92 s vs
+#: interpolation 3.9 s, 2000 4.0 vs 3.8, 2500 7.1 vs 4.6, 5000 40.5 vs 9.6 (end to end 41.7 vs
+#: 12.0 s); 1-D 400 0.17 vs 0.11, 1000 0.59 vs 0.17, 5000 25.0 vs 0.56; 3-D 2500 12.3 vs 116,
+#: 5000 53 vs 137 (a grid fine enough for the late phase is too large for a CPU in 3-D).
+#: The interpolation KL is ~2 % above the exact one at 2.5k-5k (1.437 vs 1.409 at 5k).
+AUTO_EXACT_MAX_POINTS = {1: 300, 2: 2000, 3: 20000}
 
 #: ``learning_rate="auto"`` for the adaptive optimizers (:data:`tsnejax.optim.ADAPTIVE`), in
 #: embedding units per step: the best of {0.03, 0.1, 0.3, 1, 3, 10} by final KL on MNIST-10k
@@ -273,6 +278,15 @@ def stepper_for(config: TSNEConfig, n: int) -> tuple[Stepper, optax.GradientTran
     return _stepper(sig, method)
 
 
+def grid_nodes(config: TSNEConfig, n: int) -> int:
+    """Interpolation nodes of the late-phase grid for ``n`` points (memory estimates): about
+    ``50 + sqrt(n)`` boxes per axis (measured: 162 at the end of an MNIST-10k run, ~256 at
+    70k), capped as the grid is, times ``n_interpolation_points``, to the power ``dim``."""
+    g, dim = config.gradient, config.n_components
+    boxes = min(g.max_boxes or DEFAULT_MAX_BOXES[dim], 50 + math.sqrt(n))
+    return int(boxes * g.n_interpolation_points) ** dim
+
+
 def memory_plan(
     config: TSNEConfig,
     n: int,
@@ -332,8 +346,7 @@ def memory_plan(
                 "use negative_gradient_method='interpolation' (or 'splat')",
             )
         )
-    # Grid methods: about 50 + sqrt(N) boxes per axis late in a run, 3 nodes per box.
-    nodes = 0 if method == "exact" else int(3 * (50 + math.sqrt(n))) ** dim
+    nodes = 0 if isinstance(method, str) and method == "exact" else grid_nodes(config, n)
     stages.append(
         memory.Stage(
             f"the optimisation of {batch} trial(s) of {n} points",

@@ -20,7 +20,6 @@ per embedding there, ``benchmarks/bench_sweep.py``) and ``vmap`` otherwise.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
@@ -34,9 +33,8 @@ import numpy as np
 from tsnejax import memory
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
-from tsnejax.build import phase_table
+from tsnejax.build import grid_nodes, phase_table, resolve_method
 from tsnejax.config import TSNEConfig, static_signature
-from tsnejax.gradients.interpolation import DEFAULT_MAX_BOXES
 from tsnejax.pipeline import fit
 from tsnejax.run import DivergenceError
 from tsnejax.sweep.scoring import TrialRun, score
@@ -108,27 +106,18 @@ def choose_mode(requested: str, n_devices: int, platform: str | None = None) -> 
     return "sequential" if platform == "cpu" and n_devices == 1 else "vmap"
 
 
-def _expected_boxes(n: int, config: TSNEConfig) -> int:
-    """Late-phase grid boxes per axis assumed by :func:`auto_batch_size`: about 50 + sqrt(N)
-    (measured: 162 boxes at the end of an MNIST-10k run, ~256 at 70k)."""
-    cap = config.gradient.max_boxes or DEFAULT_MAX_BOXES[config.n_components]
-    return int(min(cap, 50 + math.sqrt(n)))
-
-
 def auto_batch_size(config: TSNEConfig, n: int, width: int, n_devices: int = 1) -> int:
     """Trials per vmapped batch that fit in half the free memory of each device.
 
-    Per trial: P (``n * width`` indices and weights), ~40 embedding-sized temporaries and the
-    interpolation grid's FFT buffers (``(2 * 3 * boxes)^d`` complex values, ``2d + 6`` of
-    them). On CPU it is one trial per device: a batch of 2 or 4 on one CPU device measured
-    slower per embedding than one at a time (``benchmarks/bench_sweep.py``).
+    Per trial: :func:`tsnejax.memory.optimization_bytes` (P, ~40 embedding-sized temporaries,
+    the FFT buffers of the grid of :func:`tsnejax.build.grid_nodes`). On CPU it is one trial
+    per device: a batch of 2 or 4 on one CPU device measured slower per embedding than one at
+    a time (``benchmarks/bench_sweep.py``).
     """
-    d = config.n_components
-    per_trial = 8 * n * width + 4 * n * d * 40
-    method = config.gradient.method
-    if n > 5000 or (isinstance(method, str) and method in ("interpolation", "splat")):
-        m = 2 * 3 * _expected_boxes(n, config)
-        per_trial += 8 * m**d * (2 * d + 6)
+    method = resolve_method(config.gradient.method, n, config.n_components)
+    grid = not (isinstance(method, str) and method == "exact")
+    nodes = grid_nodes(config, n) if grid else 0
+    per_trial = memory.optimization_bytes(n, config.n_components, width, nodes)
     dev = jax.devices()[0]
     free = memory.available_bytes("device")
     if free is None:

@@ -119,3 +119,19 @@ def test_no_private_names_imported_across_modules():
 def test_file_size(path):
     n = len(path.read_text().splitlines())
     assert n <= MAX_LINES, f"{path.relative_to(ROOT.parent)} has {n} lines (limit {MAX_LINES})"
+
+
+def test_lazy_submodules_and_py_typed():
+    """``tsnejax.plot`` works without importing it first; the package ships ``py.typed``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tsnejax; assert 'tsnejax.plot' not in sys.modules; "
+        "assert callable(tsnejax.plot.plot_embedding); print(tsnejax.sweep.run_sweep.__name__)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    import importlib.resources
+
+    assert importlib.resources.files("tsnejax").joinpath("py.typed").is_file()

@@ -100,3 +100,14 @@ __all__ = [
     "schedules",
     "uniform_affinities",
 ]
+
+#: Submodules imported on first attribute access (``tsnejax.plot`` pulls in matplotlib).
+_LAZY_SUBMODULES = ("plot", "sweep", "transform", "large_data", "data", "opt_sne")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"tsnejax.{name}")
+    raise AttributeError(f"module 'tsnejax' has no attribute {name!r}")

@@ -86,12 +86,17 @@ def test_embed_errors_print_one_line_and_exit_1(tmp_path, args, fragment):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tsnejax: error:") and fragment in lines[0]
+    assert not (tmp_path / "o").exists()  # a failed run leaves no empty folder behind
 
 
 def test_corrupt_and_unwritable(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     assert main(["embed", "--input", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made is left alone, even empty
+    assert main(["embed", "--input", str(bad), "--out", str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["embed", "--out", str(blocker / "sub")]) == 1
@@ -156,3 +161,13 @@ def test_sweep_and_report_verbs(tmp_path, capsys):
     assert main(["sweep", str(config), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "learning_rat" in err
+
+
+def test_failed_sweep_leaves_no_empty_folder(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        'name = "x"\n[data]\npath = "missing.npy"\n[grid]\nlearning_rate = [10, 20]\n'
+        '[run]\nmetrics = ["kl"]\n'
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    assert not (tmp_path / "o").exists()

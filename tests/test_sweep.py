@@ -360,3 +360,9 @@ def test_request_host_devices_before_jax_starts():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["2", "2", "None"]  # too late once JAX has started
+
+
+def test_smoke_without_a_smoke_table_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"no \[smoke\] table"):
+        run_sweep(_spec(), tmp_path / "out", smoke=True)
+    assert not (tmp_path / "out").exists()

@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         request_host_devices(args.host_devices)
     from tsnejax.run import DivergenceError
 
+    out = Path(args.out) if getattr(args, "out", None) else None
+    out_existed = out is not None and out.exists()
     try:
         if args.verb == "embed":
             m = _embed(args)
@@ -329,9 +331,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "report":
             print(_report(args))
     except (ValueError, DivergenceError) as err:
+        if out is not None and not out_existed:
+            _remove_empty_tree(out)  # a failed run leaves no empty output folder behind
         print(f"tsnejax: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _remove_empty_tree(root: Path) -> None:
+    """Remove ``root`` and its sub-folders bottom-up if they hold no files."""
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 if __name__ == "__main__":

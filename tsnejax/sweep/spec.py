@@ -139,7 +139,16 @@ class SweepSpec:
         }
 
     def smoke_version(self) -> SweepSpec:
-        """The spec with its ``[smoke]`` overrides applied (data, grid entries, fixed fields)."""
+        """The spec with its ``[smoke]`` overrides applied (data, grid entries, fixed fields).
+
+        Raises ``ValueError`` when the spec has no ``[smoke]`` table: a smoke run of the full
+        sweep would silently cost the full sweep's time."""
+        if not self.smoke:
+            raise ValueError(
+                f"--smoke: the spec {self.name!r} has no [smoke] table, so a smoke run would be "
+                "the full sweep; add one (e.g. [smoke] n_iter = 50, early_exaggeration_iter = "
+                "50 and [smoke.data] n_points = 500) or run without --smoke."
+            )
         smoke = dict(self.smoke)
         data_over = smoke.pop("data", {})
         data = dataclasses.asdict(self.data)

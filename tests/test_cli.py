@@ -171,3 +171,15 @@ def test_failed_sweep_leaves_no_empty_folder(tmp_path):
     )
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_progress_bar_draws_100_percent_once(tmp_path):
+    """In a log (stderr not a terminal) each draw is a line: one line at 100 %, not three."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o"), "--verbose"]
+        + ["--n-iter", "60", "--early-exaggeration-iter", "40"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stderr.replace("\r", "\n").count("100%") == 1, proc.stderr[-1500:]

@@ -347,15 +347,15 @@ def optimize(
                 ):
                     warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
                 s_phase, phase_first = s_now, t
+            value = None
+            if want_kl:
+                value = np.asarray(kl_value)
+                value = float(value) if not batched else np.where(diverged >= 0, np.nan, value)
+                history.append((t, value if not batched else value[:n_trials]))
             if bar is not None:
-                bar.update(length)
+                _advance(bar, length, value if not batched else None, last=t == end)
             if not want_kl:
                 continue
-            value = np.asarray(kl_value)
-            value = float(value) if not batched else np.where(diverged >= 0, np.nan, value)
-            history.append((t, value if not batched else value[:n_trials]))
-            if bar is not None and not batched:
-                bar.set_postfix(kl=f"{value:.4f}")
             if at_callback:
                 Y = (
                     np.asarray(state.embedding)[:n_trials]
@@ -380,6 +380,17 @@ def optimize(
         grids,
         diverged[:n_trials] if batched else None,
     )
+
+
+def _advance(bar: Any, length: int, kl: float | None, *, last: bool) -> None:
+    """Move the progress bar, drawing it once per call (the KL set without a redraw; the last
+    segment is drawn by ``close``), so a log shows one line per update and one at 100 %."""
+    if kl is not None:
+        bar.set_postfix(kl=f"{kl:.4f}", refresh=False)
+    if last:
+        bar.n += length
+    else:
+        bar.update(length)
 
 
 def _spread(Y: Array) -> np.ndarray:

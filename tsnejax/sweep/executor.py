@@ -289,10 +289,13 @@ def _run_registered(
         held.discard(trial.trial_id)
         if on_trial is not None:
             on_trial(trial, metrics)
-        if bar is not None:
-            bar.update(1)
+        if bar is not None:  # one line per trial in a log, the last drawn by close()
             if metrics.get("kl") is not None:
-                bar.set_postfix(kl=f"{metrics['kl']:.4f}")
+                bar.set_postfix(kl=f"{metrics['kl']:.4f}", refresh=False)
+            if bar.n + 1 >= bar.total:
+                bar.n += 1
+            else:
+                bar.update(1)
 
     try:
         for group in _groups(todo, n):

@@ -366,3 +366,21 @@ def test_smoke_without_a_smoke_table_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"no \[smoke\] table"):
         run_sweep(_spec(), tmp_path / "out", smoke=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_data_labels_file_for_npy_data(tmp_path, digits):
+    X, y = digits
+    np.save(tmp_path / "X.npy", X[:300])
+    np.save(tmp_path / "y.npy", y[:300])
+    d = {"path": str(tmp_path / "X.npy"), "labels": str(tmp_path / "y.npy")}
+    spec = _spec(data=d, run={"metrics": ["kl", "quality"]})
+    s = run_sweep(spec, tmp_path / "out")
+    rows = read_table(s.root / "results.csv")
+    assert all(float(r["knn_accuracy_10"]) > 0.5 for r in rows)
+    assert (s.root / "labels.npy").exists()
+    np.save(tmp_path / "y_short.npy", y[:299])
+    bad = _spec(data={**d, "labels": str(tmp_path / "y_short.npy")})
+    with pytest.raises(ValueError, match="one label per row"):
+        run_sweep(bad, tmp_path / "out2")
+    with pytest.raises(ValueError, match="data.labels must be a file path"):
+        _spec(data={"name": "digits", "labels": "y.npy"})

@@ -83,6 +83,10 @@ class DataSpec:
       n_points: a random subset of this many rows (drawn with ``seed``); ``None``: all.
       pca: project onto this many principal components first (Kobak's MNIST setting: 50).
       seed: subsample and kNN seed (trial seeds drive the initialisation).
+      labels: a file of one label per row of ``path``'s data (``.npy``, ``.npz`` or one
+        column of text), looked up like ``path``; for data files that hold none (``.npy``,
+        ``.csv``). Labels enable the kNN-accuracy and global-structure metrics and colour
+        the report's plots.
     """
 
     name: str | None = None
@@ -90,6 +94,7 @@ class DataSpec:
     n_points: int | None = None
     pca: int | None = None
     seed: int = 0
+    labels: str | None = None
 
     def __post_init__(self):
         if (self.name is None) == (self.path is None):
@@ -98,6 +103,11 @@ class DataSpec:
             v = getattr(self, field)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"data.{field} must be a positive integer, got {v!r}.")
+        if self.labels is not None and (self.name is not None or not isinstance(self.labels, str)):
+            raise ValueError(
+                "data.labels must be a file path, given with data.path (bundled datasets "
+                "bring their own labels)."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +163,7 @@ class SweepSpec:
         data_over = smoke.pop("data", {})
         data = dataclasses.asdict(self.data)
         if "name" in data_over or "path" in data_over:
-            data.update(name=None, path=None)  # the smoke table's source replaces the full one
+            data.update(name=None, path=None, labels=None)  # the smoke source replaces it
         data.update(data_over)
         data = {k: v for k, v in data.items() if v is not None}
         grid = {**self.grid, **smoke.pop("grid", {})}

@@ -18,7 +18,7 @@ from tsnejax._checks import check_data
 from tsnejax.affinity import Affinities
 from tsnejax.build import affinity_key
 from tsnejax.config import TSNEConfig
-from tsnejax.data import load_array, load_dataset, shared_data_dir
+from tsnejax.data import load_array, load_dataset, load_labels, shared_data_dir
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
 from tsnejax.pipeline import affinities_from_graph, initial_embedding
 from tsnejax.sweep.spec import DataSpec, Trial
@@ -32,20 +32,32 @@ class Dataset(NamedTuple):
     digest: str  # sha256 prefix of X and labels: part of every trial id
 
 
+def _find(name: str, key: str, data_dir: str | os.PathLike | None) -> Path:
+    """A spec's file: as given, else (relative) in the shared data folder."""
+    path = Path(name)
+    if not path.exists() and not path.is_absolute():
+        path = shared_data_dir(data_dir) / name
+    if not path.exists():
+        raise ValueError(
+            f"data.{key}={name!r} was not found (also looked in {str(path.parent)!r}); "
+            "give an existing file or set TSNEJAX_DATA to the folder that holds it."
+        )
+    return path
+
+
 def load_data(spec: DataSpec, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load, subsample and project the data a spec names (local files only)."""
     if spec.name is not None:
         X, y = load_dataset(spec.name)
     else:
-        path = Path(spec.path)
-        if not path.exists() and not path.is_absolute():
-            path = shared_data_dir(data_dir) / spec.path
-        if not path.exists():
-            raise ValueError(
-                f"data.path={spec.path!r} was not found (also looked in {str(path.parent)!r}); "
-                "give an existing file or set TSNEJAX_DATA to the folder that holds it."
-            )
-        X, y = load_array(path)
+        X, y = load_array(_find(spec.path, "path", data_dir))
+        if spec.labels is not None:
+            y = load_labels(_find(spec.labels, "labels", data_dir))
+            if len(y) != len(X):
+                raise ValueError(
+                    f"data.labels has {len(y)} entries but the data has {len(X)} rows; give "
+                    "one label per row."
+                )
     X = check_data(np.asarray(X, np.float32))
     if y is not None and len(y) != len(X):
         y = None

@@ -384,3 +384,14 @@ def test_data_labels_file_for_npy_data(tmp_path, digits):
         run_sweep(bad, tmp_path / "out2")
     with pytest.raises(ValueError, match="data.labels must be a file path"):
         _spec(data={"name": "digits", "labels": "y.npy"})
+
+
+def test_report_on_unlabelled_data_warns_nothing(tmp_path, digits):
+    import warnings
+
+    np.save(tmp_path / "X.npy", digits[0][:200])
+    spec = _spec(data={"path": str(tmp_path / "X.npy")})
+    run_sweep(spec, tmp_path / "out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_report(tmp_path / "out")

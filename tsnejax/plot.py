@@ -122,10 +122,13 @@ def plot_small_multiples(
         Y = np.asarray(Y)
         y2 = Y[:, 1] if Y.shape[1] > 1 else np.zeros(len(Y))
         s = float(np.clip(2000 / len(Y), 0.1, 4))
-        c = "tab:blue" if codes is None else codes
-        ax.scatter(
-            Y[:, 0], y2, s=s, c=c, cmap="tab10", vmin=-0.5, vmax=9.5, linewidths=0, rasterized=True
+        # A colour map only with labels: matplotlib warns when given one for a single colour.
+        colours = (
+            {"c": "tab:blue"}
+            if codes is None
+            else {"c": codes, "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
         )
+        ax.scatter(Y[:, 0], y2, s=s, linewidths=0, rasterized=True, **colours)
         ax.set_aspect("equal", adjustable="datalim")
     if title:
         import textwrap

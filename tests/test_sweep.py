@@ -395,3 +395,17 @@ def test_report_on_unlabelled_data_warns_nothing(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_report(tmp_path / "out")
+
+
+def test_report_names_seed_trials_that_are_identical(tmp_path):
+    spec = _spec(grid={"learning_rate": [30]}, run={"metrics": ["kl"], "seeds": [0, 1]})
+    run_sweep(spec, tmp_path / "out")
+    text = (make_report(tmp_path / "out")["table"]).read_text()
+    assert "Identical embeddings" in text and "seed=0; seed=1" in text
+    rnd = _spec(
+        fixed={"n_iter": 60, "early_exaggeration_iter": 40, "initialization": "random"},
+        grid={"learning_rate": [30]},
+        run={"metrics": ["kl"], "seeds": [0, 1]},
+    )
+    run_sweep(rnd, tmp_path / "rnd")
+    assert "Identical embeddings" not in make_report(tmp_path / "rnd")["table"].read_text()

@@ -9,6 +9,7 @@ a line plot (``<metric>_vs_<axis>.png``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -70,7 +71,8 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
     written: dict[str, Path] = {}
 
     metrics = [m for m in REPORT_METRICS if any(r.get(m) for r in rows)]
-    written["table"] = _write_markdown(out_dir / "table.md", rows, grid_keys, metrics, meta)
+    same = _identical_embeddings(root, rows, varying)
+    written["table"] = _write_markdown(out_dir / "table.md", rows, grid_keys, metrics, meta, same)
 
     store = SweepStore(root)
     labels = np.load(root / "labels.npy") if (root / "labels.npy").exists() else None
@@ -156,7 +158,20 @@ def _fmt(v: str) -> str:
     return f"{x:.4g}"
 
 
-def _write_markdown(path: Path, rows, grid_keys, metrics, meta) -> Path:
+def _identical_embeddings(root: Path, rows: list[dict], varying: list[str]) -> list[list[str]]:
+    """Groups (2+) of finished trials whose embeddings are bit-identical, each trial named by
+    its varying grid values."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        f = root / "trials" / r["trial_id"] / "embedding.npy"
+        if f.exists():
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            name = ", ".join(f"{k}={r[k]}" for k in varying) or r["trial_id"]
+            groups.setdefault(digest, []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _write_markdown(path: Path, rows, grid_keys, metrics, meta, same=()) -> Path:
     cols = [*grid_keys, "status", *[m for m in metrics], "seconds"]
     cols = [c for c in cols if any(c in r and r[c] != "" for r in rows) or c in grid_keys]
     lines = [
@@ -171,5 +186,13 @@ def _write_markdown(path: Path, rows, grid_keys, metrics, meta) -> Path:
     ]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    for group in same:
+        lines += [
+            "",
+            f"**Identical embeddings**: {'; '.join(group)} gave bit-identical results. "
+            "Nothing in these runs depends on what differs between them — with PCA "
+            "initialisation and the exact kNN search a seed changes nothing; use "
+            "initialization='random' (or neighbors='pynndescent') for seed variation.",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path

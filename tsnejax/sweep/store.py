@@ -16,8 +16,9 @@ target, so a crash (even SIGKILL) leaves either the old file or the new one. A t
 finished only once its ``metrics.json`` exists, so a crash mid-trial loses that trial alone.
 
 Several processes can run one sweep (``--resume`` in each): a process runs a trial only after
-creating its ``claim.json`` exclusively (``O_CREAT | O_EXCL``: exactly one creator wins, on
-local file systems and NFSv3+), so every trial runs once. A claim whose process is gone (same
+creating its ``claim.json`` exclusively (a complete draft hard-linked to that name: exactly one
+process wins and the claim is never seen half-written, on local file systems and NFS), so
+every trial runs once. A claim whose process is gone (same
 host, no such pid: a crash, a kill) is stale and taken over. ``runs/`` lets a plain run see
 that another process is using the folder.
 """
@@ -98,23 +99,31 @@ class SweepStore:
         """
         path = self.trial_dir(trial_id) / CLAIM
         path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = _read_json(path)
-                if owner is None or _alive(owner):
-                    # unreadable: being written right now by its creator
+        me = _me()
+        # The claim appears complete or not at all: written under a private name, then
+        # hard-linked to claim.json (link fails if it exists: create-exclusive, NFS-safe too).
+        # A claim created empty and then filled could be left empty by a kill in between and
+        # would block its trial for ever.
+        mine = path.with_name(f".claim-{me['host']}-{me['pid']}")
+        mine.write_text(json.dumps(me))
+        try:
+            for _ in range(3):
+                try:
+                    os.link(mine, path)
+                except FileExistsError:
+                    owner = _read_json(path)
+                    if owner is None or _alive(owner):
+                        return False
+                    _replace_stale(path, owner)
+                    continue
+                if (self.trial_dir(trial_id) / "metrics.json").exists():
+                    self.release(trial_id)  # finished by another process since we listed it
                     return False
-                _replace_stale(path, owner)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(_me(), fh)
-            if (self.trial_dir(trial_id) / "metrics.json").exists():
-                self.release(trial_id)  # finished by another process since we listed it
-                return False
-            return True
-        return False
+                _remove_dead_drafts(path.parent)
+                return True
+            return False
+        finally:
+            mine.unlink(missing_ok=True)
 
     def owner(self, trial_id: str) -> dict | None:
         """The claim's ``{"host", "pid", "started"}``, or ``None``."""
@@ -224,6 +233,15 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return v if isinstance(v, dict) else None
+
+
+def _remove_dead_drafts(folder: Path) -> None:
+    """Private claim drafts (``.claim-<host>-<pid>``) left by processes killed mid-claim."""
+    host = socket.gethostname()
+    for f in folder.glob(".claim-*"):
+        h, _, pid = f.name[len(".claim-") :].rpartition("-")
+        if h == host and pid.isdigit() and not _alive({"host": h, "pid": int(pid)}):
+            f.unlink(missing_ok=True)
 
 
 def _replace_stale(path: Path, owner: dict) -> None:

@@ -409,3 +409,15 @@ def test_report_names_seed_trials_that_are_identical(tmp_path):
     )
     run_sweep(rnd, tmp_path / "rnd")
     assert "Identical embeddings" not in make_report(tmp_path / "rnd")["table"].read_text()
+
+
+def test_report_table_has_every_results_column(tmp_path):
+    spec = _spec(grid={"learning_rate": [30]}, run={"metrics": ["kl", "quality", "global"]})
+    run_sweep(spec, tmp_path / "out")
+    rows = read_table(tmp_path / "out" / "results.csv")
+    filled = [c for c in rows[0] if c != "trial_id" and any(r[c] for r in rows)]
+    assert {"knc_4", "nn_precision_10"} <= set(filled)
+    table = make_report(tmp_path / "out")["table"].read_text()
+    cols = next(line for line in table.splitlines() if line.startswith("| learning_rate"))
+    missing = [c for c in filled if f" {c} " not in cols]  # all-empty columns may go
+    assert not missing, missing

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax.sweep.store import SweepStore, read_table
+from tsnejax.sweep.store import TABLE_COLUMNS, SweepStore, read_table
 
 __all__ = ["make_report", "REPORT_METRICS"]
 
@@ -72,7 +72,11 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
 
     metrics = [m for m in REPORT_METRICS if any(r.get(m) for r in rows)]
     same = _identical_embeddings(root, rows, varying)
-    written["table"] = _write_markdown(out_dir / "table.md", rows, grid_keys, metrics, meta, same)
+    # The table shows every column results.csv has; the plots the REPORT_METRICS.
+    table_metrics = [c for c in TABLE_COLUMNS if c not in ("status", "seconds")]
+    written["table"] = _write_markdown(
+        out_dir / "table.md", rows, grid_keys, table_metrics, meta, same
+    )
 
     store = SweepStore(root)
     labels = np.load(root / "labels.npy") if (root / "labels.npy").exists() else None

@@ -421,3 +421,9 @@ def test_report_table_has_every_results_column(tmp_path):
     cols = next(line for line in table.splitlines() if line.startswith("| learning_rate"))
     missing = [c for c in filled if f" {c} " not in cols]  # all-empty columns may go
     assert not missing, missing
+
+
+def test_report_draws_convergence_curves(tmp_path):
+    run_sweep(_spec(), tmp_path / "out")
+    written = make_report(tmp_path / "out")
+    assert written["kl_history"].name == "kl_history.png" and written["kl_history"].stat().st_size

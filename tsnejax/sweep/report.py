@@ -4,7 +4,8 @@ Writes into ``DIR/report/``: ``table.md`` (one row per trial, grid values and me
 ``embeddings.png`` (small multiples coloured by label; rows and columns follow the first two
 varying grid axes when there are two), and for each metric a heatmap over the first two varying
 axes (``heatmap_<metric>.png``, averaged over the others, e.g. seeds) or, with one varying axis,
-a line plot (``<metric>_vs_<axis>.png``).
+a line plot (``<metric>_vs_<axis>.png``); ``kl_history.png``: KL against iteration per trial
+(from each trial's recorded ``kl_history``: the convergence curves).
 """
 
 from __future__ import annotations
@@ -125,7 +126,47 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
             written[f"heatmap_{m}"] = path
         elif non_seed:
             written[f"{m}_vs_{non_seed[0]}"] = _line_plot(out_dir, rows, non_seed[0], axes, m)
+    curves = _kl_curves(store, shown, varying)
+    if curves:
+        written["kl_history"] = _curves_plot(out_dir / "kl_history.png", curves, title)
     return written
+
+
+def _kl_curves(store: SweepStore, rows: list[dict], varying: list[str]) -> list:
+    """``(name, iterations, KL)`` of each trial's recorded ``kl_history``."""
+    out = []
+    for r in rows:
+        try:
+            hist = store.read_trial(r["trial_id"])[1].get("kl_history") or []
+        except (OSError, ValueError):
+            continue
+        hist = [(int(i), float(v)) for i, v in hist if v is not None and np.isfinite(v)]
+        if len(hist) >= 2:
+            name = ", ".join(f"{k}={r[k]}" for k in varying) or r["trial_id"]
+            out.append((name, *zip(*hist, strict=True)))
+    return out
+
+
+def _curves_plot(path: Path, curves: list, title: str) -> Path:
+    """KL against iteration, one line per trial (the convergence of each)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for name, its, kls in curves:
+        ax.plot(its, kls, lw=1.2, label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("KL divergence (chunk ends)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if len(curves) <= 12:
+        ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _line_plot(out_dir: Path, rows: list[dict], axis: str, axes: dict, metric: str) -> Path:

@@ -138,3 +138,15 @@ def test_validator_never_lets_a_nan_through(n, d, bad, seed):
             check_data(X)
     else:
         assert np.isfinite(check_data(X)).all()
+
+
+def test_anndata_gets_an_error_naming_what_to_pass():
+    class AnnData:  # the attributes tsnejax recognises, without the anndata package
+        obs_names = ["a", "b"]
+        obsm = {"X_pca": np.zeros((2, 2)), "X_umap": np.zeros((2, 2))}
+        X = np.zeros((2, 3))
+
+    from tsnejax import TSNE
+
+    with pytest.raises(ValueError, match=r"AnnData object.*adata.obsm\['X_pca'\].*'X_umap'"):
+        TSNE().fit(AnnData())

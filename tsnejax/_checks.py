@@ -60,6 +60,13 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
     Integer and boolean inputs are converted; object, string and complex arrays are refused.
     Rows with NaN or inf are reported by count and first indices.
     """
+    if hasattr(X, "obsm") and hasattr(X, "obs_names"):  # AnnData, without importing anndata
+        reps = ", ".join(repr(k) for k in list(getattr(X, "obsm", {}).keys())[:5]) or "none"
+        raise ValueError(
+            f"{name} is an AnnData object; pass one of its matrices as an array: "
+            f"adata.obsm['X_pca'] (the usual input; obsm keys here: {reps}) or "
+            "adata.X (dense, or reduced first), and store the result in adata.obsm['X_tsne']."
+        )
     if hasattr(X, "toarray") and callable(X.toarray):
         raise ValueError(
             f"{name} is a sparse matrix; pass a dense array (X.toarray()) or reduce it first "

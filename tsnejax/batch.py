@@ -21,13 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax import memory
 from tsnejax._checks import check_data, check_perplexity
 from tsnejax.affinity import Affinities, pad_affinities
-from tsnejax.build import affinity_key, memory_plan, phase_table, stepper_for
+from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
-from tsnejax.pipeline import affinities_from_graph, initial_embedding
+from tsnejax.pipeline import affinities_from_graph, check_fit_memory, initial_embedding
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
 
@@ -119,21 +118,9 @@ def fit_batch(
     Xv = check_data(X) if X is not None else None
     if Xv is None and affinities is None:
         raise ValueError("fit_batch needs X unless affinities are given.")
-    if Xv is not None:
-        n_points = Xv.shape[0]
-    else:
-        n_points = _as_list(affinities, n_trials, "affinities")[0].n_points
+    shared = None if affinities is None else _as_list(affinities, n_trials, "affinities")[0]
     per_device = -(-n_trials // (mesh.size if mesh is not None else 1))
-    memory.check_plan(
-        memory_plan(
-            configs[0],
-            n_points,
-            None if Xv is None else Xv.shape[1],
-            search=affinities is None,
-            calibrate=affinities is None,
-            batch=per_device,
-        )
-    )
+    check_fit_memory(configs[0], Xv, affinities=shared, batch=per_device)
     knn = None
     t0 = time.perf_counter()
     if affinities is None:

@@ -37,7 +37,7 @@ from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
 
-__all__ = ["TSNEResult", "fit", "prepare", "initial_embedding", "Prepared"]
+__all__ = ["TSNEResult", "fit", "prepare", "initial_embedding", "Prepared", "check_fit_memory"]
 
 
 class TSNEResult(NamedTuple):
@@ -106,7 +106,7 @@ def prepare(
     timings: dict[str, float] = {}
     k_knn, k_init = jax.random.split(key)
     Xv = check_data(X) if X is not None else None
-    _check_memory(config, Xv, affinities, neighbors)
+    check_fit_memory(config, Xv, affinities=affinities, neighbors=neighbors)
     t0 = time.perf_counter()
     knn = None
     if affinities is None:
@@ -139,8 +139,16 @@ def prepare(
     return Prepared(P, Y0, knn, timings)
 
 
-def _check_memory(config: TSNEConfig, X: Any, affinities: Any, neighbors: Any, batch: int = 1):
-    """Every stage's memory estimate against the free memory, before any work starts."""
+def check_fit_memory(
+    config: TSNEConfig,
+    X: Any,
+    *,
+    affinities: Any = None,
+    neighbors: Any = None,
+    batch: int = 1,
+) -> None:
+    """Every stage's memory estimate (:func:`tsnejax.build.memory_plan`) against the free
+    memory, before any work starts; ``batch``: trials run at once per device."""
     if affinities is not None:
         n = int(affinities.n_points if isinstance(affinities, Affinities) else affinities.shape[0])
     elif X is not None:

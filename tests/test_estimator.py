@@ -59,7 +59,7 @@ def test_params_roundtrip():
     assert t.get_params()["perplexity"] == 10
     t.set_params(perplexity=20)
     assert t.perplexity == 20
-    with pytest.raises(ValueError, match="not a parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter .theta."):
         t.set_params(theta=0.5)
 
 

@@ -41,6 +41,7 @@ from tsnejax.config import OptimizerConfig as OptimizerConfig
 from tsnejax.config import ScheduleConfig as ScheduleConfig
 from tsnejax.config import TSNEConfig as TSNEConfig
 from tsnejax.estimator import TSNE as TSNE
+from tsnejax.estimator import trustworthiness_scorer as trustworthiness_scorer
 from tsnejax.gradients import exact_gradient as exact_gradient
 from tsnejax.gradients import exact_kl_divergence as exact_kl_divergence
 from tsnejax.knn import KNNGraph as KNNGraph
@@ -75,6 +76,7 @@ __all__ = [
     "InsufficientMemoryError",
     "KNNGraph",
     "TSNE",
+    "trustworthiness_scorer",
     "TSNEConfig",
     "TSNEResult",
     "affinity",

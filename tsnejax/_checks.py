@@ -54,6 +54,12 @@ def _first(idx: np.ndarray, n: int = 5) -> str:
     return head + (", ..." if len(idx) > n else "")
 
 
+class NonNumericError(TypeError, ValueError):
+    """Data that is not numbers: a ``TypeError`` (what ``float()`` raises, and what
+    scikit-learn's conventions expect) that is also the ``ValueError`` every other data check
+    raises."""
+
+
 def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:
     """Validate a data matrix and return it as a C-contiguous float array.
 
@@ -73,24 +79,39 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
             "(e.g. TruncatedSVD to 50 components)."
         )
     arr = np.asarray(X)
-    if arr.dtype == object or arr.dtype.kind in "OUSV":
+    if arr.dtype == object:  # numbers held as objects (e.g. a mixed DataFrame) are fine
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise NonNumericError(
+                f"{name} has non-numeric dtype object ({err}); convert it to a numeric "
+                "array (e.g. np.asarray(X, dtype=np.float32))."
+            ) from err
+    if arr.dtype.kind in "OUSV":
         raise ValueError(
             f"{name} has non-numeric dtype {arr.dtype}; convert it to a numeric array "
             "(e.g. np.asarray(X, dtype=np.float32))."
         )
     if arr.dtype.kind == "c":
-        raise ValueError(f"{name} has complex dtype {arr.dtype}; pass real-valued features.")
+        raise ValueError(
+            f"{name} has complex dtype {arr.dtype} (Complex data not supported); pass "
+            "real-valued features."
+        )
     if arr.ndim != 2:
         raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-            "use X.reshape(len(X), -1) for images or X[:, None] for a single feature."
+            f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your "
+            "data: X.reshape(len(X), -1) for images or X[:, None] for a single feature."
         )
     n, d = arr.shape
-    if n == 0 or d == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs rows and columns.")
     least = MIN_POINTS if min_rows is None else min_rows
+    if n == 0 or d == 0:
+        what, need = ("sample", least) if n == 0 else ("feature", 1)
+        raise ValueError(
+            f"{name} is empty: 0 {what}(s) (shape={arr.shape}) while a minimum of {need} is "
+            "required."
+        )
     if n < least:
-        raise ValueError(f"{name} has {n} rows; t-SNE needs at least {least} points.")
+        raise ValueError(f"{name} has {n} sample(s) (rows); t-SNE needs at least {least} points.")
     dtype = float_dtype()
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr).all(axis=1)

@@ -1,43 +1,167 @@
-"""scikit-learn-style estimator: a thin shell over :func:`tsnejax.pipeline.fit`."""
+"""The scikit-learn estimator: a shell over :func:`tsnejax.pipeline.fit` and
+:func:`tsnejax.transform.transform` that follows scikit-learn's conventions."""
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any
 
 import jax
 import numpy as np
 import optax
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from tsnejax._checks import check_data
+from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
+from tsnejax.metrics.neighborhood import trustworthiness
 from tsnejax.pipeline import TSNEResult, fit
 from tsnejax.transform import TransformConfig, transform
 
-__all__ = ["TSNE"]
+__all__ = ["TSNE", "trustworthiness_scorer"]
 
 
-class TSNE:
-    """t-SNE with openTSNE 1.0.4 defaults, scikit-learn's ``fit``/``fit_transform`` interface.
+class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """t-SNE as a scikit-learn estimator (defaults: openTSNE 1.0.4), over :func:`tsnejax.fit`.
 
-    Parameters mirror :class:`tsnejax.pipeline.TSNEConfig`. ``preset`` (``"opentsne"``,
-    ``"fitsne"``, ``"sklearn"``; default openTSNE's) sets every convention in which the peers
-    differ (:mod:`tsnejax.presets`); parameters left at ``None`` (``"auto"`` for
-    ``max_step_norm``, where ``None`` disables clipping) take the preset's value, others
-    override it. ``optimizer`` takes any Optax ``GradientTransformation``, a registry name
-    (``"adam"``), a spec (``"adam:b1=0.9"``) or a dict (``{"name": "adam", "learning_rate":
-    1.0, "b1": 0.9}``); default the classic momentum + gains rule.
-    ``negative_gradient_method`` takes a name or any :class:`tsnejax.gradients.Backend`.
-    ``learning_rate`` takes a number, ``"auto"`` or an expression in N (``"N/12"``).
-    ``random_state`` is an int seed for ``jax.random.key`` (``None`` draws a fresh seed).
+    ``fit`` runs early exaggeration (``early_exaggeration_iter`` iterations) and then the main
+    phase (``n_iter``); ``transform`` places new points into the fitted embedding without moving
+    it (openTSNE's ``transform``). ``__init__`` stores its arguments and does nothing else, so
+    ``get_params``/``set_params``/``sklearn.base.clone`` and pipelines work; everything computed
+    ends in ``_``. A fitted estimator pickles (``pickle``, ``joblib.dump``): compiled programs are
+    left out and rebuilt on first use.
 
-    Attributes after ``fit``: ``embedding_`` (numpy ``(n, n_components)``),
-    ``kl_divergence_``, ``n_iter_``, ``affinities_``, ``state_`` (optimizer state, for
-    resuming), ``timings_`` and ``random_state_`` (the seed used).
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the embedding: 1, 2 or 3.
+    perplexity : float or sequence of float, default=30.0
+        Effective number of neighbours each point's affinities are calibrated to. A sequence
+        averages the conditionals of each (multi-scale). Needs ``3 * perplexity <= n - 1``.
+    early_exaggeration : float, default=12.0
+        Factor on the attraction during the first phase.
+    early_exaggeration_iter : int or None, default=None
+        Iterations of the first phase; ``None``: the preset's (250).
+    n_iter : int or None, default=None
+        Iterations of the main phase, *after* early exaggeration; ``None``: the preset's (500).
+        The fitted ``n_iter_`` counts both phases (750 by default), as scikit-learn's
+        ``TSNE.n_iter_`` does.
+    exaggeration : float, default=1.0
+        Factor on the attraction in the main phase (above 1 pulls clusters tighter; Böhm et
+        al. 2022).
+    learning_rate : float or str, default="auto"
+        A number, ``"auto"`` (the preset's rule; openTSNE: N / exaggeration in each phase) or an
+        expression in N such as ``"N/12"``.
+    dof : float, default=1.0
+        Degrees of freedom of the output kernel: 1 is the Cauchy kernel of t-SNE; below 1 gives
+        heavier tails and finer clusters (Kobak et al. 2019); large values approach SNE.
+    initialization : {"pca", "random"} or ndarray of shape (n_samples, n_components), default="pca"
+        ``"pca"``: the first principal components scaled to standard deviation 1e-4 in PC1;
+        ``"random"``: Gaussian from ``random_state``; or the initial embedding itself.
+    negative_gradient_method : str or Backend, default="auto"
+        ``"exact"`` (O(N^2)), ``"interpolation"`` (FIt-SNE's FFT grid), ``"splat"``
+        (GPGPU-SNE's field), ``"auto"`` (exact for small N, else interpolation; see
+        ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any :class:`tsnejax.gradients.Backend`.
+    neighbors : {"auto", "exact", "faiss", "pynndescent"}, default="auto"
+        kNN search for the affinities (``"auto"``: the exact blocked search up to
+        ``tsnejax.knn.exact_limit(n_features)`` points, then pynndescent).
+    optimizer : str, dict or optax.GradientTransformation, default=None
+        The update rule: a registry name (``"adam"``), a spec (``"adam:b1=0.9"``), a dict
+        (``{"name": "adam", "learning_rate": 1.0, "b1": 0.9}``) or any Optax transformation
+        (it keeps its own learning rate). ``None``: the classic momentum + gains rule.
+    preset : {"opentsne", "fitsne", "sklearn"} or None, default=None
+        Every convention in which the peers differ (learning-rate rule, gains, momentum,
+        gradient scale; :mod:`tsnejax.presets`). Parameters left at ``None`` take the preset's
+        value; the others override it. ``None``: openTSNE's.
+    initial_momentum, final_momentum : float or None, default=None
+        Momentum before and after the end of early exaggeration (classic and sgd rules);
+        ``None``: the preset's (0.8 and 0.8 for openTSNE; 0.5 and 0.8 for scikit-learn).
+    max_step_norm : float, None or "auto", default="auto"
+        Clip each row of every update to this norm (openTSNE: 5); ``None`` turns clipping off;
+        ``"auto"``: the preset's.
+    n_interpolation_points : int, default=3
+        Interpolation nodes per grid interval (interpolation method).
+    min_num_intervals : int or None, default=None
+        Least grid intervals per dimension (``None``: 50, or 18 in 3-D).
+    ints_in_interval : float, default=1.0
+        Embedding units per grid interval; smaller is finer and slower.
+    max_boxes : int or None, default=None
+        Cap on the grid intervals per dimension (``None``: the built-in memory-safe cap).
+    pixels_per_unit : float, default=4.0
+        Resolution of the splat method's field.
+    exaggeration_decay : {"step", "linear", "exponential"}, default="step"
+        How early exaggeration ends: at once, or decayed over 150 iterations.
+    stopping : {"fixed", "optsne"}, default="fixed"
+        ``"optsne"`` ends each phase when the relative KL decrease says so (Belkina et al.
+        2019); ``early_exaggeration_iter`` and ``n_iter`` then cap the phases.
+    random_state : int or None, default=None
+        Seed of the ``jax.random.key`` that drives the kNN search, the random initialisation and
+        the transform; ``None`` draws a fresh seed (stored in ``random_state_``). With PCA
+        initialisation and the exact kNN search the result does not depend on it.
+    verbose : bool, default=False
+        Progress bar with the KL.
 
-    Example:
-      >>> from sklearn.datasets import load_digits
-      >>> Y = TSNE(random_state=0).fit_transform(load_digits().data)  # doctest: +SKIP
+    Attributes
+    ----------
+    embedding_ : ndarray of shape (n_samples, n_components)
+        The embedding (float32).
+    kl_divergence_ : float
+        KL(P || Q) of the final embedding, in nats.
+    n_iter_ : int
+        Iterations run, both phases (``early_exaggeration_iter_ + n_iter``, fewer under opt-SNE).
+    early_exaggeration_iter_ : int
+        Where the main phase began.
+    kl_history_ : list of (int, float)
+        KL at the end of every chunk: the convergence curve.
+    affinities_ : tsnejax.Affinities
+        The symmetric P in a padded sparse layout (its entries sum to 1).
+    neighbors_ : tsnejax.KNNGraph or None
+        The kNN graph P was built from (``None`` when affinities were given).
+    state_ : tsnejax.TSNEState
+        Final optimizer state; resume with ``tsnejax.run.optimize(est.stepper_, est.state_,
+        est.affinities_, n)``.
+    stepper_ : tsnejax.Stepper
+        The compiled step of this run (rebuilt on first access after unpickling).
+    config_ : tsnejax.TSNEConfig
+        Every setting the run used.
+    method_ : str
+        The gradient method used (``"auto"`` resolved).
+    timings_ : dict of str to float
+        Seconds per stage (kNN, affinities, compile, optimisation, ...).
+    grids_, n_compiles_ : list, int
+        Grid structures used and the number of programs compiled.
+    random_state_ : int
+        The seed used.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names of a DataFrame ``X`` (only when it has string column names).
+    transform_result_ : tsnejax.transform.TransformResult
+        Details of the last ``transform`` (its KL history, timings).
+
+    See Also
+    --------
+    tsnejax.fit : the functional form (a key, data and a ``TSNEConfig``).
+    tsnejax.tl.tsne : the same on an AnnData object, scanpy-style.
+
+    Notes
+    -----
+    scikit-learn's ``TSNE`` has ``max_iter`` for both phases together; here ``n_iter`` is the
+    main phase only (openTSNE's convention), and ``n_iter_`` is the total. ``fit_transform(X)``
+    returns ``embedding_``; ``fit(X).transform(X)`` would instead place the points of ``X``
+    anew into the embedding, as openTSNE does, so the two differ.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from tsnejax import TSNE
+    >>> X = load_digits().data
+    >>> est = TSNE(random_state=0).fit(X)  # doctest: +SKIP
+    >>> est.embedding_.shape, est.n_iter_  # doctest: +SKIP
+    ((1797, 2), 750)
     """
 
     def __init__(
@@ -94,17 +218,6 @@ class TSNE:
         self.random_state = random_state
         self.verbose = verbose
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        del deep
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> TSNE:
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"{name!r} is not a parameter of TSNE; valid: {sorted(_PARAMS)}.")
-            setattr(self, name, value)
-        return self
-
     def _config(self) -> TSNEConfig:
         init = self.initialization
         perp = self.perplexity
@@ -154,32 +267,66 @@ class TSNE:
         y: Any = None,
         *,
         affinities: Any = None,
+        neighbors: Any = None,
         callbacks: Any = (),
         callbacks_every: int | None = None,
     ) -> TSNE:
-        """Embed ``X`` (or precomputed ``affinities``); ``y`` is ignored.
+        """Embed ``X`` of shape ``(n_samples, n_features)``; ``y`` is ignored.
 
-        ``callbacks``: ``callback(iteration, kl, embedding) -> stop`` every
-        ``callbacks_every`` iterations (see :func:`tsnejax.fit`).
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or None
+            The data (float, int or bool; no NaN/inf). May be ``None`` when ``affinities`` or
+            ``neighbors`` are given (``transform`` then needs the reference data, so it is
+            unavailable).
+        y : None
+            Ignored (scikit-learn API).
+        affinities : tsnejax.Affinities or scipy.sparse matrix, optional
+            A precomputed symmetric P instead of the perplexity calibration.
+        neighbors : tsnejax.KNNGraph or (indices, distances), optional
+            A precomputed kNN graph (self excluded) to calibrate P on.
+        callbacks : sequence of callables
+            ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
+            iterations; a true return value stops the run.
+        callbacks_every : int, optional
+            Interval of the callbacks (default: the chunk size, 50); the embedding does not
+            depend on it.
+
+        Returns
+        -------
+        self : TSNE
         """
         del y
+        if X is not None:
+            Xv = check_data(X)  # tsnejax's messages (NaN rows, AnnData, sparse) come first
+            validate_data(self, X, skip_check_array=True)  # n_features_in_, feature_names_in_
+        else:
+            Xv = None
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
+        elif not isinstance(seed, int | np.integer):
+            raise ValueError(
+                f"random_state must be an int seed or None, got {type(seed).__name__}; "
+                "tsnejax draws from jax.random.key(random_state)."
+            )
         init = None if isinstance(self.initialization, str) else self.initialization
+        config = self._config()
         result: TSNEResult = fit(
-            jax.random.key(seed),
-            X,
-            self._config(),
+            jax.random.key(int(seed)),
+            Xv,
+            config,
             affinities=affinities,
+            neighbors=neighbors,
             initialization=init,
             callbacks=callbacks,
             callbacks_every=callbacks_every,
             verbose=self.verbose,
         )
-        self.embedding_ = result.embedding
-        self.kl_divergence_ = result.kl_divergence
-        self.n_iter_ = result.total_iter  # both phases (n_iter counts the main phase)
+        self.config_ = config
+        self.embedding_ = np.asarray(result.embedding)
+        self.kl_divergence_ = float(result.kl_divergence)
+        self.n_iter_ = int(result.total_iter)  # both phases (n_iter counts the main phase)
         self.affinities_ = result.affinities
         self.state_ = result.state
         self.timings_ = result.timings
@@ -187,49 +334,127 @@ class TSNE:
         self.method_ = result.method
         self.grids_ = result.grids
         self.n_compiles_ = result.n_compiles
-        self.random_state_ = seed
+        self.random_state_ = int(seed)
         self.early_exaggeration_iter_ = result.early_exaggeration_iter
-        self.stepper_ = result.stepper
         self.neighbors_ = result.neighbors  # the kNN graph of X (None when P was given)
-        self._graph_index = None  # built from neighbors_ on the first transform
+        # Memoised derived objects (the compiled step; the transform's graph index, built on
+        # the first transform): one dict, so transform leaves __dict__ as it was.
+        self._cache = {"stepper": result.stepper}
         # The reference data, for transform (kept as the float32 array the kNN search used).
-        self._X_fit = None if X is None else np.asarray(X, np.float32)
+        self._X_fit = Xv
         return self
+
+    @property
+    def stepper_(self) -> Any:
+        """The compiled step of the fitted run (rebuilt from ``config_`` after unpickling)."""
+        check_is_fitted(self, "embedding_")
+        if "stepper" not in self._cache:
+            self._cache["stepper"] = stepper_for(self.config_, len(self.embedding_))[0]
+        return self._cache["stepper"]
+
+    @property
+    def transform_result_(self) -> Any:
+        """The last ``transform``'s :class:`tsnejax.transform.TransformResult` (KL history,
+        timings)."""
+        check_is_fitted(self, "embedding_")
+        if "transform_result" not in self._cache:
+            raise AttributeError("transform_result_ exists after the first transform call.")
+        return self._cache["transform_result"]
 
     def transform(self, X: Any, *, config: Any = None, **overrides: Any) -> np.ndarray:
         """Place new points into ``embedding_`` without moving it (openTSNE's ``transform``).
 
-        ``config`` is a :class:`tsnejax.transform.TransformConfig` (default: openTSNE's
-        transform defaults, perplexity 5); keyword ``overrides`` replace its fields, e.g.
-        ``transform(X, n_iter=0)`` for the placement alone.
+        Parameters
+        ----------
+        X : array-like of shape (n_new, n_features)
+            New points, with the features ``fit`` saw.
+        config : tsnejax.transform.TransformConfig, optional
+            Default: openTSNE's transform defaults (perplexity 5, 100 iterations of
+            optimisation with early exaggeration 4 after the placement at the neighbours'
+            weighted mean).
+        **overrides
+            Replace fields of ``config``, e.g. ``transform(X, n_iter=0)`` for the placement
+            alone.
+
+        Returns
+        -------
+        Y_new : ndarray of shape (n_new, n_components)
         """
-        if not hasattr(self, "embedding_"):
-            raise ValueError("this TSNE is not fitted yet; call fit(X) before transform.")
+        check_is_fitted(self, "embedding_")
         if getattr(self, "_X_fit", None) is None:
             raise ValueError(
                 "transform needs the data the embedding was fitted on; this TSNE was fitted "
                 "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
             )
+        Xv = check_data(X, min_rows=1)
+        validate_data(self, X, skip_check_array=True, reset=False)
         config = dataclasses.replace(config or TransformConfig(), **overrides)
         key = jax.random.key(self.random_state_)
-        if getattr(self, "_graph_index", None) is None and self.neighbors_ is not None:
+        if "graph_index" not in self._cache and self.neighbors_ is not None:
             # fit's kNN graph indexes the reference, as openTSNE keeps its Annoy index.
-            self._graph_index = build_graph_index(self._X_fit, self.neighbors_, key=key)
+            self._cache["graph_index"] = build_graph_index(self._X_fit, self.neighbors_, key=key)
         result = transform(
-            X,
+            Xv,
             self._X_fit,
             self.embedding_,
             config,
             dof=self.dof,
             key=key,
-            index=self._graph_index,
+            index=self._cache.get("graph_index"),
         )
-        self.transform_result_ = result
-        return result.embedding
+        self._cache["transform_result"] = result
+        return np.asarray(result.embedding)
 
     def fit_transform(self, X: Any = None, y: Any = None, **kwargs: Any) -> np.ndarray:
-        """``fit(X)`` and return ``embedding_``."""
+        """``fit(X, **kwargs)`` and return ``embedding_`` (not ``transform(X)``: see Notes)."""
         return self.fit(X, y, **kwargs).embedding_
 
+    @property
+    def _n_features_out(self) -> int:
+        """Output columns, for ``get_feature_names_out`` (``tsne0``, ``tsne1``, ...)."""
+        return self.n_components
 
-_PARAMS = tuple(TSNE.__init__.__code__.co_varnames[1 : TSNE.__init__.__code__.co_argcount])
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle state: compiled programs and the transform's index are left out (rebuilt on
+        demand); an unpicklable Optax object or Backend parameter gets a clear error."""
+        state = dict(super().__getstate__())
+        if "_cache" in state:
+            state["_cache"] = {}
+        for name in ("optimizer", "negative_gradient_method"):
+            value = state.get(name)
+            if value is not None and not isinstance(value, str | dict):
+                try:
+                    pickle.dumps(value)
+                except Exception as err:  # closures of Optax objects: PicklingError, TypeError, ...
+                    raise TypeError(
+                        f"TSNE cannot be pickled: its {name}={type(value).__name__} object "
+                        f"cannot ({err}). Give {name} as a name or spec (e.g. "
+                        "optimizer='adam:b1=0.9') to make the estimator picklable."
+                    ) from err
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True  # a stateful transform: transform places points into embedding_
+        tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []  # the embedding is float32 whatever X is
+        return tags
+
+
+def trustworthiness_scorer(n_neighbors: int = 5):
+    """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``: the trustworthiness of
+    ``estimator.transform(X)`` for ``X`` (held-out points placed into the fitted embedding),
+    for ``GridSearchCV(TSNE(), {...}, scoring=trustworthiness_scorer())``. Higher is better."""
+
+    def scorer(estimator: Any, X: Any, y: Any = None) -> float:
+        del y
+        return trustworthiness(check_data(X, min_rows=1), estimator.transform(X), n_neighbors)
+
+    scorer.__name__ = f"trustworthiness_{n_neighbors}"
+    return scorer

@@ -104,7 +104,7 @@ __all__ = [
 ]
 
 #: Submodules imported on first attribute access (``tsnejax.plot`` pulls in matplotlib).
-_LAZY_SUBMODULES = ("plot", "sweep", "transform", "large_data", "data", "opt_sne")
+_LAZY_SUBMODULES = ("plot", "sweep", "transform", "large_data", "data", "opt_sne", "tl")
 
 
 def __getattr__(name: str):

@@ -33,8 +33,19 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("embed", help="embed a data set; writes embedding.npy, metrics.json, PNG")
     src = e.add_mutually_exclusive_group()
     src.add_argument("--dataset", default=None, help="bundled data set (default: digits)")
-    src.add_argument("--input", default=None, help="features: .npy, .npz (X[, y]) or .csv")
+    src.add_argument(
+        "--input", default=None, help="features: .npy, .npz (X[, y]), .csv or .h5ad (AnnData)"
+    )
     e.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt), one per row")
+    e.add_argument(
+        "--use-rep", default=None, help=".h5ad: obsm key or X (default: X_pca when present)"
+    )
+    e.add_argument("--labels-key", default=None, help=".h5ad: obs column to colour by")
+    e.add_argument(
+        "--save-h5ad",
+        action="store_true",
+        help=".h5ad: also write OUT/<name>.h5ad with obsm['X_tsne'] and uns['tsne']",
+    )
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--perplexity", type=float, default=30.0)
     e.add_argument("--n-components", type=int, default=2)
@@ -177,7 +188,18 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
 
     out = _writable_dir(args.out)
     t0 = time.perf_counter()
-    if args.input is not None:
+    adata = None
+    h5ad = args.input is not None and str(args.input).lower().endswith(".h5ad")
+    if not h5ad and (args.use_rep or args.labels_key or args.save_h5ad):
+        raise ValueError("--use-rep, --labels-key and --save-h5ad apply to .h5ad input only.")
+    if h5ad:
+        from tsnejax import tl
+
+        adata = tl.read_h5ad(args.input)
+        X, rep = tl.representation(adata, args.use_rep)
+        y = _obs_codes(adata, args.labels_key)
+        source = f"{args.input} ({rep})"
+    elif args.input is not None:
         X, y = load_array(args.input)
         source = str(args.input)
     else:
@@ -254,10 +276,29 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             )
     atomic_save_npy(out / "embedding.npy", Y)
     atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=False, default=_json)
+    if adata is not None and args.save_h5ad:
+        from tsnejax import tl
+
+        info = {k: metrics[k] for k in ("kl_divergence", "kl_history", "method", "seed")}
+        info["params"] = {**config.flat(), "use_rep": rep}
+        tl.store(adata, Y, {**info, "n_iter": result.total_iter}, None)
+        with atomic_path(out / Path(args.input).name, suffix=".h5ad") as tmp:
+            adata.write_h5ad(tmp)
     title = f"{source}: N={Y.shape[0]}, KL={result.kl_divergence:.3f}"
     with atomic_path(out / "embedding.png", suffix=".png") as tmp:
         plot_embedding(Y, y, tmp, title=title)
     return metrics
+
+
+def _obs_codes(adata: Any, key: str | None) -> np.ndarray | None:
+    """Integer codes of ``adata.obs[key]`` (categories in their order), for colouring."""
+    if key is None:
+        return None
+    if key not in adata.obs:
+        raise ValueError(f"--labels-key {key!r} is not an obs column (have {list(adata.obs)}).")
+    col = adata.obs[key]
+    codes = col.cat.codes if hasattr(col, "cat") else col.astype("category").cat.codes
+    return np.asarray(codes, np.int32)
 
 
 def _metrics(args: argparse.Namespace) -> dict[str, Any]:

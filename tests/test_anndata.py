@@ -1,0 +1,135 @@
+"""tsnejax.tl.tsne on AnnData and the CLI on .h5ad, with a real single-cell matrix (issue #20):
+scanpy's pbmc68k_reduced (700 cells, its 50-PC PCA) from the shared data folder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tsnejax import TSNE, tl
+
+anndata = pytest.importorskip("anndata", reason="the anndata extra is not installed")
+
+SHORT = dict(early_exaggeration_iter=50, n_iter=100)
+
+
+@pytest.fixture(scope="module")
+def pbmc(data_dir):
+    import pandas as pd
+
+    f = data_dir / "pbmc68k_reduced.npz"
+    if not f.exists():
+        pytest.skip(f"{f} not found (set TSNEJAX_DATA to the shared data folder)")
+    d = np.load(f)
+    obs = pd.DataFrame({"bulk_labels": pd.Categorical(d["y"].astype(str))})
+    obs.index = [f"cell{i}" for i in range(len(d["y"]))]
+    adata = anndata.AnnData(X=d["X_scaled"].astype(np.float32), obs=obs)
+    adata.obsm["X_pca"] = d["X_pca"]
+    return adata, d["y"]
+
+
+def test_tl_tsne_writes_obsm_and_uns_like_scanpy(pbmc):
+    adata, y = pbmc
+    ad = adata.copy()
+    assert tl.tsne(ad, use_rep="X_pca", random_state=0, **SHORT) is None
+    Y = ad.obsm["X_tsne"]
+    assert Y.shape == (ad.n_obs, 2) and np.isfinite(Y).all()
+    info = ad.uns["tsne"]
+    assert info["params"]["use_rep"] == "X_pca" and info["params"]["perplexity"] == 30.0
+    assert info["n_iter"] == 150 and info["kl_divergence"] > 0
+    assert np.asarray(info["kl_history"]).shape[1] == 2
+    # The same embedding as the estimator on the same matrix and seed.
+    ref = TSNE(random_state=0, **SHORT).fit_transform(adata.obsm["X_pca"])
+    np.testing.assert_allclose(Y, ref, rtol=1e-5, atol=1e-5)
+    from tsnejax.metrics import knn_accuracy
+
+    assert knn_accuracy(Y, y, k=10) > 0.6  # cell types stay together (10 types, 700 cells)
+
+
+def test_tl_tsne_key_added_copy_n_pcs_and_h5ad_round_trip(pbmc, tmp_path):
+    adata, _ = pbmc
+    out = tl.tsne(adata, n_pcs=20, key_added="X_tsne20", copy=True, random_state=1, **SHORT)
+    assert "X_tsne20" in out.obsm and "X_tsne20" not in adata.obsm
+    assert out.uns["X_tsne20"]["params"]["n_pcs"] == 20
+    out.write_h5ad(tmp_path / "a.h5ad")  # everything written to uns is storable
+    back = anndata.read_h5ad(tmp_path / "a.h5ad")
+    np.testing.assert_array_equal(back.obsm["X_tsne20"], out.obsm["X_tsne20"])
+
+
+def test_tl_tsne_reuses_the_scanpy_neighbors_graph(pbmc):
+    import scipy.sparse as sp
+
+    from tsnejax.knn import exact_knn
+
+    adata, _ = pbmc
+    ad = adata.copy()
+    k = 31  # scanpy's n_neighbors includes the cell itself; obsp stores the other k - 1 = 30
+    g = exact_knn(ad.obsm["X_pca"], k - 1)
+    n = ad.n_obs
+    rows = np.repeat(np.arange(n), k - 1)
+    ad.obsp["distances"] = sp.csr_matrix(
+        (np.asarray(g.distances).ravel(), (rows, np.asarray(g.indices).ravel())), shape=(n, n)
+    )
+    ad.uns["neighbors"] = {"distances_key": "distances", "params": {"n_neighbors": k}}
+    tl.tsne(ad, perplexity=10, neighbors_key="neighbors", random_state=0, **SHORT)
+    direct = TSNE(perplexity=10, random_state=0, **SHORT).fit(
+        ad.obsm["X_pca"], neighbors=(np.asarray(g.indices), np.asarray(g.distances))
+    )
+    np.testing.assert_allclose(ad.obsm["X_tsne"], direct.embedding_, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"perplexity=30.5.*has 30.*n_neighbors=92"):
+        tl.tsne(ad, perplexity=30.5, neighbors_key="neighbors")
+    with pytest.raises(ValueError, match="neighbors_key='nn' is not in adata.uns"):
+        tl.tsne(ad, neighbors_key="nn")
+
+
+def test_representation_rules_and_errors(pbmc):
+    adata, _ = pbmc
+    X, name = tl.representation(adata)
+    assert name == "X_pca" and X.shape == (700, 50)
+    with pytest.raises(ValueError, match="use_rep='X_umap' is not in adata.obsm"):
+        tl.representation(adata, "X_umap")
+    bare = anndata.AnnData(X=adata.X)
+    with pytest.raises(ValueError, match=r"765 variables and no obsm\['X_pca'\].*sc.pp.pca"):
+        tl.representation(bare)
+    with pytest.raises(ValueError, match="n_pcs=80"):
+        tl.representation(adata, n_pcs=80)
+
+
+def test_anndata_passed_to_fit_names_the_function(pbmc):
+    adata, _ = pbmc
+    with pytest.raises(ValueError, match=r"AnnData.*adata.obsm\['X_pca'\]"):
+        TSNE().fit(adata)
+
+
+def test_cli_embeds_an_h5ad(pbmc, tmp_path):
+    from tsnejax.cli import main
+
+    adata, _ = pbmc
+    path = tmp_path / "pbmc.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "run"
+    args = ["embed", "--input", str(path), "--use-rep", "X_pca", "--labels-key", "bulk_labels"]
+    args += ["--early-exaggeration-iter", "50", "--n-iter", "100", "--save-h5ad"]
+    assert main([*args, "--out", str(out)]) == 0
+    Y = np.load(out / "embedding.npy")
+    assert Y.shape == (700, 2) and (out / "embedding.png").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["source"].endswith("(X_pca)") and "knn_accuracy_10" in metrics
+    saved = anndata.read_h5ad(out / "pbmc.h5ad")
+    np.testing.assert_array_equal(saved.obsm["X_tsne"], Y)
+    assert saved.uns["tsne"]["params"]["use_rep"] == "X_pca"
+
+
+def test_cli_h5ad_errors(pbmc, tmp_path, capsys):
+    from tsnejax.cli import main
+
+    adata, _ = pbmc
+    path = tmp_path / "pbmc.h5ad"
+    adata.write_h5ad(path)
+    assert (
+        main(["embed", "--input", str(path), "--use-rep", "X_umap", "--out", str(tmp_path / "o")])
+        == 1
+    )
+    assert "use_rep='X_umap' is not in adata.obsm" in capsys.readouterr().err
+    assert main(["embed", "--use-rep", "X_pca", "--out", str(tmp_path / "o2")]) == 1
+    assert ".h5ad input only" in capsys.readouterr().err

@@ -1,0 +1,231 @@
+"""t-SNE on AnnData objects, in scanpy's shape: ``tsnejax.tl.tsne(adata, use_rep="X_pca")``.
+
+Needs the optional extra ``pip install "tsnejax[anndata]"`` only to read or write ``.h5ad``
+files; :func:`tsne` itself works on any object with AnnData's ``obsm``/``obsp``/``uns``/``X``
+(it never imports anndata). The result follows ``scanpy.tl.tsne``: the embedding in
+``adata.obsm[key_added]`` (default ``"X_tsne"``) and the settings in
+``adata.uns[key_added or "tsne"]["params"]``; tsnejax adds the KL divergence, its history, the
+iterations, the gradient method and the stage timings there.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from tsnejax.estimator import TSNE
+
+__all__ = ["tsne", "representation", "graph_from_obsp", "store", "read_h5ad"]
+
+#: With more variables than this and no ``X_pca``, :func:`representation` asks for a PCA first
+#: (scanpy's ``settings.N_PCS``).
+N_PCS = 50
+
+
+def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = None):
+    """The matrix t-SNE embeds, scanpy's rules: ``use_rep`` names an ``obsm`` key or ``"X"``;
+    ``None`` takes ``obsm["X_pca"]`` when present, else ``adata.X`` when it has at most 50
+    variables. ``n_pcs`` keeps the first columns. Returns ``(X (n_obs, d), name)``."""
+    keys = list(adata.obsm.keys())
+    if use_rep is None:
+        if "X_pca" in keys:
+            use_rep = "X_pca"
+        elif adata.X is not None and adata.X.shape[1] <= N_PCS:
+            use_rep = "X"
+        else:
+            raise ValueError(
+                f"adata has {adata.X.shape[1] if adata.X is not None else 0} variables and no "
+                "obsm['X_pca']; run sc.pp.pca(adata) first, or pass use_rep= one of "
+                f"{keys or ['X']}."
+            )
+    if use_rep == "X":
+        X = adata.X
+        if hasattr(X, "toarray"):
+            raise ValueError(
+                "use_rep='X': adata.X is sparse; reduce it first (sc.pp.pca(adata), then "
+                "use_rep='X_pca')."
+            )
+    elif use_rep in keys:
+        X = adata.obsm[use_rep]
+    else:
+        raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}) nor 'X'.")
+    X = np.asarray(X)
+    if n_pcs is not None:
+        if not isinstance(n_pcs, int | np.integer) or not 1 <= n_pcs <= X.shape[1]:
+            raise ValueError(
+                f"n_pcs={n_pcs!r} must be an int in [1, {X.shape[1]}] (the columns of {use_rep!r})."
+            )
+        X = X[:, :n_pcs]
+    return X, use_rep
+
+
+def graph_from_obsp(adata: Any, neighbors_key: str = "neighbors"):
+    """The kNN graph ``scanpy.pp.neighbors`` stored, as ``(indices, distances)`` of shape
+    ``(n_obs, k)`` (self excluded, nearest first): ``adata.obsp[uns[neighbors_key]
+    ["distances_key"]]``. Rows with fewer stored neighbours (duplicates have distance 0 and
+    are not stored) limit ``k`` to the smallest row."""
+    if neighbors_key not in adata.uns:
+        raise ValueError(
+            f"neighbors_key={neighbors_key!r} is not in adata.uns; run "
+            "sc.pp.neighbors(adata, n_neighbors=91) first (3 x perplexity + 1 neighbours), or "
+            "leave neighbors_key=None to let tsnejax search."
+        )
+    dist_key = adata.uns[neighbors_key].get("distances_key", "distances")
+    if dist_key not in adata.obsp:
+        raise ValueError(f"adata.obsp has no {dist_key!r} (named by uns[{neighbors_key!r}]).")
+    D = adata.obsp[dist_key].tocsr()
+    counts = np.diff(D.indptr)
+    k = int(counts.min())
+    if k < 1:
+        raise ValueError(
+            f"adata.obsp[{dist_key!r}] has a row with no neighbours (row "
+            f"{int(np.argmin(counts))}); recompute the graph with sc.pp.neighbors."
+        )
+    n = D.shape[0]
+    indices = np.empty((n, k), np.int64)
+    distances = np.empty((n, k), np.float32)
+    for i in range(n):  # rows are short (k ~ 15-90); the loop is not the cost
+        lo, hi = D.indptr[i], D.indptr[i + 1]
+        cols, vals = D.indices[lo:hi], D.data[lo:hi]
+        keep = cols != i
+        cols, vals = cols[keep], vals[keep]
+        order = np.argsort(vals, kind="stable")[:k]
+        indices[i], distances[i] = cols[order], vals[order]
+    return indices, distances
+
+
+def store(adata: Any, embedding: np.ndarray, info: dict[str, Any], key_added: str | None):
+    """Write ``embedding`` to ``adata.obsm[key_added or "X_tsne"]`` and ``info`` to
+    ``adata.uns[key_added or "tsne"]`` (``None`` values dropped: ``.h5ad`` cannot hold them)."""
+    adata.obsm[key_added or "X_tsne"] = np.asarray(embedding)
+    adata.uns[key_added or "tsne"] = _h5ad_safe(info)
+
+
+def _h5ad_safe(value: Any) -> Any:
+    """``value`` as what ``.h5ad`` stores: dicts, strings, numbers, bools, arrays."""
+    if isinstance(value, dict):
+        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | bool | int | float | np.ndarray):
+        return value
+    if isinstance(value, list | tuple):
+        if not value:
+            return np.zeros(0)
+        try:  # numbers, or rows of numbers such as the KL history [(iteration, kl), ...]
+            return np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            return np.asarray([str(v) for v in value])
+    return str(value)  # an Optax object, a Backend: its description
+
+
+def tsne(
+    adata: Any,
+    n_pcs: int | None = None,
+    *,
+    use_rep: str | None = None,
+    perplexity: float = 30.0,
+    early_exaggeration: float = 12.0,
+    learning_rate: float | str = "auto",
+    random_state: int = 0,
+    key_added: str | None = None,
+    neighbors_key: str | None = None,
+    copy: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """t-SNE of ``adata`` (scanpy's ``sc.tl.tsne`` arguments; tsnejax's defaults).
+
+    Args:
+      adata: an AnnData (or anything with its ``obsm``, ``obsp``, ``uns``, ``X``).
+      n_pcs: use the first ``n_pcs`` columns of the representation.
+      use_rep: ``obsm`` key or ``"X"``; ``None``: ``X_pca`` if present (see
+        :func:`representation`).
+      perplexity, early_exaggeration, learning_rate, random_state: as in :class:`tsnejax.TSNE`
+        (``learning_rate="auto"``: N / early exaggeration, not scanpy's fixed 1000).
+      key_added: ``obsm[key_added]`` and ``uns[key_added]`` instead of ``X_tsne`` / ``tsne``.
+      neighbors_key: reuse the kNN graph ``sc.pp.neighbors`` stored (``"neighbors"`` for its
+        default key) instead of searching; it needs at least ``perplexity`` neighbours per cell
+        (3 x perplexity is the usual choice: ``sc.pp.neighbors(adata, n_neighbors=91)``).
+      copy: work on and return a copy; otherwise ``adata`` is updated and ``None`` returned.
+      **kwargs: any other :class:`tsnejax.TSNE` parameter (``n_iter``, ``dof``,
+        ``optimizer``, ``negative_gradient_method``, ...).
+
+    Returns:
+      The updated copy when ``copy=True``, else ``None``.
+    """
+    if not (hasattr(adata, "obsm") and hasattr(adata, "uns")):
+        raise ValueError(
+            f"adata must be an AnnData object, got {type(adata).__name__}; for arrays use "
+            "tsnejax.TSNE().fit_transform(X)."
+        )
+    if copy:
+        adata = adata.copy()
+    X, rep = representation(adata, use_rep, n_pcs)
+    neighbors = None
+    if neighbors_key is not None:
+        neighbors = graph_from_obsp(adata, neighbors_key)
+        k = neighbors[0].shape[1]
+        perps = np.atleast_1d(np.asarray(perplexity, float))
+        if perps.max() > k:
+            raise ValueError(
+                f"perplexity={perplexity} needs at least {perps.max():g} neighbours per cell, "
+                f"but the graph in uns[{neighbors_key!r}] has {k}; lower the perplexity "
+                f"(about k/3 = {max(k // 3, 1)} is the usual ratio) or recompute it with "
+                f"sc.pp.neighbors(adata, n_neighbors={int(3 * perps.max()) + 1})."
+            )
+    est = TSNE(
+        perplexity=perplexity,
+        early_exaggeration=early_exaggeration,
+        learning_rate=learning_rate,
+        random_state=random_state,
+        **kwargs,
+    )
+    est.fit(X, neighbors=neighbors)
+    params = {
+        "perplexity": perplexity,
+        "early_exaggeration": early_exaggeration,
+        "learning_rate": learning_rate,
+        "random_state": random_state,
+        "use_rep": rep,
+        "n_pcs": n_pcs,
+        "neighbors_key": neighbors_key,
+        **{k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)},
+    }
+    store(adata, est.embedding_, _info(est, params), key_added)
+    return adata if copy else None
+
+
+def _info(est: TSNE, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "params": params,
+        "kl_divergence": float(est.kl_divergence_),
+        "kl_history": est.kl_history_,
+        "n_iter": int(est.n_iter_),
+        "method": str(est.method_),
+        "timings": {k: float(v) for k, v in est.timings_.items()},
+        "tsnejax_version": _version(),
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tsnejax")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown"
+
+
+def read_h5ad(path: str | os.PathLike) -> Any:
+    """``anndata.read_h5ad(path)`` with an error naming the extra when anndata is missing."""
+    try:
+        import anndata
+    except ImportError as err:
+        raise ValueError(
+            f"reading {str(path)!r} needs anndata: pip install 'tsnejax[anndata]'."
+        ) from err
+    if not os.path.exists(path):
+        raise ValueError(f"input file {str(path)!r} does not exist.")
+    return anndata.read_h5ad(path)

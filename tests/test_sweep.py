@@ -427,3 +427,20 @@ def test_report_draws_convergence_curves(tmp_path):
     run_sweep(_spec(), tmp_path / "out")
     written = make_report(tmp_path / "out")
     assert written["kl_history"].name == "kl_history.png" and written["kl_history"].stat().st_size
+
+
+def test_report_means_over_seeds(tmp_path):
+    from tsnejax.sweep.store import read_table
+
+    spec = _spec(
+        fixed={"n_iter": 40, "early_exaggeration_iter": 30, "initialization": "random"},
+        grid={"learning_rate": [30, 90]},
+        run={"metrics": ["kl"], "seeds": [0, 1, 2]},
+    )
+    run_sweep(spec, tmp_path / "out")
+    text = make_report(tmp_path / "out")["table"].read_text()
+    assert "## Mean ± sd over seeds" in text
+    rows = [r for r in read_table(tmp_path / "out" / "results.csv") if r["learning_rate"] == "30"]
+    kls = [float(r["kl"]) for r in rows]
+    line = next(x for x in text.splitlines() if x.startswith("| 30 | 3 |"))
+    assert f"{np.mean(kls):.4g} ± {np.std(kls, ddof=1):.2g}" in line

@@ -76,7 +76,7 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
     # The table shows every column results.csv has; the plots the REPORT_METRICS.
     table_metrics = [c for c in TABLE_COLUMNS if c not in ("status", "seconds")]
     written["table"] = _write_markdown(
-        out_dir / "table.md", rows, grid_keys, table_metrics, meta, same
+        out_dir / "table.md", rows, grid_keys, table_metrics, meta, same, non_seed, varying
     )
 
     store = SweepStore(root)
@@ -126,7 +126,7 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
             written[f"heatmap_{m}"] = path
         elif non_seed:
             written[f"{m}_vs_{non_seed[0]}"] = _line_plot(out_dir, rows, non_seed[0], axes, m)
-    curves = _kl_curves(store, shown, varying)
+    curves = _kl_curves(store, shown, [k for k in varying if k != "seed"] or varying)
     if curves:
         written["kl_history"] = _curves_plot(out_dir / "kl_history.png", curves, title)
     return written
@@ -155,13 +155,16 @@ def _curves_plot(path: Path, curves: list, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    for name, its, kls in curves:
-        ax.plot(its, kls, lw=1.2, label=name)
+    colours: dict[str, Any] = {}
+    for name, its, kls in curves:  # seeds of one setting share its colour and legend entry
+        first = name not in colours
+        colours.setdefault(name, f"C{len(colours) % 10}")
+        ax.plot(its, kls, lw=1.0, color=colours[name], label=name if first else None)
     ax.set_xlabel("iteration")
     ax.set_ylabel("KL divergence (chunk ends)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    if len(curves) <= 12:
+    if len(colours) <= 12:
         ax.legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -180,7 +183,7 @@ def _line_plot(out_dir: Path, rows: list[dict], axis: str, axes: dict, metric: s
     for v in xs:
         vals = [float(r[metric]) for r in rows if r[axis] == v and r.get(metric)]
         means.append(np.mean(vals) if vals else np.nan)
-        stds.append(np.std(vals) if vals else np.nan)
+        stds.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0 if vals else np.nan)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     pos = np.arange(len(xs))
     ax.errorbar(pos, means, yerr=stds, marker="o", capsize=3)
@@ -216,7 +219,37 @@ def _identical_embeddings(root: Path, rows: list[dict], varying: list[str]) -> l
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _write_markdown(path: Path, rows, grid_keys, metrics, meta, same=()) -> Path:
+def _seed_means(rows, metrics, non_seed) -> list[str]:
+    """Markdown table: each setting of the non-seed axes, mean ± sd of every metric over its
+    seeds (sample sd, ddof 1) and the number of seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in non_seed), []).append(r)
+    cols = [m for m in metrics if any(r.get(m) not in (None, "") for r in rows)]
+    lines = [
+        "",
+        "## Mean ± sd over seeds",
+        "",
+        "| " + " | ".join([*non_seed, "seeds", *cols]) + " |",
+        "|" + "---|" * (len(non_seed) + 1 + len(cols)),
+    ]
+    for key, members in groups.items():
+        cells = [*key, str(len(members))]
+        for m in cols:
+            vals = [float(r[m]) for r in members if r.get(m) not in (None, "")]
+            if not vals:
+                cells.append("")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.4g}")
+            else:
+                cells.append(f"{np.mean(vals):.4g} ± {np.std(vals, ddof=1):.2g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _write_markdown(
+    path: Path, rows, grid_keys, metrics, meta, same=(), non_seed=(), varying=()
+) -> Path:
     cols = [*grid_keys, "status", *[m for m in metrics], "seconds"]
     cols = [c for c in cols if any(c in r and r[c] != "" for r in rows) or c in grid_keys]
     lines = [
@@ -231,6 +264,8 @@ def _write_markdown(path: Path, rows, grid_keys, metrics, meta, same=()) -> Path
     ]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    if "seed" in varying and list(non_seed) != list(varying):
+        lines += _seed_means(rows, [*metrics, "seconds"], non_seed)
     for group in same:
         lines += [
             "",

@@ -147,6 +147,6 @@ def test_fit_keeps_its_graph_and_transform_uses_it(digits, monkeypatch):
     est = TSNE(n_iter=100, random_state=0).fit(X[:1200])
     assert est.neighbors_.indices.shape == (1200, 90)
     est.transform(X[1200:], n_iter=0)
-    assert est._graph_index is not None
+    assert est._cache["graph_index"] is not None
     found = np.asarray(est.transform_result_.neighbors.indices)
     assert _recall(found, np.asarray(exact.neighbors.indices)) > 0.9

@@ -26,6 +26,8 @@ __all__ = ["make_report", "REPORT_METRICS"]
 REPORT_METRICS = ("kl", "knn_accuracy_10", "knn_preservation_10", "trustworthiness_5", "cpd")
 #: Most embeddings drawn in the small multiples.
 MAX_PANELS = 64
+#: Most points drawn per panel (a fixed random subset above it keeps the PNG small).
+MAX_PANEL_POINTS = 20_000
 
 
 def _value(v: str) -> Any:
@@ -82,13 +84,19 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
     store = SweepStore(root)
     labels = np.load(root / "labels.npy") if (root / "labels.npy").exists() else None
     shown = rows[:max_panels]
+    subset = None
+    if meta["n_points"] > MAX_PANEL_POINTS:  # the same points in every panel
+        rng = np.random.default_rng(0)
+        subset = np.sort(rng.choice(meta["n_points"], MAX_PANEL_POINTS, replace=False))
+        labels = None if labels is None else labels[subset]
     panels = []
     for r in shown:
         name = ", ".join(f"{k}={r[k]}" for k in varying) or r["trial_id"]
         if r.get("kl"):
             name += f"\nKL {float(r['kl']):.3f}"
         try:
-            panels.append((name, store.embedding(r["trial_id"])))
+            Y = store.embedding(r["trial_id"])
+            panels.append((name, Y if subset is None else Y[subset]))
         except OSError:
             panels.append((name, None))
     ncols = None
@@ -101,6 +109,8 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
     title = meta["spec"]["name"]
     if len(rows) > len(shown):
         title += f" (first {len(shown)} of {len(rows)} trials)"
+    if subset is not None:
+        title += f" ({MAX_PANEL_POINTS} of {meta['n_points']} points drawn)"
     written["embeddings"] = out_dir / "embeddings.png"
     plot_small_multiples(panels, labels, written["embeddings"], ncols=ncols, title=title)
 
@@ -239,7 +249,7 @@ def _seed_means(rows, metrics, non_seed) -> list[str]:
             vals = [float(r[m]) for r in members if r.get(m) not in (None, "")]
             if not vals:
                 cells.append("")
-            elif len(vals) == 1:
+            elif len(vals) == 1 or min(vals) == max(vals):
                 cells.append(f"{vals[0]:.4g}")
             else:
                 cells.append(f"{np.mean(vals):.4g} ± {np.std(vals, ddof=1):.2g}")

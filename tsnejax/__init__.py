@@ -104,7 +104,7 @@ __all__ = [
 ]
 
 #: Submodules imported on first attribute access (``tsnejax.plot`` pulls in matplotlib).
-_LAZY_SUBMODULES = ("plot", "sweep", "transform", "large_data", "data", "opt_sne", "tl")
+_LAZY_SUBMODULES = ("plot", "sweep", "transform", "large_data", "data", "opt_sne", "tl", "diff")
 
 
 def __getattr__(name: str):

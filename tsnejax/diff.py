@@ -1,0 +1,439 @@
+"""Differentiable t-SNE: the final embedding and KL as functions of the hyperparameters.
+
+``Y, kl = diff.fit(X, {"learning_rate": lr, "perplexity": p}, key=key, n_iter=100, ...)`` is a
+pure function of the dict's values, so ``jax.grad`` and ``jax.vmap`` apply to every entry:
+
+- ``perplexity``: P is built inside the trace. Each row's precision solves the entropy equation
+  ``H_i(beta_i) = log(perplexity)``; the forward pass bisects (as :mod:`tsnejax.affinity`,
+  same P), and the derivative comes from the implicit function theorem
+  (``dbeta/dlog u = 1 / (dH/dbeta)``, a ``jax.custom_jvp``), not from unrolling the bisection.
+- ``early_exaggeration``, ``exaggeration``, ``dof``: step inputs of every iteration.
+- ``learning_rate``, ``momentum`` (and ``early_learning_rate``, ``early_momentum`` for the
+  early phase alone): set in the optimizer state each step (``optax.inject_hyperparams``);
+  ``momentum`` is ``b1`` for Adam-like optimizers.
+
+What is fixed outside the trace (concrete, cached per data set): the kNN graph (``n_neighbors``,
+default 90 = 3 x 30, so perplexities up to 90 are valid), the symmetrised layout of P, the
+initial embedding and the grid of the interpolation/splat methods. The grid is sized once from
+a forward run (:func:`tsnejax.fit` with the same method and iteration counts and default
+hyperparameters; the largest grid it used) and held for every iteration, so finite
+differences and ``jax.grad`` see the same function; pass ``grid=`` to choose it.
+
+Memory: the iterations run as a scan of chunks of ``checkpoint_every`` steps (default about
+the square root of the total); only the state at chunk starts is kept for the backward pass,
+and each step inside a chunk is recomputed (``jax.checkpoint`` on chunks and on steps), so
+memory grows as ``(T / c + c)`` states plus one step's intermediates.
+
+The classic momentum + gains rule is differentiable almost everywhere but its sign-based gains
+and step clipping make the result piecewise smooth: its hypergradients agree only roughly with
+finite differences (docs/hypergradients.md). Use ``"sgd"`` or ``"adam"`` for gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Hashable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tsnejax._checks import check_data
+from tsnejax._types import Array, PRNGKey
+from tsnejax.affinity import (
+    Affinities,
+    AffinityLayout,
+    build_layout,
+    calibrate_perplexity,
+    symmetrize,
+)
+from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
+from tsnejax.gradients import Backend, get_backend
+from tsnejax.knn import nearest_neighbors
+from tsnejax.optim import ADAPTIVE, OPTIMIZERS, make_optimizer
+from tsnejax.run import TSNEState, build_step
+
+__all__ = [
+    "HYPERPARAMS",
+    "fit",
+    "prepare",
+    "perplexity_affinities",
+    "precisions",
+    "size_grid",
+    "Prepared",
+]
+
+#: Names ``hyperparams`` may hold; each is differentiable.
+HYPERPARAMS = (
+    "perplexity",
+    "early_exaggeration",
+    "exaggeration",
+    "learning_rate",
+    "early_learning_rate",
+    "momentum",
+    "early_momentum",
+    "dof",
+)
+DEFAULTS = {"perplexity": 30.0, "early_exaggeration": 12.0, "exaggeration": 1.0, "dof": 1.0}
+#: Default momentum of the momentum optimizers (openTSNE's 0.8 in both phases).
+DEFAULT_MOMENTUM = 0.8
+
+
+class Prepared(NamedTuple):
+    """What :func:`fit` computes once per data set, outside the trace."""
+
+    distances: Array  # (n, k) kNN distances in units of ``unit`` (self excluded)
+    layout: AffinityLayout  # slots of the symmetrised P
+    Y0: Array  # (n, n_components) initial embedding
+
+
+# ---------------------------------------------------------------- P(perplexity)
+
+
+def _entropy(beta: Array, d2: Array) -> Array:
+    """Row entropies (nats) of ``softmax(-beta_i * d2_i)`` (d2 shifted to row minimum 0)."""
+    e = jnp.exp(-jnp.where(d2 > 0, d2 * beta[:, None], 0.0))
+    s = jnp.sum(e, axis=1)
+    p = e / s[:, None]
+    return jnp.log(s) + beta * jnp.sum(d2 * p, axis=1)
+
+
+@jax.custom_jvp
+def precisions(d2: Array, perplexity: Array) -> Array:
+    """``(n,)`` precisions beta with ``H_i(beta_i) = log(perplexity)`` for ``(n, k)`` squared
+    distances ``d2`` (each row shifted to minimum 0). Forward: bisection; derivative: the
+    implicit function theorem on the entropy equation."""
+    return calibrate_perplexity(d2, perplexity)[1]
+
+
+@precisions.defjvp
+def _precisions_jvp(primals, tangents):
+    d2, u = primals
+    dd2, du = tangents
+    beta = precisions(d2, u)
+    # F(beta, d2, u) = H(beta, d2) - log u = 0  =>  dbeta = (du / u - dH/dd2 . dd2) / (dH/dbeta)
+    _, dh_dbeta = jax.jvp(lambda b: _entropy(b, d2), (beta,), (jnp.ones_like(beta),))
+    _, dh_d2 = jax.jvp(lambda d: _entropy(beta, d), (d2,), (dd2,))
+    tiny = jnp.finfo(beta.dtype).tiny
+    safe = jnp.abs(dh_dbeta) > tiny  # a constant row: H does not depend on beta
+    dbeta = jnp.where(safe, (du / u - dh_d2) / jnp.where(safe, dh_dbeta, 1.0), 0.0)
+    return beta, dbeta
+
+
+def perplexity_affinities(distances: Array, layout: AffinityLayout, perplexity: Any) -> Affinities:
+    """Symmetric P of :func:`tsnejax.affinity.perplexity_affinities`, differentiable in
+    ``perplexity`` (and the ``(n, k)`` distances): the same calibration and symmetrisation."""
+    d2 = jnp.square(distances)
+    d2 = d2 - jnp.min(d2, axis=1, keepdims=True)
+    beta = precisions(d2, jnp.asarray(perplexity, d2.dtype))
+    e = jnp.exp(-jnp.where(d2 > 0, d2 * beta[:, None], 0.0))
+    return symmetrize(e / jnp.sum(e, axis=1, keepdims=True), layout)
+
+
+# ---------------------------------------------------------------- host preparation
+
+_PREPARED: dict[tuple, Prepared] = {}
+_GRIDS: dict[tuple, Hashable] = {}
+_CACHE_SIZE = 8
+
+
+def _digest(X: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()[:16] + str(X.shape)
+
+
+def _remember(cache: dict, key: tuple, make: Any) -> Any:
+    if key not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+def prepare(
+    X: Any,
+    *,
+    key: PRNGKey,
+    n_neighbors: int = 90,
+    initialization: str | Any = "pca",
+    n_components: int = 2,
+) -> Prepared:
+    """kNN graph, P's layout and the initial embedding of ``X`` (cached by content)."""
+    if isinstance(X, jax.core.Tracer):
+        raise ValueError(
+            "diff.fit: X must be a concrete array (the kNN graph is computed once, outside "
+            "the trace); differentiate with respect to the hyperparameters."
+        )
+    Xv = check_data(X)
+    n = Xv.shape[0]
+    if not isinstance(n_neighbors, int) or not 1 <= n_neighbors < n:
+        raise ValueError(f"n_neighbors={n_neighbors!r} must be an int in [1, {n - 1}].")
+    from tsnejax import init as init_lib
+
+    init_key = "pca" if isinstance(initialization, str) and initialization == "pca" else None
+    cache_key = (_digest(Xv), n_neighbors, n_components, init_key)
+
+    def make() -> Prepared:
+        knn = nearest_neighbors(Xv, n_neighbors, method="exact")
+        top = float(np.max(np.asarray(knn.distances)))
+        unit = 2.0 ** round(math.log2(top)) if top > 0 else 1.0  # as affinity._conditional
+        Y0 = init_lib.pca(Xv, n_components) if init_key == "pca" else None
+        return Prepared(knn.distances / unit, build_layout(knn), Y0)
+
+    prep = _remember(_PREPARED, cache_key, make)
+    if isinstance(initialization, str):
+        if initialization == "random":
+            return prep._replace(Y0=init_lib.random(key, n, n_components))
+        if initialization != "pca":
+            raise ValueError(
+                f"initialization={initialization!r}: use 'pca', 'random' or an (n, d) array."
+            )
+        return prep
+    return prep._replace(Y0=init_lib.user(initialization, n, n_components))
+
+
+def size_grid(
+    X: Any,
+    *,
+    key: PRNGKey,
+    method: str | Backend,
+    n_iter: int,
+    early_exaggeration_iter: int,
+    n_components: int = 2,
+) -> Hashable:
+    """The grid :func:`fit` holds fixed: the largest one a forward :func:`tsnejax.fit` with
+    default hyperparameters, the same method and iteration counts used (cached)."""
+    backend = get_backend(method) if isinstance(method, str) else method
+    if backend.name == "exact":
+        return None
+    Xv = check_data(X)
+    cache_key = (_digest(Xv), backend, n_iter, early_exaggeration_iter, n_components)
+
+    def make() -> Hashable:
+        from tsnejax.config import TSNEConfig
+        from tsnejax.pipeline import fit as pipeline_fit
+
+        config = TSNEConfig.make(
+            negative_gradient_method=backend,
+            n_iter=n_iter,
+            early_exaggeration_iter=early_exaggeration_iter,
+            n_components=n_components,
+        )
+        grids = [g for g in pipeline_fit(key, Xv, config).grids if g is not None]
+        return max(grids, key=lambda g: g[0]) if grids else backend.allocate(jnp.zeros((2, 2)))
+
+    return _remember(_GRIDS, cache_key, make)
+
+
+# ---------------------------------------------------------------- the differentiable run
+
+
+def _is_adaptive(optimizer: Any) -> bool:
+    return isinstance(optimizer, str) and optimizer in ADAPTIVE
+
+
+@functools.lru_cache(maxsize=32)
+def _stepper(method: str | Backend, optimizer: str | optax.GradientTransformation):
+    backend = get_backend(method) if isinstance(method, str) else method
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={optimizer!r} is not a registry name ({sorted(OPTIMIZERS)}); "
+                "or pass an Optax GradientTransformation."
+            )
+        kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
+        if optimizer in ("sgd", "classic"):
+            kwargs["momentum"] = DEFAULT_MOMENTUM
+        transform = make_optimizer(optimizer, **kwargs)
+    elif isinstance(optimizer, optax.GradientTransformation):
+        transform = optimizer
+    else:
+        raise ValueError(
+            f"optimizer must be a registry name or an optax.GradientTransformation, got "
+            f"{type(optimizer).__name__}."
+        )
+    return build_step(backend, transform), transform
+
+
+def _phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dict]:
+    """Hyperparameters of the early and the main phase, as the step takes them."""
+    ee = hp.get("early_exaggeration", DEFAULTS["early_exaggeration"])
+    ex = hp.get("exaggeration", DEFAULTS["exaggeration"])
+    dof = hp.get("dof", DEFAULTS["dof"])
+    early = {"exaggeration": ee, "dof": dof}
+    main = {"exaggeration": ex, "dof": dof}
+    if "learning_rate" in hp:
+        main["learning_rate"] = hp["learning_rate"]
+        early["learning_rate"] = hp.get("early_learning_rate", hp["learning_rate"])
+    elif isinstance(optimizer, str):
+        if _is_adaptive(optimizer):
+            rate = ADAPTIVE_AUTO_LEARNING_RATE.get(optimizer, 1.0)
+            main["learning_rate"] = early["learning_rate"] = rate
+        else:  # openTSNE's "auto": N / exaggeration in each phase
+            main["learning_rate"] = n / ex
+            early["learning_rate"] = hp.get("early_learning_rate", n / ee)
+    elif "early_learning_rate" in hp:
+        early["learning_rate"] = hp["early_learning_rate"]
+    name = "b1" if _is_adaptive(optimizer) else "momentum"
+    if "momentum" in hp:
+        main[name] = hp["momentum"]
+        early[name] = hp.get("early_momentum", hp["momentum"])
+    elif "early_momentum" in hp:
+        early[name] = hp["early_momentum"]
+        main[name] = DEFAULT_MOMENTUM if name == "momentum" else 0.9
+    if set(early) != set(main):
+        raise ValueError(
+            "hyperparams: early_learning_rate needs learning_rate too when the optimizer is an "
+            "Optax object (it has no default rate to fall back on)."
+        )
+    return early, main
+
+
+@functools.partial(
+    jax.jit, static_argnames=("step", "kl_fn", "n_early", "n_total", "chunk", "grid")
+)
+def _run(
+    prep: Prepared,
+    perplexity: Array,
+    opt_state: Any,
+    early: dict,
+    main: dict,
+    *,
+    step: Any,
+    kl_fn: Any,
+    n_early: int,
+    n_total: int,
+    chunk: int,
+    grid: Hashable,
+) -> tuple[Array, Array]:
+    P = perplexity_affinities(prep.distances, prep.layout, perplexity)
+    state = TSNEState(prep.Y0, opt_state, jnp.int32(0))
+    n_chunks = -(-n_total // chunk)
+
+    @jax.checkpoint
+    def one_step(state: TSNEState, t: Array) -> TSNEState:
+        hyper = {k: jnp.where(t < n_early, early[k], main[k]) for k in main}
+        new, _ = step(state, P, hyper, grid)
+        active = t < n_total  # the last chunk is padded
+        return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+
+    @jax.checkpoint
+    def one_chunk(state: TSNEState, c: Array) -> tuple[TSNEState, None]:
+        def body(s, i):
+            return one_step(s, c * chunk + i), None
+
+        return jax.lax.scan(body, state, jnp.arange(chunk))[0], None
+
+    state, _ = jax.lax.scan(one_chunk, state, jnp.arange(n_chunks))
+    Y = state.embedding
+    return Y, kl_fn(Y, P, main["dof"], grid)
+
+
+def _check_concrete(hp: Mapping[str, Any], n_neighbors: int, n: int) -> dict[str, Any]:
+    unknown = sorted(set(hp) - set(HYPERPARAMS))
+    if unknown:
+        raise ValueError(f"hyperparams: unknown name(s) {unknown}; valid: {list(HYPERPARAMS)}.")
+    out = {}
+    for name, value in hp.items():
+        arr = jnp.asarray(value)
+        if arr.shape != ():
+            raise ValueError(
+                f"hyperparams[{name!r}] must be a scalar, got shape {arr.shape}; use jax.vmap "
+                "over diff.fit for several values."
+            )
+        if not isinstance(value, jax.core.Tracer):  # values under jax.grad/vmap pass unchecked
+            v = float(value)
+            if not np.isfinite(v) or (v <= 0 and name not in ("momentum", "early_momentum")):
+                raise ValueError(f"hyperparams[{name!r}]={v} must be finite and positive.")
+            if name == "perplexity" and not v <= min(n_neighbors, (n - 1) / 3):
+                raise ValueError(
+                    f"hyperparams['perplexity']={v:g} needs at most {n_neighbors} (n_neighbors) "
+                    f"and (n - 1) / 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
+                )
+        out[name] = arr
+    return out
+
+
+def fit(
+    X: Any,
+    hyperparams: Mapping[str, Any],
+    *,
+    key: PRNGKey,
+    n_iter: int = 500,
+    early_exaggeration_iter: int = 250,
+    method: str | Backend = "exact",
+    optimizer: str | optax.GradientTransformation = "sgd",
+    n_components: int = 2,
+    n_neighbors: int = 90,
+    initialization: str | Any = "pca",
+    grid: Hashable | None = None,
+    checkpoint_every: int | None = None,
+) -> tuple[Array, Array]:
+    """t-SNE as a differentiable function of ``hyperparams``: returns ``(Y, kl)``.
+
+    Args:
+      X: ``(n, d)`` concrete data (its kNN graph is computed once and cached).
+      hyperparams: dict of scalars (JAX arrays, possibly traced) with any of
+        :data:`HYPERPARAMS`; missing ones take openTSNE's defaults (perplexity 30,
+        exaggerations 12 and 1, dof 1; learning rate N / exaggeration per phase for
+        ``"sgd"``/``"classic"``, :data:`tsnejax.build.ADAPTIVE_AUTO_LEARNING_RATE` for Adam-like;
+        momentum 0.8). A given ``learning_rate`` (``momentum``) applies to both phases unless
+        ``early_learning_rate`` (``early_momentum``) is given too.
+      key: ``jax.random.key`` (random initialisation and the grid-sizing run).
+      n_iter, early_exaggeration_iter: main-phase and early-phase iterations (static).
+      method: ``"exact"``, ``"interpolation"``, ``"splat"`` or a :class:`Backend`.
+      optimizer: a registry name (``"sgd"``, ``"adam"``, ``"classic"``, ...) or an Optax
+        transformation whose named hyperparameters are injected (``optax.inject_hyperparams``).
+      n_neighbors: k of the kNN graph (perplexity must stay at or below it).
+      initialization: ``"pca"``, ``"random"`` or an ``(n, n_components)`` array.
+      grid: the grid held over the run (default: :func:`size_grid`).
+      checkpoint_every: steps per rematerialised chunk (default ``ceil(sqrt(total))``).
+
+    Returns:
+      ``Y (n, n_components)`` after ``early_exaggeration_iter + n_iter`` steps and its KL
+      (the method's own KL: exact, or with the grid's Z).
+    """
+    n_total = int(early_exaggeration_iter) + int(n_iter)
+    if n_total < 1 or early_exaggeration_iter < 0 or n_iter < 0:
+        raise ValueError("n_iter and early_exaggeration_iter must be >= 0 with a positive sum.")
+    prep = prepare(
+        X,
+        key=key,
+        n_neighbors=n_neighbors,
+        initialization=initialization,
+        n_components=n_components,
+    )
+    n = prep.Y0.shape[0]
+    hp = _check_concrete(hyperparams, n_neighbors, n)
+    step, transform = _stepper(method, optimizer)
+    if grid is None:
+        grid = size_grid(
+            X,
+            key=key,
+            method=step.backend,
+            n_iter=n_iter,
+            early_exaggeration_iter=early_exaggeration_iter,
+            n_components=n_components,
+        )
+    early, main = _phase_values(hp, n, optimizer)
+    dtype = prep.Y0.dtype
+    early = {k: jnp.asarray(v, dtype) for k, v in early.items()}
+    main = {k: jnp.asarray(v, dtype) for k, v in main.items()}
+    chunk = checkpoint_every or max(1, math.ceil(math.sqrt(n_total)))
+    perplexity = jnp.asarray(hp.get("perplexity", DEFAULTS["perplexity"]), dtype)
+    return _run(
+        prep,
+        perplexity,
+        transform.init(prep.Y0),
+        early,
+        main,
+        step=step.step,
+        kl_fn=step.kl_divergence,
+        n_early=int(early_exaggeration_iter),
+        n_total=n_total,
+        chunk=int(chunk),
+        grid=grid,
+    )

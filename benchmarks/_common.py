@@ -81,3 +81,32 @@ def write_results(name: str, rows: list[dict], meta: dict) -> tuple[Path, Path]:
         w.writerows(rows)
     json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return csv_path, json_path
+
+
+def benchmark_data(size: str, data_dir: Path | None = None):
+    """``(X, y)``: digits, or the first ``size`` MNIST rows as PCA-50 (jittered copies beyond
+    70k, as the large-data benchmark); ``None`` when MNIST is not in the data folder."""
+    import numpy as np
+
+    if size == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X.astype(np.float32), y
+    from sklearn.decomposition import PCA
+
+    from tsnejax.data import shared_data_dir
+
+    src = shared_data_dir(data_dir) / "mnist.npz"
+    if not src.exists():
+        return None
+    with np.load(src) as z:
+        X, y = z["X"].astype(np.float32), z["y"]
+    n = int(size)
+    if n > len(X):
+        rng = np.random.default_rng(0)
+        rows = rng.integers(0, len(X), n)
+        X, y = X[rows] + rng.normal(0, 8.0, (n, X.shape[1])).astype(np.float32), y[rows]
+    else:
+        X, y = X[:n], y[:n]
+    return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, print_table, run_isolated, write_results
+from _common import benchmark_data, machine_info, print_table, run_isolated, write_results
 
 TSNEJAX = """
 import json, time, numpy as np
@@ -57,31 +57,6 @@ print(json.dumps({{"seconds": dt, "kl": float(kl_divergence(P, np.asarray(E, np.
 """
 
 
-def _data(size: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    if size == "digits":
-        from sklearn.datasets import load_digits
-
-        X, y = load_digits(return_X_y=True)
-        return X.astype(np.float32), y
-    from sklearn.decomposition import PCA
-
-    from tsnejax.data import shared_data_dir
-
-    src = shared_data_dir(data_dir) / "mnist.npz"
-    if not src.exists():
-        return None
-    with np.load(src) as z:
-        X, y = z["X"].astype(np.float32), z["y"]
-    n = int(size)
-    if n > len(X):  # jittered copies (as the 250k row of the large-data benchmark)
-        rng = np.random.default_rng(0)
-        rows = rng.integers(0, len(X), n)
-        X, y = X[rows] + rng.normal(0, 8.0, (n, X.shape[1])).astype(np.float32), y[rows]
-    else:
-        X, y = X[:n], y[:n]
-    return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", nargs="+", default=["digits", "5000", "10000", "20000", "70000"])
@@ -94,7 +69,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     rows = []
     for size in args.sizes:
-        data = _data(size, Path(args.data_dir) if args.data_dir else None)
+        data = benchmark_data(size, Path(args.data_dir) if args.data_dir else None)
         if data is None:
             print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
             continue

@@ -14,10 +14,12 @@ pure function of the dict's values, so ``jax.grad`` and ``jax.vmap`` apply to ev
 
 What is fixed outside the trace (concrete, cached per data set): the kNN graph (``n_neighbors``,
 default 90 = 3 x 30, so perplexities up to 90 are valid), the symmetrised layout of P, the
-initial embedding and the grid of the interpolation/splat methods. The grid is sized once from
-a forward run (:func:`tsnejax.fit` with the same method and iteration counts and default
-hyperparameters; the largest grid it used) and held for every iteration, so finite
-differences and ``jax.grad`` see the same function; pass ``grid=`` to choose it.
+initial embedding and the grids of the interpolation/splat methods. The grid schedule (which
+grid from which iteration) is taken once from a forward run (:func:`tsnejax.fit` with the
+same method, optimizer and iteration counts and default hyperparameters, resizing every 50
+iterations as usual) and then held, whatever the hyperparameters, so finite differences and
+``jax.grad`` see the same function; pass ``grid=`` to choose it. The forward pass then equals
+:func:`tsnejax.fit`'s run with those settings (no step clipping in this path).
 
 Memory: the iterations run as a scan of chunks of ``checkpoint_every`` steps (default about
 the square root of the total); only the state at chunk starts is kept for the backward pass,
@@ -202,30 +204,67 @@ def size_grid(
     method: str | Backend,
     n_iter: int,
     early_exaggeration_iter: int,
+    optimizer: str | optax.GradientTransformation = "sgd",
     n_components: int = 2,
-) -> Hashable:
-    """The grid :func:`fit` holds fixed: the largest one a forward :func:`tsnejax.fit` with
-    default hyperparameters, the same method and iteration counts used (cached)."""
+    chunk_size: int = 50,
+) -> tuple[tuple[int, Hashable], ...]:
+    """The grid schedule :func:`fit` holds fixed: ``((start_iteration, grid), ...)``, the grids a
+    forward :func:`tsnejax.fit` with the same method, optimizer and iteration counts and
+    default hyperparameters chose at each multiple of ``chunk_size`` (cached per data set).
+    ``()`` for the exact method."""
     backend = get_backend(method) if isinstance(method, str) else method
     if backend.name == "exact":
-        return None
+        return ()
     Xv = check_data(X)
-    cache_key = (_digest(Xv), backend, n_iter, early_exaggeration_iter, n_components)
+    cache_key = (_digest(Xv), backend, optimizer, n_iter, early_exaggeration_iter, n_components)
+    cache_key += (chunk_size,)
 
-    def make() -> Hashable:
+    def make() -> tuple[tuple[int, Hashable], ...]:
         from tsnejax.config import TSNEConfig
         from tsnejax.pipeline import fit as pipeline_fit
+        from tsnejax.pipeline import prepare as pipeline_prepare
 
         config = TSNEConfig.make(
             negative_gradient_method=backend,
+            optimizer=optimizer,
             n_iter=n_iter,
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
+            chunk_size=chunk_size,
         )
-        grids = [g for g in pipeline_fit(key, Xv, config).grids if g is not None]
-        return max(grids, key=lambda g: g[0]) if grids else backend.allocate(jnp.zeros((2, 2)))
+        if isinstance(optimizer, str) and optimizer in ("sgd", "classic"):
+            config = config.replace(initial_momentum=DEFAULT_MOMENTUM)
+            config = config.replace(final_momentum=DEFAULT_MOMENTUM)
+        schedule = [(0, backend.allocate(pipeline_prepare(key, Xv, config).Y0))]
+
+        def record(iteration: int, kl: Any, embedding: Any) -> bool:
+            grid = backend.allocate(embedding)
+            if iteration < early_exaggeration_iter + n_iter and grid != schedule[-1][1]:
+                schedule.append((int(iteration), grid))
+            return False
+
+        pipeline_fit(key, Xv, config, callbacks=[record], callbacks_every=chunk_size)
+        return tuple(schedule)
 
     return _remember(_GRIDS, cache_key, make)
+
+
+def _segments(grid: Any, n_total: int) -> tuple[tuple[int, int, Hashable], ...]:
+    """``((start, stop, grid), ...)`` covering ``[0, n_total)`` from a grid or a schedule."""
+    if grid is None or grid == ():
+        return ((0, n_total, None),)
+    is_schedule = isinstance(grid, tuple | list) and all(
+        isinstance(e, tuple | list) and len(e) == 2 and isinstance(e[0], int) for e in grid
+    )
+    if not is_schedule:
+        return ((0, n_total, grid),)
+    starts = [int(s) for s, _ in grid]
+    if starts[0] != 0 or starts != sorted(set(starts)):
+        raise ValueError("grid schedule: start iterations must begin at 0 and increase.")
+    bounds = [*starts[1:], n_total]
+    return tuple(
+        (s, min(e, n_total), g) for (s, g), e in zip(grid, bounds, strict=True) if s < n_total
+    )
 
 
 # ---------------------------------------------------------------- the differentiable run
@@ -292,9 +331,7 @@ def _phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dic
     return early, main
 
 
-@functools.partial(
-    jax.jit, static_argnames=("step", "kl_fn", "n_early", "n_total", "chunk", "grid")
-)
+@functools.partial(jax.jit, static_argnames=("step", "kl_fn", "n_early", "chunk", "segments"))
 def _run(
     prep: Prepared,
     perplexity: Array,
@@ -305,31 +342,39 @@ def _run(
     step: Any,
     kl_fn: Any,
     n_early: int,
-    n_total: int,
     chunk: int,
-    grid: Hashable,
+    segments: tuple[tuple[int, int, Hashable], ...],
 ) -> tuple[Array, Array]:
     P = perplexity_affinities(prep.distances, prep.layout, perplexity)
     state = TSNEState(prep.Y0, opt_state, jnp.int32(0))
-    n_chunks = -(-n_total // chunk)
+    for start, stop, grid in segments:  # one scan per grid (a static structure)
+        state = _segment(state, P, early, main, step, n_early, (start, stop), chunk, grid)
+    Y = state.embedding
+    return Y, kl_fn(Y, P, main["dof"], segments[-1][2])
+
+
+def _segment(state, P, early, main, step, n_early, span, chunk, grid) -> TSNEState:
+    """Steps ``span[0] .. span[1] - 1`` as a scan of rematerialised chunks of rematerialised
+    steps (memory: one state per chunk, one step's intermediates)."""
+    start, stop = span
+    c = max(1, min(chunk, stop - start))
+    n_chunks = -(-(stop - start) // c)
 
     @jax.checkpoint
     def one_step(state: TSNEState, t: Array) -> TSNEState:
         hyper = {k: jnp.where(t < n_early, early[k], main[k]) for k in main}
         new, _ = step(state, P, hyper, grid)
-        active = t < n_total  # the last chunk is padded
+        active = t < stop  # the last chunk is padded
         return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
 
     @jax.checkpoint
-    def one_chunk(state: TSNEState, c: Array) -> tuple[TSNEState, None]:
+    def one_chunk(state: TSNEState, k: Array) -> tuple[TSNEState, None]:
         def body(s, i):
-            return one_step(s, c * chunk + i), None
+            return one_step(s, start + k * c + i), None
 
-        return jax.lax.scan(body, state, jnp.arange(chunk))[0], None
+        return jax.lax.scan(body, state, jnp.arange(c))[0], None
 
-    state, _ = jax.lax.scan(one_chunk, state, jnp.arange(n_chunks))
-    Y = state.embedding
-    return Y, kl_fn(Y, P, main["dof"], grid)
+    return jax.lax.scan(one_chunk, state, jnp.arange(n_chunks))[0]
 
 
 def _check_concrete(hp: Mapping[str, Any], n_neighbors: int, n: int) -> dict[str, Any]:
@@ -389,7 +434,8 @@ def fit(
         transformation whose named hyperparameters are injected (``optax.inject_hyperparams``).
       n_neighbors: k of the kNN graph (perplexity must stay at or below it).
       initialization: ``"pca"``, ``"random"`` or an ``(n, n_components)`` array.
-      grid: the grid held over the run (default: :func:`size_grid`).
+      grid: one grid held over the whole run, or a schedule ``((start_iteration, grid), ...)``
+        (default: :func:`size_grid`, the grids a forward run chose).
       checkpoint_every: steps per rematerialised chunk (default ``ceil(sqrt(total))``).
 
     Returns:
@@ -414,6 +460,7 @@ def fit(
             X,
             key=key,
             method=step.backend,
+            optimizer=optimizer,
             n_iter=n_iter,
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
@@ -433,7 +480,6 @@ def fit(
         step=step.step,
         kl_fn=step.kl_divergence,
         n_early=int(early_exaggeration_iter),
-        n_total=n_total,
         chunk=int(chunk),
-        grid=grid,
+        segments=_segments(grid, n_total),
     )

@@ -46,12 +46,15 @@ def _check_against_fd(X, method, optimizer, values, rel, x64):
             assert float(grads[name]) == pytest.approx(fd, rel=0.02), (name, grads[name], fd)
 
 
+METHODS = ["exact", pytest.param("interpolation", marks=pytest.mark.slow)]
+
+
 @pytest.mark.parametrize("method", ["exact", "interpolation"])
 def test_sgd_hypergradients_match_finite_differences(X, method):
     _check_against_fd(X, method, "sgd", SGD, rel=1e-2, x64=False)
 
 
-@pytest.mark.parametrize("method", ["exact", "interpolation"])
+@pytest.mark.parametrize("method", METHODS)
 def test_adam_hypergradients_match_finite_differences(X, method):
     # Adam's normalised early steps make KL sharply curved in perplexity and exaggeration at
     # float32 finite-difference steps; in float64 with a 1e-4 step the agreement is < 0.1 %.
@@ -133,3 +136,32 @@ def test_an_optax_object_with_injected_hyperparameters(X):
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda lr: diff.fit(X, {"learning_rate": lr}, key=key, optimizer=opt, **RUN)[1])
     assert np.isfinite(float(g(40.0)))
+
+
+def test_soft_knn_recall_tends_to_nn_precision_and_is_differentiable(X):
+    from tsnejax.metrics import nn_precision_recall, soft_knn_recall
+
+    key = jax.random.key(0)
+    prep = diff.prepare(X, key=key)
+    true = prep.indices[:, :10]
+    Y, _ = diff.fit(X, {"learning_rate": 40.0}, key=key, **RUN)
+    hard = nn_precision_recall(np.asarray(X, np.float32), Y, 10).precision[-1]
+    assert float(soft_knn_recall(Y, true, temperature=1e-4)) == pytest.approx(hard, abs=2e-3)
+    soft = [float(soft_knn_recall(Y, true, temperature=t)) for t in (0.03, 0.1, 0.3)]
+    assert hard > soft[0] > soft[1] > soft[2] > 0  # smoothing blurs the ball's edge
+    with jax.enable_x64(True):
+        X64 = np.asarray(X, np.float64)
+
+        def recall(h):
+            return soft_knn_recall(diff.fit(X64, h, key=key, **RUN)[0], true)
+
+        h0 = {"learning_rate": jnp.float64(40.0), "perplexity": jnp.float64(20.0)}
+        g = jax.grad(recall)(h0)
+        for name, v in h0.items():
+            eps = 1e-4 * float(v)
+            up, down = dict(h0), dict(h0)
+            up[name], down[name] = v + eps, v - eps
+            fd = (float(recall(up)) - float(recall(down))) / (2 * eps)
+            assert float(g[name]) == pytest.approx(fd, rel=0.02), name
+    with pytest.raises(ValueError, match="temperature"):
+        soft_knn_recall(Y, true, temperature=0.0)

@@ -24,3 +24,25 @@ def test_optimizer_ablation_smoke(tmp_path):
     curves = list(csv.DictReader(open(tmp_path / "kl_curves.csv")))
     assert len(curves) == 2 * 10  # KL every 10 of 100 iterations, per optimizer
     assert (tmp_path / "optimizer_ablation.png").stat().st_size > 10_000
+
+
+def test_hypergradient_schedule_smoke(tmp_path):
+    import json
+
+    mod = _load("hypergradient_schedule")
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["tuned"]["kl"] <= s["kl_default_schedule"]  # descent from the default point
+    assert s["grid_points"] == 4 and (tmp_path / "hypergradient_schedule.png").exists()
+
+
+def test_perplexity_sensitivity_smoke(tmp_path):
+    import json
+
+    mod = _load("perplexity_sensitivity")
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    mid = s["rows"][1]
+    assert {"dkl_dperplexity", "fd_local_kl", "dsoft_dperplexity", "nn_precision_10"} <= set(mid)
+    assert mid["dkl_dperplexity"] < 0 and mid["fd_sweep_kl"] < 0  # KL falls as perplexity grows
+    assert set(s["agreement"]) == {"openTSNE (N)", "N/4"}

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_dataset", "load_array", "load_labels", "shared_data_dir", "DATASETS"]
+__all__ = [
+    "load_dataset",
+    "load_array",
+    "load_labels",
+    "load_mnist",
+    "experiment_data",
+    "shared_data_dir",
+    "DATASETS",
+]
 
 DATASETS = ("digits",)
 
@@ -101,3 +109,34 @@ def shared_data_dir(path: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def load_mnist(
+    n: int | None = None, *, data_dir: str | os.PathLike | None = None, pca: int | None = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` MNIST rows of ``mnist.npz`` in the data folder (:func:`shared_data_dir`)
+    as float32, reduced to ``pca`` components (scikit-learn's PCA, seed 0; ``None``: pixels),
+    and their labels. Raises ``FileNotFoundError`` naming the folder when the file is absent."""
+    path = shared_data_dir(data_dir) / "mnist.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: pass data_dir (or --data-dir) or set TSNEJAX_DATA."
+        )
+    with np.load(path) as z:
+        X, y = z["X"][:n].astype(np.float32), z["y"][:n]
+    if pca is not None:
+        from sklearn.decomposition import PCA
+
+        X = PCA(pca, random_state=0).fit_transform(X).astype(np.float32)
+    return X, y
+
+
+def experiment_data(
+    n: int, *, smoke: bool = False, data_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, str]:
+    """What the experiment scripts run on: the first ``n`` MNIST rows (PCA-50) and a name,
+    or with ``smoke`` the first 500 digits (no data folder needed)."""
+    if smoke:
+        X, _ = load_dataset("digits")
+        return X[:500], "digits-500"
+    return load_mnist(n, data_dir=data_dir)[0], f"MNIST-{n}"

@@ -91,6 +91,7 @@ class Prepared(NamedTuple):
     distances: Array  # (n, k) kNN distances in units of ``unit`` (self excluded)
     layout: AffinityLayout  # slots of the symmetrised P
     Y0: Array  # (n, n_components) initial embedding
+    indices: Array  # (n, k) the kNN graph's neighbours, nearest first (for soft_knn_recall)
 
 
 # ---------------------------------------------------------------- P(perplexity)
@@ -183,7 +184,7 @@ def prepare(
         top = float(np.max(np.asarray(knn.distances)))
         unit = 2.0 ** round(math.log2(top)) if top > 0 else 1.0  # as affinity._conditional
         Y0 = init_lib.pca(Xv, n_components) if init_key == "pca" else None
-        return Prepared(knn.distances / unit, build_layout(knn), Y0)
+        return Prepared(knn.distances / unit, build_layout(knn), Y0, knn.indices)
 
     prep = _remember(_PREPARED, cache_key, make)
     if isinstance(initialization, str):

@@ -7,6 +7,8 @@
 - :mod:`~tsnejax.metrics.global_structure`: Kobak & Berens 2019 KNN / KNC / CPD, and
   ``class_fragmentation`` (how many pieces each class falls into).
 - :mod:`~tsnejax.metrics.stability`: ``procrustes_disparity``.
+- :mod:`~tsnejax.metrics.soft_recall`: ``soft_knn_recall``, a differentiable surrogate of NN
+  precision (for hypergradients).
 - :mod:`~tsnejax.metrics.report`: ``evaluate`` — all of them in one JSON-ready dict.
 
 All kNN searches are exact, blocked and on the device (``tsnejax.knn.exact_knn``).
@@ -28,6 +30,7 @@ from tsnejax.metrics.neighborhood import (
     trustworthiness,
 )
 from tsnejax.metrics.report import evaluate
+from tsnejax.metrics.soft_recall import soft_knn_recall
 from tsnejax.metrics.stability import procrustes_disparity
 
 __all__ = [
@@ -44,5 +47,6 @@ __all__ = [
     "kobak_berens_scores",
     "nn_precision_recall",
     "procrustes_disparity",
+    "soft_knn_recall",
     "trustworthiness",
 ]

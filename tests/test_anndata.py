@@ -97,7 +97,7 @@ def test_representation_rules_and_errors(pbmc):
 
 def test_anndata_passed_to_fit_names_the_function(pbmc):
     adata, _ = pbmc
-    with pytest.raises(ValueError, match=r"AnnData.*adata.obsm\['X_pca'\]"):
+    with pytest.raises(ValueError, match=r"AnnData.*tsnejax.tl.tsne.*adata.obsm\['X_pca'\]"):
         TSNE().fit(adata)
 
 

@@ -69,9 +69,10 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
     if hasattr(X, "obsm") and hasattr(X, "obs_names"):  # AnnData, without importing anndata
         reps = ", ".join(repr(k) for k in list(getattr(X, "obsm", {}).keys())[:5]) or "none"
         raise ValueError(
-            f"{name} is an AnnData object; pass one of its matrices as an array: "
-            f"adata.obsm['X_pca'] (the usual input; obsm keys here: {reps}) or "
-            "adata.X (dense, or reduced first), and store the result in adata.obsm['X_tsne']."
+            f"{name} is an AnnData object: call tsnejax.tl.tsne(adata, use_rep='X_pca'), "
+            "which writes adata.obsm['X_tsne'], or pass one of its matrices as an array: "
+            f"adata.obsm['X_pca'] (the usual input; obsm keys here: {reps}) or adata.X "
+            "(dense, or reduced first)."
         )
     if hasattr(X, "toarray") and callable(X.toarray):
         raise ValueError(

@@ -61,6 +61,7 @@ from tsnejax.run import TSNEState, build_step
 
 __all__ = [
     "HYPERPARAMS",
+    "clear_cache",
     "fit",
     "prepare",
     "perplexity_affinities",
@@ -148,11 +149,19 @@ def _digest(X: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest()[:16] + str(X.shape)
 
 
+def clear_cache() -> None:
+    """Forget the cached kNN graphs, layouts and grid schedules."""
+    _PREPARED.clear()
+    _GRIDS.clear()
+
+
 def _remember(cache: dict, key: tuple, make: Any) -> Any:
     if key not in cache:
         if len(cache) >= _CACHE_SIZE:
             cache.pop(next(iter(cache)))
-        cache[key] = make()
+        # Host work on concrete data, also when fit is called inside jax.jit or a transform.
+        with jax.ensure_compile_time_eval():
+            cache[key] = make()
     return cache[key]
 
 
@@ -236,6 +245,8 @@ def size_grid(
         if isinstance(optimizer, str) and optimizer in ("sgd", "classic"):
             config = config.replace(initial_momentum=DEFAULT_MOMENTUM)
             config = config.replace(final_momentum=DEFAULT_MOMENTUM)
+        elif not isinstance(optimizer, str):  # fit steps an Optax object unscaled in each phase
+            config = config.replace(phase_scaling=False)
         schedule = [(0, backend.allocate(pipeline_prepare(key, Xv, config).Y0))]
 
         def record(iteration: int, kl: Any, embedding: Any) -> bool:

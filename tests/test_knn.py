@@ -170,6 +170,23 @@ def test_faiss_through_fit_and_config(digits, key):
     assert np.isfinite(tsnejax.fit(key, digits[0][:400], cfg).embedding).all()
 
 
+@faiss_only
+def test_faiss_hnsw_is_deterministic_with_high_recall(digits, key):
+    import tsnejax
+
+    X = digits[0]
+    a = knn.nearest_neighbors(X, 90, method="faiss_hnsw")
+    b = knn.nearest_neighbors(X, 90, method="faiss_hnsw")
+    np.testing.assert_array_equal(a.indices, b.indices)  # one thread: a fixed insertion order
+    exact = np.asarray(knn.exact_knn(X, 90).indices)
+    found = np.asarray(a.indices)
+    recall = np.mean([len(np.intersect1d(found[i], exact[i])) for i in range(len(X))]) / 90
+    assert recall >= 0.99, recall
+    assert (found != np.arange(len(X))[:, None]).all()  # no self-matches
+    cfg = tsnejax.TSNEConfig.make(neighbors="faiss_hnsw", n_iter=20, early_exaggeration_iter=10)
+    assert np.isfinite(tsnejax.fit(key, X[:400], cfg).embedding).all()
+
+
 def test_faiss_missing_gives_a_clear_error(monkeypatch, digits):
     monkeypatch.setattr(knn, "faiss_available", lambda: False)
     with pytest.raises(ValueError, match=r"tsnejax\[faiss\]"):

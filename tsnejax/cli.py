@@ -63,7 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="negative gradient method: auto | exact | interpolation | splat",
     )
-    e.add_argument("--neighbors", default="auto", help="auto | exact | faiss | pynndescent")
+    e.add_argument(
+        "--neighbors", default="auto", help="auto | exact | faiss | faiss_hnsw | pynndescent"
+    )
     e.add_argument(
         "--preset", default="opentsne", help="peer conventions: opentsne | fitsne | sklearn"
     )

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 GRADIENT_METHODS = ("auto", *BACKENDS)
-NEIGHBOR_METHODS = ("auto", "exact", "faiss", "pynndescent")
+NEIGHBOR_METHODS = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent")
 AFFINITY_METHODS = ("perplexity", "uniform")
 STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "random")
@@ -137,13 +137,14 @@ class AffinityConfig:
       n_neighbors: k of the kNN graph: an int, ``"3p"`` (3 x perplexity, openTSNE) or
         ``"3p+1"`` (scikit-learn).
       neighbors: kNN search: ``"auto"`` (exact up to :func:`tsnejax.knn.exact_limit`),
-        ``"exact"``, ``"faiss"`` (exact, optional extra), ``"pynndescent"``.
+        ``"exact"``, ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
+        deterministic, optional extra), ``"pynndescent"``.
       method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
     """
 
     perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
     n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
-    neighbors: Literal["auto", "exact", "faiss", "pynndescent"] = field(
+    neighbors: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent"] = field(
         "auto", _option(*NEIGHBOR_METHODS), dynamic=True
     )
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)

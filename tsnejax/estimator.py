@@ -65,7 +65,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``"exact"`` (O(N^2)), ``"interpolation"`` (FIt-SNE's FFT grid), ``"splat"``
         (GPGPU-SNE's field), ``"auto"`` (exact for small N, else interpolation; see
         ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any :class:`tsnejax.gradients.Backend`.
-    neighbors : {"auto", "exact", "faiss", "pynndescent"}, default="auto"
+    neighbors : {"auto", "exact", "faiss", "faiss_hnsw", "pynndescent"}, default="auto"
         kNN search for the affinities (``"auto"``: the exact blocked search up to
         ``tsnejax.knn.exact_limit(n_features)`` points, then pynndescent).
     optimizer : str, dict or optax.GradientTransformation, default=None

@@ -110,3 +110,18 @@ def benchmark_data(size: str, data_dir: Path | None = None):
     else:
         X, y = X[:n], y[:n]
     return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y
+
+
+def saved_benchmark_data(sizes, data_dir: str | None, tmp: Path):
+    """For each size with data: ``(size, X, y, path of X saved as .npy in tmp)``; sizes
+    without MNIST are reported and skipped."""
+    import numpy as np
+
+    for size in sizes:
+        data = benchmark_data(size, Path(data_dir) if data_dir else None)
+        if data is None:
+            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
+            continue
+        path = tmp / f"X_{size}.npy"
+        np.save(path, data[0])
+        yield size, data[0], data[1], str(path)

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import benchmark_data, machine_info, print_table, run_isolated, write_results
+from _common import machine_info, print_table, run_isolated, saved_benchmark_data, write_results
 
 TSNEJAX = """
 import json, time, numpy as np
@@ -68,14 +68,8 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     rows = []
-    for size in args.sizes:
-        data = benchmark_data(size, Path(args.data_dir) if args.data_dir else None)
-        if data is None:
-            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
-            continue
-        X, y = data
-        path, labels = str(tmp / f"X_{size}.npy"), str(tmp / f"y_{size}.npy")
-        np.save(path, X)
+    for size, X, y, path in saved_benchmark_data(args.sizes, args.data_dir, tmp):
+        labels = str(tmp / f"y_{size}.npy")
         np.save(labels, y)
         cache = tmp / f"cache_{size}"
         env = {"TSNEJAX_CACHE_DIR": str(cache)}

@@ -23,8 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from _common import benchmark_data, machine_info, print_table, run_isolated, write_results
+from _common import machine_info, print_table, run_isolated, saved_benchmark_data, write_results
 
 CODE = """
 import json, resource, time
@@ -77,17 +76,11 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_hypergrad_"))
     rows = []
-    for size in args.sizes:
-        data = benchmark_data(size, Path(args.data_dir) if args.data_dir else None)
-        if data is None:
-            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
-            continue
-        path = str(tmp / f"X_{size}.npy")
-        np.save(path, data[0])
+    for _, X, _, path in saved_benchmark_data(args.sizes, args.data_dir, tmp):
         forward = None
         for mode in args.modes:
             r = run_isolated(CODE.format(path=path, mode=mode, method=args.method))
-            row = {"n": len(data[0]), "method": args.method, "mode": mode, **r}
+            row = {"n": len(X), "method": args.method, "mode": mode, **r}
             if mode == "forward":
                 forward = r["seconds"]
             row["vs_forward"] = r["seconds"] / forward if forward else None

@@ -232,7 +232,7 @@ def size_grid(
     def make() -> tuple[tuple[int, Hashable], ...]:
         from tsnejax.config import TSNEConfig
         from tsnejax.pipeline import fit as pipeline_fit
-        from tsnejax.pipeline import prepare as pipeline_prepare
+        from tsnejax.pipeline import initial_embedding
 
         config = TSNEConfig.make(
             negative_gradient_method=backend,
@@ -243,11 +243,13 @@ def size_grid(
             chunk_size=chunk_size,
         )
         if isinstance(optimizer, str) and optimizer in ("sgd", "classic"):
-            config = config.replace(initial_momentum=DEFAULT_MOMENTUM)
-            config = config.replace(final_momentum=DEFAULT_MOMENTUM)
+            config = config.replace(
+                initial_momentum=DEFAULT_MOMENTUM, final_momentum=DEFAULT_MOMENTUM
+            )
         elif not isinstance(optimizer, str):  # fit steps an Optax object unscaled in each phase
             config = config.replace(phase_scaling=False)
-        schedule = [(0, backend.allocate(pipeline_prepare(key, Xv, config).Y0))]
+        Y0 = initial_embedding(jax.random.split(key)[1], Xv, len(Xv), config)  # fit's Y0
+        schedule = [(0, backend.allocate(Y0))]
 
         def record(iteration: int, kl: Any, embedding: Any) -> bool:
             grid = backend.allocate(embedding)

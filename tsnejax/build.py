@@ -37,6 +37,7 @@ from tsnejax.optim import (
 )
 from tsnejax.run import Stepper, build_step
 from tsnejax.schedules import Phases, auto_learning_rate, exaggeration_schedule
+from tsnejax.shard import sharded_step
 
 __all__ = [
     "build_optimizer",
@@ -261,21 +262,31 @@ def affinity_key(config: TSNEConfig, n: int) -> tuple:
 
 
 @functools.lru_cache(maxsize=32)
-def _stepper(signature: TSNEConfig, method: Any) -> tuple[Stepper, optax.GradientTransformation]:
+def _stepper(
+    signature: TSNEConfig, method: Any, mesh: Any
+) -> tuple[Stepper, optax.GradientTransformation]:
     config = signature
     optimizer = build_optimizer(config)
     backend = build_backend(config, 0)  # the method is resolved in the signature
     o = config.optimizer
+    if mesh is not None:
+        step = sharded_step(
+            backend, optimizer, mesh, gradient_scale=o.gradient_scale, recenter=o.recenter
+        )
+        return step, optimizer
     step = build_step(backend, optimizer, gradient_scale=o.gradient_scale, recenter=o.recenter)
     return step, optimizer
 
 
-def stepper_for(config: TSNEConfig, n: int) -> tuple[Stepper, optax.GradientTransformation]:
+def stepper_for(
+    config: TSNEConfig, n: int, mesh: Any = None
+) -> tuple[Stepper, optax.GradientTransformation]:
     """``(stepper, optimizer)`` for ``config`` at ``n`` points, shared by every config with the
-    same static signature (so its compiled chunk programs are reused)."""
+    same static signature (so its compiled chunk programs are reused); with a ``mesh``, the
+    point-sharded step over its axis ``"points"`` (:mod:`tsnejax.shard`)."""
     method = resolve_method(config.gradient.method, n, config.n_components)
     sig = static_signature(config).replace(negative_gradient_method=method)
-    return _stepper(sig, method)
+    return _stepper(sig, method, mesh)
 
 
 def grid_nodes(config: TSNEConfig, n: int) -> int:

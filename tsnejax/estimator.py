@@ -103,6 +103,11 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         initialisation and the exact kNN search the result does not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
+    mesh : jax.sharding.Mesh or None, default=None
+        Split the points over the mesh's axis ``"points"`` (its devices, and processes joined
+        by ``jax.distributed``; :mod:`tsnejax.shard`, ``docs/scaling.md``). ``state_`` is then
+        sharded and padded to a multiple of the axis size. Devices do not pickle: a pickled
+        estimator comes back with ``mesh=None``.
 
     Attributes
     ----------
@@ -191,6 +196,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         stopping: str = "fixed",
         random_state: int | None = None,
         verbose: bool = False,
+        mesh: Any = None,
     ):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -217,6 +223,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.stopping = stopping
         self.random_state = random_state
         self.verbose = verbose
+        self.mesh = mesh
 
     def _config(self) -> TSNEConfig:
         init = self.initialization
@@ -322,6 +329,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             callbacks=callbacks,
             callbacks_every=callbacks_every,
             verbose=self.verbose,
+            mesh=self.mesh,
         )
         self.config_ = config
         self.embedding_ = np.asarray(result.embedding)
@@ -420,6 +428,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         state = dict(super().__getstate__())
         if "_cache" in state:
             state["_cache"] = {}
+        state["mesh"] = None  # devices belong to a process
         for name in ("optimizer", "negative_gradient_method"):
             value = state.get(name)
             if value is not None and not isinstance(value, str | dict):

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
-from tsnejax import memory
+from tsnejax import memory, shard
 from tsnejax._checks import check_data, check_option, check_perplexity
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -200,6 +200,7 @@ def fit(
     verbose: bool = False,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TSNEResult:
     """Embed ``X`` (or given affinities) with t-SNE.
 
@@ -219,25 +220,43 @@ def fit(
         same data, config and key) the run resumes from it; the state is saved there every
         ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end and on
         divergence. A resumed run ends with the same embedding as an uninterrupted one.
+      mesh: a ``jax.sharding.Mesh`` with an axis ``"points"``: the embedding, P and the
+        optimizer state are split by points over it (also across processes joined by
+        ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays
+        sharded with ``n`` padded to a multiple of the axis size (:mod:`tsnejax.shard`).
     """
     config.validate()
+    if mesh is not None:
+        shard.points_axis_size(mesh)
+        if checkpoint is not None:
+            raise ValueError(
+                "checkpoint= is not supported with mesh= (the state is split across devices); "
+                "save result.state with tsnejax.shard.gather_points, or drop one of them."
+            )
     t_start = time.perf_counter()
     prep = prepare(
         key, X, config, affinities=affinities, neighbors=neighbors, initialization=initialization
     )
     P, Y0 = prep.P, prep.Y0
     n = P.n_points
-    stepper, optimizer = stepper_for(config, n)
+    stepper, optimizer = stepper_for(config, n, mesh)
     phases = phase_table(config, n)
-    state = init_state(Y0, optimizer)
+    view = None
+    if mesh is None:
+        state, P_run = init_state(Y0, optimizer), P
+    else:
+        state = shard.init_sharded_state(shard.shard_embedding(Y0, mesh), optimizer)
+        P_run = shard.shard_affinities(P, mesh)
+        view = functools.partial(shard.gather_points, n=n)
     s = config.schedule
     run = functools.partial(
         optimize,
         stepper,
-        P=P,
+        P=P_run,
         chunk_size=config.chunk_size,
         record=record,
         verbose=verbose,
+        host_embedding=view,
     )
     if s.stopping == "fixed":
         saver = None
@@ -285,10 +304,10 @@ def fit(
     else:  # no iterations were run
         grid = stepper.allocate(Y)
         dof = phases.at(int(result.state.iteration))["dof"]
-        kl = float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P, dof, grid))
+        kl = float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P_run, dof, grid))
     timings["total"] = time.perf_counter() - t_start
     return TSNEResult(
-        np.asarray(Y),
+        np.asarray(Y) if view is None else view(Y),
         kl,
         stepper.backend.name,
         int(result.state.iteration),

@@ -205,6 +205,7 @@ def optimize(
     P_axis: int | None = 0,
     batch: str = "auto",
     check_scale: bool = True,
+    host_embedding: Callable[[Array], np.ndarray] | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -243,6 +244,8 @@ def optimize(
         accelerators. docs/loop.md has the measurements.
       check_scale: at every phase end, an :class:`EmbeddingScaleWarning` when the embedding
         collapsed, exploded or (at the end) never expanded (:mod:`tsnejax._scale`).
+      host_embedding: ``Y -> numpy array`` that callbacks receive (default ``np.asarray``;
+        a point-sharded run passes :func:`tsnejax.shard.gather_points`, dropping padding).
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -360,7 +363,7 @@ def optimize(
                 Y = (
                     np.asarray(state.embedding)[:n_trials]
                     if batched
-                    else np.asarray(state.embedding)
+                    else (host_embedding or np.asarray)(state.embedding)
                 )
                 v = value[:n_trials] if batched else value
                 if any([bool(cb(t, v, Y)) for cb in callbacks]):

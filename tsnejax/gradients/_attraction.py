@@ -18,15 +18,19 @@ import jax.numpy as jnp
 from tsnejax._blocks import map_row_blocks
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
+from tsnejax.gradients._collective import all_points, psum
 from tsnejax.gradients._kernel import inv_base, log_kernel
 
 
-def _row_diffs(Y: Array, rows: Array | None, neighbors: Array) -> tuple[list[Array], Array]:
-    """Per-coordinate ``y_row - y_neighbor`` for a block of ELL rows, and squared distances."""
+def _row_diffs(
+    Y: Array, Y_all: Array, rows: Array | None, neighbors: Array
+) -> tuple[list[Array], Array]:
+    """Per-coordinate ``y_row - y_neighbor`` for a block of ELL rows (``rows`` index the held
+    rows ``Y``, ``neighbors`` all points ``Y_all``), and squared distances."""
     diffs = []
     for c in range(Y.shape[1]):
         own = Y[:, c : c + 1] if rows is None else jnp.take(Y[:, c], rows, mode="clip")[:, None]
-        diffs.append(own - jnp.take(Y[:, c], neighbors, mode="clip"))
+        diffs.append(own - jnp.take(Y_all[:, c], neighbors, mode="clip"))
     return diffs, sum(d * d for d in diffs)
 
 
@@ -41,10 +45,15 @@ def _row_block(n: int) -> int | None:
     return CPU_ROW_BLOCK if jax.default_backend() == "cpu" and n > 2 * CPU_ROW_BLOCK else None
 
 
-def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
-    """Attractive forces ``(n, d)`` (without exaggeration; multiply by it outside)."""
+def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0, axis_name: str | None = None) -> Array:
+    """Attractive forces ``(n, d)`` (without exaggeration; multiply by it outside).
+
+    ``axis_name``: ``Y`` and the rows of ``P`` are this shard's points (continuation rows owned
+    by local row indices); neighbour indices are global, read after an all-gather.
+    """
     n = Y.shape[0]
-    cols = [Y[:, c] for c in range(Y.shape[1])]
+    Y_all = all_points(Y, axis_name)
+    cols = [Y_all[:, c] for c in range(Y.shape[1])]
 
     def rows(Yb: Array, nbr: Array, w: Array) -> Array:
         diffs = [Yb[:, c : c + 1] - jnp.take(y, nbr, mode="clip") for c, y in enumerate(cols)]
@@ -52,25 +61,36 @@ def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
         return jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
 
     main = map_row_blocks(rows, (Y, P.neighbors, P.weights), _row_block(Y.shape[0]))
-    ediffs, ed2 = _row_diffs(Y, P.extra_rows, P.extra_neighbors)
+    ediffs, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)
     ecoef = P.extra_weights * inv_base(ed2, dof)
     extra = jnp.stack([jnp.sum(ecoef * d, axis=1) for d in ediffs], axis=1)
     return main + jax.ops.segment_sum(extra, P.extra_rows, n)
 
 
-def sum_p_log_kernel(Y: Array, P: Affinities, dof: Scalar = 1.0) -> Array:
+def sum_p_log_kernel(
+    Y: Array, P: Affinities, dof: Scalar = 1.0, axis_name: str | None = None
+) -> Array:
     """:math:`\\sum_{ij} p_{ij} \\log w_{ij}`, the data term of the KL divergence."""
-    _, d2 = _row_diffs(Y, None, P.neighbors)
-    _, ed2 = _row_diffs(Y, P.extra_rows, P.extra_neighbors)
-    return jnp.sum(P.weights * log_kernel(d2, dof)) + jnp.sum(
+    Y_all = all_points(Y, axis_name)
+    _, d2 = _row_diffs(Y, Y_all, None, P.neighbors)
+    _, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)
+    local = jnp.sum(P.weights * log_kernel(d2, dof)) + jnp.sum(
         P.extra_weights * log_kernel(ed2, dof)
     )
+    return psum(local, axis_name)
 
 
-def sum_p_log_p(P: Affinities) -> Array:
+def sum_p_log_p(P: Affinities, axis_name: str | None = None) -> Array:
     """:math:`\\sum_{ij} p_{ij} \\log p_{ij}` (entropy term of the KL; zeros contribute 0)."""
 
     def plogp(p: Array) -> Array:
         return jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
 
-    return plogp(P.weights) + plogp(P.extra_weights)
+    return psum(plogp(P.weights) + plogp(P.extra_weights), axis_name)
+
+
+def kl_from_z(
+    Y: Array, P: Affinities, dof: Scalar, Z: Array, axis_name: str | None = None
+) -> Array:
+    """:math:`KL = \\sum p \\log p - \\sum p \\log w + \\log Z` given a backend's ``Z``."""
+    return sum_p_log_p(P, axis_name) - sum_p_log_kernel(Y, P, dof, axis_name) + jnp.log(Z)

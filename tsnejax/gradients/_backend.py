@@ -20,9 +20,14 @@ class Backend:
       allocate: host function ``Y -> grid``: the static, hashable structure (e.g. boxes per
         axis) for the next chunk of iterations; ``None`` when there is none. Changing it
         recompiles, so it comes from a fixed ladder.
+      shardable: ``gradient`` and ``kl_divergence`` also take keywords ``valid`` (``(n,)``
+        bool, real rows) and ``axis_name`` (a mesh axis): called inside ``shard_map`` with one
+        shard of the points, they return that shard's gradient rows (zero on padding rows) and
+        the global Z / KL (:mod:`tsnejax.shard`). The built-in backends are.
     """
 
     name: str
     gradient: Callable[..., Any]
     kl_divergence: Callable[..., Any]
     allocate: Callable[[Any], Hashable]
+    shardable: bool = False

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from tsnejax._types import Array
+from tsnejax.gradients._collective import bounds
 
 
 def _smooth_ladder(lo: int, hi: int, ratio: float) -> tuple[int, ...]:
@@ -56,10 +57,13 @@ def choose_size(
     return int(maximum)
 
 
-def domain(Y: Array) -> tuple[Array, Array]:
-    """Square (cubic) domain over all coordinates, as openTSNE: ``(lo, span)`` scalars."""
-    lo = jnp.min(Y)
-    span = jnp.max(Y) - lo
+def domain(
+    Y: Array, valid: Array | None = None, axis_name: str | None = None
+) -> tuple[Array, Array]:
+    """Square (cubic) domain over all coordinates, as openTSNE: ``(lo, span)`` scalars (over the
+    real rows of every shard, :mod:`tsnejax.gradients._collective`)."""
+    lo, hi = bounds(Y, valid, axis_name)
+    span = hi - lo
     # A collapsed embedding (all points equal) still needs a positive box width.
     return lo, jnp.maximum(span, jnp.asarray(1e-6, Y.dtype))
 

@@ -30,8 +30,9 @@ import numpy as np
 from tsnejax._checks import check_int, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
-from tsnejax.gradients._attraction import attraction, sum_p_log_kernel, sum_p_log_p
+from tsnejax.gradients._attraction import attraction, kl_from_z
 from tsnejax.gradients._backend import Backend
+from tsnejax.gradients._collective import charge, count, mask_rows, psum
 from tsnejax.gradients._grid import (
     choose_size,
     circulant_offsets,
@@ -63,11 +64,22 @@ class SplatGrid(NamedTuple):
     n_pixels: int
 
 
-def splat_repulsion(Y: Array, dof: Scalar, grid: SplatGrid) -> tuple[Array, Array]:
-    """Unnormalised repulsion ``V(y_i)`` ``(n, d)`` and :math:`\\hat Z` (module docstring)."""
-    n, d = Y.shape
+def splat_repulsion(
+    Y: Array,
+    dof: Scalar,
+    grid: SplatGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
+) -> tuple[Array, Array]:
+    """Unnormalised repulsion ``V(y_i)`` ``(n, d)`` and :math:`\\hat Z` (module docstring).
+
+    ``valid``/``axis_name``: ``Y`` is one shard of the points; the densities are summed across
+    the axis before the convolution (:mod:`tsnejax.shard`).
+    """
+    d = Y.shape[1]
     g = grid.n_pixels
-    lo, span = domain(Y)
+    lo, span = domain(Y, valid, axis_name)
     delta = span / (g - 1)
     u = (Y - lo) / delta
     cell = jnp.clip(jnp.floor(u), 0, g - 2)
@@ -75,29 +87,45 @@ def splat_repulsion(Y: Array, dof: Scalar, grid: SplatGrid) -> tuple[Array, Arra
     W = jnp.stack([1.0 - t, t], axis=-1)  # (n, d, 2) bilinear weights
     nodes = cell.astype(jnp.int32)[..., None] + jnp.arange(2, dtype=jnp.int32)
     w, idx = tensor_product(W, nodes, g)
-    density = spread(idx, w, jnp.ones((n, 1), Y.dtype), g**d)
+    unit = charge(Y, valid)
+    density = psum(spread(idx, w, unit, g**d), axis_name)
     offsets = circulant_offsets(g, delta, d)
     r2 = sum(o * o for o in offsets)
     k_s, k_f = kernel_and_force(r2, dof)
     kernels = jnp.stack([k_s] + [k_f * o for o in offsets])
     fields = fft_convolve(density, kernels, g, [(0, k) for k in range(d + 1)])
     at_points = gather(idx, w, fields)  # (n, d + 1): S, V_1..V_d
-    Z = jnp.sum(at_points[:, 0]) - n
+    Z = psum(jnp.sum(at_points[:, 0] * unit[:, 0]), axis_name) - count(Y, valid, axis_name)
     return at_points[:, 1:], Z
 
 
 def splat_gradient(
-    Y: Array, P: Affinities, dof: Scalar, exaggeration: Scalar, grid: SplatGrid
+    Y: Array,
+    P: Affinities,
+    dof: Scalar,
+    exaggeration: Scalar,
+    grid: SplatGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - V / Z, Z)`` with the splatted fields."""
-    V, Z = splat_repulsion(Y, dof, grid)
-    return exaggeration * attraction(Y, P, dof) - V / Z, Z
+    V, Z = splat_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
+    return mask_rows(exaggeration * attraction(Y, P, dof, axis_name) - V / Z, valid), Z
 
 
-def splat_kl_divergence(Y: Array, P: Affinities, dof: Scalar, grid: SplatGrid) -> Array:
+def splat_kl_divergence(
+    Y: Array,
+    P: Affinities,
+    dof: Scalar,
+    grid: SplatGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
+) -> Array:
     """KL with :math:`\\hat Z` from the fields (sparse terms exact)."""
-    _, Z = splat_repulsion(Y, dof, grid)
-    return sum_p_log_p(P) - sum_p_log_kernel(Y, P, dof) + jnp.log(Z)
+    _, Z = splat_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
+    return kl_from_z(Y, P, dof, Z, axis_name)
 
 
 def _allocate(Y: Array, *, pixels_per_unit: float, max_pixels: int | None) -> SplatGrid:
@@ -122,4 +150,4 @@ def splat_backend(
     if max_pixels is not None:
         check_int("max_pixels", max_pixels, minimum=2)
     allocate = functools.partial(_allocate, pixels_per_unit=pixels_per_unit, max_pixels=max_pixels)
-    return Backend("splat", splat_gradient, splat_kl_divergence, allocate)
+    return Backend("splat", splat_gradient, splat_kl_divergence, allocate, shardable=True)

@@ -41,8 +41,9 @@ import numpy as np
 from tsnejax._checks import check_int, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
-from tsnejax.gradients._attraction import attraction, sum_p_log_kernel, sum_p_log_p
+from tsnejax.gradients._attraction import attraction, kl_from_z
 from tsnejax.gradients._backend import Backend
+from tsnejax.gradients._collective import charge, count, mask_rows, psum
 from tsnejax.gradients._grid import (
     choose_size,
     domain,
@@ -121,54 +122,91 @@ def node_stencil(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tupl
     return idx, w
 
 
-def _stencil(Y: Array, grid: InterpolationGrid) -> tuple[Array, Array, Array]:
+def _stencil(
+    Y: Array, grid: InterpolationGrid, valid: Array | None, axis_name: str | None
+) -> tuple[Array, Array, Array]:
     """:func:`node_stencil` on the embedding's own domain, and the node spacing."""
-    lo, span = domain(Y)
+    lo, span = domain(Y, valid, axis_name)
     h = span / grid.n_boxes
     idx, w = node_stencil(Y, lo, h, grid)
     return idx, w, h / grid.n_interpolation_points
 
 
-def interpolation_repulsion(Y: Array, dof: Scalar, grid: InterpolationGrid) -> tuple[Array, Array]:
-    """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring)."""
-    n, d = Y.shape
+def interpolation_repulsion(
+    Y: Array,
+    dof: Scalar,
+    grid: InterpolationGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
+) -> tuple[Array, Array]:
+    """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring).
+
+    ``valid``/``axis_name``: ``Y`` is one shard of the points (:mod:`tsnejax.shard`); each shard
+    charges the grid with its own points, the grids are summed across the axis, and the
+    potentials are read back locally.
+    """
+    d = Y.shape[1]
     m = grid.n_boxes * grid.n_interpolation_points
-    idx, w, spacing = _stencil(Y, grid)
-    charges = jnp.concatenate([jnp.ones((n, 1), Y.dtype), Y], axis=1)  # (n, d + 1)
-    grid_q = spread(idx, w, charges, m**d)
+    idx, w, spacing = _stencil(Y, grid, valid, axis_name)
+    unit = charge(Y, valid)
+    charges = jnp.concatenate([unit, Y * unit], axis=1)  # (n, d + 1)
+    grid_q = psum(spread(idx, w, charges, m**d), axis_name)
     fk = even_kernel_spectra(m, spacing, d, dof)
     phi, fq = fft_potentials(grid_q, fk, m, [(c, 0) for c in range(d + 1)])  # (m^d, d + 1)
     pot = gather(idx, w, phi)  # (n, d + 1)
     R = Y * pot[:, :1] - pot[:, 1:]
     # sum_i phi_z(y_i) = sum over nodes of q_0 (K_z * q_0), read off the spectra (Parseval).
-    Z = spectral_energy(fq[0], fk[1], m) - n
+    Z = spectral_energy(fq[0], fk[1], m) - count(Y, valid, axis_name)
     return R, Z
 
 
-def interpolation_z(Y: Array, dof: Scalar, grid: InterpolationGrid) -> Array:
+def interpolation_z(
+    Y: Array,
+    dof: Scalar,
+    grid: InterpolationGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
+) -> Array:
     """``Z`` alone, as :func:`interpolation_repulsion` computes it: one forward transform."""
-    n, d = Y.shape
+    d = Y.shape[1]
     m = grid.n_boxes * grid.n_interpolation_points
-    idx, w, spacing = _stencil(Y, grid)
-    q0 = spread(idx, w, jnp.ones((n, 1), Y.dtype), m**d)
+    idx, w, spacing = _stencil(Y, grid, valid, axis_name)
+    q0 = psum(spread(idx, w, charge(Y, valid), m**d), axis_name)
     fk = even_kernel_spectra(m, spacing, d, dof, z_only=True)
-    return spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m) - n
+    energy = spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m)
+    return energy - count(Y, valid, axis_name)
 
 
 def interpolation_gradient(
-    Y: Array, P: Affinities, dof: Scalar, exaggeration: Scalar, grid: InterpolationGrid
+    Y: Array,
+    P: Affinities,
+    dof: Scalar,
+    exaggeration: Scalar,
+    grid: InterpolationGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - R / Z, Z)`` with the interpolated repulsion."""
-    R, Z = interpolation_repulsion(Y, dof, grid)
-    return exaggeration * attraction(Y, P, dof) - R / Z, Z
+    R, Z = interpolation_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
+    grad = exaggeration * attraction(Y, P, dof, axis_name) - R / Z
+    return mask_rows(grad, valid), Z
 
 
 def interpolation_kl_divergence(
-    Y: Array, P: Affinities, dof: Scalar, grid: InterpolationGrid
+    Y: Array,
+    P: Affinities,
+    dof: Scalar,
+    grid: InterpolationGrid,
+    *,
+    valid: Array | None = None,
+    axis_name: str | None = None,
 ) -> Array:
     """KL with Z from the grid (sparse terms exact): the openTSNE FFT convention."""
-    Z = interpolation_z(Y, dof, grid)
-    return sum_p_log_p(P) - sum_p_log_kernel(Y, P, dof) + jnp.log(Z)
+    Z = interpolation_z(Y, dof, grid, valid=valid, axis_name=axis_name)
+    return kl_from_z(Y, P, dof, Z, axis_name)
 
 
 def _allocate(
@@ -214,4 +252,10 @@ def interpolation_backend(
         ints_in_interval=ints_in_interval,
         max_boxes=max_boxes,
     )
-    return Backend("interpolation", interpolation_gradient, interpolation_kl_divergence, allocate)
+    return Backend(
+        "interpolation",
+        interpolation_gradient,
+        interpolation_kl_divergence,
+        allocate,
+        shardable=True,
+    )

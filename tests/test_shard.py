@@ -55,6 +55,17 @@ DEVICES_SCRIPT = textwrap.dedent(
     b = tsnejax.fit(jax.random.key(0), X, cfg, mesh=mesh)
     out["adam"] = dict(rel=float(np.abs(a.embedding - b.embedding).max()
                                  / np.abs(a.embedding).max()))
+    from tsnejax.knn import exact_knn
+    from tsnejax.sharded_knn import sharded_knn
+    rng = np.random.default_rng(0)
+    for name, data in [("digits", X), ("gauss", rng.normal(size=(1003, 20)))]:
+        ref, got = exact_knn(data, 90), sharded_knn(data, 90, mesh, query_block=64)
+        ri, gi = np.asarray(ref.indices), np.asarray(got.indices)
+        out["knn_" + name] = dict(
+            recall=float(np.mean([len(set(r) & set(g)) / 90 for r, g in zip(ri, gi)])),
+            dist=float(np.abs(np.asarray(ref.distances) - np.asarray(got.distances)).max()
+                       / np.asarray(ref.distances).max()),
+            shape=list(gi.shape))
     print("RESULT" + json.dumps(out))
     """
 )
@@ -91,6 +102,11 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         assert r["spec"] == ["points"] and r["rows"] == 1004
         assert r["shards"] == 4
     assert res["adam"]["rel"] <= 1e-6  # an Optax object with global-norm clipping
+    # the ring search: exact (digits' integer pixels tie at equal distances: same distances,
+    # recall 0.999; continuous data: the same neighbours)
+    assert res["knn_gauss"]["recall"] == 1.0 and res["knn_gauss"]["shape"] == [1003, 90]
+    assert res["knn_digits"]["recall"] >= 0.99 and res["knn_digits"]["dist"] <= 1e-5
+    assert res["knn_gauss"]["dist"] <= 1e-5
 
 
 PROCESS_SCRIPT = textwrap.dedent(
@@ -221,3 +237,56 @@ def test_optax_state_is_split_like_the_embedding():
     state = shard.init_sharded_state(Y, optax.adam(1.0))
     mu = state.opt_state[0].mu
     assert mu.shape == (5, 2) and mu.sharding.is_equivalent_to(Y.sharding, 2)
+
+
+SWEEP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, json
+    import tsnejax
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address="localhost:" + sys.argv[2],
+                               num_processes=2, process_id=int(sys.argv[1]))
+    from tsnejax.sweep import spec_from_dict, run_sweep
+    spec = spec_from_dict({"name": "mp", "data": {"name": "digits", "n_points": 300},
+        "fixed": {"n_iter": 20, "early_exaggeration_iter": 20},
+        "grid": {"learning_rate": [30, 100, 300, 1000, 3000]}, "run": {"metrics": ["kl"]}})
+    ran = []
+    s = run_sweep(spec, sys.argv[3], mode="sequential",
+                  on_trial=lambda t, m: ran.append(t.trial_id))
+    print("RESULT" + json.dumps(dict(ran=ran, n_run=s.n_run, n_trials=s.n_trials)))
+    """
+)
+
+
+def test_sweep_across_two_processes_runs_every_trial_once(tmp_path):
+    from tsnejax.sweep import read_table
+
+    port, out = _free_port(), str(tmp_path / "sweep")
+    procs = [_run(SWEEP_SCRIPT, tmp_path, "sweep.py", str(i), port, out) for i in range(2)]
+    res = [_result(p) for p in procs]
+    ran = [set(r["ran"]) for r in res]
+    assert [len(r["ran"]) for r in res] == [3, 2]  # trials 0, 2, 4 and 1, 3
+    assert not ran[0] & ran[1] and all(r["n_trials"] == 5 for r in res)
+    rows = read_table(tmp_path / "sweep" / "results.csv")
+    assert len(rows) == 5 and {r["trial_id"] for r in rows} == ran[0] | ran[1]
+    assert all(r["status"] == "ok" for r in rows)
+    metrics = [
+        json.loads((tmp_path / "sweep" / "trials" / t / "metrics.json").read_text())
+        for t in ran[0] | ran[1]
+    ]
+    assert len({m["runner"] for m in metrics}) == 2
+    assert not list((tmp_path / "sweep" / "runs").glob("*.json"))  # both unregistered
+
+
+def test_sharded_neighbors_option(digits):
+    """neighbors='sharded' runs the ring search over fit's mesh (one device here: the same
+    graph as the exact search) and asks for a mesh without one."""
+    X = digits[0][:500]
+    mesh = shard.point_mesh(jax.devices()[:1])
+    cfg = tsnejax.TSNEConfig.make(n_iter=10, early_exaggeration_iter=10, neighbors="sharded")
+    r = tsnejax.fit(jax.random.key(0), X, cfg, mesh=mesh)
+    ref = tsnejax.knn.exact_knn(X, r.neighbors.k)
+    np.testing.assert_allclose(r.neighbors.distances, ref.distances, rtol=1e-5)
+    with pytest.raises(ValueError, match="pass mesh= to tsnejax.fit"):
+        tsnejax.fit(jax.random.key(0), X, cfg)

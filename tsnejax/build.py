@@ -306,13 +306,16 @@ def memory_plan(
     search: bool = True,
     calibrate: bool = True,
     batch: int = 1,
+    shards: int = 1,
 ) -> list[memory.Stage]:
     """The stages of a :func:`tsnejax.fit` of ``n`` points in ``d`` features whose size is
     known up front, with estimated peaks and the setting that fits when one does not
     (:func:`tsnejax.memory.check_plan` compares them with the free memory).
 
     ``search=False``: the kNN graph is given; ``calibrate=False``: P is given; ``d=None``: no
-    data (no PCA, no search); ``batch``: trials vmapped together (:func:`tsnejax.fit_batch`).
+    data (no PCA, no search); ``batch``: trials vmapped together (:func:`tsnejax.fit_batch`);
+    ``shards``: devices the points are split over (:mod:`tsnejax.shard`; per-device stages
+    hold ``1 / shards`` of the points).
     """
     dim = config.n_components
     stages: list[memory.Stage] = []
@@ -329,7 +332,17 @@ def memory_plan(
         )
     if search and d is not None:
         how = config.affinities.neighbors
-        if how == "exact" or (how == "auto" and n <= exact_limit(d)):
+        if how == "sharded":
+            local = -(-n // shards)
+            stages.append(
+                memory.Stage(
+                    f"the sharded kNN search of {n} points x {d} features over {shards} devices",
+                    4 * (2 * local * d + 2 * 256 * local + 4 * local * k),
+                    "device",
+                    "split the points over more devices, or reduce the features first",
+                )
+            )
+        elif how == "exact" or (how == "auto" and n <= exact_limit(d)):
             stages.append(
                 memory.Stage(
                     f"the exact kNN search of {n} points x {d} features (k={k})",
@@ -361,7 +374,7 @@ def memory_plan(
     stages.append(
         memory.Stage(
             f"the optimisation of {batch} trial(s) of {n} points",
-            batch * memory.optimization_bytes(n, dim, int(1.5 * k) + 1, nodes),
+            batch * memory.optimization_bytes(n, dim, int(1.5 * k) + 1, nodes) // shards,
             "device",
             "run fewer trials at once (batch_size) or embed fewer points",
         )

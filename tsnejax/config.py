@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 GRADIENT_METHODS = ("auto", *BACKENDS)
-NEIGHBOR_METHODS = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent")
+NEIGHBOR_METHODS = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 AFFINITY_METHODS = ("perplexity", "uniform")
 STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "random")
@@ -138,13 +138,14 @@ class AffinityConfig:
         ``"3p+1"`` (scikit-learn).
       neighbors: kNN search: ``"auto"`` (exact up to :func:`tsnejax.knn.exact_limit`),
         ``"exact"``, ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
-        deterministic, optional extra), ``"pynndescent"``.
+        deterministic, optional extra), ``"pynndescent"``, ``"sharded"`` (exact ring search
+        over the run's mesh, :mod:`tsnejax.sharded_knn`; needs ``mesh=``).
       method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
     """
 
     perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
     n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
-    neighbors: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent"] = field(
+    neighbors: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = field(
         "auto", _option(*NEIGHBOR_METHODS), dynamic=True
     )
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)

@@ -52,7 +52,7 @@ __all__ = [
 EXACT_BUDGET = 1.7e12
 
 #: The searches ``nearest_neighbors(method=...)`` (and ``neighbors=`` in a config) accept.
-NEIGHBOR_SEARCHES = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent")
+NEIGHBOR_SEARCHES = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 
 
 def default_k(n: int, perplexity: float) -> int:
@@ -322,7 +322,7 @@ def nearest_neighbors(
     X: ArrayLike,
     k: int,
     *,
-    method: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent"] = "auto",
+    method: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = "auto",
     key: PRNGKey | None = None,
 ) -> KNNGraph:
     """kNN graph of ``X`` with the chosen backend.
@@ -335,6 +335,12 @@ def nearest_neighbors(
     MNIST-70k).
     """
     check_option("neighbors", method, NEIGHBOR_SEARCHES)
+    if method == "sharded":
+        raise ValueError(
+            "neighbors='sharded' searches over a device mesh: pass mesh= to tsnejax.fit (or "
+            "TSNE), or call tsnejax.sharded_knn.sharded_knn(X, k, mesh) and pass its graph as "
+            "neighbors=."
+        )
     n, d = np.shape(X)
     if method == "auto":
         method = "exact" if n <= exact_limit(d) else "pynndescent"

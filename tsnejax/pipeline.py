@@ -67,13 +67,19 @@ class Prepared(NamedTuple):
     timings: dict[str, float]
 
 
-def _graph(X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey) -> KNNGraph:
+def _graph(
+    X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey, mesh: Any = None
+) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
     if isinstance(neighbors, tuple | list) and len(neighbors) == 2:
         return precomputed_knn(*neighbors)
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")
+    if neighbors == "sharded" and mesh is not None:
+        from tsnejax.sharded_knn import sharded_knn
+
+        return sharded_knn(X, k, mesh)
     return nearest_neighbors(X, k, method=neighbors, key=key)
 
 
@@ -101,12 +107,15 @@ def prepare(
     affinities: Affinities | sp.spmatrix | None = None,
     neighbors: KNNGraph | tuple[Any, Any] | None = None,
     initialization: Any = None,
+    mesh: Any = None,
 ) -> Prepared:
-    """kNN graph, P and the initial embedding, as :func:`fit` computes them from ``key``."""
+    """kNN graph, P and the initial embedding, as :func:`fit` computes them from ``key``
+    (``mesh``: where ``neighbors="sharded"`` searches)."""
     timings: dict[str, float] = {}
     k_knn, k_init = jax.random.split(key)
     Xv = check_data(X) if X is not None else None
-    check_fit_memory(config, Xv, affinities=affinities, neighbors=neighbors)
+    shards = 1 if mesh is None else shard.points_axis_size(mesh)
+    check_fit_memory(config, Xv, affinities=affinities, neighbors=neighbors, shards=shards)
     t0 = time.perf_counter()
     knn = None
     if affinities is None:
@@ -118,7 +127,7 @@ def prepare(
             raise ValueError("X is required unless affinities or precomputed neighbors are given.")
         perps = check_perplexity(config.affinities.perplexity, n)
         spec = neighbors if neighbors is not None else config.affinities.neighbors
-        knn = _graph(Xv, spec, n_neighbors(config, n, max(perps)), k_knn)
+        knn = _graph(Xv, spec, n_neighbors(config, n, max(perps)), k_knn, mesh)
         jax.block_until_ready(knn)
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -146,9 +155,11 @@ def check_fit_memory(
     affinities: Any = None,
     neighbors: Any = None,
     batch: int = 1,
+    shards: int = 1,
 ) -> None:
     """Every stage's memory estimate (:func:`tsnejax.build.memory_plan`) against the free
-    memory, before any work starts; ``batch``: trials run at once per device."""
+    memory, before any work starts; ``batch``: trials run at once per device; ``shards``:
+    devices the points are split over."""
     if affinities is not None:
         n = int(affinities.n_points if isinstance(affinities, Affinities) else affinities.shape[0])
     elif X is not None:
@@ -165,6 +176,7 @@ def check_fit_memory(
         search=affinities is None and neighbors is None,
         calibrate=affinities is None,
         batch=batch,
+        shards=shards,
     )
     memory.check_plan(plan)
 
@@ -235,7 +247,13 @@ def fit(
             )
     t_start = time.perf_counter()
     prep = prepare(
-        key, X, config, affinities=affinities, neighbors=neighbors, initialization=initialization
+        key,
+        X,
+        config,
+        affinities=affinities,
+        neighbors=neighbors,
+        initialization=initialization,
+        mesh=mesh,
     )
     P, Y0 = prep.P, prep.Y0
     n = P.n_points

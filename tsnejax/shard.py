@@ -45,6 +45,7 @@ __all__ = [
     "point_mesh",
     "points_axis_size",
     "padded_size",
+    "place_rows",
     "shard_affinities",
     "regroup",
     "shard_embedding",
@@ -100,7 +101,7 @@ def padded_size(n: int, shards: int) -> int:
     return -(-n // shards) * shards
 
 
-def _place(host: np.ndarray, mesh: Mesh) -> jax.Array:
+def place_rows(host: np.ndarray, mesh: Mesh) -> jax.Array:
     """A global array split by rows over ``"points"`` (each process supplies its own rows)."""
     sharding = NamedSharding(mesh, PartitionSpec(POINTS))
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
@@ -119,7 +120,7 @@ def shard_affinities(P: Affinities, mesh: Mesh) -> PointShards:
     n_pad = padded_size(P.n_points, shards)
     host = regroup(P, n_pad, shards)
     valid = np.arange(n_pad) < P.n_points
-    return PointShards(jax.tree.map(lambda a: _place(a, mesh), host), _place(valid, mesh))
+    return PointShards(jax.tree.map(lambda a: place_rows(a, mesh), host), place_rows(valid, mesh))
 
 
 def regroup(P: Affinities, n_pad: int, shards: int) -> Affinities:
@@ -154,7 +155,7 @@ def shard_embedding(Y: Any, mesh: Mesh) -> jax.Array:
     Y = np.asarray(Y)
     n_pad = padded_size(Y.shape[0], points_axis_size(mesh))
     pad = np.broadcast_to(Y.mean(axis=0, keepdims=True), (n_pad - Y.shape[0], Y.shape[1]))
-    return _place(np.concatenate([Y, pad.astype(Y.dtype)]), mesh)
+    return place_rows(np.concatenate([Y, pad.astype(Y.dtype)]), mesh)
 
 
 def gather_points(Y: jax.Array, n: int) -> np.ndarray:

@@ -185,21 +185,39 @@ def run_sweep(
       smoke: apply the spec's ``[smoke]`` overrides.
       mode: ``"auto"``/``"vmap"``/``"sequential"``; default: the spec's.
       batch_size: trials per vmapped batch; default the spec's, else :func:`auto_batch_size`.
-      devices: devices to shard vmapped batches over (default ``jax.devices()``).
+      devices: devices to shard vmapped batches over (default: this process's,
+        ``jax.local_devices()``).
       progress: a tqdm bar over trials.
       on_trial: called with ``(trial, metrics)`` after each trial is written.
+
+    Processes joined by ``jax.distributed.initialize`` (``jax.process_count() > 1``) that call
+    this with the same spec and folder split the trials: process ``i`` of ``p`` runs every
+    ``p``-th unfinished trial from the ``i``-th, on its own devices, into the one store; the
+    final table is written after all have finished. Independent processes started with
+    ``resume=True`` share the work through the store's claims instead.
     """
     t_start = time.perf_counter()
     if smoke:
         spec = spec.smoke_version()
     store = SweepStore(out)
     finished = store.finished_ids()
+    others = store.live_runs()
+    rank, n_proc = jax.process_index(), jax.process_count()
+    if n_proc > 1:  # every process lists the folder before any of them writes to it
+        _barrier("tsnejax-sweep-start")
     if finished and not resume:
         raise ValueError(
             f"{str(store.root)!r} already holds {len(finished)} finished trial(s); pass "
             "resume=True (--resume) to continue it, or choose another output folder."
         )
-    store.register()
+    if others and not resume:
+        who = ", ".join(f"pid {o.get('pid')} on {o.get('host')}" for o in others)
+        raise ValueError(
+            f"{str(store.root)!r} is in use by another sweep process ({who}); pass "
+            "resume=True (--resume) in every process to split the trials between them, or "
+            "choose another output folder."
+        )
+    store.register(**({"jax_process": rank, "jax_processes": n_proc} if n_proc > 1 else {}))
     try:
         return _run_registered(
             spec,
@@ -231,14 +249,6 @@ def _run_registered(
     on_trial: Callable[[Trial, dict], Any] | None,
     t_start: float,
 ) -> SweepSummary:
-    others = store.live_runs()
-    if others and not resume:
-        who = ", ".join(f"pid {o.get('pid')} on {o.get('host')}" for o in others)
-        raise ValueError(
-            f"{str(store.root)!r} is in use by another sweep process ({who}); pass "
-            "resume=True (--resume) in every process to split the trials between them, or "
-            "choose another output folder."
-        )
     data = load_data(spec.data, data_dir)
     n = data.X.shape[0]
     trials = expand_trials(spec, n, data.digest)
@@ -257,12 +267,14 @@ def _run_registered(
     if data.labels is not None:
         atomic_save_npy(store.root / "labels.npy", np.asarray(data.labels))
     todo = [t for t in trials if t.trial_id not in finished]
-    devices = list(jax.devices() if devices is None else devices)
+    rank, n_proc = jax.process_index(), jax.process_count()
+    share = todo[rank::n_proc]  # this process's part (all of it without jax.distributed)
+    devices = list(jax.local_devices() if devices is None else devices)
     mode = choose_mode(mode or spec.mode, len(devices))
     mesh = None
     if mode == "vmap" and len(devices) > 1:
         mesh = jax.sharding.Mesh(np.asarray(devices), ("trials",))
-    ws = Workspace(data, todo, spec.data.seed)
+    ws = Workspace(data, share, spec.data.seed)
     ids = [t.trial_id for t in trials]
     bar = None
     if progress:
@@ -298,7 +310,7 @@ def _run_registered(
                 bar.update(1)
 
     try:
-        for group in _groups(todo, n):
+        for group in _groups(share, n):
             if mode == "sequential" or not _batchable(group[0].config):
                 for trial in group:
                     if claimed([trial]):
@@ -318,6 +330,8 @@ def _run_registered(
                     for trial, run in zip(batch, run_group(ws, batch, mesh), strict=True):
                         finish(trial, run)
                     store.write_table(ids, grid_keys)
+        if n_proc > 1:  # the table once every process has written its trials
+            _barrier("tsnejax-sweep-end")
         store.write_table(ids, grid_keys)
     finally:
         for tid in held:
@@ -335,3 +349,10 @@ def _run_registered(
         dict(ws.timings),
         len(todo) - n_run,
     )
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process of the ``jax.distributed`` group."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)

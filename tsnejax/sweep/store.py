@@ -136,10 +136,11 @@ class SweepStore:
         if owner is not None and _is_me(owner):
             path.unlink(missing_ok=True)
 
-    def register(self) -> None:
-        """Record this process as running the sweep (``runs/<host>-<pid>.json``)."""
+    def register(self, **extra: Any) -> None:
+        """Record this process as running the sweep (``runs/<host>-<pid>.json``; ``extra``
+        fields are stored with it, e.g. its place in a ``jax.distributed`` group)."""
         me = _me()
-        atomic_write_json(self.root / "runs" / f"{me['host']}-{me['pid']}.json", me)
+        atomic_write_json(self.root / "runs" / f"{me['host']}-{me['pid']}.json", {**me, **extra})
 
     def unregister(self) -> None:
         me = _me()

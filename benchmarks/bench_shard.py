@@ -9,7 +9,10 @@ Sharded rows also time the exact ring kNN search (:mod:`tsnejax.sharded_knn`) an
 against the single-device exact graph.
 Bytes per iteration and device are computed from the run's largest grid: the positions
 all-gather receives ``(N_pad - N_pad / D) d`` floats, the grid all-reduce moves about
-``2 (D - 1) / D`` times the grid (``m^d (d + 1)`` floats for interpolation).
+``2 (D - 1) / D`` times the grid (``m^d (d + 1)`` floats for interpolation); the ``hlo_*``
+columns are the result sizes of the all-gather and all-reduce operations in the compiled
+sharded gradient at that grid (what XLA actually exchanges, per device, before the ring
+factor).
 
     python benchmarks/bench_shard.py [--n 70000] [--devices 1 2 4] [--method interpolation]
 
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from _common import machine_info, print_table, run_isolated, saved_benchmark_data, write_results
 
-RUN = """
+RUN = r"""
 import json, os, time, numpy as np
 X = np.load({path!r}); y = np.load({labels!r})
 idx = np.load({idx!r}); dist = np.load({dist!r})
@@ -42,6 +45,20 @@ dt = time.perf_counter() - t
 grid = max(r.grids) if r.grids and r.grids[0] is not None else None
 knn = {{}}
 if mesh is not None:
+    # bytes the compiled gradient moves, read off its HLO (outputs of the collectives)
+    import re
+    from tsnejax import shard
+    S = shard.shard_affinities(r.affinities, mesh)
+    Ys = shard.shard_embedding(r.embedding, mesh)
+    grad = jax.jit(r.stepper.backend.gradient, static_argnums=4)
+    hlo = grad.lower(Ys, S, 1.0, 1.0, max(r.grids)).compile().as_text()
+    size = {{"f32": 4, "s32": 4, "f64": 8, "pred": 1}}
+    totals = {{"all-gather": 0, "all-reduce": 0}}
+    for shapes, op in re.findall(r"= (.*?) (all-gather|all-reduce)\(", hlo):
+        for kind, dims in re.findall(r"(f32|s32|f64|pred)\[([0-9,]*)\]", shapes):
+            totals[op] += size[kind] * int(np.prod([int(x) for x in dims.split(",") if x] or [1]))
+    for op, total in totals.items():
+        knn["hlo_" + op.replace("-", "_") + "_MB"] = total / 1e6
     from tsnejax.sharded_knn import sharded_knn
     t = time.perf_counter()
     g = sharded_knn(X, idx.shape[1], mesh)
@@ -126,6 +143,8 @@ def main() -> int:
         "acc10",
         "allgather_MB",
         "grid_allreduce_MB",
+        "hlo_all_gather_MB",
+        "hlo_all_reduce_MB",
         "ring_knn",
         "ring_recall",
     ]

@@ -31,8 +31,8 @@ DEVICES_SCRIPT = textwrap.dedent(
     from sklearn.datasets import load_digits
     from tsnejax.shard import point_mesh
     assert len(jax.devices()) == 4, jax.devices()
-    X = load_digits().data[:1001]  # 1001 points: padded to 1004 over 4 devices
-    mesh = point_mesh()
+    X = load_digits().data[:601]  # 601 points: padded to 604 over 4 devices
+    mesh = jax.make_mesh((4,), ("points",))  # Explicit axes by default: made Auto by fit
     out = {}
     for method in ["exact", "interpolation", "splat"]:
         cfg = tsnejax.TSNEConfig.make(
@@ -58,7 +58,7 @@ DEVICES_SCRIPT = textwrap.dedent(
     from tsnejax.knn import exact_knn
     from tsnejax.sharded_knn import sharded_knn
     rng = np.random.default_rng(0)
-    for name, data in [("digits", X), ("gauss", rng.normal(size=(1003, 20)))]:
+    for name, data in [("digits", X), ("gauss", rng.normal(size=(603, 20)))]:
         ref, got = exact_knn(data, 90), sharded_knn(data, 90, mesh, query_block=64)
         ri, gi = np.asarray(ref.indices), np.asarray(got.indices)
         out["knn_" + name] = dict(
@@ -98,13 +98,13 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
         assert abs(r["kl"][0] - r["kl"][1]) <= 1e-8 * abs(r["kl"][0])
         assert r["grids"][0] == r["grids"][1] and r["compiles"][0] == r["compiles"][1]
         # callbacks see the whole, unpadded embedding; the state stays split by points
-        assert r["seen"] == [[70, [1001, 2]], [140, [1001, 2]]]
-        assert r["spec"] == ["points"] and r["rows"] == 1004
+        assert r["seen"] == [[70, [601, 2]], [140, [601, 2]]]
+        assert r["spec"] == ["points"] and r["rows"] == 604
         assert r["shards"] == 4
     assert res["adam"]["rel"] <= 1e-6  # an Optax object with global-norm clipping
     # the ring search: exact (digits' integer pixels tie at equal distances: same distances,
     # recall 0.999; continuous data: the same neighbours)
-    assert res["knn_gauss"]["recall"] == 1.0 and res["knn_gauss"]["shape"] == [1003, 90]
+    assert res["knn_gauss"]["recall"] == 1.0 and res["knn_gauss"]["shape"] == [603, 90]
     assert res["knn_digits"]["recall"] >= 0.99 and res["knn_digits"]["dist"] <= 1e-5
     assert res["knn_gauss"]["dist"] <= 1e-5
 
@@ -124,7 +124,7 @@ PROCESS_SCRIPT = textwrap.dedent(
                                    num_processes=n_proc, process_id=int(sys.argv[1]))
     from sklearn.datasets import load_digits
     from tsnejax.shard import point_mesh
-    X = load_digits().data[:901]
+    X = load_digits().data[:501]
     cfg = tsnejax.TSNEConfig.make(negative_gradient_method="interpolation", n_iter=40,
                                   early_exaggeration_iter=40)
     r = tsnejax.fit(jax.random.key(0), X, cfg, mesh=point_mesh())
@@ -152,7 +152,7 @@ def test_two_processes_joined_by_jax_distributed_equal_one(tmp_path):
     Y_ref = np.asarray(ref["Y"])
     for t in two:  # every process gets the whole embedding
         Y = np.asarray(t["Y"])
-        assert Y.shape == (901, 2)
+        assert Y.shape == (501, 2)
         assert np.abs(Y - Y_ref).max() <= 1e-6 * np.abs(Y_ref).max()
         assert abs(t["kl"] - ref["kl"]) <= 1e-8 * ref["kl"]
 

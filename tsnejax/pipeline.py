@@ -239,7 +239,7 @@ def fit(
     """
     config.validate()
     if mesh is not None:
-        shard.points_axis_size(mesh)
+        mesh = shard.auto_mesh(mesh)
         if checkpoint is not None:
             raise ValueError(
                 "checkpoint= is not supported with mesh= (the state is split across devices); "

@@ -45,6 +45,7 @@ __all__ = [
     "point_mesh",
     "points_axis_size",
     "padded_size",
+    "auto_mesh",
     "place_rows",
     "shard_affinities",
     "regroup",
@@ -94,6 +95,16 @@ def points_axis_size(mesh: Any) -> int:
             f"over an axis named {POINTS!r} (tsnejax.shard.point_mesh())."
         )
     return int(mesh.shape[POINTS])
+
+
+def auto_mesh(mesh: Mesh) -> Mesh:
+    """``mesh`` with every axis in ``Auto`` mode (``jax.make_mesh`` makes ``Explicit`` axes by
+    default, whose sharding-in-types rules the point-sharded program does not use)."""
+    points_axis_size(mesh)
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    if tuple(getattr(mesh, "axis_types", auto)) == auto:
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
 
 
 def padded_size(n: int, shards: int) -> int:

@@ -23,7 +23,14 @@ from jax.sharding import Mesh, PartitionSpec
 
 from tsnejax._checks import check_data, check_int
 from tsnejax._knn_exact import KNNGraph, exact_sorted
-from tsnejax.shard import POINTS, gather_points, padded_size, place_rows, points_axis_size
+from tsnejax.shard import (
+    POINTS,
+    auto_mesh,
+    gather_points,
+    padded_size,
+    place_rows,
+    points_axis_size,
+)
 
 __all__ = ["sharded_knn", "QUERY_BLOCK"]
 
@@ -49,6 +56,7 @@ def sharded_knn(X, k: int, mesh: Mesh, *, query_block: int = QUERY_BLOCK) -> KNN
     k = check_int("k", k, minimum=1)
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
+    mesh = auto_mesh(mesh)
     shards = points_axis_size(mesh)
     qb = check_int("query_block", query_block, minimum=1)
     n_pad = padded_size(n, shards)

@@ -161,9 +161,16 @@ def test_one_device_mesh_equals_plain_run(digits):
     X = digits[0][:400]
     cfg = tsnejax.TSNEConfig.make(n_iter=30, early_exaggeration_iter=30)
     a = tsnejax.fit(jax.random.key(0), X, cfg)
-    b = tsnejax.fit(jax.random.key(0), X, cfg, mesh=shard.point_mesh(jax.devices()[:1]))
+    mesh = shard.point_mesh(jax.devices()[:1])
+    b = tsnejax.fit(jax.random.key(0), X, cfg, mesh=mesh)
     np.testing.assert_allclose(b.embedding, a.embedding, rtol=0, atol=1e-5)
     assert b.method == a.method == "exact"
+    # resume both for 10 iterations: the sharded state with P laid out for the mesh
+    ra = tsnejax.optimize(a.stepper, a.state, a.affinities, 10, phases=a.phases)
+    S = shard.shard_affinities(b.affinities, mesh)
+    rb = tsnejax.optimize(b.stepper, b.state, S, 10, phases=b.phases)
+    Yb = shard.gather_points(rb.state.embedding, len(X))
+    np.testing.assert_allclose(Yb, np.asarray(ra.state.embedding), rtol=0, atol=1e-5)
 
 
 def test_shard_affinities_regroups_continuation_rows():

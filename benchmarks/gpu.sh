@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmarks (issue #3 must-show 4, #7, #8), as run on a lent H100 through the device tool:
 #   bash benchmarks/gpu.sh STAGE...   with TSNEJAX_DATA pointing at a folder holding mnist.npz.
-# Stages: check (devices + GPU test subset), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
+# Stages: check (devices + GPU test subset), scatter (deterministic_scatter cost), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
 # all host cores), large (1M mixture, exact kNN on the GPU), sweep (bench_sweep, vmap batches),
 # transform (bench_transform). Output: benchmarks/out/*_gpu.* and, when $OUT is set, copies there.
 set -uo pipefail
@@ -17,6 +17,12 @@ for stage in "$@"; do
       python3 benchmarks/check_determinism.py
       TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/check_determinism.py
       python3 -m pytest -q -p no:cacheprovider tests/test_gradients.py tests/test_grid_gradients.py tests/test_run.py -m "not slow" 2>&1 | tail -5
+      ;;
+    scatter)
+      # deterministic_scatter vs XLA's scatter, with and without the global determinism flag
+      python3 benchmarks/bench_scatter.py --tag "${TAG}_flag"
+      TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/bench_scatter.py --tag "${TAG}_noflag"
+      TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/check_determinism.py
       ;;
     gradient)
       python3 benchmarks/bench_gradient.py --sizes 10000 70000 250000 --full-at 10000 70000 \

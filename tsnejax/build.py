@@ -96,10 +96,13 @@ def build_backend(config: TSNEConfig, n: int) -> Backend:
             min_num_intervals=g.min_num_intervals,
             ints_in_interval=g.ints_in_interval,
             max_boxes=g.max_boxes,
+            deterministic_scatter=g.deterministic_scatter,
         )
     if method == "splat":
-        return get_backend(method, pixels_per_unit=g.pixels_per_unit)
-    return get_backend(method)
+        return get_backend(
+            method, pixels_per_unit=g.pixels_per_unit, deterministic_scatter=g.deterministic_scatter
+        )
+    return get_backend(method, deterministic_scatter=g.deterministic_scatter)
 
 
 def uses_momentum(config: TSNEConfig) -> bool:

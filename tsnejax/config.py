@@ -281,6 +281,9 @@ class GradientConfig:
       n_interpolation_points, min_num_intervals, ints_in_interval, max_boxes: the
         interpolation grid (:func:`tsnejax.gradients.interpolation_backend`).
       pixels_per_unit: the splat grid's resolution.
+      deterministic_scatter: charge grids and fold P's continuation rows back without atomic
+        adds (:mod:`tsnejax.gradients._scatter`): deterministic by construction on any device;
+        slower on a CPU, where XLA's scatter is deterministic already.
     """
 
     method: str | Backend = "auto"
@@ -289,6 +292,7 @@ class GradientConfig:
     ints_in_interval: float = field(1.0, _positive())
     max_boxes: int | None = field(None, _integer(1, optional=True))
     pixels_per_unit: float = field(4.0, _positive())
+    deterministic_scatter: bool = False
 
     def __post_init__(self):
         if not isinstance(self.method, Backend):

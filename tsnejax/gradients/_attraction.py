@@ -20,6 +20,7 @@ from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._collective import all_points, psum
 from tsnejax.gradients._kernel import inv_base, log_kernel
+from tsnejax.gradients._scatter import add_at
 
 
 def _row_diffs(
@@ -45,11 +46,19 @@ def _row_block(n: int) -> int | None:
     return CPU_ROW_BLOCK if jax.default_backend() == "cpu" and n > 2 * CPU_ROW_BLOCK else None
 
 
-def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0, axis_name: str | None = None) -> Array:
+def attraction(
+    Y: Array,
+    P: Affinities,
+    dof: Scalar = 1.0,
+    axis_name: str | None = None,
+    deterministic: bool = False,
+) -> Array:
     """Attractive forces ``(n, d)`` (without exaggeration; multiply by it outside).
 
     ``axis_name``: ``Y`` and the rows of ``P`` are this shard's points (continuation rows owned
     by local row indices); neighbour indices are global, read after an all-gather.
+    ``deterministic``: continuation rows are folded back without atomics
+    (:mod:`tsnejax.gradients._scatter`).
     """
     n = Y.shape[0]
     Y_all = all_points(Y, axis_name)
@@ -64,7 +73,7 @@ def attraction(Y: Array, P: Affinities, dof: Scalar = 1.0, axis_name: str | None
     ediffs, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)
     ecoef = P.extra_weights * inv_base(ed2, dof)
     extra = jnp.stack([jnp.sum(ecoef * d, axis=1) for d in ediffs], axis=1)
-    return main + jax.ops.segment_sum(extra, P.extra_rows, n)
+    return main + add_at(P.extra_rows, extra, n, deterministic)
 
 
 def sum_p_log_kernel(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -31,3 +32,21 @@ class Backend:
     kl_divergence: Callable[..., Any]
     allocate: Callable[[Any], Hashable]
     shardable: bool = False
+
+
+def grid_backend(
+    name: str,
+    gradient: Callable[..., Any],
+    kl_divergence: Callable[..., Any],
+    allocate: Callable[[Any], Hashable],
+    deterministic_scatter: bool,
+) -> Backend:
+    """A shardable grid backend whose functions take ``deterministic=``, fixed here."""
+    det = bool(deterministic_scatter)
+    return Backend(
+        name,
+        functools.partial(gradient, deterministic=det),
+        functools.partial(kl_divergence, deterministic=det),
+        allocate,
+        shardable=True,
+    )

@@ -9,6 +9,7 @@ fall outside the grid.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 
 from tsnejax._types import Array
 from tsnejax.gradients._collective import bounds
+from tsnejax.gradients._scatter import add_at, sorted_sum
 
 
 def _smooth_ladder(lo: int, hi: int, ratio: float) -> tuple[int, ...]:
@@ -88,10 +90,47 @@ def tensor_product(weights: Array, nodes: Array, n_per_axis: int) -> tuple[Array
     return w, idx
 
 
-def spread(idx: Array, w: Array, charges: Array, n_nodes: int) -> Array:
-    """Scatter-add ``charges (n, c)`` with stencil weights onto ``(n_nodes, c)`` nodes."""
+def spread(
+    idx: Array, w: Array, charges: Array, n_nodes: int, deterministic: bool = False
+) -> Array:
+    """Scatter-add ``charges (n, c)`` with stencil weights onto ``(n_nodes, c)`` nodes
+    (``deterministic``: without atomics, :func:`tsnejax.gradients._scatter.sorted_sum`)."""
     contrib = w[:, :, None] * charges[:, None, :]
-    return jnp.zeros((n_nodes, charges.shape[1]), charges.dtype).at[idx].add(contrib)
+    return add_at(idx, contrib, n_nodes, deterministic)
+
+
+def spread_by_box(box: Array, weights: Array, charges: Array, n_boxes: int, stride: int) -> Array:
+    """:func:`spread` without atomics, by boxes: ``(n_nodes, c)`` node charges.
+
+    Each point sits in box ``box (n, d)`` (ints in ``[0, n_boxes)``) whose nodes along an axis
+    are ``b * stride + j`` for ``j < s``, with weights ``weights (n, d, s)`` (interpolation:
+    ``stride = s = p``, disjoint boxes; splat: cells with ``stride = 1``, ``s = 2``, shared
+    corners). The points are summed per box with
+    :func:`tsnejax.gradients._scatter.sorted_sum` (a sort of ``n`` keys, not ``n s^d``), then
+    each of the ``s^d`` box-local offsets is laid onto the node grid by reshaping (disjoint) or
+    by strided padding and a fixed sum (shared nodes): the same bits on every run.
+    """
+    n, d, s = weights.shape
+    c = charges.shape[1]
+    w = weights[:, 0, :]
+    flat = box[:, 0]
+    for a in range(1, d):
+        w = (w[:, :, None] * weights[:, a, None, :]).reshape(n, -1)
+        flat = flat * n_boxes + box[:, a]
+    per_box = sorted_sum(flat, (w[:, :, None] * charges[:, None, :]).reshape(n, -1), n_boxes**d)
+    per_box = per_box.reshape((n_boxes,) * d + (s,) * d + (c,))
+    if stride == s:  # disjoint boxes: interleave (box, offset) pairs along each axis
+        order = [i for a in range(d) for i in (a, d + a)] + [2 * d]
+        m = n_boxes * s
+        return jnp.transpose(per_box, order).reshape(m**d, c)
+    m = (n_boxes - 1) * stride + s
+    nodes = jnp.zeros((m,) * d + (c,), charges.dtype)
+    zero = jnp.zeros((), charges.dtype)
+    for offset in itertools.product(range(s), repeat=d):
+        part = per_box[(slice(None),) * d + offset]
+        cfg = [(o, m - o - (n_boxes - 1) * stride - 1, stride - 1) for o in offset] + [(0, 0, 0)]
+        nodes = nodes + jax.lax.pad(part, zero, cfg)
+    return nodes.reshape(m**d, c)
 
 
 def gather(idx: Array, w: Array, values: Array) -> Array:
@@ -264,6 +303,7 @@ __all__ = [
     "domain",
     "tensor_product",
     "spread",
+    "spread_by_box",
     "gather",
     "circulant_offsets",
     "nonneg_offsets",

@@ -106,10 +106,12 @@ def exact_gradient(
     block_size: int = DEFAULT_BLOCK,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(gradient, Z)``: ``exaggeration * F_attr - R / Z`` (one quarter of dKL/dY at ex = 1)."""
     rep, Z = exact_repulsion(Y, dof, block_size=block_size, valid=valid, axis_name=axis_name)
-    return mask_rows(exaggeration * attraction(Y, P, dof, axis_name) - rep / Z, valid), Z
+    F = attraction(Y, P, dof, axis_name, deterministic)
+    return mask_rows(exaggeration * F - rep / Z, valid), Z
 
 
 def exact_kl_divergence(
@@ -126,12 +128,16 @@ def exact_kl_divergence(
     return kl_from_z(Y, P, dof, Z, axis_name)
 
 
-def exact_backend(block_size: int = DEFAULT_BLOCK) -> Backend:
-    """The ``"exact"`` gradient method (no grid: ``allocate`` returns ``None``)."""
+def exact_backend(block_size: int = DEFAULT_BLOCK, deterministic_scatter: bool = False) -> Backend:
+    """The ``"exact"`` gradient method (no grid: ``allocate`` returns ``None``);
+    ``deterministic_scatter``: continuation rows folded back without atomic adds."""
+    det = bool(deterministic_scatter)
 
     def gradient(Y, P, dof, exaggeration, grid, **shard):
         del grid
-        return exact_gradient(Y, P, dof, exaggeration, block_size=block_size, **shard)
+        return exact_gradient(
+            Y, P, dof, exaggeration, block_size=block_size, deterministic=det, **shard
+        )
 
     def kl(Y, P, dof, grid, **shard):
         del grid

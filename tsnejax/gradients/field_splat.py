@@ -31,7 +31,7 @@ from tsnejax._checks import check_int, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
-from tsnejax.gradients._backend import Backend
+from tsnejax.gradients._backend import Backend, grid_backend
 from tsnejax.gradients._collective import charge, count, mask_rows, psum
 from tsnejax.gradients._grid import (
     choose_size,
@@ -40,6 +40,7 @@ from tsnejax.gradients._grid import (
     fft_convolve,
     gather,
     spread,
+    spread_by_box,
     tensor_product,
 )
 from tsnejax.gradients._kernel import kernel_and_force
@@ -71,11 +72,13 @@ def splat_repulsion(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """Unnormalised repulsion ``V(y_i)`` ``(n, d)`` and :math:`\\hat Z` (module docstring).
 
     ``valid``/``axis_name``: ``Y`` is one shard of the points; the densities are summed across
-    the axis before the convolution (:mod:`tsnejax.shard`).
+    the axis before the convolution (:mod:`tsnejax.shard`). ``deterministic``: splatted
+    without atomics (:mod:`tsnejax.gradients._scatter`).
     """
     d = Y.shape[1]
     g = grid.n_pixels
@@ -88,7 +91,11 @@ def splat_repulsion(
     nodes = cell.astype(jnp.int32)[..., None] + jnp.arange(2, dtype=jnp.int32)
     w, idx = tensor_product(W, nodes, g)
     unit = charge(Y, valid)
-    density = psum(spread(idx, w, unit, g**d), axis_name)
+    if deterministic:  # by cells (g - 1 per axis, corners shared)
+        local = spread_by_box(cell.astype(jnp.int32), W, unit, g - 1, 1)
+    else:
+        local = spread(idx, w, unit, g**d)
+    density = psum(local, axis_name)
     offsets = circulant_offsets(g, delta, d)
     r2 = sum(o * o for o in offsets)
     k_s, k_f = kernel_and_force(r2, dof)
@@ -108,10 +115,13 @@ def splat_gradient(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - V / Z, Z)`` with the splatted fields."""
-    V, Z = splat_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
-    return mask_rows(exaggeration * attraction(Y, P, dof, axis_name) - V / Z, valid), Z
+    shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
+    V, Z = splat_repulsion(Y, dof, grid, **shard)
+    F = attraction(Y, P, dof, axis_name, deterministic)
+    return mask_rows(exaggeration * F - V / Z, valid), Z
 
 
 def splat_kl_divergence(
@@ -122,9 +132,11 @@ def splat_kl_divergence(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> Array:
     """KL with :math:`\\hat Z` from the fields (sparse terms exact)."""
-    _, Z = splat_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
+    shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
+    _, Z = splat_repulsion(Y, dof, grid, **shard)
     return kl_from_z(Y, P, dof, Z, axis_name)
 
 
@@ -138,16 +150,22 @@ def _allocate(Y: Array, *, pixels_per_unit: float, max_pixels: int | None) -> Sp
 
 
 def splat_backend(
-    pixels_per_unit: float = DEFAULT_PIXELS_PER_UNIT, max_pixels: int | None = None
+    pixels_per_unit: float = DEFAULT_PIXELS_PER_UNIT,
+    max_pixels: int | None = None,
+    deterministic_scatter: bool = False,
 ) -> Backend:
     """The ``"splat"`` gradient method (field splatting, GPGPU-SNE).
 
     Args:
       pixels_per_unit: grid resolution in pixels per embedding unit.
       max_pixels: cap on pixels per axis (default 2048 in 2-D).
+      deterministic_scatter: splat and fold continuation rows back without atomic adds
+        (:mod:`tsnejax.gradients._scatter`).
     """
     check_positive("pixels_per_unit", pixels_per_unit)
     if max_pixels is not None:
         check_int("max_pixels", max_pixels, minimum=2)
     allocate = functools.partial(_allocate, pixels_per_unit=pixels_per_unit, max_pixels=max_pixels)
-    return Backend("splat", splat_gradient, splat_kl_divergence, allocate, shardable=True)
+    return grid_backend(
+        "splat", splat_gradient, splat_kl_divergence, allocate, deterministic_scatter
+    )

@@ -42,7 +42,7 @@ from tsnejax._checks import check_int, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
-from tsnejax.gradients._backend import Backend
+from tsnejax.gradients._backend import Backend, grid_backend
 from tsnejax.gradients._collective import charge, count, mask_rows, psum
 from tsnejax.gradients._grid import (
     choose_size,
@@ -54,6 +54,7 @@ from tsnejax.gradients._grid import (
     nonneg_offsets,
     spectral_energy,
     spread,
+    spread_by_box,
     tensor_product,
 )
 from tsnejax.gradients._kernel import kernel_and_force
@@ -110,26 +111,51 @@ def even_kernel_spectra(m: int, spacing: Array, d: int, dof: Scalar, z_only: boo
     return even_kernel_spectrum(k_z[None] if z_only else jnp.stack([k_f, k_z]), m)
 
 
+def _boxes(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tuple[Array, Array]:
+    """Each point's box ``(n, d) int32`` and per-axis Lagrange weights ``(n, d, p)``."""
+    nb, p = grid
+    u = (Y - lo) / h
+    box = jnp.clip(jnp.floor(u), 0, nb - 1)
+    return box.astype(jnp.int32), lagrange_weights(u - box, p)
+
+
 def node_stencil(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tuple[Array, Array]:
     """Flat stencil ``(idx, w)``, each ``(n, p**d)``: node indices and Lagrange weights of each
     point on boxes ``h`` wide from ``lo`` (points outside are clipped to the edge boxes)."""
     nb, p = grid
-    u = (Y - lo) / h
-    box = jnp.clip(jnp.floor(u), 0, nb - 1)
-    W = lagrange_weights(u - box, p)  # (n, d, p)
-    nodes = box.astype(jnp.int32)[..., None] * p + jnp.arange(p, dtype=jnp.int32)
+    box, W = _boxes(Y, lo, h, grid)
+    nodes = box[..., None] * p + jnp.arange(p, dtype=jnp.int32)
     w, idx = tensor_product(W, nodes, nb * p)
     return idx, w
 
 
+class _Stencil(NamedTuple):
+    idx: Array  # (n, p^d) node indices
+    w: Array  # (n, p^d) weights
+    spacing: Array  # node spacing
+    box: Array  # (n, d) box of each point
+    W: Array  # (n, d, p) per-axis weights
+
+
 def _stencil(
     Y: Array, grid: InterpolationGrid, valid: Array | None, axis_name: str | None
-) -> tuple[Array, Array, Array]:
+) -> _Stencil:
     """:func:`node_stencil` on the embedding's own domain, and the node spacing."""
     lo, span = domain(Y, valid, axis_name)
     h = span / grid.n_boxes
-    idx, w = node_stencil(Y, lo, h, grid)
-    return idx, w, h / grid.n_interpolation_points
+    nb, p = grid
+    box, W = _boxes(Y, lo, h, grid)
+    nodes = box[..., None] * p + jnp.arange(p, dtype=jnp.int32)
+    w, idx = tensor_product(W, nodes, nb * p)
+    return _Stencil(idx, w, h / p, box, W)
+
+
+def _charge(st: _Stencil, charges: Array, grid: InterpolationGrid, deterministic: bool) -> Array:
+    """Node charges ``(m^d, c)``: a scatter-add, or by boxes without atomics."""
+    nb, p = grid
+    if deterministic:
+        return spread_by_box(st.box, st.W, charges, nb, p)
+    return spread(st.idx, st.w, charges, (nb * p) ** st.box.shape[1])
 
 
 def interpolation_repulsion(
@@ -139,22 +165,24 @@ def interpolation_repulsion(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """Unnormalised repulsion ``R (n, d)`` and ``Z`` by interpolation (see module docstring).
 
     ``valid``/``axis_name``: ``Y`` is one shard of the points (:mod:`tsnejax.shard`); each shard
     charges the grid with its own points, the grids are summed across the axis, and the
-    potentials are read back locally.
+    potentials are read back locally. ``deterministic``: the grid is charged without atomics
+    (:mod:`tsnejax.gradients._scatter`).
     """
     d = Y.shape[1]
     m = grid.n_boxes * grid.n_interpolation_points
-    idx, w, spacing = _stencil(Y, grid, valid, axis_name)
+    st = _stencil(Y, grid, valid, axis_name)
     unit = charge(Y, valid)
     charges = jnp.concatenate([unit, Y * unit], axis=1)  # (n, d + 1)
-    grid_q = psum(spread(idx, w, charges, m**d), axis_name)
-    fk = even_kernel_spectra(m, spacing, d, dof)
+    grid_q = psum(_charge(st, charges, grid, deterministic), axis_name)
+    fk = even_kernel_spectra(m, st.spacing, d, dof)
     phi, fq = fft_potentials(grid_q, fk, m, [(c, 0) for c in range(d + 1)])  # (m^d, d + 1)
-    pot = gather(idx, w, phi)  # (n, d + 1)
+    pot = gather(st.idx, st.w, phi)  # (n, d + 1)
     R = Y * pot[:, :1] - pot[:, 1:]
     # sum_i phi_z(y_i) = sum over nodes of q_0 (K_z * q_0), read off the spectra (Parseval).
     Z = spectral_energy(fq[0], fk[1], m) - count(Y, valid, axis_name)
@@ -168,13 +196,14 @@ def interpolation_z(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> Array:
     """``Z`` alone, as :func:`interpolation_repulsion` computes it: one forward transform."""
     d = Y.shape[1]
     m = grid.n_boxes * grid.n_interpolation_points
-    idx, w, spacing = _stencil(Y, grid, valid, axis_name)
-    q0 = psum(spread(idx, w, charge(Y, valid), m**d), axis_name)
-    fk = even_kernel_spectra(m, spacing, d, dof, z_only=True)
+    st = _stencil(Y, grid, valid, axis_name)
+    q0 = psum(_charge(st, charge(Y, valid), grid, deterministic), axis_name)
+    fk = even_kernel_spectra(m, st.spacing, d, dof, z_only=True)
     energy = spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m)
     return energy - count(Y, valid, axis_name)
 
@@ -188,10 +217,12 @@ def interpolation_gradient(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - R / Z, Z)`` with the interpolated repulsion."""
-    R, Z = interpolation_repulsion(Y, dof, grid, valid=valid, axis_name=axis_name)
-    grad = exaggeration * attraction(Y, P, dof, axis_name) - R / Z
+    shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
+    R, Z = interpolation_repulsion(Y, dof, grid, **shard)
+    grad = exaggeration * attraction(Y, P, dof, axis_name, deterministic) - R / Z
     return mask_rows(grad, valid), Z
 
 
@@ -203,9 +234,10 @@ def interpolation_kl_divergence(
     *,
     valid: Array | None = None,
     axis_name: str | None = None,
+    deterministic: bool = False,
 ) -> Array:
     """KL with Z from the grid (sparse terms exact): the openTSNE FFT convention."""
-    Z = interpolation_z(Y, dof, grid, valid=valid, axis_name=axis_name)
+    Z = interpolation_z(Y, dof, grid, valid=valid, axis_name=axis_name, deterministic=deterministic)
     return kl_from_z(Y, P, dof, Z, axis_name)
 
 
@@ -230,6 +262,7 @@ def interpolation_backend(
     min_num_intervals: int | None = None,
     ints_in_interval: float = 1.0,
     max_boxes: int | None = None,
+    deterministic_scatter: bool = False,
 ) -> Backend:
     """The ``"interpolation"`` gradient method.
 
@@ -238,6 +271,10 @@ def interpolation_backend(
       min_num_intervals: minimum boxes per axis (default :data:`DEFAULT_MIN_BOXES`: 50, 18 in 3-D).
       ints_in_interval: embedding units per box (1: one box per unit of span).
       max_boxes: cap on boxes per axis (default :data:`DEFAULT_MAX_BOXES`: 1000, 32 in 3-D).
+      deterministic_scatter: charge the grid and fold continuation rows back without atomic
+        adds (:mod:`tsnejax.gradients._scatter`): the same bits on every run on any device,
+        without ``--xla_gpu_deterministic_ops``; slower on a CPU, where the scatter is
+        deterministic anyway.
     """
     p = check_int("n_interpolation_points", n_interpolation_points, minimum=1)
     if min_num_intervals is not None:
@@ -252,10 +289,10 @@ def interpolation_backend(
         ints_in_interval=ints_in_interval,
         max_boxes=max_boxes,
     )
-    return Backend(
+    return grid_backend(
         "interpolation",
         interpolation_gradient,
         interpolation_kl_divergence,
         allocate,
-        shardable=True,
+        deterministic_scatter,
     )

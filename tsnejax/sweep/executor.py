@@ -201,24 +201,29 @@ def run_sweep(
         spec = spec.smoke_version()
     store = SweepStore(out)
     finished = store.finished_ids()
-    others = store.live_runs()
-    rank, n_proc = jax.process_index(), jax.process_count()
-    if n_proc > 1:  # every process lists the folder before any of them writes to it
-        _barrier("tsnejax-sweep-start")
     if finished and not resume:
         raise ValueError(
             f"{str(store.root)!r} already holds {len(finished)} finished trial(s); pass "
             "resume=True (--resume) to continue it, or choose another output folder."
         )
-    if others and not resume:
-        who = ", ".join(f"pid {o.get('pid')} on {o.get('host')}" for o in others)
-        raise ValueError(
-            f"{str(store.root)!r} is in use by another sweep process ({who}); pass "
-            "resume=True (--resume) in every process to split the trials between them, or "
-            "choose another output folder."
-        )
-    store.register(**({"jax_process": rank, "jax_processes": n_proc} if n_proc > 1 else {}))
+    rank, n_proc = jax.process_index(), jax.process_count()
+    if n_proc > 1:
+        # Peers of one jax.distributed group: each lists the folder before any registers.
+        others = store.live_runs()
+        _barrier("tsnejax-sweep-start")
+        store.register(jax_process=rank, jax_processes=n_proc)
+    else:
+        # Registered first, so that two plain runs started together both see the other.
+        store.register()
+        others = store.live_runs()
     try:
+        if others and not resume:
+            who = ", ".join(f"pid {o.get('pid')} on {o.get('host')}" for o in others)
+            raise ValueError(
+                f"{str(store.root)!r} is in use by another sweep process ({who}); pass "
+                "resume=True (--resume) in every process to split the trials between them, or "
+                "choose another output folder."
+            )
         return _run_registered(
             spec,
             store,

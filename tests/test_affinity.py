@@ -189,3 +189,30 @@ def test_layout_with_repeated_neighbours_falls_back():
     graph = KNNGraph(jnp.asarray(idx), jnp.ones((3, 2), jnp.float32))
     for a, b in zip(build_layout(graph), build_layout_unique(graph, None, 16), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_perplexity_one_and_equidistant_rows_give_finite_p():
+    """Two inputs the long property profile found (tests/test_reliability.py): 1e30-scale points
+    at perplexity 1 (the precision overflowed to inf) and identical rows (XLA squared the two
+    terms of d^2 - min d^2 differently, leaving 2.6e-8 instead of 0, so every entry underflowed
+    and P was 0, then NaN after normalising)."""
+    import jax
+
+    import tsnejax
+    from tsnejax.affinity import conditional_perplexity
+    from tsnejax.knn import KNNGraph
+
+    def rows(distances, perplexity):
+        d = jnp.asarray(distances, jnp.float32)
+        graph = KNNGraph(jnp.zeros(d.shape, jnp.int32), d)
+        return np.asarray(conditional_perplexity(graph, perplexity))
+
+    big = rows([[8.2376115e29, 9.153567e29, 1.6549327e30]], 1.0)
+    np.testing.assert_allclose(big.sum(axis=1), 1.0, rtol=1e-6)
+    assert big[0, 0] > 0.999
+    same = rows(np.full((2, 3), 3.2e-9), 1.0)
+    np.testing.assert_allclose(same, 1.0 / 3.0, rtol=1e-6)
+    X = np.ones((40, 5), np.float32)
+    P = tsnejax.pipeline.prepare(jax.random.key(0), X, tsnejax.TSNEConfig.make(perplexity=1.0)).P
+    assert np.isfinite(np.asarray(P.weights)).all()
+    np.testing.assert_allclose(float(np.sum(P.weights) + np.sum(P.extra_weights)), 1.0, rtol=1e-5)

@@ -122,6 +122,12 @@ def calibrate_perplexity(
     return _bisect(d2, jnp.asarray(perplexity, d2.dtype), tol, max_iter)
 
 
+#: Largest precision the bisection tries: ``fit`` squares distances in units near the largest
+#: one, so ``d2 * beta`` stays finite (no ``0 * inf``) and ``exp(-d2 * beta)`` is already 0 off
+#: the nearest ties (``binary_search_perplexity`` on raw distances below ~1e-15 would need more).
+BETA_CAP = 1e30
+
+
 @functools.partial(jax.jit, static_argnames=("max_iter",))
 def _bisect(d2: Array, perplexity: Array, tol: float, max_iter: int) -> tuple[Array, Array]:
     n = d2.shape[0]
@@ -130,10 +136,14 @@ def _bisect(d2: Array, perplexity: Array, tol: float, max_iter: int) -> tuple[Ar
 
     def entropy(beta: Array) -> tuple[Array, Array]:
         # where() keeps 0 * inf (constant rows drive beta to inf) from becoming NaN.
-        e = jnp.exp(-jnp.where(d2 > 0, d2 * beta[:, None], 0.0))
+        arg = jnp.where(d2 > 0, d2 * beta[:, None], 0.0)
+        arg = arg - jnp.min(arg, axis=1, keepdims=True)  # the entropy is shift-invariant;
+        e = jnp.exp(-arg)  # the nearest entry keeps e = 1, so no row underflows to all zeros
         s = jnp.maximum(jnp.sum(e, axis=1), jnp.finfo(dtype).tiny)
         p = e / s[:, None]
-        return jnp.log(s) + beta * jnp.sum(d2 * p, axis=1), p
+        # Entries with p = 0 add nothing, also where beta overflowed to inf (inf * 0 would be
+        # NaN): perplexity 1 drives beta to inf, and so did 1e30-scale data.
+        return jnp.log(s) + jnp.sum(jnp.where(p > 0, arg * p, 0.0), axis=1), p
 
     def cond(carry):
         it, _, _, _, done = carry
@@ -147,7 +157,9 @@ def _bisect(d2: Array, perplexity: Array, tol: float, max_iter: int) -> tuple[Ar
         too_flat = diff > 0  # entropy too high -> increase beta
         lo = jnp.where(too_flat, beta, lo)
         hi = jnp.where(too_flat, hi, beta)
-        up = jnp.where(jnp.isinf(hi), beta * 2.0, (beta + hi) / 2.0)
+        # Capped: beta -> inf (perplexity 1, equidistant or constant rows) would turn
+        # d2 * beta into 0 * inf = NaN; at the cap the kernel is already a step function.
+        up = jnp.where(jnp.isinf(hi), jnp.minimum(beta * 2.0, BETA_CAP), (beta + hi) / 2.0)
         down = jnp.where(jnp.isinf(lo), beta / 2.0, (beta + lo) / 2.0)
         new_beta = jnp.where(too_flat, up, down)
         stalled = new_beta == beta
@@ -183,8 +195,11 @@ def _conditional(distances: Array, perps: Array, tol: float, max_iter: int) -> A
     finite = jnp.where(jnp.isfinite(distances), distances, 0.0)
     top = jnp.max(finite)
     unit = jnp.where(top > 0, jnp.exp2(jnp.round(jnp.log2(jnp.where(top > 0, top, 1.0)))), 1.0)
-    d2 = jnp.square(distances / unit)
-    d2 = d2 - jnp.min(d2, axis=1, keepdims=True)
+    r = distances / unit
+    r_min = jnp.min(r, axis=1, keepdims=True)
+    # (r - r_min)(r + r_min), not r^2 - r_min^2: XLA may square the two terms differently
+    # inside one fusion, which left equidistant rows 2.6e-8 apart instead of 0 (and P zero).
+    d2 = (r - r_min) * (r + r_min)
     rows = jax.vmap(lambda p: _bisect(d2, p, tol, max_iter)[0])(perps)
     return jnp.mean(rows, axis=0)
 

@@ -122,8 +122,12 @@ def _boxes(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tuple[Arra
 def node_stencil(Y: Array, lo: Array, h: Array, grid: InterpolationGrid) -> tuple[Array, Array]:
     """Flat stencil ``(idx, w)``, each ``(n, p**d)``: node indices and Lagrange weights of each
     point on boxes ``h`` wide from ``lo`` (points outside are clipped to the edge boxes)."""
+    return _flat(*_boxes(Y, lo, h, grid), grid)
+
+
+def _flat(box: Array, W: Array, grid: InterpolationGrid) -> tuple[Array, Array]:
+    """``(idx, w)`` flat stencils of points in boxes ``box`` with per-axis weights ``W``."""
     nb, p = grid
-    box, W = _boxes(Y, lo, h, grid)
     nodes = box[..., None] * p + jnp.arange(p, dtype=jnp.int32)
     w, idx = tensor_product(W, nodes, nb * p)
     return idx, w
@@ -143,11 +147,9 @@ def _stencil(
     """:func:`node_stencil` on the embedding's own domain, and the node spacing."""
     lo, span = domain(Y, valid, axis_name)
     h = span / grid.n_boxes
-    nb, p = grid
     box, W = _boxes(Y, lo, h, grid)
-    nodes = box[..., None] * p + jnp.arange(p, dtype=jnp.int32)
-    w, idx = tensor_product(W, nodes, nb * p)
-    return _Stencil(idx, w, h / p, box, W)
+    idx, w = _flat(box, W, grid)
+    return _Stencil(idx, w, h / grid.n_interpolation_points, box, W)
 
 
 def _charge(st: _Stencil, charges: Array, grid: InterpolationGrid, deterministic: bool) -> Array:

@@ -26,7 +26,7 @@ from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import DEFAULT_BLOCK
 from tsnejax.gradients.interpolation import DEFAULT_MAX_BOXES
 from tsnejax.init import pca_solver
-from tsnejax.knn import default_k, exact_limit
+from tsnejax.knn import auto_search, default_k
 from tsnejax.optim import (
     ADAPTIVE,
     clip_row_norm,
@@ -345,13 +345,22 @@ def memory_plan(
                     "split the points over more devices, or reduce the features first",
                 )
             )
-        elif how == "exact" or (how == "auto" and n <= exact_limit(d)):
+        elif how == "exact" or (how == "auto" and auto_search(n, d) == "exact"):
             stages.append(
                 memory.Stage(
                     f"the exact kNN search of {n} points x {d} features (k={k})",
                     memory.exact_knn_bytes(n, d, k),
                     "device",
-                    "use neighbors='pynndescent', or reduce the features first (PCA to 50)",
+                    "use neighbors='ivf', or reduce the features first (PCA to 50)",
+                )
+            )
+        elif how == "ivf" or how == "auto":
+            stages.append(
+                memory.Stage(
+                    f"the cluster-pruned kNN search of {n} points x {d} features (k={k})",
+                    memory.ivf_knn_bytes(n, d, k),
+                    "device",
+                    "reduce the features first (PCA to 50), or use neighbors='pynndescent'",
                 )
             )
     if calibrate:

@@ -64,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="negative gradient method: auto | exact | interpolation | splat",
     )
     e.add_argument(
-        "--neighbors", default="auto", help="auto | exact | faiss | faiss_hnsw | pynndescent"
+        "--neighbors", default="auto", help="auto | exact | ivf | faiss | faiss_hnsw | pynndescent"
     )
     e.add_argument(
         "--preset", default="opentsne", help="peer conventions: opentsne | fitsne | sklearn"

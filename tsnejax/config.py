@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 GRADIENT_METHODS = ("auto", *BACKENDS)
-NEIGHBOR_METHODS = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded")
+NEIGHBOR_METHODS = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 AFFINITY_METHODS = ("perplexity", "uniform")
 STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "random")
@@ -136,8 +136,9 @@ class AffinityConfig:
       perplexity: target perplexity; a tuple averages the conditionals (multi-scale).
       n_neighbors: k of the kNN graph: an int, ``"3p"`` (3 x perplexity, openTSNE) or
         ``"3p+1"`` (scikit-learn).
-      neighbors: kNN search: ``"auto"`` (exact up to :func:`tsnejax.knn.exact_limit`),
-        ``"exact"``, ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
+      neighbors: kNN search: ``"auto"`` (:func:`tsnejax.knn.auto_search`: exact below 40k
+        points, else ``"ivf"``), ``"exact"``, ``"ivf"`` (cluster-pruned, jitted,
+        :mod:`tsnejax.knn_ivf`), ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
         deterministic, optional extra), ``"pynndescent"``, ``"sharded"`` (exact ring search
         over the run's mesh, :mod:`tsnejax.sharded_knn`; needs ``mesh=``).
       method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
@@ -145,8 +146,8 @@ class AffinityConfig:
 
     perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
     n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
-    neighbors: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = field(
-        "auto", _option(*NEIGHBOR_METHODS), dynamic=True
+    neighbors: Literal["auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = (
+        field("auto", _option(*NEIGHBOR_METHODS), dynamic=True)
     )
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)
 

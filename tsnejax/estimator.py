@@ -65,10 +65,11 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``"exact"`` (O(N^2)), ``"interpolation"`` (FIt-SNE's FFT grid), ``"splat"``
         (GPGPU-SNE's field), ``"auto"`` (exact for small N, else interpolation; see
         ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any :class:`tsnejax.gradients.Backend`.
-    neighbors : {"auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded"}, default="auto"
-        kNN search for the affinities (``"auto"``: the exact blocked search up to
-        ``tsnejax.knn.exact_limit(n_features)`` points, then pynndescent; ``"sharded"``: the
-        exact ring search over ``mesh``).
+    neighbors : {"auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"}, \
+default="auto"
+        kNN search for the affinities (``"auto"``: the exact blocked search below 40k points,
+        then ``"ivf"``, the cluster-pruned jitted search, ``tsnejax.knn.auto_search``;
+        ``"sharded"``: the exact ring search over ``mesh``).
     optimizer : str, dict or optax.GradientTransformation, default=None
         The update rule: a registry name (``"adam"``), a spec (``"adam:b1=0.9"``), a dict
         (``{"name": "adam", "learning_rate": 1.0, "b1": 0.9}``) or any Optax transformation

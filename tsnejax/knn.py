@@ -24,6 +24,7 @@ from tsnejax._knn_exact import (
 )
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
+from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn
 from tsnejax.memory import check_memory, exact_knn_bytes
 
 __all__ = [
@@ -38,21 +39,22 @@ __all__ = [
     "default_k",
     "EXACT_BUDGET",
     "exact_limit",
+    "auto_search",
+    "ivf_knn",
+    "IVFSearch",
     "knn_query",
     "EXACT_QUERY_PAIRS",
     "GRAPH_QUERY_PAIRS",
 ]
 
-#: ``neighbors="auto"`` uses the exact search while ``n**2 * (n_features + 100)`` stays below this
-#: budget, pynndescent above. ``benchmarks/bench_knn.py`` on a 2-core CPU measured the exact
-#: search at ~2.4e-11 * n^2 * (d + 100) seconds (MNIST-70k PCA-50: 17 s; 40k x 784: 34 s)
-#: while pynndescent costs 33-44 s in a fresh process at 10k-70k (numba compilation
-#: included), so the budget sits at ~40 s of exact search: ~106k points at d = 50, ~44k at
-#: d = 784. On a GPU the exact search is far cheaper; pass ``method="exact"`` explicitly there.
+#: Above this ``n**2 * (n_features + 100)`` the exact search would take ~40 s on two CPU cores
+#: (``benchmarks/bench_knn.py`` measured ~2.4e-11 * n^2 * (d + 100) s: MNIST-70k PCA-50 17 s,
+#: 40k x 784 34 s): :func:`exact_limit`. ``"auto"`` now switches to the cluster-pruned search
+#: (:mod:`tsnejax.knn_ivf`) already at :data:`tsnejax.knn_ivf.IVF_MIN_POINTS`.
 EXACT_BUDGET = 1.7e12
 
 #: The searches ``nearest_neighbors(method=...)`` (and ``neighbors=`` in a config) accept.
-NEIGHBOR_SEARCHES = ("auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded")
+NEIGHBOR_SEARCHES = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 
 
 def default_k(n: int, perplexity: float) -> int:
@@ -101,7 +103,7 @@ def exact_knn(
     check_memory(
         f"the exact kNN search of {rows.shape[0]} queries among {n} points x {d} features",
         exact_knn_bytes(n, d, k, rows.shape[0]),
-        "use neighbors='pynndescent', or reduce the features first (PCA to 50)",
+        "use neighbors='ivf', or reduce the features first (PCA to 50)",
     )
     # The band search finds every point's neighbours; for a small query subset (metrics on
     # 10k of 1M points) the blocked search over just those rows is cheaper.
@@ -322,14 +324,20 @@ def nearest_neighbors(
     X: ArrayLike,
     k: int,
     *,
-    method: Literal["auto", "exact", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = "auto",
+    method: Literal[
+        "auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"
+    ] = "auto",
     key: PRNGKey | None = None,
 ) -> KNNGraph:
     """kNN graph of ``X`` with the chosen backend.
 
-    ``"auto"`` uses the exact search up to :func:`exact_limit` points and pynndescent above,
-    so small and mid-sized problems never pay numba's compile time; whether an optional
-    package is installed never changes what ``"auto"`` returns. ``"faiss"``: FAISS's exact
+    ``"auto"`` (:func:`auto_search`) uses the exact search below
+    :data:`tsnejax.knn_ivf.IVF_MIN_POINTS` points and the cluster-pruned ``"ivf"`` search
+    (:func:`tsnejax.knn_ivf.ivf_knn`: jitted, deterministic, ~98.5 % recall of the 90
+    nearest on MNIST-70k) from there on; no default path compiles numba (pynndescent) and
+    whether an optional package is installed never changes what ``"auto"`` returns. The
+    ``"ivf"`` graph does not depend on ``key`` (a fixed seed: the graph is a property of the
+    data). ``"pynndescent"``: the numba search (``key`` seeds it). ``"faiss"``: FAISS's exact
     index (:func:`faiss_knn`; the fast exact search on a GPU with a FAISS GPU build);
     ``"faiss_hnsw"``: FAISS's HNSW graph, approximate and deterministic (recall 0.998 on
     MNIST-70k).
@@ -343,9 +351,13 @@ def nearest_neighbors(
         )
     n, d = np.shape(X)
     if method == "auto":
-        method = "exact" if n <= exact_limit(d) else "pynndescent"
+        method = auto_search(n, d)
     if method == "exact":
         return exact_knn(X, k)
+    if method == "ivf":
+        Xs, unit = _rescaled(X)
+        graph = ivf_knn(Xs, k, search=IVFSearch())
+        return KNNGraph(graph.indices, graph.distances * unit)
     if method in ("faiss", "faiss_hnsw"):
         return faiss_knn(X, k, index="flat" if method == "faiss" else "hnsw")
     return pynndescent_knn(X, k, key=key)
@@ -424,6 +436,12 @@ def knn_query(
     bs = block_size_for(n, k, R.shape[1])
     idx, dist = exact_query(Rs, Qs, k, max(1, min(bs, m)))
     return KNNGraph(idx, dist * unit)
+
+
+def auto_search(n: int, n_features: int) -> Literal["exact", "ivf"]:
+    """What ``neighbors="auto"`` runs for ``n`` points: ``"exact"`` below
+    :data:`tsnejax.knn_ivf.IVF_MIN_POINTS` (and within :func:`exact_limit`), else ``"ivf"``."""
+    return "exact" if n < IVF_MIN_POINTS and n <= exact_limit(n_features) else "ivf"
 
 
 def exact_limit(n_features: int) -> int:

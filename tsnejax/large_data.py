@@ -48,8 +48,8 @@ def sample_transform_optimize(
        optimised with ``config``'s schedule (early exaggeration 12, learning rate auto), the
        main phase at ``final_exaggeration`` (default: ``config``'s exaggeration).
 
-    The kNN graph of all points comes from ``config``'s neighbour search (pynndescent above
-    the exact limit); nothing is O(N^2).
+    The kNN graph of all points comes from ``config``'s neighbour search (``"auto"``: the
+    cluster-pruned ``"ivf"`` search from 40k points); nothing is O(N^2).
     """
     config = TSNEConfig() if config is None else config
     Xc = check_data(X)

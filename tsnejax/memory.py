@@ -32,6 +32,7 @@ __all__ = [
     "format_bytes",
     "pca_bytes",
     "exact_knn_bytes",
+    "ivf_knn_bytes",
     "affinity_bytes",
     "exact_gradient_bytes",
     "optimization_bytes",
@@ -106,7 +107,7 @@ def check_memory(stage: str, need: float, fix: str, *, device: str = "device") -
     Args:
       stage: what would run out (``"the exact kNN search of 1000000 points"``).
       need: its estimated peak in bytes.
-      fix: the setting that fits (``"neighbors='pynndescent'"``), quoted in the message.
+      fix: the setting that fits (``"neighbors='ivf'"``), quoted in the message.
     """
     if os.environ.get("TSNEJAX_MEMORY_CHECK", "1") == "0":
         return
@@ -150,6 +151,13 @@ def exact_knn_bytes(n: int, d: int, k: int, m: int | None = None) -> float:
     m = n if m is None else m
     bs = min(block_size_for(n, k, d), m)
     return 2 * 4.0 * n * d + 2 * 4.0 * bs * max(n, k * d) + 16.0 * m * k
+
+
+def ivf_knn_bytes(n: int, d: int, k: int, candidates: int = 12288, tile: int = 32) -> float:
+    """The cluster-pruned search (:func:`tsnejax.knn_ivf.ivf_knn`): the data three times
+    (input, centred, cell-sorted; float32), the Lloyd step's ``(n, 16, d)`` differences, one
+    tile's candidate rows and distances, and the ``(n, k)`` result with its scatter copy."""
+    return 3 * 4.0 * n * d + 4.0 * n * 16 * d + 4.0 * candidates * (d + 2 * tile) + 32.0 * n * k
 
 
 def affinity_bytes(n: int, k: int) -> float:

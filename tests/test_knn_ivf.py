@@ -1,0 +1,114 @@
+"""The cluster-pruned search (neighbors="ivf", the default from 25k points)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tsnejax
+from tsnejax import knn
+from tsnejax.build import memory_plan
+from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn, tree_leaves
+
+SMALL = IVFSearch(cluster_size=16, candidates=400, query_tile=16, lloyd_steps=2)
+
+
+def _recall(found, truth):
+    k = truth.shape[1]
+    return np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(found, truth, strict=True)])
+
+
+def _mixture(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (12, d))
+    return (centres[rng.integers(0, 12, n)] + rng.normal(0, 1, (n, d))).astype(np.float32)
+
+
+def test_ivf_finds_most_neighbours_with_exact_distances():
+    X = _mixture(3000, 10)
+    g = ivf_knn(X, 30, search=SMALL)  # 400 of 3000 candidates: the pruning is real
+    idx, dist = np.asarray(g.indices), np.asarray(g.distances)
+    assert idx.shape == (3000, 30) and idx.dtype == np.int32
+    assert not (idx == np.arange(3000)[:, None]).any()
+    assert all(len(set(r)) == 30 for r in idx)  # no repeats
+    assert (np.diff(dist, axis=1) >= 0).all()
+    direct = np.sqrt(((X[:, None, :] - X[idx]) ** 2).sum(-1))
+    np.testing.assert_allclose(dist, direct, rtol=1e-5, atol=1e-5)
+    assert _recall(idx, np.asarray(knn.exact_knn(X, 30).indices)) >= 0.95
+
+
+def test_ivf_is_deterministic_and_exact_when_candidates_cover_everything():
+    X = _mixture(1500, 8, seed=1)
+    a, b = ivf_knn(X, 20, search=SMALL), ivf_knn(X, 20, search=SMALL)
+    np.testing.assert_array_equal(np.asarray(a.indices), np.asarray(b.indices))
+    np.testing.assert_array_equal(np.asarray(a.distances), np.asarray(b.distances))
+    full = ivf_knn(X, 20, search=SMALL._replace(candidates=1500))
+    exact = knn.exact_knn(X, 20)
+    np.testing.assert_array_equal(np.asarray(full.indices), np.asarray(exact.indices))
+
+
+def test_ivf_redoes_queries_with_too_few_candidates_exactly():
+    # Candidates only just above k with tiny cells: some probe lists hold < k others.
+    X = _mixture(600, 5, seed=2)
+    s = IVFSearch(cluster_size=4, candidates=21, query_tile=4, lloyd_steps=1, centroid_neighbors=2)
+    g = ivf_knn(X, 20, search=s)
+    dist = np.asarray(g.distances)
+    assert np.isfinite(dist).all()
+    idx = np.asarray(g.indices)
+    assert not (idx == np.arange(600)[:, None]).any()
+    assert all(len(set(r)) == 20 for r in idx)
+
+
+def test_ivf_rejects_bad_settings():
+    X = _mixture(200, 3)
+    with pytest.raises(ValueError, match="search.candidates"):
+        ivf_knn(X, 30, search=IVFSearch(candidates=30))
+    with pytest.raises(ValueError, match="k=200"):
+        ivf_knn(X, 200)
+    with pytest.raises(ValueError, match="search.query_tile"):
+        ivf_knn(X, 5, search=IVFSearch(query_tile=0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 400), leaf=st.integers(1, 40), d=st.integers(1, 4))
+def test_tree_leaves_are_balanced(n, leaf, d):
+    X = np.random.default_rng(n).normal(size=(n, d)).astype(np.float32)
+    label = tree_leaves(X, leaf)
+    counts = np.bincount(label)
+    assert len(counts) == -(-n // leaf)  # as few leaves as possible: all full but one
+    assert counts.max() <= leaf and (counts < leaf).sum() <= 1
+
+
+def test_auto_switches_to_ivf_and_says_so_in_the_memory_plan():
+    assert knn.auto_search(IVF_MIN_POINTS - 1, 50) == "exact"
+    assert knn.auto_search(IVF_MIN_POINTS, 50) == "ivf"
+    assert knn.auto_search(1_000_000, 784) == "ivf"
+    stages = memory_plan(tsnejax.TSNEConfig(), 100_000, 50)
+    assert any("cluster-pruned kNN search of 100000" in s.name for s in stages)
+
+
+def _mnist_pca50(data_dir, n):
+    with np.load(data_dir / "mnist.npz") as z:
+        X = z["X"][:n].astype(np.float32)
+    X -= X.mean(0)
+    _, vecs = np.linalg.eigh(X.T @ X)
+    return np.ascontiguousarray(X @ vecs[:, ::-1][:, :50])
+
+
+def test_default_ivf_search_recall_on_mnist(data_dir):
+    """The search 'auto' runs from 40k points, with its default effort, on 30k MNIST rows
+    (PCA-50; 12288 of 30k candidates per query): >= 0.99 of the exact 90 neighbours."""
+    X = _mnist_pca50(data_dir, 30000)
+    found = np.asarray(knn.nearest_neighbors(X, 90, method="ivf").indices)
+    truth = np.asarray(knn.exact_knn(X, 90).indices)
+    assert _recall(found, truth) >= 0.99
+
+
+@pytest.mark.slow
+def test_auto_search_recall_on_all_of_mnist(data_dir):
+    """All 70k rows: 'auto' picks ivf (12288 of 70k candidates); recall >= 0.99."""
+    X = _mnist_pca50(data_dir, 70000)
+    assert knn.auto_search(len(X), 50) == "ivf"
+    found = np.asarray(knn.nearest_neighbors(X, 90).indices)
+    truth = np.asarray(knn.exact_knn(X, 90).indices)
+    assert _recall(found, truth) >= 0.99

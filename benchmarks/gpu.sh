@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU benchmarks (issue #3 must-show 4, #7, #8), as run on a lent H100 through the device tool:
 #   bash benchmarks/gpu.sh STAGE...   with TSNEJAX_DATA pointing at a folder holding mnist.npz.
-# Stages: check (devices + GPU test subset), scatter (deterministic_scatter cost), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
+# Stages: check (devices + GPU test subset), scatter (deterministic_scatter cost), knn (exact vs
+# the cluster-pruned ivf search on the GPU, recall), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
 # all host cores), large (1M mixture, exact kNN on the GPU), sweep (bench_sweep, vmap batches),
 # transform (bench_transform). Output: benchmarks/out/*_gpu.* and, when $OUT is set, copies there.
 set -uo pipefail
@@ -23,6 +24,11 @@ for stage in "$@"; do
       python3 benchmarks/bench_scatter.py --tag "${TAG}_flag"
       TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/bench_scatter.py --tag "${TAG}_noflag"
       TSNEJAX_GPU_DETERMINISTIC=0 python3 benchmarks/check_determinism.py
+      ;;
+    knn)
+      # exact vs ivf (tiles vmapped 64 at a time on an accelerator) with recall, up to 1M
+      python3 benchmarks/bench_knn.py --sizes 70000 250000 1000000 --data pca50 \
+        --pynndescent-sizes --exact-max 1000000 --tag "${TAG}_knn"
       ;;
     gradient)
       python3 benchmarks/bench_gradient.py --sizes 10000 70000 250000 --full-at 10000 70000 \

@@ -42,6 +42,10 @@ def test_ivf_is_deterministic_and_exact_when_candidates_cover_everything():
     a, b = ivf_knn(X, 20, search=SMALL), ivf_knn(X, 20, search=SMALL)
     np.testing.assert_array_equal(np.asarray(a.indices), np.asarray(b.indices))
     np.testing.assert_array_equal(np.asarray(a.distances), np.asarray(b.distances))
+    # Tiles vmapped in batches (the accelerator default) give the same graph.
+    c = ivf_knn(X, 20, search=SMALL._replace(tile_batch=8))
+    np.testing.assert_array_equal(np.asarray(a.indices), np.asarray(c.indices))
+    np.testing.assert_allclose(np.asarray(a.distances), np.asarray(c.distances), rtol=1e-6)
     full = ivf_knn(X, 20, search=SMALL._replace(candidates=1500))
     exact = knn.exact_knn(X, 20)
     np.testing.assert_array_equal(np.asarray(full.indices), np.asarray(exact.indices))
@@ -112,3 +116,20 @@ def test_auto_search_recall_on_all_of_mnist(data_dir):
     found = np.asarray(knn.nearest_neighbors(X, 90).indices)
     truth = np.asarray(knn.exact_knn(X, 90).indices)
     assert _recall(found, truth) >= 0.99
+
+
+def test_fit_accepts_neighbors_ivf(key):
+    X = _mixture(500, 6, seed=3)
+    cfg = tsnejax.TSNEConfig.make(neighbors="ivf", n_iter=20, early_exaggeration_iter=10)
+    res = tsnejax.fit(key, X, cfg)
+    assert np.isfinite(res.embedding).all()
+    # 500 points < the default 12288 candidates: the search is exact.
+    exact = knn.exact_knn(X, res.neighbors.k)
+    np.testing.assert_array_equal(np.asarray(res.neighbors.indices), np.asarray(exact.indices))
+    # The object sets the effort (here small enough to prune 500 points).
+    effort = tsnejax.IVFSearch(cluster_size=8, candidates=120, query_tile=8)
+    est = tsnejax.TSNE(neighbors=effort, n_iter=20, early_exaggeration_iter=10, random_state=0)
+    est.fit(X)
+    direct = ivf_knn(X, est.neighbors_.k, search=effort)
+    np.testing.assert_array_equal(np.asarray(est.neighbors_.indices), np.asarray(direct.indices))
+    assert not np.array_equal(np.asarray(direct.indices), np.asarray(exact.indices))

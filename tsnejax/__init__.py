@@ -46,6 +46,7 @@ from tsnejax.gradients import exact_gradient as exact_gradient
 from tsnejax.gradients import exact_kl_divergence as exact_kl_divergence
 from tsnejax.knn import KNNGraph as KNNGraph
 from tsnejax.knn import nearest_neighbors as nearest_neighbors
+from tsnejax.knn_ivf import IVFSearch as IVFSearch
 from tsnejax.memory import InsufficientMemoryError as InsufficientMemoryError
 from tsnejax.optim import classic as classic
 from tsnejax.pipeline import TSNEResult as TSNEResult
@@ -75,6 +76,7 @@ __all__ = [
     "EmbeddingScaleWarning",
     "InsufficientMemoryError",
     "KNNGraph",
+    "IVFSearch",
     "TSNE",
     "trustworthiness_scorer",
     "TSNEConfig",

@@ -34,6 +34,7 @@ from tsnejax._checks import check_int, check_n_components, check_option, check_p
 from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend
+from tsnejax.knn_ivf import IVFSearch
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS
 from tsnejax.presets import preset_fields
 from tsnejax.schedules import EXAGGERATION_DECAYS, LR_RULES
@@ -65,6 +66,11 @@ _LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)
 
 def _option(*allowed: Any) -> Callable[[str, Any], Any]:
     return lambda name, v: check_option(name, v, allowed)
+
+
+def _neighbor_search(name: str, v: Any) -> None:
+    if not isinstance(v, IVFSearch):  # the ivf search with a chosen effort
+        check_option(name, v, NEIGHBOR_METHODS)
 
 
 def _positive(allow_zero: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
@@ -138,7 +144,8 @@ class AffinityConfig:
         ``"3p+1"`` (scikit-learn).
       neighbors: kNN search: ``"auto"`` (:func:`tsnejax.knn.auto_search`: exact below 40k
         points, else ``"ivf"``), ``"exact"``, ``"ivf"`` (cluster-pruned, jitted,
-        :mod:`tsnejax.knn_ivf`), ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
+        :mod:`tsnejax.knn_ivf`; an :class:`tsnejax.knn_ivf.IVFSearch` sets its effort),
+        ``"faiss"`` (exact, optional extra), ``"faiss_hnsw"`` (approximate,
         deterministic, optional extra), ``"pynndescent"``, ``"sharded"`` (exact ring search
         over the run's mesh, :mod:`tsnejax.sharded_knn`; needs ``mesh=``).
       method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
@@ -146,9 +153,9 @@ class AffinityConfig:
 
     perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
     n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
-    neighbors: Literal["auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"] = (
-        field("auto", _option(*NEIGHBOR_METHODS), dynamic=True)
-    )
+    neighbors: (
+        Literal["auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"] | IVFSearch
+    ) = field("auto", _neighbor_search, dynamic=True)
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)
 
     def __post_init__(self):

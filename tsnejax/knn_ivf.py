@@ -48,6 +48,8 @@ class IVFSearch(NamedTuple):
       query_tile: queries per matmul; a cell is searched in tiles of this many rows.
       lloyd_steps: k-means steps after the tree (0: the tree's leaves are the cells).
       centroid_neighbors: centroids a point may move to in one Lloyd step.
+      tile_batch: tiles searched together (vmapped) per loop step; 0: one on a CPU (vmap is
+        slower there), 64 on an accelerator (a tile alone is too small to fill it).
     """
 
     cluster_size: int = 32
@@ -55,6 +57,7 @@ class IVFSearch(NamedTuple):
     query_tile: int = 32
     lloyd_steps: int = 3
     centroid_neighbors: int = 16
+    tile_batch: int = 0
 
 
 def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0) -> KNNGraph:
@@ -73,7 +76,11 @@ def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0)
     """
     s = search or IVFSearch()
     for name in IVFSearch._fields:
-        check_int(f"search.{name}", getattr(s, name), minimum=0 if name == "lloyd_steps" else 1)
+        check_int(
+            f"search.{name}",
+            getattr(s, name),
+            minimum=0 if name in ("lloyd_steps", "tile_batch") else 1,
+        )
     X = jnp.asarray(X)
     n, d = X.shape
     k = check_int("k", k, minimum=1)
@@ -114,6 +121,7 @@ def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0)
         k=k,
         tile=s.query_tile,
         candidates=s.candidates,
+        batch=s.tile_batch or (1 if jax.default_backend() == "cpu" else 64),
     )
     # A query whose probe list held fewer than k other points (possible only for tiny or
     # extremely uneven cells) is searched exactly.
@@ -177,7 +185,7 @@ def _lloyd(X: Array, cell: Array, n_cells: int, steps: int, nbrs: int) -> tuple[
     return mu, cell
 
 
-@functools.partial(jax.jit, static_argnames=("k", "tile", "candidates"))
+@functools.partial(jax.jit, static_argnames=("k", "tile", "candidates", "batch"))
 def _search(
     X: Array,
     order: Array,
@@ -190,6 +198,7 @@ def _search(
     k: int,
     tile: int,
     candidates: int,
+    batch: int = 1,
 ) -> tuple[Array, Array]:
     """Each tile's queries against its cell's probe list; results in row order."""
     n, d = X.shape
@@ -223,7 +232,8 @@ def _search(
         dist = dist.at[:, -1].set(jnp.where(jnp.any(found < 0, axis=1), jnp.inf, dist[:, -1]))
         return q_ids, idx, dist
 
-    q_ids, idx, dist = jax.lax.map(one_tile, jnp.arange(tile_cell.shape[0]))
+    steps = jnp.arange(tile_cell.shape[0])
+    q_ids, idx, dist = jax.lax.map(one_tile, steps, batch_size=batch if batch > 1 else None)
     rows = jnp.where(q_ids < 0, n, q_ids).reshape(-1)
     out_idx = jnp.zeros((n + 1, k), jnp.int32).at[rows].set(idx.reshape(-1, k), mode="drop")
     out_dist = jnp.full((n + 1, k), jnp.inf, X.dtype).at[rows].set(dist.reshape(-1, k), mode="drop")

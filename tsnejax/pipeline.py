@@ -72,7 +72,8 @@ def _graph(
 ) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
-    if isinstance(neighbors, tuple | list) and len(neighbors) == 2:
+    named = hasattr(neighbors, "_fields")  # an IVFSearch effort, not (indices, distances)
+    if isinstance(neighbors, tuple | list) and len(neighbors) == 2 and not named:
         return precomputed_knn(*neighbors)
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")

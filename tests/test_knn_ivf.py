@@ -89,6 +89,10 @@ def test_auto_switches_to_ivf_and_says_so_in_the_memory_plan():
     assert knn.auto_search(1_000_000, 784) == "ivf"
     stages = memory_plan(tsnejax.TSNEConfig(), 100_000, 50)
     assert any("cluster-pruned kNN search of 100000" in s.name for s in stages)
+    cfg = tsnejax.TSNEConfig.make(neighbors=IVFSearch(candidates=50_000))
+    bigger = memory_plan(cfg, 100_000, 50)
+    need = {s.name: s.bytes for s in stages if "kNN" in s.name}
+    assert [s.bytes for s in bigger if s.name in need][0] > list(need.values())[0]
 
 
 def _mnist_pca50(data_dir, n):

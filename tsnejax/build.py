@@ -26,7 +26,7 @@ from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import DEFAULT_BLOCK
 from tsnejax.gradients.interpolation import DEFAULT_MAX_BOXES
 from tsnejax.init import pca_solver
-from tsnejax.knn import auto_search, default_k
+from tsnejax.knn import IVFSearch, auto_search, default_k
 from tsnejax.optim import (
     ADAPTIVE,
     clip_row_norm,
@@ -354,11 +354,12 @@ def memory_plan(
                     "use neighbors='ivf', or reduce the features first (PCA to 50)",
                 )
             )
-        elif how == "ivf" or how == "auto":
+        elif how in ("ivf", "auto") or isinstance(how, IVFSearch):
+            effort = how if isinstance(how, IVFSearch) else IVFSearch()
             stages.append(
                 memory.Stage(
                     f"the cluster-pruned kNN search of {n} points x {d} features (k={k})",
-                    memory.ivf_knn_bytes(n, d, k),
+                    memory.ivf_knn_bytes(n, d, k, effort.candidates, effort.query_tile),
                     "device",
                     "reduce the features first (PCA to 50), or use neighbors='pynndescent'",
                 )

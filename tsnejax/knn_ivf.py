@@ -176,7 +176,12 @@ def _lloyd(X: Array, cell: Array, n_cells: int, steps: int, nbrs: int) -> tuple[
         mu, cell = carry
         near, _ = exact_query(mu, mu, nbrs, block_size_for(n_cells, nbrs, X.shape[1]))
         options = jnp.take(near, cell, axis=0)  # (n, nbrs): the own centroid and its neighbours
-        d2 = jnp.sum((X[:, None, :] - jnp.take(mu, options, axis=0)) ** 2, axis=-1)
+        # One option at a time: each is a fused gather-difference-sum with an (n,) result,
+        # where all at once would hold an (n, nbrs, d) array (3.5 GB at 70k x 784).
+        d2 = jnp.stack(
+            [jnp.sum((X - jnp.take(mu, options[:, j], axis=0)) ** 2, axis=1) for j in range(nbrs)],
+            axis=1,
+        )
         cell = jnp.take_along_axis(options, jnp.argmin(d2, axis=1)[:, None], axis=1)[:, 0]
         return (means(cell, mu), cell), None
 

@@ -154,10 +154,10 @@ def exact_knn_bytes(n: int, d: int, k: int, m: int | None = None) -> float:
 
 
 def ivf_knn_bytes(n: int, d: int, k: int, candidates: int = 12288, tile: int = 32) -> float:
-    """The cluster-pruned search (:func:`tsnejax.knn_ivf.ivf_knn`): the data three times
-    (input, centred, cell-sorted; float32), the Lloyd step's ``(n, 16, d)`` differences, one
-    tile's candidate rows and distances, and the ``(n, k)`` result with its scatter copy."""
-    return 3 * 4.0 * n * d + 4.0 * n * 16 * d + 4.0 * candidates * (d + 2 * tile) + 32.0 * n * k
+    """The cluster-pruned search (:func:`tsnejax.knn_ivf.ivf_knn`): the data four times
+    (input, centred, cell-sorted, one Lloyd difference; float32), one tile's candidate rows
+    and distances, and the ``(n, k)`` result with its scatter copy."""
+    return 4 * 4.0 * n * d + 4.0 * candidates * (d + 2 * tile) + 32.0 * n * k
 
 
 def affinity_bytes(n: int, k: int) -> float:

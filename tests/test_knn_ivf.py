@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import tsnejax
 from tsnejax import knn
 from tsnejax.build import memory_plan
-from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn, tree_leaves
+from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn, ivf_query, tree_leaves
 
 SMALL = IVFSearch(cluster_size=16, candidates=400, query_tile=16, lloyd_steps=2)
 
@@ -137,3 +137,23 @@ def test_fit_accepts_neighbors_ivf(key):
     direct = ivf_knn(X, est.neighbors_.k, search=effort)
     np.testing.assert_array_equal(np.asarray(est.neighbors_.indices), np.asarray(direct.indices))
     assert not np.array_equal(np.asarray(direct.indices), np.asarray(exact.indices))
+
+
+def test_ivf_query_finds_the_reference_neighbours_of_new_points():
+    X = _mixture(4000, 8, seed=4)
+    R, Q = X[:3000], X[3000:]
+    s = IVFSearch(cluster_size=16, candidates=500, query_tile=16, lloyd_steps=2)
+    g = ivf_query(R, Q, 25, search=s)
+    idx, dist = np.asarray(g.indices), np.asarray(g.distances)
+    assert idx.shape == (1000, 25) and idx.min() >= 0 and idx.max() < 3000
+    direct = np.sqrt(((Q[:, None, :] - R[idx]) ** 2).sum(-1))
+    np.testing.assert_allclose(dist, direct, rtol=1e-5, atol=1e-5)
+    truth = np.asarray(knn.knn_query(R, Q, 25, method="exact").indices)
+    assert _recall(idx, truth) >= 0.95
+    # knn_query(method="ivf") runs it with the default effort: 12288 >= 3000, exact.
+    full = knn.knn_query(R, Q, 25, method="ivf")
+    np.testing.assert_array_equal(np.asarray(full.indices), truth)
+    # A query identical to a reference row finds it first, at distance 0 (not excluded).
+    same = ivf_query(R, R[:40], 5, search=s)
+    assert (np.asarray(same.indices)[:, 0] == np.arange(40)).all()
+    assert np.allclose(np.asarray(same.distances)[:, 0], 0.0, atol=1e-5)

@@ -24,7 +24,7 @@ from tsnejax._knn_exact import (
 )
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
-from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn
+from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch, ivf_knn, ivf_query
 from tsnejax.memory import check_memory, exact_knn_bytes
 
 __all__ = [
@@ -378,7 +378,7 @@ def knn_query(
     Q: ArrayLike,
     k: int,
     *,
-    method: Literal["auto", "exact", "graph", "pynndescent"] = "auto",
+    method: Literal["auto", "exact", "graph", "ivf", "pynndescent"] = "auto",
     key: PRNGKey | None = None,
     index: GraphIndex | None = None,
     search: GraphSearch | None = None,
@@ -391,15 +391,16 @@ def knn_query(
     built from the reference's kNN graph, e.g. the one ``fit`` computed), with ``search``
     effort. ``"auto"``: that search when an ``index`` is given and the query has at least
     :data:`GRAPH_QUERY_PAIRS` query-reference pairs; otherwise the exact blocked search up to
-    :data:`EXACT_QUERY_PAIRS` pairs (MNIST 10k into 60k: 6e8), else a pynndescent index on the
-    reference. ``complete=False`` (graph search only) leaves rows the search could not fill
-    with infinite distances instead of waiting for the device to check them
-    (:func:`tsnejax.knn_index.complete_query`).
+    :data:`EXACT_QUERY_PAIRS` pairs (MNIST 10k into 60k: 6e8), else the cluster-pruned search
+    (``"ivf"``, :func:`tsnejax.knn_ivf.ivf_query`; no numba compilation). ``"pynndescent"``:
+    a pynndescent index on the reference. ``complete=False`` (graph search only) leaves rows
+    the search could not fill with infinite distances instead of waiting for the device to
+    check them (:func:`tsnejax.knn_index.complete_query`).
 
     Returns:
       :class:`KNNGraph` with ``(m, k)`` indices into ``X_ref`` and distances, nearest first.
     """
-    check_option("neighbors", method, ("auto", "exact", "graph", "pynndescent"))
+    check_option("neighbors", method, ("auto", "exact", "graph", "ivf", "pynndescent"))
     R, Qa = np.asarray(X_ref), np.asarray(Q)
     if R.ndim != 2 or Qa.ndim != 2 or R.shape[1] != Qa.shape[1]:
         raise ValueError(
@@ -419,7 +420,7 @@ def knn_query(
         if index is not None and n * m >= GRAPH_QUERY_PAIRS:
             method = "graph"
         else:
-            method = "exact" if n * m <= EXACT_QUERY_PAIRS else "pynndescent"
+            method = "exact" if n * m <= EXACT_QUERY_PAIRS else "ivf"
     if method == "graph":
         if index is None:
             raise ValueError(
@@ -436,6 +437,9 @@ def knn_query(
         return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
     both, unit = _rescaled(np.concatenate([R, Qa]) if m else R)
     Rs, Qs = both[:n], both[n:]
+    if method == "ivf" and m:
+        graph = ivf_query(Rs, Qs, k)
+        return KNNGraph(graph.indices, graph.distances * unit)
     bs = block_size_for(n, k, R.shape[1])
     idx, dist = exact_query(Rs, Qs, k, max(1, min(bs, m)))
     return KNNGraph(idx, dist * unit)

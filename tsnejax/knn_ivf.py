@@ -32,7 +32,7 @@ from tsnejax._checks import check_int
 from tsnejax._knn_exact import KNNGraph, block_size_for, exact_knn_rows, exact_query, exact_sorted
 from tsnejax._types import Array
 
-__all__ = ["IVFSearch", "ivf_knn", "IVF_MIN_POINTS"]
+__all__ = ["IVFSearch", "ivf_knn", "ivf_query", "IVF_MIN_POINTS", "tree_leaves"]
 
 #: ``neighbors="auto"`` uses this search from this many points on, the exact one below (MNIST
 #: PCA-50 on two CPU cores, ``bench_knn.py``: 30k exact 4.1 s vs 4.4 s, 70k 19.3 vs 11.0 s).
@@ -74,13 +74,7 @@ def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0)
       :class:`KNNGraph` ``(n, k)``, nearest first. With ``candidates >= n`` it is the exact
       search.
     """
-    s = search or IVFSearch()
-    for name in IVFSearch._fields:
-        check_int(
-            f"search.{name}",
-            getattr(s, name),
-            minimum=0 if name in ("lloyd_steps", "tile_batch") else 1,
-        )
+    s = _checked(search)
     X = jnp.asarray(X)
     n, d = X.shape
     k = check_int("k", k, minimum=1)
@@ -95,43 +89,114 @@ def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0)
             *exact_knn_rows(X, jnp.arange(n, dtype=jnp.int32), k, block_size_for(n, k, d))
         )
     X = X - jnp.mean(X, axis=0)  # smaller |x|^2: less cancellation in the matmul distances
+    cells = _cells(X, s, seed)
+    idx, dist = _run(X, cells, X, cells.cell, s, k, exclude_self=True)
+    # A query whose probe list held fewer than k other points (possible only for tiny or
+    # extremely uneven cells) is searched exactly.
+    short = np.flatnonzero(~np.isfinite(np.asarray(dist[:, -1])))
+    if short.size:
+        rows = jnp.asarray(short, jnp.int32)
+        fix_idx, fix_dist = exact_knn_rows(X, rows, k, min(block_size_for(n, k, d), short.size))
+        idx, dist = idx.at[short].set(fix_idx), dist.at[short].set(fix_dist)
+    return KNNGraph(idx, dist)
+
+
+def ivf_query(
+    R: Array, Q: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0
+) -> KNNGraph:
+    """The ``k`` nearest rows of ``R`` (``(n, d)``) for each row of ``Q`` (``(m, d)``; queries
+    are not part of the reference): cells and probe lists are built on ``R``, each query
+    searches the probe list of its nearest centroid. Distances exact; ``candidates >= n``:
+    the exact search. Inputs already in a safe unit (:func:`tsnejax.knn.knn_query`)."""
+    s = _checked(search)
+    R, Q = jnp.asarray(R), jnp.asarray(Q)
+    (n, d), m = R.shape, Q.shape[0]
+    k = check_int("k", k, minimum=1)
+    if k > n:
+        raise ValueError(f"k={k} exceeds the {n} reference points; use k <= {n}.")
+    if s.candidates < k:
+        raise ValueError(f"search.candidates={s.candidates} must be at least k={k}.")
+    bs = max(1, min(block_size_for(n, k, d), m))
+    if s.candidates >= n:
+        return KNNGraph(*exact_query(R, Q, k, bs))
+    center = jnp.mean(R, axis=0)
+    R, Q = R - center, Q - center
+    cells = _cells(R, s, seed)
+    nearest, _ = exact_query(cells.mu, Q, 1, max(1, min(block_size_for(len(cells.sizes), 1, d), m)))
+    idx, dist = _run(R, cells, Q, np.asarray(nearest[:, 0]), s, k, exclude_self=False)
+    short = np.flatnonzero(~np.isfinite(np.asarray(dist[:, -1])))
+    if short.size:
+        fix_idx, fix_dist = exact_query(R, jnp.take(Q, short, axis=0), k, min(bs, short.size))
+        idx, dist = idx.at[short].set(fix_idx), dist.at[short].set(fix_dist)
+    return KNNGraph(idx, dist)
+
+
+def _checked(search: IVFSearch | None) -> IVFSearch:
+    s = search or IVFSearch()
+    for name in IVFSearch._fields:
+        lowest = 0 if name in ("lloyd_steps", "tile_batch") else 1
+        check_int(f"search.{name}", getattr(s, name), minimum=lowest)
+    return s
+
+
+class _Cells(NamedTuple):
+    """The reference grouped by cell: row order, each cell's start and size, each cell's
+    probe list ``(C, P)``, centroids ``(C, d)`` and each row's cell (host)."""
+
+    order: Array
+    starts: Array
+    sizes: Array
+    probe: Array
+    mu: Array
+    cell: np.ndarray
+
+
+def _cells(X: Array, s: IVFSearch, seed: int) -> _Cells:
     leaf = tree_leaves(np.asarray(X), s.cluster_size, seed)
     n_cells = int(leaf.max()) + 1
     nbrs = min(s.centroid_neighbors, n_cells)
     mu, cell = _lloyd(X, jnp.asarray(leaf), n_cells, s.lloyd_steps, nbrs)
     # Enough cells that their members usually fill the candidate list several times over.
     n_probe = min(n_cells, 4 * -(-s.candidates // s.cluster_size))
-    probe, _ = exact_query(mu, mu, n_probe, block_size_for(n_cells, n_probe, d))
-    order = jnp.argsort(cell, stable=True).astype(jnp.int32)
-    sizes = np.bincount(np.asarray(cell), minlength=n_cells)
-    tiles = -(-sizes // s.query_tile)
-    tile_cell = np.repeat(np.arange(n_cells, dtype=np.int32), tiles)
-    tile_offset = (
-        np.arange(tile_cell.size) - np.repeat(np.cumsum(tiles) - tiles, tiles)
-    ) * s.query_tile
-    starts = np.cumsum(sizes) - sizes
-    idx, dist = _search(
+    probe, _ = exact_query(mu, mu, n_probe, block_size_for(n_cells, n_probe, X.shape[1]))
+    cell = np.asarray(cell)
+    order, starts, sizes = _grouped(cell, n_cells)
+    return _Cells(order, starts, sizes, probe, mu, cell)
+
+
+def _grouped(cell: np.ndarray, n_cells: int) -> tuple[Array, Array, Array]:
+    """Rows sorted by cell (stable), each cell's first position and size."""
+    sizes = np.bincount(cell, minlength=n_cells)
+    order = np.argsort(cell, kind="stable").astype(np.int32)
+    return jnp.asarray(order), jnp.asarray(np.cumsum(sizes) - sizes, jnp.int32), sizes
+
+
+def _run(
+    X: Array, cells: _Cells, Qx: Array, q_cell: np.ndarray, s: IVFSearch, k: int, **kw
+) -> tuple[Array, Array]:
+    q_order, q_starts, q_sizes = _grouped(q_cell, len(cells.sizes))
+    tiles = -(-q_sizes // s.query_tile)
+    tile_cell = np.repeat(np.arange(len(q_sizes), dtype=np.int32), tiles)
+    first_tile = np.repeat(np.cumsum(tiles) - tiles, tiles)
+    tile_offset = (np.arange(tile_cell.size) - first_tile) * s.query_tile
+    return _search(
         X,
-        order,
-        jnp.asarray(starts, jnp.int32),
-        jnp.asarray(sizes, jnp.int32),
-        probe,
+        cells.order,
+        cells.starts,
+        jnp.asarray(cells.sizes, jnp.int32),
+        cells.probe,
+        Qx,
+        q_order,
+        q_starts,
+        jnp.asarray(q_sizes, jnp.int32),
         jnp.asarray(tile_cell),
         jnp.asarray(tile_offset, jnp.int32),
         k=k,
         tile=s.query_tile,
         candidates=s.candidates,
         batch=s.tile_batch or (1 if jax.default_backend() == "cpu" else 64),
+        **kw,
     )
-    # A query whose probe list held fewer than k other points (possible only for tiny or
-    # extremely uneven cells) is searched exactly.
-    short = np.flatnonzero(~np.isfinite(np.asarray(dist[:, -1])))
-    if short.size:
-        fix_idx, fix_dist = exact_knn_rows(
-            X, jnp.asarray(short, jnp.int32), k, min(block_size_for(n, k, d), short.size)
-        )
-        idx, dist = idx.at[short].set(fix_idx), dist.at[short].set(fix_dist)
-    return KNNGraph(idx, dist)
 
 
 def tree_leaves(X: np.ndarray, leaf_size: int, seed: int = 0, power_steps: int = 4) -> np.ndarray:
@@ -190,13 +255,17 @@ def _lloyd(X: Array, cell: Array, n_cells: int, steps: int, nbrs: int) -> tuple[
     return mu, cell
 
 
-@functools.partial(jax.jit, static_argnames=("k", "tile", "candidates", "batch"))
+@functools.partial(jax.jit, static_argnames=("k", "tile", "candidates", "batch", "exclude_self"))
 def _search(
     X: Array,
     order: Array,
     starts: Array,
     sizes: Array,
     probe: Array,
+    Qx: Array,
+    q_order: Array,
+    q_starts: Array,
+    q_sizes: Array,
     tile_cell: Array,
     tile_offset: Array,
     *,
@@ -204,21 +273,30 @@ def _search(
     tile: int,
     candidates: int,
     batch: int = 1,
+    exclude_self: bool = True,
 ) -> tuple[Array, Array]:
-    """Each tile's queries against its cell's probe list; results in row order."""
+    """Each tile's queries (rows of ``Qx`` grouped by cell: ``q_order``, ``q_starts``,
+    ``q_sizes``) against its cell's probe list of reference rows (``X`` grouped by
+    ``order``, ``starts``, ``sizes``); results in query-row order. ``exclude_self``: the
+    queries are the reference rows themselves (row i never finds i)."""
     n, d = X.shape
-    # Cell-sorted copy: a tile's queries are one slice, a probe cell's members one segment.
-    Xs = jnp.pad(jnp.take(X, order, axis=0), ((0, tile), (0, 0)))
+    m = Qx.shape[0]
+    # Cell-sorted copies: a tile's queries are one slice, a probe cell's members one segment.
+    Xs = jnp.pad(jnp.take(X, order, axis=0), ((0, 1), (0, 0)))
     sq = jnp.sum(Xs * Xs, axis=1)
-    ids = jnp.pad(order, (0, tile), constant_values=-1)
+    ids = jnp.pad(order, (0, 1), constant_values=-1)
+    Qs = jnp.pad(jnp.take(Qx, q_order, axis=0), ((0, tile), (0, 0)))
+    q_all = jnp.pad(q_order, (0, tile), constant_values=-1)
     slot = jnp.arange(candidates, dtype=jnp.int32)
 
     def one_tile(t: Array) -> tuple[Array, Array, Array]:
         c, off = tile_cell[t], tile_offset[t]
-        first = starts[c] + off
-        Q = jax.lax.dynamic_slice_in_dim(Xs, first, tile)
+        first = q_starts[c] + off
+        Q = jax.lax.dynamic_slice_in_dim(Qs, first, tile)
         q_ids = jnp.where(
-            off + jnp.arange(tile) < sizes[c], jax.lax.dynamic_slice_in_dim(ids, first, tile), -1
+            off + jnp.arange(tile) < q_sizes[c],
+            jax.lax.dynamic_slice_in_dim(q_all, first, tile),
+            -1,
         )
         cells = probe[c]
         count = jnp.take(sizes, cells)
@@ -229,7 +307,10 @@ def _search(
         pos = jnp.where(real, pos, n)  # n: a zero padding row
         cand = jnp.where(real, jnp.take(ids, pos), -1)
         d2 = jnp.take(sq, pos)[None, :] - 2.0 * (Q @ jnp.take(Xs, pos, axis=0).T)
-        d2 = jnp.where((cand[None, :] < 0) | (cand[None, :] == q_ids[:, None]), jnp.inf, d2)
+        bad = cand[None, :] < 0
+        if exclude_self:
+            bad = bad | (cand[None, :] == q_ids[:, None])
+        d2 = jnp.where(bad, jnp.inf, d2)
         _, best = jax.lax.top_k(-d2, k)
         found = jnp.take(cand, best)
         idx, dist = exact_sorted(Q, X, jnp.maximum(found, 0))
@@ -239,7 +320,7 @@ def _search(
 
     steps = jnp.arange(tile_cell.shape[0])
     q_ids, idx, dist = jax.lax.map(one_tile, steps, batch_size=batch if batch > 1 else None)
-    rows = jnp.where(q_ids < 0, n, q_ids).reshape(-1)
-    out_idx = jnp.zeros((n + 1, k), jnp.int32).at[rows].set(idx.reshape(-1, k), mode="drop")
-    out_dist = jnp.full((n + 1, k), jnp.inf, X.dtype).at[rows].set(dist.reshape(-1, k), mode="drop")
-    return out_idx[:n], out_dist[:n]
+    rows = jnp.where(q_ids < 0, m, q_ids).reshape(-1)
+    out_idx = jnp.zeros((m + 1, k), jnp.int32).at[rows].set(idx.reshape(-1, k), mode="drop")
+    out_dist = jnp.full((m + 1, k), jnp.inf, X.dtype).at[rows].set(dist.reshape(-1, k), mode="drop")
+    return out_idx[:m], out_dist[:m]

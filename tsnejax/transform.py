@@ -103,7 +103,7 @@ class TransformConfig:
     ints_in_interval: float = 1.0
     min_num_intervals: int | None = None  # None: DEFAULT_MIN_BOXES (50; 18 in 3-D)
     padding: float = 0.25
-    neighbors: Literal["auto", "exact", "graph", "pynndescent"] = "auto"
+    neighbors: Literal["auto", "exact", "graph", "ivf", "pynndescent"] = "auto"
     chunk_size: int = 50
 
     def validate(self) -> TransformConfig:
@@ -127,7 +127,7 @@ class TransformConfig:
         if self.min_num_intervals is not None:
             check_int("min_num_intervals", self.min_num_intervals, minimum=1)
         check_positive("padding", self.padding, allow_zero=True)
-        check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "pynndescent"))
+        check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "ivf", "pynndescent"))
         check_int("chunk_size", self.chunk_size, minimum=1)
         if 3 * self.perplexity > self.k:
             raise ValueError(

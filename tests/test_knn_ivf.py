@@ -157,3 +157,23 @@ def test_ivf_query_finds_the_reference_neighbours_of_new_points():
     same = ivf_query(R, R[:40], 5, search=s)
     assert (np.asarray(same.indices)[:, 0] == np.arange(40)).all()
     assert np.allclose(np.asarray(same.distances)[:, 0], 0.0, atol=1e-5)
+
+
+def test_knn_query_auto_uses_ivf_above_the_exact_budget(monkeypatch):
+    X = _mixture(1200, 6, seed=5)
+    R, Q = X[:1000], X[1000:]
+    calls = []
+    real = knn.ivf_query
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(knn, "ivf_query", spy)
+    knn.knn_query(R, Q, 10)  # 2e5 pairs: exact
+    assert calls == []
+    monkeypatch.setattr(knn, "EXACT_QUERY_PAIRS", 1e5)
+    got = knn.knn_query(R, Q, 10)
+    assert calls == [(200, 6)]
+    exact = knn.knn_query(R, Q, 10, method="exact")  # 12288 candidates >= 1000: exact
+    np.testing.assert_array_equal(np.asarray(got.indices), np.asarray(exact.indices))

@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["pca50", "raw784"])
     parser.add_argument("--exact-max", type=int, default=70000, help="largest n searched exactly")
     parser.add_argument("--tag", default="")
+    parser.add_argument(
+        "--recall-sample",
+        type=int,
+        default=2000,
+        help="above --exact-max: recall on this many random rows searched exactly",
+    )
     args = parser.parse_args()
 
     import jax
@@ -102,6 +108,14 @@ def main() -> None:
                     ivf_recall=recall(found, truth, 90),
                     ivf_recall30=recall(found, truth, 30),
                     ivf_over_exact=row["ivf_s"] / row["exact_s"],
+                )
+            else:  # too big to search all exactly: recall on a random sample of rows
+                rows_s = np.sort(np.random.default_rng(1).choice(n, args.recall_sample, False))
+                truth = np.asarray(exact_knn(Xs, 90, rows=rows_s).indices)
+                row.update(
+                    ivf_recall=recall(found[rows_s], truth, 90),
+                    ivf_recall30=recall(found[rows_s], truth, 30),
+                    recall_rows=int(args.recall_sample),
                 )
             if n in (args.pynndescent_sizes or []):
                 np.save(tmp / "X.npy", Xs)

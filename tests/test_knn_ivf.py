@@ -157,6 +157,14 @@ def test_ivf_query_finds_the_reference_neighbours_of_new_points():
     same = ivf_query(R, R[:40], 5, search=s)
     assert (np.asarray(same.indices)[:, 0] == np.arange(40)).all()
     assert np.allclose(np.asarray(same.distances)[:, 0], 0.0, atol=1e-5)
+    # Probe lists shorter than k: those queries are searched exactly.
+    tiny = IVFSearch(
+        cluster_size=4, candidates=25, query_tile=4, lloyd_steps=1, centroid_neighbors=2
+    )
+    g = ivf_query(R, Q, 25, search=tiny)
+    gi, gd = np.asarray(g.indices), np.asarray(g.distances)
+    assert np.isfinite(gd).all() and all(len(set(r)) == 25 for r in gi)
+    np.testing.assert_allclose(gd, np.sqrt(((Q[:, None, :] - R[gi]) ** 2).sum(-1)), atol=1e-4)
 
 
 def test_knn_query_auto_uses_ivf_above_the_exact_budget(monkeypatch):

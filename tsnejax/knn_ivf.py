@@ -23,6 +23,7 @@ deterministic-ops flag).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -92,14 +93,12 @@ def ivf_knn(X: Array, k: int, *, search: IVFSearch | None = None, seed: int = 0)
     X = X - jnp.mean(X, axis=0)  # smaller |x|^2: less cancellation in the matmul distances
     cells = _cells(X, s, seed)
     idx, dist = _run(X, cells, X, cells.cell, s, k, exclude_self=True)
-    # A query whose probe list held fewer than k other points (possible only for tiny or
-    # extremely uneven cells) is searched exactly.
-    short = np.flatnonzero(~np.isfinite(np.asarray(dist[:, -1])))
-    if short.size:
-        rows = jnp.asarray(short, jnp.int32)
-        fix_idx, fix_dist = exact_knn_rows(X, rows, k, min(block_size_for(n, k, d), short.size))
-        idx, dist = idx.at[short].set(fix_idx), dist.at[short].set(fix_dist)
-    return KNNGraph(idx, dist)
+    bs = block_size_for(n, k, d)
+    return _redo_short(
+        idx,
+        dist,
+        lambda rows: exact_knn_rows(X, jnp.asarray(rows, jnp.int32), k, min(bs, rows.size)),
+    )
 
 
 def ivf_query(
@@ -125,9 +124,18 @@ def ivf_query(
     cells = _cells(R, s, seed)
     nearest, _ = exact_query(cells.mu, Q, 1, max(1, min(block_size_for(len(cells.sizes), 1, d), m)))
     idx, dist = _run(R, cells, Q, np.asarray(nearest[:, 0]), s, k, exclude_self=False)
+    return _redo_short(
+        idx, dist, lambda rows: exact_query(R, jnp.take(Q, rows, axis=0), k, min(bs, rows.size))
+    )
+
+
+def _redo_short(idx: Array, dist: Array, exact: Callable) -> KNNGraph:
+    """Rows whose probe list held fewer than k candidates (flagged by an infinite last
+    distance; possible only for tiny or extremely uneven cells), searched again by
+    ``exact(rows) -> (idx, dist)``."""
     short = np.flatnonzero(~np.isfinite(np.asarray(dist[:, -1])))
     if short.size:
-        fix_idx, fix_dist = exact_query(R, jnp.take(Q, short, axis=0), k, min(bs, short.size))
+        fix_idx, fix_dist = exact(short)
         idx, dist = idx.at[short].set(fix_idx), dist.at[short].set(fix_dist)
     return KNNGraph(idx, dist)
 
@@ -146,7 +154,7 @@ class _Cells(NamedTuple):
 
     order: Array
     starts: Array
-    sizes: Array
+    sizes: np.ndarray
     probe: Array
     mu: Array
     cell: np.ndarray
@@ -165,8 +173,8 @@ def _cells(X: Array, s: IVFSearch, seed: int) -> _Cells:
     return _Cells(order, starts, sizes, probe, mu, cell)
 
 
-def _grouped(cell: np.ndarray, n_cells: int) -> tuple[Array, Array, Array]:
-    """Rows sorted by cell (stable), each cell's first position and size."""
+def _grouped(cell: np.ndarray, n_cells: int) -> tuple[Array, Array, np.ndarray]:
+    """Rows sorted by cell (stable), each cell's first position (device) and size (host)."""
     sizes = np.bincount(cell, minlength=n_cells)
     order = np.argsort(cell, kind="stable").astype(np.int32)
     return jnp.asarray(order), jnp.asarray(np.cumsum(sizes) - sizes, jnp.int32), sizes

@@ -32,7 +32,7 @@ from tsnejax.affinity import (
 )
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
-from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
+from tsnejax.knn import IVFSearch, KNNGraph, nearest_neighbors, precomputed_knn
 from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
@@ -72,8 +72,8 @@ def _graph(
 ) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
-    named = hasattr(neighbors, "_fields")  # an IVFSearch effort, not (indices, distances)
-    if isinstance(neighbors, tuple | list) and len(neighbors) == 2 and not named:
+    effort = isinstance(neighbors, IVFSearch)  # a search's effort, not (indices, distances)
+    if isinstance(neighbors, tuple | list) and len(neighbors) == 2 and not effort:
         return precomputed_knn(*neighbors)
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")

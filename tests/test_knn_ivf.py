@@ -185,3 +185,28 @@ def test_knn_query_auto_uses_ivf_above_the_exact_budget(monkeypatch):
     assert calls == [(200, 6)]
     exact = knn.knn_query(R, Q, 10, method="exact")  # 12288 candidates >= 1000: exact
     np.testing.assert_array_equal(np.asarray(got.indices), np.asarray(exact.indices))
+
+
+def test_short_probe_lists_are_searched_exactly(monkeypatch):
+    """Every cell probing only itself (a handful of points < k): all rows are flagged and
+    redone by the exact search, in ivf_knn and in ivf_query."""
+    from tsnejax import knn_ivf
+
+    real = knn_ivf._cells
+    redone = []
+
+    def own_cell_only(X, s, seed):
+        cells = real(X, s, seed)
+        redone.append(int(np.bincount(cells.cell).max()))
+        return cells._replace(probe=cells.probe[:, :1])
+
+    monkeypatch.setattr(knn_ivf, "_cells", own_cell_only)
+    X = _mixture(300, 4, seed=6)
+    s = IVFSearch(cluster_size=4, candidates=64, query_tile=4)
+    g = ivf_knn(X, 20, search=s)
+    assert redone[-1] <= 20  # no cell holds k others: every row was short
+    np.testing.assert_array_equal(np.asarray(g.indices), np.asarray(knn.exact_knn(X, 20).indices))
+    R, Q = X[:250], X[250:]
+    q = ivf_query(R, Q, 20, search=s)
+    exact = knn.knn_query(R, Q, 20, method="exact")
+    np.testing.assert_array_equal(np.asarray(q.indices), np.asarray(exact.indices))

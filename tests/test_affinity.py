@@ -165,7 +165,7 @@ def test_perplexity_needs_enough_neighbours(digits):
     seed=st.integers(0, 10_000),
 )
 def test_lean_layout_equals_the_unique_reference(n, k, hubs, width, seed):
-    """build_layout (scipy union + blocked search, int32) == the np.unique construction."""
+    """build_layout (scipy union with flags, int32) == the np.unique construction."""
     from tsnejax._layout import build_layout, build_layout_unique
     from tsnejax.knn import KNNGraph
 

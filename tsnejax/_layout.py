@@ -136,34 +136,13 @@ def layout_from_pattern(
     return layout, flat
 
 
-def _positions(
-    s_indptr: np.ndarray, s_indices: np.ndarray, x_indptr: np.ndarray, x_indices: np.ndarray
-) -> np.ndarray:
-    """For each entry of CSR pattern X (a subset of S, rows sorted), its position in S.
-
-    Row blocks of at most 2^22 entries keep the int64 search keys small."""
-    n = len(s_indptr) - 1
-    out = np.empty(len(x_indices), _index_dtype(len(s_indices)))
-    r0 = 0
-    while r0 < n:
-        r1 = int(np.searchsorted(s_indptr, s_indptr[r0] + (1 << 22), side="right")) - 1
-        r1 = min(n, max(r1, r0 + 1))
-        s0, s1, x0, x1 = s_indptr[r0], s_indptr[r1], x_indptr[r0], x_indptr[r1]
-        srow = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(s_indptr[r0 : r1 + 1]))
-        xrow = np.repeat(np.arange(r1 - r0, dtype=np.int64), np.diff(x_indptr[r0 : r1 + 1]))
-        skeys = srow * n + s_indices[s0:s1]
-        out[x0:x1] = s0 + np.searchsorted(skeys, xrow * n + x_indices[x0:x1])
-        r0 = r1
-    return out
-
-
 def build_layout(
     knn: KNNGraph, width: int | None = None, extra_width: int = EXTRA_WIDTH
 ) -> AffinityLayout:
     """Layout of the symmetrised kNN graph: ``(i, j)`` is stored if j in kNN(i) or i in kNN(j).
 
-    Built with scipy's CSR transpose and union (int32 indices) and a row-blocked search for
-    each kNN edge's slots: about 6 bytes of temporaries per stored entry beyond the result.
+    Built with scipy's CSR transpose and a flagged union (int32 indices, int8 flags) from which
+    each kNN edge's slots are read in one pass: a few bytes of temporaries per stored entry.
     """
     idx = np.array(knn.indices, dtype=np.int32)
     n, k = idx.shape
@@ -173,23 +152,31 @@ def build_layout(
     A = sp.csr_matrix((edge, idx.reshape(-1), np.arange(0, m + 1, k, dtype=itype)), (n, n))
     del idx, edge
     A.sort_indices()
-    if np.any((np.diff(A.indices) == 0) & (np.diff(np.repeat(np.arange(n), k)) == 0)):
+    if k > 1 and np.any(np.diff(A.indices.reshape(n, k), axis=1) == 0):
         return build_layout_unique(knn, width, extra_width)  # duplicate neighbours
     B = A.T.tocsr()
     B.sort_indices()
-    S = (A.astype(bool) + B.astype(bool)).tocsr()
+    # Union with flags: 1 = in A, 2 = in B, 3 = both. Canonical CSR sums are canonical, so
+    # A's entries appear in S in A's own (row, column) order, and B's in B's: each edge's slot
+    # is read off the flags without searching (O(nnz); a searchsorted took 1 s at 70k).
+    flags = sp.csr_matrix((np.ones(m, np.int8), A.indices, A.indptr), (n, n))
+    flags = flags + sp.csr_matrix((np.full(m, 2, np.int8), B.indices, B.indptr), (n, n))
+    S = flags.tocsr()
+    del flags
     S.sort_indices()
-    fwd = np.empty(m, itype)
-    fwd[A.data - 1] = _positions(S.indptr, S.indices, A.indptr, A.indices)
-    del A
-    bwd = np.empty(m, itype)
-    bwd[B.data - 1] = _positions(S.indptr, S.indices, B.indptr, B.indices)
-    del B
     layout, flat = layout_from_pattern(S.indptr, S.indices, n, width, extra_width)
+    flags = S.data
     del S
+    # Slots gathered in S's order (sequential reads), then put in edge order: A's edges only
+    # move within their row, B's are the one random scatter.
+    fwd = np.empty(m, np.int32)
+    fwd[A.data - 1] = flat[np.flatnonzero(flags & 1)]
+    del A
+    bwd = np.empty(m, np.int32)
+    bwd[B.data - 1] = flat[np.flatnonzero(flags & 2)]
+    del B, flat, flags
     return layout._replace(
-        fwd_pos=jnp.asarray(flat[fwd].reshape(n, k), jnp.int32),
-        bwd_pos=jnp.asarray(flat[bwd].reshape(n, k), jnp.int32),
+        fwd_pos=jnp.asarray(fwd.reshape(n, k)), bwd_pos=jnp.asarray(bwd.reshape(n, k))
     )
 
 

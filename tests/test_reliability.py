@@ -202,6 +202,8 @@ def test_memory_guard_raises_before_any_allocation(monkeypatch, digits):
 
 def test_memory_guard_names_the_exact_gradient(monkeypatch, digits, key):
     X = digits[0]
+    # Blocks of 1024 rows, as on an accelerator (a CPU's cache-sized blocks are ~4x smaller).
+    monkeypatch.setattr("tsnejax.build.auto_block", lambda n: 1024)
     graph = tsnejax.nearest_neighbors(X, 90)  # given: no search stage
     cfg = tsnejax.TSNEConfig.make(negative_gradient_method="exact", n_iter=10)
     stages = memory_plan(cfg, 1797, 64, search=False)

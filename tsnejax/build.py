@@ -23,7 +23,7 @@ import optax
 from tsnejax import memory
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.gradients.exact import DEFAULT_BLOCK
+from tsnejax.gradients.exact import auto_block
 from tsnejax.gradients.interpolation import DEFAULT_MAX_BOXES
 from tsnejax.init import pca_solver
 from tsnejax.knn import IVFSearch, auto_search, default_k
@@ -52,6 +52,7 @@ __all__ = [
     "grid_nodes",
     "ADAPTIVE_AUTO_LEARNING_RATE",
     "AUTO_EXACT_MAX_POINTS",
+    "AUTO_ADAPTIVE_MAX_POINTS",
 ]
 
 #: ``negative_gradient_method="auto"`` uses the exact gradient up to this many points and
@@ -63,6 +64,11 @@ __all__ = [
 #: 5000 53 vs 137 (a grid fine enough for the late phase is too large for a CPU in 3-D).
 #: The interpolation KL is ~2 % above the exact one at 2.5k-5k (1.437 vs 1.409 at 5k).
 AUTO_EXACT_MAX_POINTS = {1: 300, 2: 2000, 3: 20000}
+#: ... and ``"adaptive"`` (:mod:`tsnejax.gradients.adaptive`: exact in the chunks where the
+#: grid would cost more) above that up to this many points: in 2-D the late-phase grid of a few
+#: thousand points costs more than the N^2 pairs. Above 10k the exact pair cost grows (0.5 ns at
+#: 5k, 0.8 ns at 12k: the rows leave the cache) and the grid stays cheaper.
+AUTO_ADAPTIVE_MAX_POINTS = {1: 300, 2: 10000, 3: 20000}
 
 #: ``learning_rate="auto"`` for the adaptive optimizers (:data:`tsnejax.optim.ADAPTIVE`), in
 #: embedding units per step: the best of {0.03, 0.1, 0.3, 1, 3, 10} by final KL on MNIST-10k
@@ -77,10 +83,13 @@ ADAPTIVE_AUTO_LEARNING_RATE = {
 
 
 def resolve_method(method: str | Backend, n: int, n_components: int) -> str | Backend:
-    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS`, else ``"interpolation"``."""
+    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS`, ``"adaptive"`` up to
+    :data:`AUTO_ADAPTIVE_MAX_POINTS`, else ``"interpolation"``."""
     if not isinstance(method, str) or method != "auto":
         return method
-    return "exact" if n <= AUTO_EXACT_MAX_POINTS[n_components] else "interpolation"
+    if n <= AUTO_EXACT_MAX_POINTS[n_components]:
+        return "exact"
+    return "adaptive" if n <= AUTO_ADAPTIVE_MAX_POINTS[n_components] else "interpolation"
 
 
 def build_backend(config: TSNEConfig, n: int) -> Backend:
@@ -89,7 +98,7 @@ def build_backend(config: TSNEConfig, n: int) -> Backend:
     method = resolve_method(g.method, n, config.n_components)
     if isinstance(method, Backend):
         return method
-    if method == "interpolation":
+    if method in ("interpolation", "adaptive"):
         return get_backend(
             method,
             n_interpolation_points=g.n_interpolation_points,
@@ -374,11 +383,11 @@ def memory_plan(
             )
         )
     method = resolve_method(config.gradient.method, n, dim)
-    if isinstance(method, str) and method == "exact":
+    if isinstance(method, str) and method in ("exact", "adaptive"):
         stages.append(
             memory.Stage(
                 f"the exact O(N^2) gradient of {n} points ({batch} trial(s) at once)",
-                batch * memory.exact_gradient_bytes(n, dim, DEFAULT_BLOCK),
+                batch * memory.exact_gradient_bytes(n, dim, auto_block(n)),
                 "device",
                 "use negative_gradient_method='interpolation' (or 'splat')",
             )

@@ -61,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--method",
         default="auto",
-        help="negative gradient method: auto | exact | interpolation | splat",
+        help="negative gradient method: auto | exact | interpolation | splat | adaptive",
     )
     e.add_argument(
         "--neighbors", default="auto", help="auto | exact | ivf | faiss | faiss_hnsw | pynndescent"

@@ -283,8 +283,9 @@ class GradientConfig:
     """The gradient method and its grid.
 
     Attributes:
-      method: ``"auto"`` (exact up to :data:`tsnejax.build.AUTO_EXACT_MAX_POINTS`, else
-        interpolation), ``"exact"``, ``"interpolation"``, ``"splat"``, or any
+      method: ``"auto"`` (exact up to :data:`tsnejax.build.AUTO_EXACT_MAX_POINTS`, adaptive up
+        to ``AUTO_ADAPTIVE_MAX_POINTS``, else interpolation), ``"exact"``, ``"interpolation"``,
+        ``"splat"``, ``"adaptive"``, or any
         :class:`tsnejax.gradients.Backend` (e.g. your own; see docs/gradients.md).
       n_interpolation_points, min_num_intervals, ints_in_interval, max_boxes: the
         interpolation grid (:func:`tsnejax.gradients.interpolation_backend`).

@@ -63,8 +63,10 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``"random"``: Gaussian from ``random_state``; or the initial embedding itself.
     negative_gradient_method : str or Backend, default="auto"
         ``"exact"`` (O(N^2)), ``"interpolation"`` (FIt-SNE's FFT grid), ``"splat"``
-        (GPGPU-SNE's field), ``"auto"`` (exact for small N, else interpolation; see
-        ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any :class:`tsnejax.gradients.Backend`.
+        (GPGPU-SNE's field), ``"adaptive"`` (interpolation, or exact in the chunks where that
+        costs less), ``"auto"`` (exact for small N, adaptive up to 10k points in 2-D, else
+        interpolation; see ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any
+        :class:`tsnejax.gradients.Backend`.
     neighbors : {"auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"}, \
 default="auto"
         kNN search for the affinities (``"auto"``: the exact blocked search below 40k points,

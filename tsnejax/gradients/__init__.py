@@ -8,6 +8,8 @@ openTSNE-scale gradient, one quarter of dKL/dY), ``kl_divergence(Y, P, dof, grid
 - ``"interpolation"``: FIt-SNE polynomial interpolation + FFT, 1-D/2-D/3-D
   (:mod:`tsnejax.gradients.interpolation`).
 - ``"splat"``: GPGPU-SNE fields on a pixel grid (:mod:`tsnejax.gradients.field_splat`).
+- ``"adaptive"``: interpolation, or the exact sums in chunks where they cost less than the
+  grid (:mod:`tsnejax.gradients.adaptive`).
 """
 
 from typing import Any
@@ -18,6 +20,8 @@ from tsnejax.gradients._attraction import sum_p_log_kernel as sum_p_log_kernel
 from tsnejax.gradients._attraction import sum_p_log_p as sum_p_log_p
 from tsnejax.gradients._backend import Backend as Backend
 from tsnejax.gradients._kernel import kernel as kernel
+from tsnejax.gradients.adaptive import AdaptiveGrid as AdaptiveGrid
+from tsnejax.gradients.adaptive import adaptive_backend as adaptive_backend
 from tsnejax.gradients.exact import exact_backend as exact_backend
 from tsnejax.gradients.exact import exact_gradient as exact_gradient
 from tsnejax.gradients.exact import exact_kl_divergence as exact_kl_divergence
@@ -38,6 +42,7 @@ BACKENDS = {
     "exact": exact_backend,
     "interpolation": interpolation_backend,
     "splat": splat_backend,
+    "adaptive": adaptive_backend,
 }
 
 
@@ -48,10 +53,12 @@ def get_backend(name: str, **params: Any) -> Backend:
 
 
 __all__ = [
+    "AdaptiveGrid",
     "BACKENDS",
     "Backend",
     "InterpolationGrid",
     "SplatGrid",
+    "adaptive_backend",
     "attraction",
     "exact_backend",
     "exact_gradient",

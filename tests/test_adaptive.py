@@ -36,6 +36,15 @@ def test_the_rule_compares_pairs_with_fft_grid_points():
     assert not prefers_exact(10, grid, 2, ratio=0.0)  # 0: never exact
 
 
+def test_exact_ratio_bounds():
+    Y = _blob(50_000, 5.0)
+    assert adaptive_backend(exact_ratio=float("inf")).allocate(Y).exact
+    assert not adaptive_backend(exact_ratio=0.0).allocate(_blob(10, 500.0)).exact
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="exact_ratio"):
+            adaptive_backend(exact_ratio=bad)
+
+
 @pytest.mark.parametrize(("n", "span", "exact"), [(2500, 10.0, False), (2500, 150.0, True)])
 def test_allocate_picks_by_the_grid_the_span_needs(n, span, exact):
     """2500 points: the 50-box minimum grid is cheaper than the pairs; a span of 150 needs

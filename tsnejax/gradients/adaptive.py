@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tsnejax._checks import check_positive
 from tsnejax.gradients._backend import Backend
 from tsnejax.gradients.exact import exact_backend
 from tsnejax.gradients.interpolation import InterpolationGrid, interpolation_backend
@@ -58,8 +57,10 @@ def adaptive_backend(
         never (plain interpolation), ``inf``: always.
     """
     ratio = float(exact_ratio)
-    if ratio != 0.0:
-        check_positive("exact_ratio", ratio)
+    if not ratio >= 0.0:  # also NaN
+        raise ValueError(
+            f"exact_ratio must be >= 0 (0: never exact, inf: always), got {exact_ratio!r}."
+        )
     grid_b = interpolation_backend(
         n_interpolation_points,
         min_num_intervals,

@@ -34,7 +34,7 @@ DEVICES_SCRIPT = textwrap.dedent(
     X = load_digits().data[:601]  # 601 points: padded to 604 over 4 devices
     mesh = jax.make_mesh((4,), ("points",))  # Explicit axes by default: made Auto by fit
     out = {}
-    for method in ["exact", "interpolation", "splat"]:
+    for method in ["exact", "interpolation", "splat", "adaptive"]:
         cfg = tsnejax.TSNEConfig.make(
             negative_gradient_method=method, n_iter=100, early_exaggeration_iter=100)
         a = tsnejax.fit(jax.random.key(0), X, cfg)
@@ -92,7 +92,7 @@ def _result(proc, timeout: int = 600) -> dict:
 
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
     res = _result(_run(DEVICES_SCRIPT, tmp_path, "devices.py"))
-    for method in ("exact", "interpolation", "splat"):
+    for method in ("exact", "interpolation", "splat", "adaptive"):
         r = res[method]
         assert r["rel"] <= 1e-6, (method, r)  # measured 1e-12 to 1e-9 (issue: 1e-4)
         assert abs(r["kl"][0] - r["kl"][1]) <= 1e-8 * abs(r["kl"][0])

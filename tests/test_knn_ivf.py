@@ -1,5 +1,6 @@
 """The cluster-pruned search (neighbors="ivf", the default from 25k points)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -110,6 +111,15 @@ def test_default_ivf_search_recall_on_mnist(data_dir):
     found = np.asarray(knn.nearest_neighbors(X, 90, method="ivf").indices)
     truth = np.asarray(knn.exact_knn(X, 90).indices)
     assert _recall(found, truth) >= 0.99
+    # The probe lists (twice the cells an average list needs) fill every cell's candidate list,
+    # so their length costs no candidates (a short list would be redone exactly).
+    from tsnejax import knn_ivf
+
+    s = IVFSearch()
+    cells = knn_ivf._cells(jnp.asarray(X), s, 0)
+    probe = np.asarray(cells.probe)
+    assert probe.shape[1] == knn_ivf.PROBE_FACTOR * -(-s.candidates // s.cluster_size)
+    assert np.asarray(cells.sizes)[probe].sum(axis=1).min() >= s.candidates
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def test_adaptive_through_the_estimator_with_grid_parameters(digits):
 
 def test_exact_row_blocks_are_cache_sized_on_cpu():
     assert jax.default_backend() == "cpu"
-    assert auto_block(5000) == CPU_BLOCK_PAIRS // 5000 // 32 * 32 == 128
+    assert auto_block(5000) == CPU_BLOCK_PAIRS // 5000 // 32 * 32 == 288
     assert auto_block(100) == DEFAULT_BLOCK and auto_block(10**7) == 64
     Y = _blob(700, 30.0)
     R, Z = exact_repulsion(Y)  # auto: 1024 rows, one block

@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tsnejax._lanes import lane_sum
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
@@ -38,16 +39,12 @@ __all__ = [
 ]
 
 DEFAULT_BLOCK = 1024
-#: Pairs per row block on the CPU: the block's intermediates (its LANES kernel arrays, one
-#: pair each) stay ~6 MB, in cache. Exact repulsion per call, ms, by block rows (2-core CPU,
-#: ``docs/performance.md``): N = 5000: 14.7-14.8 at 256-320 rows vs 17.5-19.0 at 128 and 33.5
-#: at 1024; N = 12 000: 75-90 at 128 vs 105 at 64 and 245 at 1024; N = 1797: 1.9 at 1024.
+#: Pairs per row block on the CPU: the block's intermediates (one float per pair for the
+#: kernel; :func:`tsnejax._lanes.lane_sum` adds the rest elementwise) stay ~6 MB, in cache.
+#: Exact repulsion per call, ms, by block rows (2-core CPU, ``docs/performance.md``):
+#: N = 5000: 14.7-14.8 at 256-320 rows vs 17.5-19.0 at 128 and 33.5 at 1024; N = 12 000:
+#: 75-90 at 128 vs 105 at 64 and 245 at 1024; N = 1797: 1.9 at 1024.
 CPU_BLOCK_PAIRS = 3 << 19
-#: Column groups added elementwise before the per-row reduction. XLA's CPU reduction keeps one
-#: add chain per output row (sequential, bound by the add's latency, not vectorised) while its
-#: elementwise code is vectorised; adding 8 groups first leaves an eighth of the chain. Exact
-#: repulsion at N = 5000 (2-core CPU, ``docs/performance.md``): 28 -> 14 ms.
-LANES = 8
 
 
 def auto_block(n_columns: int) -> int:
@@ -64,24 +61,6 @@ def _blocks(n: int, block_size: int) -> tuple[int, int]:
     """Equal blocks of at most ``block_size`` rows (so padding is < one row per block)."""
     n_blocks = -(-n // max(1, min(block_size, n)))
     return -(-n // n_blocks), n_blocks
-
-
-def _pair_terms(Yb: Array, C: Array, weight: Array | None, dof: Scalar) -> list[Array]:
-    """``[w, w' d_1, ..., w' d_dim]`` for rows ``Yb`` (b, d) against columns ``C`` (m, d),
-    each (b, m), with :math:`w' = w (1 + d^2/\\alpha)^{-1}`; ``weight`` (m,) scales columns."""
-    # Direct differences (not |a|^2 + |b|^2 - 2ab, which cancels in float32 and gave
-    # 2.6e-4 relative force error on a final digits embedding): this is the oracle.
-    diffs = [Yb[:, c : c + 1] - C[None, :, c] for c in range(Yb.shape[1])]
-    w, w2 = kernel_and_force(sum(d * d for d in diffs), dof)
-    if weight is not None:  # padding points of other shards are not there
-        w, w2 = w * weight, w2 * weight
-    return [w] + [w2 * d for d in diffs]
-
-
-def _tree_sum(xs: list[Array]) -> Array:
-    while len(xs) > 1:
-        xs = [xs[i] + xs[i + 1] if i + 1 < len(xs) else xs[i] for i in range(0, len(xs), 2)]
-    return xs[0]
 
 
 def exact_repulsion(
@@ -113,28 +92,20 @@ def exact_repulsion(
     Yp = jnp.pad(Y, ((0, pad), (0, 0)))
     rows = charge(Y, valid)[:, 0]
     weight = jnp.pad(rows, (0, pad))
-    # The columns in LANES equal groups (plus a remainder of < LANES), added group to group
-    # elementwise before one reduction per row: see LANES.
-    m = Y_all.shape[0]
-    q = m // LANES
-    groups = [(Y_all[g * q : (g + 1) * q], None) for g in range(LANES if q else 0)]
-    if columns is not None:
-        groups = [(C, columns[g * q : (g + 1) * q]) for g, (C, _) in enumerate(groups)]
-    rest = (Y_all[LANES * q :], None if columns is None else columns[LANES * q :])
 
     def one_block(start: Array) -> tuple[Array, Array]:
         Yb = jax.lax.dynamic_slice_in_dim(Yp, start, bs)
-        sums = [jnp.zeros((bs,), Y.dtype)] * (dim + 1)
-        if groups:
-            terms = [_pair_terms(Yb, C, cw, dof) for C, cw in groups]
-            sums = [jnp.sum(_tree_sum([t[i] for t in terms]), axis=1) for i in range(dim + 1)]
-        if rest[0].shape[0]:
-            terms = _pair_terms(Yb, rest[0], rest[1], dof)
-            sums = [s + jnp.sum(t, axis=1) for s, t in zip(sums, terms, strict=True)]
+        # Direct differences (not |a|^2 + |b|^2 - 2ab, which cancels in float32 and gave
+        # 2.6e-4 relative force error on a final digits embedding): this is the oracle.
+        diffs = [Yb[:, c : c + 1] - Y_all[None, :, c] for c in range(dim)]
+        w, w2 = kernel_and_force(sum(d * d for d in diffs), dof)
+        if columns is not None:  # padding points of other shards are not there
+            w, w2 = w * columns, w2 * columns
         # The self pair (d2 = 0) adds exactly 1 to each row of w and nothing to the forces;
         # it is subtracted from Z below instead of masked out pair by pair.
-        z = jnp.sum(sums[0] * jax.lax.dynamic_slice_in_dim(weight, start, bs))
-        return jnp.stack(sums[1:], axis=1), z
+        rep = jnp.stack([lane_sum(w2 * d) for d in diffs], axis=1)
+        z = jnp.sum(lane_sum(w) * jax.lax.dynamic_slice_in_dim(weight, start, bs))
+        return rep, z
 
     starts = jnp.arange(n_blocks) * bs
     rep, z = jax.lax.map(one_block, starts)

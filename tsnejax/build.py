@@ -62,10 +62,12 @@ __all__ = [
 #: interpolation 3.9 s, 2000 4.0 vs 3.8, 2500 7.1 vs 4.6, 5000 40.5 vs 9.6 (end to end 41.7 vs
 #: 12.0 s); 1-D 400 0.17 vs 0.11, 1000 0.59 vs 0.17, 5000 25.0 vs 0.56; 3-D 2500 12.3 vs 116,
 #: 5000 53 vs 137 (a grid fine enough for the late phase is too large for a CPU in 3-D).
-#: The interpolation KL is ~2 % above the exact one at 2.5k-5k (1.437 vs 1.409 at 5k). (Exact
-#: ran 1024-row blocks then; with cache-sized blocks, 3000 points end to end: exact 5.2 s,
-#: adaptive 5.3 s, interpolation 9.2 s — ``_adaptive`` run — so 2000 stays.)
-AUTO_EXACT_MAX_POINTS = {1: 300, 2: 2000, 3: 20000}
+#: The interpolation KL is ~2 % above the exact one at 2.5k-5k (1.437 vs 1.409 at 5k). After
+#: the exact kernel's cache-sized blocks and lane sums (2x faster; ``_lanes_rule`` run), warm
+#: end to end, exact vs adaptive: 2500 points 6.5 vs 6.7-7.2 s, 4000 11.1 vs 10.3-11.8 s, 5000
+#: 15.8 vs 13.9 s; cold, exact compiles one program (0.6 s warm) where adaptive compiles 2-5,
+#: so exact up to 4000 (was 2000).
+AUTO_EXACT_MAX_POINTS = {1: 300, 2: 4000, 3: 20000}
 #: ... and ``"adaptive"`` (:mod:`tsnejax.gradients.adaptive`: exact in the chunks where the
 #: grid would cost more) above that up to this many points: in 2-D the late-phase grid of a few
 #: thousand points costs more than the N^2 pairs. Above 10k the exact pair cost grows (0.5 ns at

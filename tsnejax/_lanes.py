@@ -4,8 +4,9 @@ XLA's CPU reduction keeps one add chain per output row: sequential, bound by the
 and not vectorised, while its elementwise code is vectorised. Adding :data:`LANES` contiguous
 column groups elementwise first (a pairwise tree) leaves an eighth of the chain; XLA fuses the
 groups' producers into that elementwise code. Measured on the 2-core CPU
-(``docs/performance.md``): the exact repulsion at N = 5000, 28 -> 15 ms; the attraction at
-MNIST-70k, 30 -> 22-26 ms. Results differ from ``jnp.sum`` only by float reassociation.
+(``docs/gradients.md``): the exact repulsion at N = 5000, 28 -> 15 ms. Results differ from
+``jnp.sum`` only by float reassociation. (Not in the attraction: there it took MNIST-70k from
+30 to 22-26 ms, but a vmapped batch then rounded differently from its trials run one at a time.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 
 from tsnejax._blocks import map_row_blocks
-from tsnejax._lanes import lane_sum
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._collective import all_points, psum
@@ -68,7 +67,7 @@ def attraction(
     def rows(Yb: Array, nbr: Array, w: Array) -> Array:
         diffs = [Yb[:, c : c + 1] - jnp.take(y, nbr, mode="clip") for c, y in enumerate(cols)]
         coef = w * inv_base(sum(d * d for d in diffs), dof)
-        return jnp.stack([lane_sum(coef * d) for d in diffs], axis=1)
+        return jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
 
     main = map_row_blocks(rows, (Y, P.neighbors, P.weights), _row_block(Y.shape[0]))
     ediffs, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)

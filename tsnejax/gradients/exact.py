@@ -41,7 +41,7 @@ __all__ = [
 DEFAULT_BLOCK = 1024
 #: Pairs per row block on the CPU: the block's intermediates (one float per pair for the
 #: kernel; :func:`tsnejax._lanes.lane_sum` adds the rest elementwise) stay ~6 MB, in cache.
-#: Exact repulsion per call, ms, by block rows (2-core CPU, ``docs/performance.md``):
+#: Exact repulsion per call, ms, by block rows (2-core CPU, ``docs/gradients.md``):
 #: N = 5000: 14.7-14.8 at 256-320 rows vs 17.5-19.0 at 128 and 33.5 at 1024; N = 12 000:
 #: 75-90 at 128 vs 105 at 64 and 245 at 1024; N = 1797: 1.9 at 1024.
 CPU_BLOCK_PAIRS = 3 << 19

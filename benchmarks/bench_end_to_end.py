@@ -5,11 +5,13 @@ timing everything after the imports (kNN, affinities, initialisation, compilatio
 optimisation): openTSNE (``n_jobs`` = cores), tsnejax with a *cold* compilation cache (a new,
 empty cache folder) and tsnejax *warm* (the same folder again, as any second run of a user).
 tsnejax's breakdown comes from ``timings``. ``--methods`` also times given gradient methods
-(warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time. Data: MNIST
-rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
+(warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time;
+``--compare-ahead`` also runs tsnejax cold and warm without compiling ahead
+(``TSNEJAX_COMPILE_AHEAD=0``). Data: MNIST rows PCA-50 (as openTSNE's and FIt-SNE's
+benchmarks), digits raw.
 
     python benchmarks/bench_end_to_end.py [--sizes digits 5000 10000 20000 70000 250000]
-        [--methods exact interpolation] [--skip-opentsne] [--tag T]
+        [--methods exact interpolation] [--skip-opentsne] [--compare-ahead] [--tag T]
 
 Writes ``benchmarks/out/bench_end_to_end{tag}.{csv,json}``.
 """
@@ -65,6 +67,11 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="openTSNE n_jobs")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--compare-ahead",
+        action="store_true",
+        help="also tsnejax cold and warm with TSNEJAX_COMPILE_AHEAD=0 (its own cache folder)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     rows = []
@@ -78,6 +85,9 @@ def main() -> int:
             runs.append(("openTSNE", OPENTSNE.format(path=path, labels=labels, jobs=args.jobs), {}))
         code = TSNEJAX.format(path=path, labels=labels, kw="{}")
         runs += [("tsnejax cold", code, env), ("tsnejax warm", code, env)]
+        if args.compare_ahead:
+            off = {"TSNEJAX_CACHE_DIR": str(tmp / f"off_{size}"), "TSNEJAX_COMPILE_AHEAD": "0"}
+            runs += [("no-ahead cold", code, off), ("no-ahead warm", code, off)]
         for m in args.methods:
             kw = repr({"negative_gradient_method": m})
             code_m = TSNEJAX.format(path=path, labels=labels, kw=kw)
@@ -94,7 +104,8 @@ def main() -> int:
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("data", "tool", "seconds")}), flush=True)
     cols = ["data", "n", "tool", "seconds", "ratio_vs_openTSNE", "kl", "acc10"]
-    cols += ["method", "n_compiles", "knn", "affinities", "init", "compile", "optimize"]
+    cols += ["method", "n_compiles", "knn", "affinities", "init", "compile", "compile_ahead"]
+    cols += ["optimize"]
     print_table(rows, cols)
     csv_path, _ = write_results(f"bench_end_to_end{args.tag}", rows, machine_info())
     print(f"wrote {csv_path}")

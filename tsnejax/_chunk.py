@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from tsnejax._checks import check_option
-from tsnejax._compile import compiled
+from tsnejax._compile import Compiled, compile_ahead, compiled
 from tsnejax._types import Array
 from tsnejax.schedules import STEP_INPUTS, is_static_number, values_at
 
@@ -25,6 +25,7 @@ __all__ = [
     "join_grids",
     "resolve_batch",
     "split_values",
+    "static_values",
     "pad_trials",
     "grad_norm",
 ]
@@ -92,14 +93,23 @@ def join_grids(grids: Sequence[Hashable]) -> Hashable:
     return max(real) if real else None
 
 
+def static_values(values: dict) -> dict:
+    """The compiled-in part of a phase's ``values``: schedules and a numeric dof."""
+    return {
+        k: float(v) if k == "dof" else v
+        for k, v in values.items()
+        if callable(v) or (k == "dof" and is_static_number(v))
+    }
+
+
 def split_values(values: dict, dtype: Any, n_trials: int | None) -> tuple[dict, dict]:
     """``(static, traced)``: schedules and a numeric dof are compiled in; other numbers are
     arrays (``(n_trials,)`` in a batch)."""
-    static, traced = {}, {}
+    static, traced = static_values(values), {}
     for k, v in values.items():
-        if callable(v) or (k == "dof" and is_static_number(v)):
-            static[k] = float(v) if k == "dof" else v
-        elif n_trials is None:
+        if k in static:
+            continue
+        if n_trials is None:
             traced[k] = jnp.asarray(v, dtype)
         else:
             a = jnp.asarray(v, dtype)
@@ -122,7 +132,11 @@ def over_trials(fn: Callable, P_axis: int | None) -> Callable:
     return mapped
 
 
-def chunk_program(stepper, chunk_size, static, grid, record, args, n_trials, mesh, P_axis, batch):
+def chunk_program(
+    stepper, chunk_size, static, grid, record, args, n_trials, mesh, P_axis, batch, ahead=False
+) -> Compiled | bool:
+    """The chunk's compiled program (:func:`tsnejax._compile.compiled`), or with ``ahead`` start
+    compiling it for a later chunk (:func:`tsnejax._compile.compile_ahead`: whether it started)."""
     static_key = tuple(sorted(static.items(), key=lambda kv: kv[0]))
     key = (chunk_size, static_key, grid, record, n_trials is not None, P_axis, id(mesh), batch)
 
@@ -140,6 +154,8 @@ def chunk_program(stepper, chunk_size, static, grid, record, args, n_trials, mes
             )
         return fn
 
+    if ahead:
+        return compile_ahead(stepper, key, build, args, keep=mesh)
     return compiled(stepper, key, build, args, keep=mesh)
 
 

@@ -180,6 +180,7 @@ def fit_batch(
         verbose=verbose,
     )
     timings["compile"] = result.compile_seconds
+    timings["compile_ahead"] = result.ahead_seconds
     timings["optimize"] = result.run_seconds
     timings["total"] = time.perf_counter() - t_start
     kl = np.full(n_trials, np.nan)

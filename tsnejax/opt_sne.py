@@ -106,6 +106,7 @@ def run_optsne(
             kl_history=first.kl_history + second.kl_history,
             records=np.concatenate([first.records, second.records]),
             compile_seconds=first.compile_seconds + second.compile_seconds,
+            ahead_seconds=first.ahead_seconds + second.ahead_seconds,
             run_seconds=first.run_seconds + second.run_seconds,
             n_compiles=first.n_compiles + second.n_compiles,
             grids=first.grids + [g for g in second.grids if g not in first.grids],

@@ -316,6 +316,7 @@ def fit(
         )
     timings = dict(prep.timings)
     timings["compile"] = result.compile_seconds
+    timings["compile_ahead"] = result.ahead_seconds
     timings["optimize"] = result.run_seconds
     Y = result.state.embedding
     if result.kl_history and result.kl_history[-1][0] == int(result.state.iteration):

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tsnejax._ahead import growth, host_spans, predict_grid
 from tsnejax._chunk import (
     BATCH_MODES,
     StepInfo,
@@ -39,7 +40,9 @@ from tsnejax._chunk import (
     pad_trials,
     resolve_batch,
     split_values,
+    static_values,
 )
+from tsnejax._compile import ahead_enabled
 from tsnejax._scale import EmbeddingScaleWarning, scale_messages
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, get_backend
@@ -72,12 +75,14 @@ class OptimizeResult(NamedTuple):
     # (iteration, KL) at each chunk end and callback point; KL is (n_trials,) in a batch
     kl_history: list[tuple[int, Any]]
     records: Any  # per step, what ``record`` returned, stacked (default: gradient norms)
-    compile_seconds: float  # time spent compiling chunk programs in this call
-    run_seconds: float  # time spent executing chunks (excludes compilation)
+    compile_seconds: float  # time the loop waited for chunk programs to compile in this call
+    run_seconds: float  # time from dispatching chunks to their results (the rest of the wall)
     n_compiles: int
     stopped_early: bool
     grids: list  # distinct grid structures used, in order (None for the exact backend)
     diverged_at: np.ndarray | None = None  # batched: (n_trials,) iteration, -1 if finite
+    # compile work (lowering + compiling) of the programs used, done ahead while chunks ran
+    ahead_seconds: float = 0.0
 
     @property
     def grad_norms(self) -> Any:
@@ -287,8 +292,14 @@ def optimize(
         bar = tqdm(total=n_iter, desc="t-SNE", unit="it")
     history: list[tuple[int, Any]] = []
     recs: list[Any] = []
-    compile_s = run_s = 0.0
+    compile_s = run_s = ahead_s = 0.0
     n_compiles = 0
+    # Compile the next chunk's program while this one runs (tsnejax._ahead), for one state
+    # or batch on one device; spans_at: (iteration, spans) at the last allocation.
+    devices = getattr(getattr(state.embedding, "sharding", None), "device_set", ())
+    ahead = ahead_enabled() and mesh is None and len(devices) == 1
+    spans_at: tuple[int, np.ndarray] | None = None
+    factor = Yh = None
     grids: list[Hashable] = []
     grid: Hashable = None
     t, end = start, start + n_iter
@@ -307,18 +318,47 @@ def optimize(
                     grid = stepper.allocate(state.embedding)
                 if grid not in grids:
                     grids.append(grid)
+                if ahead:
+                    Yh = np.asarray(state.embedding)
+                    spans = host_spans(Yh)
+                    last = spans_at is not None and t - spans_at[0] == chunk_size
+                    factor = growth(spans_at[1], spans) if last else None
+                    spans_at = (t, spans)
             static, values = split_values(phases.at(t), dtype, size)
             at_report = seg_end % chunk_size == 0 or seg_end == end
             at_callback = bool(callbacks) and seg_end % every == 0
             want_kl = kl and (at_report or at_callback)
             args = (state, P, values, active, jnp.int32(length), jnp.bool_(want_kl))
-            program, c = chunk_program(
+            c = chunk_program(
                 stepper, chunk_size, static, grid, record, args, size, mesh, P_axis, batch
             )
-            compile_s += c
-            n_compiles += c > 0
+            compile_s += c.seconds
+            ahead_s += c.ahead_seconds
+            n_compiles += c.fresh
             t0 = time.perf_counter()
-            new_state, ok, bad_at, buf, kl_value = program(*args)
+            new_state, ok, bad_at, buf, kl_value = c.program(*args)
+            if factor is not None and seg_end < end and seg_end % chunk_size == 0:
+                nxt = phases.at(seg_end)
+                nxt_static = static_values(nxt)
+                if set(nxt) - set(nxt_static) == set(values):  # the same argument signature
+                    try:
+                        guess = predict_grid(stepper.allocate, Yh, factor, join_grids)
+                        if guess != grid:
+                            chunk_program(
+                                stepper,
+                                chunk_size,
+                                nxt_static,
+                                guess,
+                                record,
+                                args,
+                                size,
+                                None,
+                                P_axis,
+                                batch,
+                                ahead=True,
+                            )
+                    except Exception:  # a guess only: the chunk that needs it compiles it
+                        pass
             ok = np.asarray(ok)
             run_s += time.perf_counter() - t0
             if not batched and not ok:
@@ -382,6 +422,7 @@ def optimize(
         stopped,
         grids,
         diverged[:n_trials] if batched else None,
+        ahead_s,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tsnejax._types import Array
 from tsnejax.gradients._collective import bounds
@@ -57,6 +58,14 @@ def choose_size(
         if n >= want:
             return int(min(n, maximum))
     return int(maximum)
+
+
+def host_span(Y: Array | np.ndarray) -> float:
+    """``max - min`` over all coordinates as a Python float, computed where ``Y`` lives (a NumPy
+    array stays on the host: the loop sizes its next grid while the device is busy)."""
+    if isinstance(Y, np.ndarray):
+        return float(Y.max() - Y.min())
+    return float(jnp.max(Y) - jnp.min(Y))
 
 
 def domain(
@@ -299,6 +308,7 @@ def grid_cost(n_per_axis: int, dim: int) -> float:
 
 __all__ = [
     "LADDER",
+    "host_span",
     "choose_size",
     "domain",
     "tensor_product",

@@ -39,6 +39,7 @@ from tsnejax.gradients._grid import (
     domain,
     fft_convolve,
     gather,
+    host_span,
     spread,
     spread_by_box,
     tensor_product,
@@ -142,7 +143,7 @@ def splat_kl_divergence(
 
 def _allocate(Y: Array, *, pixels_per_unit: float, max_pixels: int | None) -> SplatGrid:
     d = int(np.shape(Y)[1])
-    span = float(jnp.max(Y) - jnp.min(Y))
+    span = host_span(Y)
     hi = DEFAULT_MAX_PIXELS[d] if max_pixels is None else max_pixels
     return SplatGrid(
         choose_size(span * pixels_per_unit + 1, minimum=DEFAULT_MIN_PIXELS, maximum=hi)

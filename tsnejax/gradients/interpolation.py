@@ -50,6 +50,7 @@ from tsnejax.gradients._grid import (
     even_kernel_spectrum,
     fft_potentials,
     gather,
+    host_span,
     node_spectrum,
     nonneg_offsets,
     spectral_energy,
@@ -252,7 +253,7 @@ def _allocate(
     max_boxes: int | None,
 ) -> InterpolationGrid:
     d = int(np.shape(Y)[1])
-    span = float(jnp.max(Y) - jnp.min(Y))
+    span = host_span(Y)
     lo = DEFAULT_MIN_BOXES[d] if min_num_intervals is None else min_num_intervals
     hi = DEFAULT_MAX_BOXES[d] if max_boxes is None else max_boxes
     nb = choose_size(span / ints_in_interval, minimum=lo, maximum=hi)

@@ -20,7 +20,9 @@ class Backend:
       kl_divergence: ``(Y, P, dof, grid) -> KL`` (exact, or with the backend's Z).
       allocate: host function ``Y -> grid``: the static, hashable structure (e.g. boxes per
         axis) for the next chunk of iterations; ``None`` when there is none. Changing it
-        recompiles, so it comes from a fixed ladder.
+        recompiles, so it comes from a fixed ladder. The loop also calls it on a NumPy copy
+        of a scaled embedding to guess the next chunk's grid while a chunk runs
+        (:mod:`tsnejax._ahead`): it should then not dispatch device work.
       shardable: ``gradient`` and ``kl_divergence`` also take keywords ``valid`` (``(n,)``
         bool, real rows) and ``axis_name`` (a mesh axis): called inside ``shard_map`` with one
         shard of the points, they return that shard's gradient rows (zero on padding rows) and

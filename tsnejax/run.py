@@ -311,15 +311,16 @@ def optimize(
             seg_end = _boundaries(t, end, [chunk_size, every if callbacks else 0, ck_every], phases)
             length = seg_end - t
             if t == start or t % chunk_size == 0:
+                # With compiling ahead, one host copy serves this allocation and the guess.
+                Ys = np.asarray(state.embedding) if ahead else state.embedding
                 if batched:
-                    Ys = state.embedding
                     grid = join_grids([stepper.allocate(Ys[b]) for b in range(size)])
                 else:
-                    grid = stepper.allocate(state.embedding)
+                    grid = stepper.allocate(Ys)
                 if grid not in grids:
                     grids.append(grid)
                 if ahead:
-                    Yh = np.asarray(state.embedding)
+                    Yh = Ys
                     spans = host_spans(Yh)
                     last = spans_at is not None and t - spans_at[0] == chunk_size
                     factor = growth(spans_at[1], spans) if last else None

@@ -7,11 +7,15 @@ empty cache folder) and tsnejax *warm* (the same folder again, as any second run
 tsnejax's breakdown comes from ``timings``. ``--methods`` also times given gradient methods
 (warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time;
 ``--compare-ahead`` also runs tsnejax cold and warm without compiling ahead
-(``TSNEJAX_COMPILE_AHEAD=0``). Data: MNIST rows PCA-50 (as openTSNE's and FIt-SNE's
-benchmarks), digits raw.
+(``TSNEJAX_COMPILE_AHEAD=0``). ``--rounds R`` repeats openTSNE and tsnejax warm R times per
+size, alternating which goes first, and adds a ``median`` row per tool: the median time and the
+median of the per-round ratios (each round's two runs minutes apart, so a slow spell of this
+shared host hits both); the cold run stays one, against the median openTSNE time. Data: MNIST
+rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
 
     python benchmarks/bench_end_to_end.py [--sizes digits 5000 10000 20000 70000 250000]
-        [--methods exact interpolation] [--skip-opentsne] [--compare-ahead] [--tag T]
+        [--methods exact interpolation] [--skip-opentsne] [--compare-ahead] [--rounds R]
+        [--tag T]
 
 Writes ``benchmarks/out/bench_end_to_end{tag}.{csv,json}``.
 """
@@ -72,6 +76,7 @@ def main() -> int:
         action="store_true",
         help="also tsnejax cold and warm with TSNEJAX_COMPILE_AHEAD=0 (its own cache folder)",
     )
+    ap.add_argument("--rounds", type=int, default=1, help="openTSNE/tsnejax-warm pairs per size")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     rows = []
@@ -80,36 +85,67 @@ def main() -> int:
         np.save(labels, y)
         cache = tmp / f"cache_{size}"
         env = {"TSNEJAX_CACHE_DIR": str(cache)}
-        runs = []
-        if not args.skip_opentsne:
-            runs.append(("openTSNE", OPENTSNE.format(path=path, labels=labels, jobs=args.jobs), {}))
         code = TSNEJAX.format(path=path, labels=labels, kw="{}")
-        runs += [("tsnejax cold", code, env), ("tsnejax warm", code, env)]
+        peer = (
+            []
+            if args.skip_opentsne
+            else [("openTSNE", OPENTSNE.format(path=path, labels=labels, jobs=args.jobs), {})]
+        )
+        runs = [
+            (*run, 1) for run in peer + [("tsnejax cold", code, env), ("tsnejax warm", code, env)]
+        ]
+        for r in range(2, args.rounds + 1):
+            pair = [(*run, r) for run in peer + [("tsnejax warm", code, env)]]
+            runs += pair[::-1] if r % 2 == 0 else pair
         if args.compare_ahead:
             off = {"TSNEJAX_CACHE_DIR": str(tmp / f"off_{size}"), "TSNEJAX_COMPILE_AHEAD": "0"}
-            runs += [("no-ahead cold", code, off), ("no-ahead warm", code, off)]
+            runs += [("no-ahead cold", code, off, 1), ("no-ahead warm", code, off, 1)]
         for m in args.methods:
             kw = repr({"negative_gradient_method": m})
             code_m = TSNEJAX.format(path=path, labels=labels, kw=kw)
-            runs += [(f"{m} (fill cache)", code_m, env), (f"{m} warm", code_m, env)]
-        ref = None
-        for name, code, e in runs:
+            runs += [(f"{m} (fill cache)", code_m, env, 1), (f"{m} warm", code_m, env, 1)]
+        size_rows = []
+        for name, code, e, rnd in runs:
             r = run_isolated(code, env=e)
             if "fill cache" in name:
                 continue
-            row = {"n": len(X), "data": size, "tool": name, **r}
-            if name == "openTSNE":
-                ref = r["seconds"]
-            row["ratio_vs_openTSNE"] = r["seconds"] / ref if ref else None
-            rows.append(row)
-            print(json.dumps({k: row[k] for k in ("data", "tool", "seconds")}), flush=True)
-    cols = ["data", "n", "tool", "seconds", "ratio_vs_openTSNE", "kl", "acc10"]
+            row = {"n": len(X), "data": size, "tool": name, "round": rnd, **r}
+            size_rows.append(row)
+            print(json.dumps({k: row[k] for k in ("data", "tool", "round", "seconds")}), flush=True)
+        rows += _with_ratios(size_rows, args.rounds)
+    cols = ["data", "n", "tool", "round", "seconds", "ratio_vs_openTSNE", "kl", "acc10"]
     cols += ["method", "n_compiles", "knn", "affinities", "init", "compile", "compile_ahead"]
     cols += ["optimize"]
     print_table(rows, cols)
     csv_path, _ = write_results(f"bench_end_to_end{args.tag}", rows, machine_info())
     print(f"wrote {csv_path}")
     return 0
+
+
+def _with_ratios(rows: list[dict], rounds: int) -> list[dict]:
+    """Each tsnejax warm run's ratio to the openTSNE run of its round, every other run's to the
+    median openTSNE time, plus ``median`` rows when there are several rounds."""
+    peer = {r["round"]: r["seconds"] for r in rows if r["tool"] == "openTSNE"}
+    mid = float(np.median(list(peer.values()))) if peer else None
+    for r in rows:
+        paired = r["tool"] in ("openTSNE", "tsnejax warm")
+        ref = peer.get(r["round"]) if paired else mid
+        r["ratio_vs_openTSNE"] = r["seconds"] / ref if ref else None
+    if rounds < 2:
+        return rows
+    out = list(rows)
+    for tool in dict.fromkeys(r["tool"] for r in rows):
+        same = [r for r in rows if r["tool"] == tool]
+        if len(same) < 2:
+            continue
+        numeric = [
+            k for k, v in same[0].items() if isinstance(v, float) and k != "ratio_vs_openTSNE"
+        ]
+        med = {k: float(np.median([r[k] for r in same])) for k in numeric}
+        ratios = [r["ratio_vs_openTSNE"] for r in same if r["ratio_vs_openTSNE"] is not None]
+        med["ratio_vs_openTSNE"] = float(np.median(ratios)) if ratios else None
+        out.append({**same[0], **med, "tool": f"{tool} (median)", "round": len(same)})
+    return out
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ def main() -> int:
     )
     ap.add_argument("--rounds", type=int, default=1, help="openTSNE/tsnejax-warm pairs per size")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be >= 1, got {args.rounds}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     rows = []
     for size, X, y, path in saved_benchmark_data(args.sizes, args.data_dir, tmp):
@@ -124,7 +126,8 @@ def main() -> int:
 
 def _with_ratios(rows: list[dict], rounds: int) -> list[dict]:
     """Each tsnejax warm run's ratio to the openTSNE run of its round, every other run's to the
-    median openTSNE time, plus ``median`` rows when there are several rounds."""
+    median openTSNE time, plus ``median`` rows when there are several rounds (their ``round``:
+    how many runs the median is over)."""
     peer = {r["round"]: r["seconds"] for r in rows if r["tool"] == "openTSNE"}
     mid = float(np.median(list(peer.values()))) if peer else None
     for r in rows:

@@ -93,10 +93,12 @@ def _entropy(p):
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
 
 
-@settings(max_examples=12, deadline=None)
+# Two fixed shapes, values drawn: each distinct shape compiles the search and the calibration
+# anew (~2 s on two cores), so drawn shapes made this test cost the same with a warm
+# compilation cache as with an empty one.
+@pytest.mark.parametrize("n,d", [(10, 1), (60, 8)])
+@settings(max_examples=8, deadline=None)
 @given(
-    n=st.integers(10, 60),
-    d=st.integers(1, 8),
     scale=st.sampled_from([1e-3, 1.0, 1e3]),
     perp_frac=st.floats(0.1, 1.0),
     seed=st.integers(0, 2**16),
@@ -156,10 +158,12 @@ def test_perplexity_needs_enough_neighbours(digits):
         perplexity_affinities(exact_knn(digits[0][:10], 9), 30.0)
 
 
+# Few distinct shapes (each converts to device arrays through programs compiled per shape),
+# drawn graphs.
 @settings(max_examples=15, deadline=None)
 @given(
-    n=st.integers(6, 400),
-    k=st.integers(1, 5),
+    n=st.sampled_from([6, 400]),
+    k=st.sampled_from([1, 5]),
     hubs=st.integers(0, 3),
     width=st.sampled_from([None, 1, 8]),
     seed=st.integers(0, 10_000),

@@ -77,16 +77,26 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
         (["--stopping", "early"], "stopping='early'"),
     ],
 )
-def test_embed_errors_print_one_line_and_exit_1(tmp_path, args, fragment):
+def test_embed_errors_print_one_line_and_exit_1(tmp_path, capsys, args, fragment):
+    assert main(["embed", "--out", str(tmp_path / "o"), *args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tsnejax: error:") and fragment in lines[0]
+    assert not (tmp_path / "o").exists()  # a failed run leaves no empty folder behind
+
+
+def test_embed_error_from_a_real_process(tmp_path):
+    """The same contract through the console entry point: exit status 1, one stderr line (the
+    cases above run in-process: a process each cost 6-11 s of start-up on two cores)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o"), *args],
+        [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o")]
+        + ["--perplexity", "1000"],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tsnejax: error:") and fragment in lines[0]
-    assert not (tmp_path / "o").exists()  # a failed run leaves no empty folder behind
+    assert len(lines) == 1 and lines[0].startswith("tsnejax: error:")
+    assert "largest allowed" in lines[0] and not (tmp_path / "o").exists()
 
 
 def test_corrupt_and_unwritable(tmp_path):
@@ -173,13 +183,9 @@ def test_failed_sweep_leaves_no_empty_folder(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_progress_bar_draws_100_percent_once(tmp_path):
+def test_progress_bar_draws_100_percent_once(tmp_path, capsys):
     """In a log (stderr not a terminal) each draw is a line: one line at 100 %, not three."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o"), "--verbose"]
-        + ["--n-iter", "60", "--early-exaggeration-iter", "40"],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-1500:]
-    assert proc.stderr.replace("\r", "\n").count("100%") == 1, proc.stderr[-1500:]
+    args = ["embed", "--out", str(tmp_path / "o"), "--verbose", *FAST]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.replace("\r", "\n").count("100%") == 1, err[-1500:]

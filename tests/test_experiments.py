@@ -4,6 +4,8 @@ import csv
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,7 @@ def test_optimizer_ablation_smoke(tmp_path):
     assert (tmp_path / "optimizer_ablation.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # 25-37 s cold; test_diff.py covers the hypergradients
 def test_hypergradient_schedule_smoke(tmp_path):
     import json
 
@@ -36,6 +39,7 @@ def test_hypergradient_schedule_smoke(tmp_path):
     assert s["grid_points"] == 4 and (tmp_path / "hypergradient_schedule.png").exists()
 
 
+@pytest.mark.slow  # 25-37 s cold; test_diff.py covers the hypergradients
 def test_perplexity_sensitivity_smoke(tmp_path):
     import json
 

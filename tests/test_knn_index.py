@@ -62,14 +62,10 @@ def test_too_sparse_pool_falls_back_to_exact(mixture):
     np.testing.assert_allclose(res.distances, exact.distances, rtol=1e-5)
 
 
-@settings(max_examples=6, deadline=None)
-@given(
-    n=st.integers(20, 200),
-    d=st.integers(1, 6),
-    k=st.integers(1, 8),
-    seed=st.integers(0, 2**16),
-    scale=st.sampled_from([1e-3, 1.0, 1e4]),
-)
+# Fixed shapes, drawn values: every drawn shape compiled the index and the searches anew.
+@pytest.mark.parametrize("n,d,k", [(20, 1, 8), (200, 6, 3)])
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.sampled_from([1e-3, 1.0, 1e4]))
 def test_seeds_from_every_row_make_it_exact(n, d, k, seed, scale):
     # With every row an entry point and k seeds, the seeds are the exact k nearest.
     rng = np.random.default_rng(seed)

@@ -339,10 +339,29 @@ def test_mode_rule_and_batch_size():
     assert auto_batch_size(TSNEConfig(), 70000, 128) == 1  # CPU: one trial per device
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "configs").glob("*.toml")))
-def test_experiment_configs_run_in_smoke_mode(path, tmp_path):
+CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_experiment_configs_expand_in_full_and_smoke_mode(path):
+    """Every shipped config parses and resolves to trials, full size and at smoke size."""
     spec = load_spec(path)
     assert spec.description and spec.smoke, f"{path.name}: needs a description and [smoke]"
+    full, smoke = expand_trials(spec, 70_000), expand_trials(spec.smoke_version(), 500)
+    assert len(full) >= len(smoke) >= 2
+    assert all(isinstance(t.config, TSNEConfig) for t in full + smoke)
+
+
+# One config runs in the fast tier (it shares every code path of a sweep with the others); each
+# config's smoke run takes 10-17 s on two cores with an empty compilation cache, so the rest run
+# in the slow tier.
+@pytest.mark.parametrize(
+    "path",
+    [c if i == 0 else pytest.param(c, marks=pytest.mark.slow) for i, c in enumerate(CONFIGS)],
+    ids=lambda p: p.stem,
+)
+def test_experiment_configs_run_in_smoke_mode(path, tmp_path):
+    spec = load_spec(path)
     s = run_sweep(spec, tmp_path, smoke=True)
     rows = read_table(tmp_path / "results.csv")
     assert len(rows) == s.n_trials >= 2

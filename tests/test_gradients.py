@@ -72,7 +72,9 @@ def test_blocking_does_not_change_repulsion(n, block, seed, scale):
     r1, z1 = _repulsion(Y, 1.0, block_size=block)
     r2, z2 = _repulsion(Y, 1.0, block_size=n)
     np.testing.assert_allclose(np.asarray(r1), np.asarray(r2), rtol=2e-5, atol=1e-6)
-    np.testing.assert_allclose(float(z1), float(z2), rtol=1e-5)
+    # Z sums the self pairs (1 each) and subtracts n: float32 rounding is relative to Z + n,
+    # which matters for spread points (scale 30: Z ~ 0.02 for 5 points, 1 ulp of 5 apart).
+    assert abs(float(z1) - float(z2)) <= 1e-5 * (abs(float(z2)) + n)
 
 
 @pytest.mark.parametrize(

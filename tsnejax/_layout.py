@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
 from tsnejax._checks import check_int
+from tsnejax._device import to_device
 from tsnejax._knn_exact import KNNGraph
 from tsnejax._types import Array
 
@@ -131,7 +131,7 @@ def layout_from_pattern(
         r0 = r1
     empty = np.zeros((0, 0), np.int32)
     layout = AffinityLayout(
-        jnp.asarray(neighbors), jnp.asarray(extra), jnp.asarray(extra_rows), empty, empty
+        to_device(neighbors), to_device(extra), to_device(extra_rows), empty, empty
     )
     return layout, flat
 
@@ -176,7 +176,7 @@ def build_layout(
     bwd[B.data - 1] = flat[np.flatnonzero(flags & 2)]
     del B, flat, flags
     return layout._replace(
-        fwd_pos=jnp.asarray(fwd.reshape(n, k)), bwd_pos=jnp.asarray(bwd.reshape(n, k))
+        fwd_pos=to_device(fwd.reshape(n, k)), bwd_pos=to_device(bwd.reshape(n, k))
     )
 
 
@@ -193,6 +193,6 @@ def build_layout_unique(knn: KNNGraph, width: int | None, extra_width: int) -> A
     layout, flat = layout_from_pattern(indptr, u_cols, n, width, extra_width)
     pos = flat[inverse]
     return layout._replace(
-        fwd_pos=jnp.asarray(pos[: n * k].reshape(n, k), jnp.int32),
-        bwd_pos=jnp.asarray(pos[n * k :].reshape(n, k), jnp.int32),
+        fwd_pos=to_device(pos[: n * k].reshape(n, k), np.int32),
+        bwd_pos=to_device(pos[n * k :].reshape(n, k), np.int32),
     )

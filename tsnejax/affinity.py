@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tsnejax._checks import check_option, check_perplexity, check_positive, float_dtype
+from tsnejax._device import to_device
 from tsnejax._layout import (
     AffinityLayout,
     build_layout,
@@ -345,9 +346,9 @@ def precomputed_affinities(
     dtype = float_dtype()
     return Affinities(
         layout.neighbors,
-        jnp.asarray(values[: n * w].reshape(n, w), dtype),
+        to_device(values[: n * w].reshape(n, w), dtype),
         layout.extra_neighbors,
-        jnp.asarray(values[n * w :].reshape(e, we), dtype),
+        to_device(values[n * w :].reshape(e, we), dtype),
         layout.extra_rows,
     )
 

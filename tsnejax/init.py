@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_embedding, check_n_components, check_option, float_dtype
+from tsnejax._device import to_device
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.memory import check_memory, pca_bytes
 
@@ -129,7 +130,7 @@ def pca(X: ArrayLike, n_components: int = 2, *, target_std: float = TARGET_STD) 
     std = Y[:, 0].std()
     if std > 0:
         Y = Y * (target_std / std)
-    return jnp.asarray(Y, float_dtype())
+    return to_device(np.asarray(Y), float_dtype())
 
 
 def random(
@@ -142,4 +143,4 @@ def random(
 
 def user(Y: ArrayLike, n_samples: int, n_components: int = 2) -> Array:
     """A validated copy of a user's initial embedding (used as is, not rescaled)."""
-    return jnp.asarray(check_embedding(Y, n_samples, n_components), float_dtype())
+    return to_device(check_embedding(Y, n_samples, n_components), float_dtype())

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_int, check_option, float_dtype
+from tsnejax._device import to_device
 from tsnejax._knn_exact import (
     KNNGraph,
     block_size_for,
@@ -87,14 +88,14 @@ def exact_knn(
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
     if rows is None:
-        rows = jnp.arange(n, dtype=jnp.int32)
+        rows = to_device(np.arange(n, dtype=np.int32))
     else:
         rows = np.asarray(rows)
         if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
             raise ValueError("rows must be a non-empty 1-D array of integer row indices.")
         if rows.min() < 0 or rows.max() >= n:
             raise ValueError(f"rows must index the {n} rows of X (0 .. {n - 1}).")
-        rows = jnp.asarray(rows, jnp.int32)
+        rows = to_device(rows, np.int32)
     bs = (
         block_size_for(n, k, d)
         if block_size is None
@@ -112,9 +113,9 @@ def exact_knn(
         idx, dist = _band_knn(X, k, bs)
         if rows.shape[0] < n:
             idx, dist = jnp.take(idx, rows, axis=0), jnp.take(dist, rows, axis=0)
-        return KNNGraph(idx, dist * unit)
+        return KNNGraph(idx, _times(dist, unit))
     idx, dist = exact_knn_rows(X, rows, k, min(bs, rows.shape[0]))
-    return KNNGraph(idx, dist * unit)
+    return KNNGraph(idx, _times(dist, unit))
 
 
 def _rescaled(X: ArrayLike) -> tuple[Array, float]:
@@ -122,12 +123,22 @@ def _rescaled(X: ArrayLike) -> tuple[Array, float]:
 
     Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
     underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
-    Computed on the device: only the scalar maximum comes to the host.
+    A device array is rescaled on the device (only the scalar maximum comes to the host); a
+    host array on the host, then copied (eager device arithmetic would compile per shape).
     """
-    X = jnp.asarray(X, dtype=float_dtype())
-    top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
+    if not isinstance(X, jax.Array):
+        X = np.asarray(X, dtype=float_dtype())
+        top = float(max(X.max(), -X.min())) if X.size else 0.0
+    else:
+        X = X.astype(float_dtype())
+        top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
     unit = 2.0 ** round(np.log2(top)) if np.isfinite(top) and top > 0 else 1.0
-    return (X, 1.0) if unit == 1.0 else (X / unit, unit)
+    return to_device(X if unit == 1.0 else X / np.asarray(unit, X.dtype)), unit
+
+
+def _times(dist: Array, unit: float) -> Array:
+    """Distances back in the data's unit (nothing to do, and no program, for a unit of 1)."""
+    return dist if unit == 1.0 else dist * unit
 
 
 #: Low-dimensional data (embeddings) of at least this many points use the sorted-band search.

@@ -15,7 +15,7 @@ Compute is reported as wall seconds and as forward-run equivalents (each search'
 the time of one forward run). Writes CSV, JSON and a PNG to ``--out``.
 
     python experiments/hypergradient_schedule.py                 # MNIST-10k (../shared/data)
-    python experiments/hypergradient_schedule.py --smoke         # digits, tiny (CI)
+    python experiments/hypergradient_schedule.py --smoke         # digits, tiny (the slow test tier)
 """
 
 from __future__ import annotations

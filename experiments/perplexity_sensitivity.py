@@ -10,7 +10,7 @@ k = 10 is reported beside the soft one (how well the surrogate tracks it). Write
 and a PNG to ``--out``.
 
     python experiments/perplexity_sensitivity.py            # MNIST-10k (../shared/data)
-    python experiments/perplexity_sensitivity.py --smoke    # digits, tiny (CI)
+    python experiments/perplexity_sensitivity.py --smoke    # digits, tiny (the slow test tier)
 """
 
 from __future__ import annotations

@@ -55,3 +55,7 @@ def test_rescaling_on_host_equals_on_device():
     assert ua == ub and np.log2(ua) == round(np.log2(ua)) and ua > 1e29
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert _rescaled(np.zeros((0, 3)))[1] == 1.0
+    # Magnitudes whose squares float32 holds are searched as they are (no pass, no program)
+    assert _rescaled(np.full((3, 2), 40.0))[1] == 1.0
+    assert _rescaled(np.full((3, 2), 1e-30))[1] < 1e-29
+    assert _rescaled(np.zeros((3, 2)))[1] == 1.0

@@ -118,8 +118,15 @@ def exact_knn(
     return KNNGraph(idx, _times(dist, unit))
 
 
+#: Largest magnitudes searched as they are: squared distances of such data neither overflow nor
+#: underflow float32 (a power-of-two rescaling is exact, so it changes no result, but it costs a
+#: pass over the data and a program per shape for the distances' ``* unit``).
+SAFE_MAGNITUDE = (2.0**-30, 2.0**30)
+
+
 def _rescaled(X: ArrayLike) -> tuple[Array, float]:
-    """``X`` in units of a power of two near its largest magnitude, and that unit.
+    """``X`` in units of a power of two near its largest magnitude, and that unit (1 when the
+    largest magnitude is within :data:`SAFE_MAGNITUDE`, or 0).
 
     Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
     underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
@@ -132,7 +139,9 @@ def _rescaled(X: ArrayLike) -> tuple[Array, float]:
     else:
         X = X.astype(float_dtype())
         top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
-    unit = 2.0 ** round(np.log2(top)) if np.isfinite(top) and top > 0 else 1.0
+    lo, hi = SAFE_MAGNITUDE
+    rescale = np.isfinite(top) and top > 0 and not lo <= top <= hi
+    unit = 2.0 ** round(np.log2(top)) if rescale else 1.0
     return to_device(X if unit == 1.0 else X / np.asarray(unit, X.dtype)), unit
 
 

@@ -130,7 +130,7 @@ def pca(X: ArrayLike, n_components: int = 2, *, target_std: float = TARGET_STD) 
     std = Y[:, 0].std()
     if std > 0:
         Y = Y * (target_std / std)
-    return to_device(np.asarray(Y), float_dtype())
+    return to_device(Y, float_dtype())
 
 
 def random(

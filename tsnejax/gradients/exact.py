@@ -63,6 +63,16 @@ def _blocks(n: int, block_size: int) -> tuple[int, int]:
     return -(-n // n_blocks), n_blocks
 
 
+def _force_sums(w2: Array, diffs: list[Array]) -> Array:
+    """``(rows, d)`` row sums of ``w2 * diff`` per axis. The first two axes are summed as one
+    complex array: XLA then reads the materialised kernel block once for both instead of once
+    per axis (``docs/gradients.md``)."""
+    if len(diffs) < 2:
+        return lane_sum(w2 * diffs[0])[:, None]
+    s = lane_sum(w2 * jax.lax.complex(diffs[0], diffs[1]))
+    return jnp.stack([jnp.real(s), jnp.imag(s), *(lane_sum(w2 * d) for d in diffs[2:])], axis=1)
+
+
 def exact_repulsion(
     Y: Array,
     dof: Scalar = 1.0,
@@ -93,17 +103,21 @@ def exact_repulsion(
     rows = charge(Y, valid)[:, 0]
     weight = jnp.pad(rows, (0, pad))
 
+    # Each coordinate's column contiguous (``(d, n_total)``, kept apart from ``Y_all`` by the
+    # barrier): the block loop then reads unit-stride vectors, not every d-th float.
+    cols = jax.lax.optimization_barrier(Y_all.T)
+
     def one_block(start: Array) -> tuple[Array, Array]:
         Yb = jax.lax.dynamic_slice_in_dim(Yp, start, bs)
         # Direct differences (not |a|^2 + |b|^2 - 2ab, which cancels in float32 and gave
         # 2.6e-4 relative force error on a final digits embedding): this is the oracle.
-        diffs = [Yb[:, c : c + 1] - Y_all[None, :, c] for c in range(dim)]
+        diffs = [Yb[:, c : c + 1] - cols[c][None, :] for c in range(dim)]
         w, w2 = kernel_and_force(sum(d * d for d in diffs), dof)
         if columns is not None:  # padding points of other shards are not there
             w, w2 = w * columns, w2 * columns
         # The self pair (d2 = 0) adds exactly 1 to each row of w and nothing to the forces;
         # it is subtracted from Z below instead of masked out pair by pair.
-        rep = jnp.stack([lane_sum(w2 * d) for d in diffs], axis=1)
+        rep = _force_sums(w2, diffs)
         z = jnp.sum(lane_sum(w) * jax.lax.dynamic_slice_in_dim(weight, start, bs))
         return rep, z
 

@@ -69,7 +69,7 @@ def _force_sums(w2: Array, diffs: list[Array]) -> Array:
     per axis (``docs/gradients.md``)."""
     if len(diffs) < 2:
         return lane_sum(w2 * diffs[0])[:, None]
-    s = lane_sum(w2 * jax.lax.complex(diffs[0], diffs[1]))
+    s = lane_sum(jax.lax.complex(w2 * diffs[0], w2 * diffs[1]))
     return jnp.stack([jnp.real(s), jnp.imag(s), *(lane_sum(w2 * d) for d in diffs[2:])], axis=1)
 
 

@@ -91,7 +91,9 @@ def test_a_run_switches_to_exact_as_the_embedding_spreads(digits):
     assert kinds[0] is False and kinds[-1] is True and kinds.count(True) == 1
     exact = fit(jax.random.key(0), X, config.replace(negative_gradient_method="exact"))
     kl, kl_exact = (float(kl_divergence(r.affinities, r.embedding)) for r in (res, exact))
-    assert kl < kl_exact * 1.01
+    # 1.5 %: the exact run's own final KL moves by ~0.8 % with the rounding of its sums (0.6905
+    # before the complex force sums, 0.6848 after; the adaptive run 0.6916 both times).
+    assert kl < kl_exact * 1.015
 
 
 def test_auto_resolves_by_size():

@@ -440,9 +440,12 @@ def _advance(bar: Any, length: int, kl: float | None, *, last: bool) -> None:
 
 def _spread(Y: Array) -> np.ndarray:
     """``(trials,)`` standard deviation of each embedding's coordinates (one: shape (1,)).
-    On the host: eager ``jnp`` would compile a reshape and a std per shape (read at phase ends)."""
-    flat = np.asarray(Y, np.float64).reshape(-1, Y.shape[-2] * Y.shape[-1])
-    return flat.std(axis=1)
+    On the host where this process holds the whole array (eager ``jnp`` compiles a reshape and
+    a std per shape); an embedding spread over several processes is reduced on the devices."""
+    if getattr(Y, "is_fully_addressable", True):
+        return np.asarray(Y, np.float64).reshape(-1, Y.shape[-2] * Y.shape[-1]).std(axis=1)
+    flat = jnp.reshape(Y, (-1, Y.shape[-2] * Y.shape[-1]))
+    return np.asarray(jnp.std(flat, axis=1), np.float64)
 
 
 def _unpad(tree: Any, n_trials: int | None) -> Any:

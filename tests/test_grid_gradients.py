@@ -88,7 +88,10 @@ def late_digits(digits, exact_digits):
     return {1: jnp.asarray(one.embedding_), 2: jnp.asarray(exact_digits.embedding_)}
 
 
-@pytest.mark.parametrize("dim", [1, 2, 3])
+# 2-D in the fast tier (each dimension costs ~15 s of compilation with an empty cache).
+@pytest.mark.parametrize(
+    "dim", [pytest.param(1, marks=pytest.mark.slow), 2, pytest.param(3, marks=pytest.mark.slow)]
+)
 def test_error_falls_with_points_and_boxes(late_digits, digits, dim):
     # 3-D: after early exaggeration (span ~3); late 3-D spans outgrow CPU-sized grids.
     Y = late_digits[dim] if dim < 3 else _after_ee(digits[0], 3, method="exact")

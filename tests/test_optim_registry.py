@@ -44,7 +44,18 @@ def _floating_leaves(tree):
     return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+#: In the fast tier: the plain, the adaptive and openTSNE's rule; the other registry entries run
+#: the same checks in the slow tier (each costs ~8 s of compilation with an empty cache).
+FAST_OPTIMIZERS = ("adam", "classic", "sgd")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in FAST_OPTIMIZERS else pytest.param(n, marks=pytest.mark.slow)
+        for n in sorted(OPTIMIZERS)
+    ],
+)
 def test_registry_optimizer_conformance(problem, name):
     X, P, Y0 = problem
     config = TSNEConfig.make(optimizer=name, **SHORT)

@@ -1,8 +1,9 @@
 """Exact repulsion: tsnejax's form against the previous one, interleaved in one process.
 
-``tsnejax.gradients.exact_repulsion`` (columns transposed to unit stride once per call, the
-first two axes' force sums packed into one complex lane sum) against the form it replaced
-(strided column reads, one lane sum per axis), reproduced here. Both run on the same random
+``tsnejax.gradients.exact_repulsion`` (Z's kernel recomputed in a loop of its own) against the
+form it replaced (one kernel block, materialised by XLA, feeding the force sums and Z; columns
+transposed once and the first two axes' force sums one complex lane sum in both), reproduced
+here. Earlier steps: ``docs/gradients.md``. Both run on the same random
 embedding (N points, span ~200, as late in a run), alternating call by call so a slow spell of
 this shared host hits both; reported: median ms per call, the ratio new/previous and each
 form's largest force error relative to a float64 NumPy reference (N <= 6000).
@@ -23,23 +24,25 @@ from _common import machine_info, print_table, write_results
 
 
 def previous_form(Y, dof=1.0):
-    """The exact repulsion as it was before the complex sums (one lane sum per axis)."""
+    """The exact repulsion as it was before Z's kernel got a loop of its own: one kernel
+    block per row block feeds both the force sums and Z (so XLA materialises it)."""
     import jax
     import jax.numpy as jnp
 
     from tsnejax._lanes import lane_sum
     from tsnejax.gradients._kernel import kernel_and_force
-    from tsnejax.gradients.exact import _blocks, auto_block
+    from tsnejax.gradients.exact import _blocks, _force_sums, auto_block
 
     n, dim = Y.shape
     bs, n_blocks = _blocks(n, auto_block(n))
     Yp = jnp.pad(Y, ((0, bs * n_blocks - n), (0, 0)))
+    cols = jax.lax.optimization_barrier(Y.T)
 
     def one_block(start):
         Yb = jax.lax.dynamic_slice_in_dim(Yp, start, bs)
-        diffs = [Yb[:, c : c + 1] - Y[None, :, c] for c in range(dim)]
+        diffs = [Yb[:, c : c + 1] - cols[c][None, :] for c in range(dim)]
         w, w2 = kernel_and_force(sum(d * d for d in diffs), dof)
-        return jnp.stack([lane_sum(w2 * d) for d in diffs], axis=1), lane_sum(w)
+        return _force_sums(w2, diffs), lane_sum(w)
 
     rep, z = jax.lax.map(one_block, jnp.arange(n_blocks) * bs)
     return rep.reshape(-1, dim)[:n], jnp.sum(z.reshape(-1)[:n]) - n

@@ -107,14 +107,26 @@ def exact_repulsion(
     # barrier): the block loop then reads unit-stride vectors, not every d-th float.
     cols = jax.lax.optimization_barrier(Y_all.T)
 
-    def one_block(start: Array) -> tuple[Array, Array]:
-        Yb = jax.lax.dynamic_slice_in_dim(Yp, start, bs)
+    def pairs(Yb: Array, cols: Array) -> tuple[list[Array], Array, Array]:
         # Direct differences (not |a|^2 + |b|^2 - 2ab, which cancels in float32 and gave
         # 2.6e-4 relative force error on a final digits embedding): this is the oracle.
         diffs = [Yb[:, c : c + 1] - cols[c][None, :] for c in range(dim)]
         w, w2 = kernel_and_force(sum(d * d for d in diffs), dof)
         if columns is not None:  # padding points of other shards are not there
             w, w2 = w * columns, w2 * columns
+        return diffs, w, w2
+
+    def one_block(start: Array) -> tuple[Array, Array]:
+        Yb = jax.lax.dynamic_slice_in_dim(Yp, start, bs)
+        diffs, w, w2 = pairs(Yb, cols)
+        if dim <= 2:
+            # Z's kernel recomputed from inputs behind a barrier, in a loop of its own: with
+            # one kernel block feeding both sums XLA materialises it (rows x N floats, out of
+            # cache) and reads it twice, which cost more than a second division per pair
+            # (2-D: 0.80-0.92x at N = 3000-12 000). In 3-D the force sums read the block
+            # twice anyway (complex + third axis) and the extra loop cost 1.1-1.4x
+            # (``benchmarks/bench_exact.py``, ``docs/gradients.md``).
+            _, w, _ = pairs(*jax.lax.optimization_barrier((Yb, cols)))
         # The self pair (d2 = 0) adds exactly 1 to each row of w and nothing to the forces;
         # it is subtracted from Z below instead of masked out pair by pair.
         rep = _force_sums(w2, diffs)

@@ -201,8 +201,8 @@ def test_default_search_recall_on_mnist(data_dir):
     g = knn.nearest_neighbors(X, 90)
     Xd = X.astype(np.float64)
     rows = np.arange(0, 3000, 10)
-    # Expanded in float64: pixel sums are integers below 2^53, so the distances are exact
-    # (the broadcast difference array would be 5.6 GB and take a minute).
+    # Expanded in float64: with integer pixels every product and sum is an integer below 2^53,
+    # so the distances are exact (the broadcast difference array would be 5.6 GB, a minute).
     sq = (Xd * Xd).sum(1)
     d2 = sq[rows, None] + sq[None, :] - 2.0 * (Xd[rows] @ Xd.T)
     d2[np.arange(len(rows)), rows] = np.inf

@@ -123,7 +123,7 @@ def exact_repulsion(
             # Z's kernel recomputed from inputs behind a barrier, in a loop of its own: with
             # one kernel block feeding both sums XLA materialises it (rows x N floats, out of
             # cache) and reads it twice, which cost more than a second division per pair
-            # (2-D: 0.80-0.92x at N = 3000-12 000). In 3-D the force sums read the block
+            # (2-D: 0.72-0.86x per call at N = 3000-12 000). In 3-D the force sums read the block
             # twice anyway (complex + third axis) and the extra loop cost 1.1-1.4x
             # (``benchmarks/bench_exact.py``, ``docs/gradients.md``).
             _, w, _ = pairs(*jax.lax.optimization_barrier((Yb, cols)))

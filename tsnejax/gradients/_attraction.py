@@ -3,9 +3,10 @@
 .. math::
     F^{attr}_i = \\sum_j p_{ij} \\, (1 + \\|y_i - y_j\\|^2/\\alpha)^{-1} (y_i - y_j)
 
-(openTSNE/FIt-SNE scale: one quarter of the true gradient's attractive part). Each coordinate
-is gathered with ``jnp.take`` from the padded neighbour lists: measured 3x faster on CPU than
-``Y[idx]`` fancy indexing (``../shared/PERFORMANCE.md``). Points with more entries than the ELL
+(openTSNE/FIt-SNE scale: one quarter of the true gradient's attractive part). Neighbours'
+coordinates are gathered with ``jnp.take`` from the padded neighbour lists (measured 3x faster
+on CPU than ``Y[idx]`` fancy indexing, ``../shared/PERFORMANCE.md``), two coordinates per
+gather packed as one complex number. Points with more entries than the ELL
 width continue in extra rows whose results are summed back with ``segment_sum`` (one scatter
 per extra row, not per entry).
 """
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from tsnejax._blocks import map_row_blocks
+from tsnejax._lanes import complex_lanes, lane_columns, squared_modulus, weighted
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._collective import all_points, psum
@@ -23,16 +25,15 @@ from tsnejax.gradients._kernel import inv_base, log_kernel
 from tsnejax.gradients._scatter import add_at
 
 
-def _row_diffs(
-    Y: Array, Y_all: Array, rows: Array | None, neighbors: Array
+def _lane_diffs(
+    own: list[Array], lanes: list[Array], neighbors: Array
 ) -> tuple[list[Array], Array]:
-    """Per-coordinate ``y_row - y_neighbor`` for a block of ELL rows (``rows`` index the held
-    rows ``Y``, ``neighbors`` all points ``Y_all``), and squared distances."""
-    diffs = []
-    for c in range(Y.shape[1]):
-        own = Y[:, c : c + 1] if rows is None else jnp.take(Y[:, c], rows, mode="clip")[:, None]
-        diffs.append(own - jnp.take(Y_all[:, c], neighbors, mode="clip"))
-    return diffs, sum(d * d for d in diffs)
+    """Per-lane ``y_row - y_neighbor`` for ELL rows (``own``: the rows' lanes, ``(rows,)``
+    each; ``lanes``: every point's) and the squared distances ``(rows, w)``."""
+    diffs = [
+        o[:, None] - jnp.take(a, neighbors, mode="clip") for o, a in zip(own, lanes, strict=True)
+    ]
+    return diffs, sum(squared_modulus(d) for d in diffs)
 
 
 #: Rows per block of the main ELL part on the CPU: blocks of 2048 rows keep the gathered
@@ -61,18 +62,17 @@ def attraction(
     (:mod:`tsnejax.gradients._scatter`).
     """
     n = Y.shape[0]
-    Y_all = all_points(Y, axis_name)
-    cols = [Y_all[:, c] for c in range(Y.shape[1])]
+    lanes, own = complex_lanes(all_points(Y, axis_name)), complex_lanes(Y)
 
-    def rows(Yb: Array, nbr: Array, w: Array) -> Array:
-        diffs = [Yb[:, c : c + 1] - jnp.take(y, nbr, mode="clip") for c, y in enumerate(cols)]
-        coef = w * inv_base(sum(d * d for d in diffs), dof)
-        return jnp.stack([jnp.sum(coef * d, axis=1) for d in diffs], axis=1)
+    def rows(nbr: Array, w: Array, *own_block: Array) -> Array:
+        diffs, d2 = _lane_diffs(list(own_block), lanes, nbr)
+        coef = w * inv_base(d2, dof)
+        sums = [jnp.sum(weighted(coef, d), axis=1) for d in diffs]
+        return jnp.stack([c for s in sums for c in lane_columns(s)], axis=1)
 
-    main = map_row_blocks(rows, (Y, P.neighbors, P.weights), _row_block(Y.shape[0]))
-    ediffs, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)
-    ecoef = P.extra_weights * inv_base(ed2, dof)
-    extra = jnp.stack([jnp.sum(ecoef * d, axis=1) for d in ediffs], axis=1)
+    main = map_row_blocks(rows, (P.neighbors, P.weights, *own), _row_block(n))
+    extra_own = [jnp.take(o, P.extra_rows, mode="clip") for o in own]
+    extra = rows(P.extra_neighbors, P.extra_weights, *extra_own)
     return main + add_at(P.extra_rows, extra, n, deterministic)
 
 
@@ -80,9 +80,10 @@ def sum_p_log_kernel(
     Y: Array, P: Affinities, dof: Scalar = 1.0, axis_name: str | None = None
 ) -> Array:
     """:math:`\\sum_{ij} p_{ij} \\log w_{ij}`, the data term of the KL divergence."""
-    Y_all = all_points(Y, axis_name)
-    _, d2 = _row_diffs(Y, Y_all, None, P.neighbors)
-    _, ed2 = _row_diffs(Y, Y_all, P.extra_rows, P.extra_neighbors)
+    lanes, own = complex_lanes(all_points(Y, axis_name)), complex_lanes(Y)
+    _, d2 = _lane_diffs(own, lanes, P.neighbors)
+    extra_own = [jnp.take(o, P.extra_rows, mode="clip") for o in own]
+    _, ed2 = _lane_diffs(extra_own, lanes, P.extra_neighbors)
     local = jnp.sum(P.weights * log_kernel(d2, dof)) + jnp.sum(
         P.extra_weights * log_kernel(ed2, dof)
     )

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tsnejax._lanes import complex_lanes, lane_columns, weighted
 from tsnejax._types import Array
 from tsnejax.gradients._collective import bounds
 from tsnejax.gradients._scatter import add_at, sorted_sum
@@ -143,8 +144,12 @@ def spread_by_box(box: Array, weights: Array, charges: Array, n_boxes: int, stri
 
 
 def gather(idx: Array, w: Array, values: Array) -> Array:
-    """Interpolate node ``values (n_nodes, c)`` back to the points: ``(n, c)``."""
-    return jnp.einsum("ns,nsc->nc", w, jnp.take(values, idx, axis=0, mode="clip"))
+    """Interpolate node ``values (n_nodes, c)`` back to the points: ``(n, c)`` (two channels
+    per gather, :func:`tsnejax._lanes.complex_lanes`)."""
+    sums = [
+        jnp.sum(weighted(w, jnp.take(v, idx, mode="clip")), axis=1) for v in complex_lanes(values)
+    ]
+    return jnp.stack([col for s in sums for col in lane_columns(s)], axis=1)
 
 
 def circulant_offsets(n_per_axis: int, spacing: Array, dim: int) -> list[Array]:

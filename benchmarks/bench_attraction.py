@@ -1,8 +1,8 @@
 """Attraction: tsnejax's form against the previous one, interleaved in one process.
 
 ``tsnejax.gradients.attraction`` gathers each neighbour's coordinates two at a time, packed as
-one complex number (``_attraction._lanes``); the form it replaced gathered every coordinate
-from its own column (reproduced here). Both run on P of the first N MNIST rows (PCA-50,
+one complex number (``tsnejax._lanes.complex_lanes``); the form it replaced gathered every
+coordinate from its own column (reproduced here). Both run on P of the first N MNIST rows (PCA-50,
 perplexity 30; beyond 70k the jittered copies of ``bench_end_to_end.py``) and a random
 embedding (span ~100), alternating call by call so a slow spell of this shared host hits both;
 reported: median and best ms per call, the ratio new/previous (medians) and the largest

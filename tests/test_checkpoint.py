@@ -36,6 +36,8 @@ def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
     every30 = fit(key, X, cfg, checkpoint=tmp_path / "b.npz", checkpoint_every=30)
     np.testing.assert_array_equal(every30.embedding, full.embedding)
     assert load_meta(tmp_path / "b.npz")["iteration"] == 250
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1, got 0"):
+        fit(key, X, cfg, checkpoint=tmp_path / "c.npz", checkpoint_every=0)
 
 
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsnejax import TSNE, TSNEConfig
+from tsnejax._checks import check_key
 
 
 def _X(n=50, d=4):
@@ -70,6 +71,10 @@ def test_integer_and_bool_inputs_are_converted():
         ({"learning_rate": "fast"}, "learning_rate='fast'"),
         ({"learning_rate": -1.0}, "learning_rate must be finite and > 0"),
         ({"perplexity": -5.0}, "perplexity must be finite and > 0"),
+        ({"perplexity": 0.5}, "perplexity=0.5 is below 1"),  # was "k must be >= 1" at 0.2
+        ({"perplexity": (30.0, 0.9)}, "perplexity=0.9 is below 1"),
+        ({"final_momentum": 1.0}, r"final_momentum=1.0: a momentum must be in \[0, 1\)"),
+        ({"initial_momentum": 1.5}, "initial_momentum=1.5"),
         ({"dof": 0.0}, "dof must be finite and > 0"),
         ({"n_components": 4}, "n_components=4"),
         ({"n_iter": -1}, "n_iter must be >= 0"),
@@ -89,6 +94,28 @@ def test_config_validate_is_usable_alone():
 def test_user_initialization_shape_checked():
     with pytest.raises(ValueError, match=r"initialization must have shape \(50, 2\)"):
         TSNE(perplexity=10, initialization=np.zeros((49, 2))).fit(_X())
+
+
+def test_initialization_with_every_row_at_one_point_is_refused():
+    # The gradient is exactly zero there: the run used to return the start unchanged.
+    with pytest.raises(ValueError, match="initialization: all 50 rows are the same point"):
+        TSNE(perplexity=10, initialization=np.full((50, 2), 3.0)).fit(_X())
+
+
+def test_perplexity_and_momentum_below_their_bounds_elsewhere():
+    from tsnejax.affinity import perplexity_affinities
+    from tsnejax.knn import exact_knn
+    from tsnejax.transform import TransformConfig
+
+    with pytest.raises(ValueError, match="perplexity=0.3 is below 1"):
+        perplexity_affinities(exact_knn(_X(), 5), 0.3)
+    with pytest.raises(ValueError, match="perplexity=0.5 is below 1"):
+        TransformConfig(perplexity=0.5).validate()
+    with pytest.raises(ValueError, match="final_momentum=1.0"):
+        TransformConfig(final_momentum=1.0).validate()
+    assert TransformConfig(perplexity=1.0, final_momentum=0.0).validate()
+    # openTSNE's placement by one neighbour: k = 1 with perplexity k / 3
+    assert TransformConfig(k=1, perplexity=1 / 3).validate()
 
 
 @pytest.mark.parametrize("scale", [1e30, 1e15, 1e-15, 1e-30])
@@ -150,3 +177,21 @@ def test_anndata_gets_an_error_naming_what_to_pass():
 
     with pytest.raises(ValueError, match=r"AnnData object.*adata.obsm\['X_pca'\].*'X_umap'"):
         TSNE().fit(AnnData())
+
+
+def test_keys_and_configs_are_named_when_wrong():
+    import jax
+
+    from tsnejax import fit, fit_batch
+
+    X = _X()
+    with pytest.raises(ValueError, match="key must be a JAX random key such as jax.random"):
+        fit(0, X, TSNEConfig.make(perplexity=10))  # was JAX's "invalid PRNG key data"
+    with pytest.raises(ValueError, match=r"keys\[1\] must be a JAX random key"):
+        fit_batch([jax.random.key(0), 1], X)
+    with pytest.raises(ValueError, match="config must be a TSNEConfig or a dict"):
+        fit(jax.random.key(0), X, "fast")
+    # A dict of flat names is the config TSNEConfig.make builds (checked before any work).
+    with pytest.raises(ValueError, match="perplexity=0.5 is below 1"):
+        fit(jax.random.key(0), X, {"perplexity": 0.5})
+    assert check_key(jax.random.PRNGKey(0)) is not None  # the raw uint32[2] form too

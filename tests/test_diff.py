@@ -122,6 +122,12 @@ def test_bad_input_is_named(X):
         diff.fit(X, {"learning_rate": -1.0}, key=key, **RUN)
     with pytest.raises(ValueError, match="must be a scalar"):
         diff.fit(X, {"learning_rate": jnp.ones(3)}, key=key, **RUN)
+    # Below 1 the calibration cannot reach the target: the KL was NaN without a word.
+    with pytest.raises(ValueError, match=r"hyperparams\['perplexity'\]=0.5 is below 1"):
+        diff.fit(X, {"perplexity": 0.5}, key=key, **RUN)
+    for bad in (1.2, -0.5):  # both were accepted
+        with pytest.raises(ValueError, match=r"hyperparams\['momentum'\]"):
+            diff.fit(X, {"momentum": bad}, key=key, **RUN)
     with pytest.raises(ValueError, match="X must be a concrete array"):
         jax.grad(lambda Z: diff.fit(Z, {}, key=key, **RUN)[1])(jnp.asarray(X))
     with pytest.raises(ValueError, match="registry name"):

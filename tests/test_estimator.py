@@ -26,6 +26,22 @@ def test_same_random_state_gives_identical_embedding(digits):
     np.testing.assert_array_equal(a, b)
     c = TSNE(**{**kw, "random_state": 4}).fit_transform(X)
     assert not np.allclose(a, c)
+    # scikit-learn's convention: a RandomState (or Generator) gives the seed and advances.
+    rs = np.random.RandomState(7)
+    est = TSNE(**{**kw, "random_state": rs}).fit(X)
+    assert est.random_state_ == np.random.RandomState(7).randint(2**31 - 1)
+    np.testing.assert_array_equal(
+        est.embedding_, TSNE(**{**kw, "random_state": est.random_state_}).fit_transform(X)
+    )
+    gen = TSNE(**{**kw, "random_state": np.random.default_rng(7)}).fit(X)
+    assert gen.random_state_ == np.random.default_rng(7).integers(2**31 - 1)
+
+
+def test_perplexity_as_a_numpy_array_is_a_tuple():
+    # np.array([5, 30]) was an unhashable config (TypeError) until it became a tuple.
+    est = TSNE(perplexity=np.array([5.0, 30.0]))
+    assert est._config().affinities.perplexity == (5.0, 30.0)
+    assert TSNEConfig.make(perplexity=[5, 30]).affinities.perplexity == (5, 30)
 
 
 def test_fit_with_precomputed_affinities_and_user_init(digits, key):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import tsnejax
 from tsnejax import init, memory
+from tsnejax._scale import check_initial_spread
 from tsnejax.build import memory_plan
 
 
@@ -240,6 +241,27 @@ def test_collapse_warns_naming_exaggeration(digits):
     X = digits[0][:500]
     with pytest.warns(tsnejax.EmbeddingScaleWarning, match="exaggeration"):
         tsnejax.TSNE(exaggeration=1e6, n_iter=100, early_exaggeration_iter=50).fit(X)
+
+
+def test_identical_rows_warn_and_give_one_point():
+    with pytest.warns(tsnejax.EmbeddingScaleWarning, match="X: all 40 rows are identical"):
+        Y = tsnejax.TSNE(perplexity=5, n_iter=5, early_exaggeration_iter=5).fit_transform(
+            np.ones((40, 3))
+        )
+    assert np.ptp(Y) == 0  # faithful: the points are one point
+
+
+def test_huge_initialization_warns_and_its_divergence_names_the_scale():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    Y0 = np.random.default_rng(1).normal(size=(40, 2)) * 1e6  # Z rounds to 0 in float32
+    est = tsnejax.TSNE(perplexity=5, n_iter=5, early_exaggeration_iter=5, initialization=Y0)
+    with pytest.warns(tsnejax.EmbeddingScaleWarning, match="initialization has standard dev"):
+        with pytest.raises(tsnejax.DivergenceError, match="rescale a large initialization"):
+            est.fit(X)
+    # A previous embedding as the start (std ~20, under the limit) gives no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tsnejax.EmbeddingScaleWarning)
+        check_initial_spread(Y0 * 2e-5, "array")
 
 
 def test_ordinary_run_does_not_warn(digits):

@@ -173,6 +173,9 @@ def test_callbacks_at_any_interval_do_not_change_the_result(small):
     np.testing.assert_array_equal(
         np.asarray(plain.state.embedding), np.asarray(with_cb.state.embedding)
     )
+    # An interval of 0 used to fall back to the chunk size without a word.
+    with pytest.raises(ValueError, match="callbacks_every must be >= 1, got 0"):
+        optimize(step, s0, P, 150, phases=ph, callbacks=[cb], callbacks_every=0)
 
 
 def test_callback_can_stop_and_record_hook_sees_every_step(small):

@@ -5,10 +5,11 @@ Runs before anything is traced, so that bad input never reaches a kernel as NaNs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 MIN_POINTS = 4
@@ -38,6 +39,46 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}.")
     return value
+
+
+def check_momentum(name: str, value: Any) -> float:
+    """Raise unless ``value`` is a momentum coefficient in ``[0, 1)``: at 1 or above the velocity
+    is never damped and the run explodes (``final_momentum=1.5`` ended at 4.8e3 on 300 points)."""
+    value = check_positive(name, value, allow_zero=True)
+    if value >= 1:
+        raise ValueError(
+            f"{name}={value!r}: a momentum must be in [0, 1) (at 1 or above the velocity is never "
+            "damped and the embedding runs away); peers use 0.5-0.8."
+        )
+    return value
+
+
+def check_perplexity_value(name: str, value: Any) -> float:
+    """Raise unless ``value`` is a finite perplexity >= 1: a perplexity is ``exp`` of the entropy
+    of a point's neighbour distribution, so 1 (all weight on the nearest neighbour) is the least
+    any calibration can reach."""
+    value = check_positive(name, value)
+    if value < 1:
+        raise ValueError(
+            f"{name}={value:g} is below 1: a perplexity is exp(entropy) of each point's "
+            "neighbour distribution, at least 1 (all weight on the nearest neighbour), so no "
+            f"calibration reaches it; use {name} >= 1 (peers default to 30)."
+        )
+    return value
+
+
+def check_key(key: Any, name: str = "key") -> Any:
+    """Raise unless ``key`` is a JAX PRNG key: typed (``jax.random.key``) or a raw ``uint32[2]``
+    (``jax.random.PRNGKey``). An int used to fail deep in JAX with "invalid PRNG key data"."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == np.uint32 and np.shape(key)[-1:] == (2,)
+    if not (typed or raw):
+        raise ValueError(
+            f"{name} must be a JAX random key such as jax.random.key(0), got "
+            f"{type(key).__name__} {key!r:.40}; the estimator TSNE takes an int random_state."
+        )
+    return key
 
 
 def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
@@ -140,7 +181,7 @@ def check_perplexity(perplexity: float | Sequence[float], n: int) -> tuple[float
     values = (perplexity,) if np.ndim(perplexity) == 0 else tuple(perplexity)
     if len(values) == 0:
         raise ValueError("perplexity is an empty list; give at least one value (e.g. 30).")
-    out = tuple(check_positive("perplexity", p) for p in values)
+    out = tuple(check_perplexity_value("perplexity", p) for p in values)
     largest = (n - 1) / 3
     for p in out:
         if p > largest:
@@ -176,3 +217,36 @@ def check_n_components(n_components: Any) -> int:
     if isinstance(n_components, bool) or n_components not in (1, 2, 3):
         raise ValueError(f"n_components={n_components!r} is not supported; choose 1, 2 or 3.")
     return int(n_components)
+
+
+def check_hyperparams(
+    hp: Mapping[str, Any], valid: Sequence[str], n_neighbors: int, n: int
+) -> dict[str, Any]:
+    """:func:`tsnejax.diff.fit`'s hyperparameters: known names, scalars, and concrete values in
+    range (values under ``jax.grad`` / ``jax.vmap`` are tracers and pass unchecked)."""
+    unknown = sorted(set(hp) - set(valid))
+    if unknown:
+        raise ValueError(f"hyperparams: unknown name(s) {unknown}; valid: {list(valid)}.")
+    out = {}
+    for name, value in hp.items():
+        arr = jnp.asarray(value)
+        if arr.shape != ():
+            raise ValueError(
+                f"hyperparams[{name!r}] must be a scalar, got shape {arr.shape}; use jax.vmap "
+                "over diff.fit for several values."
+            )
+        if not isinstance(value, jax.core.Tracer):  # values under jax.grad/vmap pass unchecked
+            v, label = float(value), f"hyperparams[{name!r}]"
+            if name in ("momentum", "early_momentum"):
+                check_momentum(label, v)
+            elif name == "perplexity":  # below 1 no calibration reaches it (the KL was NaN)
+                check_perplexity_value(label, v)
+                if not v <= min(n_neighbors, (n - 1) / 3):
+                    raise ValueError(
+                        f"{label}={v:g} needs at most {n_neighbors} (n_neighbors) and (n - 1) "
+                        f"/ 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
+                    )
+            elif not np.isfinite(v) or v <= 0:
+                raise ValueError(f"{label}={v} must be finite and positive.")
+        out[name] = arr
+    return out

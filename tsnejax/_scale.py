@@ -10,11 +10,15 @@ an :class:`EmbeddingScaleWarning` naming the hyperparameter that usually causes 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = [
     "EmbeddingScaleWarning",
     "scale_messages",
+    "check_initial_spread",
+    "explode_limit",
     "COLLAPSE_FRACTION",
     "EXPLODE_FACTOR",
     "STALL_ITERATIONS",
@@ -36,6 +40,51 @@ class EmbeddingScaleWarning(UserWarning):
     """The embedding collapsed, exploded or did not expand (see :mod:`tsnejax._scale`)."""
 
 
+def explode_limit(n: int, dim: int) -> float:
+    """The spread above which an embedding of ``n`` points in ``dim`` dimensions has exploded."""
+    return EXPLODE_FACTOR * max(n, 100) ** (1.0 / dim)
+
+
+def check_initial_spread(Y: np.ndarray, source: str) -> None:
+    """Refuse an initial embedding that cannot move, warn about one too large to optimise.
+
+    ``Y``: ``(n, dim)`` on the host; ``source``: ``"array"`` (the user's), ``"pca"`` or
+    ``"random"``. All rows at one point give a gradient of exactly zero for ever: a
+    ``ValueError`` for a user's array; for ``"pca"`` it means every row of ``X`` is the same,
+    whose one-point embedding is faithful, so a warning. A user's array spread beyond
+    :func:`explode_limit` starts where float32 loses the kernel sums (a 1e6-scale start made
+    Z round to 0 and the first step diverge), so a warning naming the fix.
+    """
+    n, dim = Y.shape
+    if np.ptp(Y) == 0:
+        if source == "array":
+            raise ValueError(
+                f"initialization: all {n} rows are the same point, where the t-SNE gradient is "
+                "exactly zero and nothing can move; pass distinct rows (e.g. the 'pca' or "
+                "'random' initialization, or add noise of standard deviation 1e-4)."
+            )
+        if source == "pca":
+            warnings.warn(
+                f"X: all {n} rows are identical, so every point is placed at one location (the "
+                "PCA initialization has no spread and the gradient is zero).",
+                EmbeddingScaleWarning,
+                stacklevel=3,
+            )
+        return
+    std = float(np.std(Y))
+    limit = explode_limit(n, dim)
+    if source == "array" and std > limit:
+        warnings.warn(
+            f"initialization has standard deviation {std:.3g}, over {limit:.3g} (10 x the extent "
+            f"of {n} points at unit density): at that scale the gradients fade and float32 loses "
+            "the kernel sums, so the run may stall or diverge. t-SNE starts small ('pca' and "
+            "'random' use 1e-4; openTSNE warns above 1e-2): rescale it, e.g. "
+            "Y0 * (1e-4 / Y0[:, 0].std()).",
+            EmbeddingScaleWarning,
+            stacklevel=3,
+        )
+
+
 def scale_messages(
     s_run: np.ndarray,
     s_phase: np.ndarray,
@@ -55,7 +104,7 @@ def scale_messages(
     ``s_*``: ``(trials,)`` standard deviations of the embedding at the run's start, the
     phase's start and now; ``active``: trials still running (diverged ones are skipped).
     """
-    limit = EXPLODE_FACTOR * max(n, 100) ** (1.0 / dim)
+    limit = explode_limit(n, dim)
     batched = s_end.shape[0] > 1
     out = []
     for b in np.flatnonzero(active):

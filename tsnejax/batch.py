@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_data, check_perplexity
+from tsnejax._checks import check_data, check_key, check_perplexity
 from tsnejax.affinity import Affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
@@ -105,6 +105,8 @@ def fit_batch(
     n_trials = len(keys)
     if n_trials == 0:
         raise ValueError("fit_batch needs at least one key.")
+    for i, k in enumerate(keys):
+        check_key(k, f"keys[{i}]")
     configs = [c.validate() for c in _as_list(configs, n_trials, "configs")]
     sig = static_signature(configs[0])
     for c in configs[1:]:

@@ -30,7 +30,14 @@ from typing import Any, Literal
 import numpy as np
 import optax
 
-from tsnejax._checks import check_int, check_n_components, check_option, check_positive
+from tsnejax._checks import (
+    check_int,
+    check_momentum,
+    check_n_components,
+    check_option,
+    check_perplexity_value,
+    check_positive,
+)
 from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend
@@ -94,7 +101,7 @@ def _check_perplexity(name: str, v: Any) -> None:
     if len(values) == 0:
         raise ValueError(f"{name} is an empty list; give at least one value (e.g. 30).")
     for p in values:
-        check_positive(name, p)
+        check_perplexity_value(name, p)
 
 
 def _check_n_neighbors(name: str, v: Any) -> None:
@@ -161,6 +168,8 @@ class AffinityConfig:
     def __post_init__(self):
         if not callable(self.method):
             check_option("affinity method", self.method, AFFINITY_METHODS)
+        if isinstance(self.perplexity, list | np.ndarray):  # hashable, like a tuple
+            object.__setattr__(self, "perplexity", tuple(np.ravel(self.perplexity).tolist()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,8 +241,8 @@ class OptimizerConfig:
     learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
         "opentsne", _option(*LR_RULES), dynamic=True
     )
-    initial_momentum: float = field(0.8, _positive(allow_zero=True), dynamic=True)
-    final_momentum: float = field(0.8, _positive(allow_zero=True), dynamic=True)
+    initial_momentum: float = field(0.8, check_momentum, dynamic=True)
+    final_momentum: float = field(0.8, check_momentum, dynamic=True)
     momentum_switch_iter: int | None = field(None, _integer(0, optional=True), dynamic=True)
     gains_rule: Literal["opentsne", "fitsne", "sklearn"] = field("opentsne", _option(*GAINS_RULES))
     min_gain: float = field(0.01, _positive(allow_zero=True))

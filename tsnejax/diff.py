@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_data
+from tsnejax._checks import check_data, check_hyperparams, check_key
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
@@ -391,31 +391,6 @@ def _segment(state, P, early, main, step, n_early, span, chunk, grid) -> TSNESta
     return jax.lax.scan(one_chunk, state, jnp.arange(n_chunks))[0]
 
 
-def _check_concrete(hp: Mapping[str, Any], n_neighbors: int, n: int) -> dict[str, Any]:
-    unknown = sorted(set(hp) - set(HYPERPARAMS))
-    if unknown:
-        raise ValueError(f"hyperparams: unknown name(s) {unknown}; valid: {list(HYPERPARAMS)}.")
-    out = {}
-    for name, value in hp.items():
-        arr = jnp.asarray(value)
-        if arr.shape != ():
-            raise ValueError(
-                f"hyperparams[{name!r}] must be a scalar, got shape {arr.shape}; use jax.vmap "
-                "over diff.fit for several values."
-            )
-        if not isinstance(value, jax.core.Tracer):  # values under jax.grad/vmap pass unchecked
-            v = float(value)
-            if not np.isfinite(v) or (v <= 0 and name not in ("momentum", "early_momentum")):
-                raise ValueError(f"hyperparams[{name!r}]={v} must be finite and positive.")
-            if name == "perplexity" and not v <= min(n_neighbors, (n - 1) / 3):
-                raise ValueError(
-                    f"hyperparams['perplexity']={v:g} needs at most {n_neighbors} (n_neighbors) "
-                    f"and (n - 1) / 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
-                )
-        out[name] = arr
-    return out
-
-
 def fit(
     X: Any,
     hyperparams: Mapping[str, Any],
@@ -459,6 +434,7 @@ def fit(
     n_total = int(early_exaggeration_iter) + int(n_iter)
     if n_total < 1 or early_exaggeration_iter < 0 or n_iter < 0:
         raise ValueError("n_iter and early_exaggeration_iter must be >= 0 with a positive sum.")
+    check_key(key)
     prep = prepare(
         X,
         key=key,
@@ -467,7 +443,7 @@ def fit(
         n_components=n_components,
     )
     n = prep.Y0.shape[0]
-    hp = _check_concrete(hyperparams, n_neighbors, n)
+    hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
     step, transform = _stepper(method, optimizer)
     if grid is None:
         grid = size_grid(

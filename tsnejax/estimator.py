@@ -40,7 +40,8 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Dimension of the embedding: 1, 2 or 3.
     perplexity : float or sequence of float, default=30.0
         Effective number of neighbours each point's affinities are calibrated to. A sequence
-        averages the conditionals of each (multi-scale). Needs ``3 * perplexity <= n - 1``.
+        averages the conditionals of each (multi-scale). Needs ``1 <= perplexity`` and
+        ``3 * perplexity <= n - 1``.
     early_exaggeration : float, default=12.0
         Factor on the attraction during the first phase.
     early_exaggeration_iter : int or None, default=None
@@ -81,8 +82,8 @@ default="auto"
         gradient scale; :mod:`tsnejax.presets`). Parameters left at ``None`` take the preset's
         value; the others override it. ``None``: openTSNE's.
     initial_momentum, final_momentum : float or None, default=None
-        Momentum before and after the end of early exaggeration (classic and sgd rules);
-        ``None``: the preset's (0.8 and 0.8 for openTSNE; 0.5 and 0.8 for scikit-learn).
+        Momentum before and after the end of early exaggeration (classic and sgd rules), in
+        ``[0, 1)``; ``None``: the preset's (0.8 and 0.8 for openTSNE; 0.5 and 0.8 for scikit-learn).
     max_step_norm : float, None or "auto", default="auto"
         Clip each row of every update to this norm (openTSNE: 5); ``None`` turns clipping off;
         ``"auto"``: the preset's.
@@ -101,9 +102,11 @@ default="auto"
     stopping : {"fixed", "optsne"}, default="fixed"
         ``"optsne"`` ends each phase when the relative KL decrease says so (Belkina et al.
         2019); ``early_exaggeration_iter`` and ``n_iter`` then cap the phases.
-    random_state : int or None, default=None
+    random_state : int, numpy RandomState or Generator, or None, default=None
         Seed of the ``jax.random.key`` that drives the kNN search, the random initialisation and
-        the transform; ``None`` draws a fresh seed (stored in ``random_state_``). With PCA
+        the transform; ``None`` draws a fresh seed, and a RandomState or Generator draws one
+        from itself (advancing it, as scikit-learn estimators do); the seed used is stored in
+        ``random_state_``. With PCA
         initialisation and the exact kNN search the result does not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
@@ -234,7 +237,7 @@ default="auto"
         perp = self.perplexity
         fields: dict[str, Any] = dict(
             n_components=self.n_components,
-            perplexity=tuple(perp) if isinstance(perp, list | tuple) else perp,
+            perplexity=tuple(np.ravel(perp).tolist()) if np.ndim(perp) else perp,
             early_exaggeration=self.early_exaggeration,
             exaggeration=self.exaggeration,
             learning_rate=self.learning_rate,
@@ -316,10 +319,14 @@ default="auto"
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
+        elif isinstance(seed, np.random.RandomState):  # scikit-learn's convention: it gives
+            seed = int(seed.randint(2**31 - 1))  # the seed, and advances as it does so
+        elif isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(2**31 - 1))
         elif not isinstance(seed, int | np.integer):
             raise ValueError(
-                f"random_state must be an int seed or None, got {type(seed).__name__}; "
-                "tsnejax draws from jax.random.key(random_state)."
+                f"random_state must be an int seed, a numpy RandomState or Generator, or None, "
+                f"got {type(seed).__name__}; tsnejax draws from jax.random.key(random_state)."
             )
         init = None if isinstance(self.initialization, str) else self.initialization
         config = self._config()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -22,7 +22,8 @@ import scipy.sparse as sp
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
 from tsnejax import memory, shard
-from tsnejax._checks import check_data, check_option, check_perplexity
+from tsnejax._checks import check_data, check_key, check_option, check_perplexity
+from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
@@ -194,9 +195,14 @@ def initial_embedding(
                 raise ValueError(
                     "initialization='pca' needs X; pass X, initialization='random', or an array."
                 )
-            return init_lib.pca(X, config.n_components)
-        return init_lib.random(key, n, config.n_components)
-    return init_lib.user(spec, n, config.n_components)
+            Y0 = init_lib.pca(X, config.n_components)
+        else:
+            Y0 = init_lib.random(key, n, config.n_components)
+    else:
+        Y0 = init_lib.user(spec, n, config.n_components)
+    if getattr(Y0, "is_fully_addressable", True):
+        check_initial_spread(np.asarray(Y0), spec if isinstance(spec, str) else "array")
+    return Y0
 
 
 def fit(
@@ -220,7 +226,8 @@ def fit(
     Args:
       key: ``jax.random.key``; split into (kNN seed, init) subkeys. Same key, same embedding.
       X: ``(n, d)`` data; may be omitted when ``affinities`` (and an initialization) are given.
-      config: a :class:`tsnejax.TSNEConfig` (``TSNEConfig.make(perplexity=50, ...)``).
+      config: a :class:`tsnejax.TSNEConfig` (``TSNEConfig.make(perplexity=50, ...)``), or a dict
+        of the same flat names.
       affinities: precomputed P (:class:`Affinities` or symmetric scipy sparse matrix).
       neighbors: precomputed kNN as a :class:`KNNGraph` or ``(indices, distances)``.
       initialization: overrides ``config.initialization`` with an ``(n, d)`` array.
@@ -238,6 +245,13 @@ def fit(
         ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays
         sharded with ``n`` padded to a multiple of the axis size (:mod:`tsnejax.shard`).
     """
+    if isinstance(config, Mapping):  # flat names, as TSNEConfig.make takes them
+        config = TSNEConfig.make(**config)
+    elif not isinstance(config, TSNEConfig):
+        raise ValueError(
+            f"config must be a TSNEConfig or a dict of its flat names, got {type(config).__name__}."
+        )
+    check_key(key)
     config.validate()
     if mesh is not None:
         mesh = shard.auto_mesh(mesh)

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from tsnejax._ahead import growth, host_spans, predict_grid
+from tsnejax._checks import check_int
 from tsnejax._chunk import (
     BATCH_MODES,
     StepInfo,
@@ -43,7 +44,7 @@ from tsnejax._chunk import (
     static_values,
 )
 from tsnejax._compile import ahead_enabled
-from tsnejax._scale import EmbeddingScaleWarning, scale_messages
+from tsnejax._scale import EmbeddingScaleWarning, explode_limit, scale_messages
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.optim import DIVERGENCE_STEP_RATIO, set_hyperparams, step_exploded
@@ -277,10 +278,16 @@ def optimize(
                 P = pad_trials(P, size)
     else:
         start = int(state.iteration)
-    every = int(callbacks_every or chunk_size)
-    if every <= 0:
-        raise ValueError(f"callbacks_every={every} must be a positive integer.")
-    ck_every = int(checkpoint.every or chunk_size) if checkpoint is not None else 0
+    # 0 used to fall back to the chunk size (`or`), silently.
+    every = (
+        chunk_size
+        if callbacks_every is None
+        else check_int("callbacks_every", callbacks_every, minimum=1)
+    )
+    ck_every = 0
+    if checkpoint is not None:
+        ck_every = chunk_size if checkpoint.every is None else checkpoint.every
+        check_int("checkpoint_every", ck_every, minimum=1)
     record = grad_norm if record is None else record
     dtype = state.embedding.dtype
     active = jnp.ones((size,), bool) if batched else jnp.bool_(True)
@@ -467,6 +474,14 @@ def _diverge(it: int, state: TSNEState, phases: Phases, describe, checkpoint) ->
         path = checkpoint.save(state, iteration=int(state.iteration), diverged_at=it)
         saved = f" The last finite state (iteration {int(state.iteration)}) is saved in "
         saved += f"{str(path)!r}."
+    n, dim = state.embedding.shape[-2:]
+    spread, limit = float(_spread(state.embedding).max()), explode_limit(n, dim)
+    if spread > limit:  # e.g. a user's initialization at 1e6: float32 loses Z
+        saved = (
+            f" The last finite embedding's standard deviation was {spread:.3g}, over {limit:.3g}"
+            " (10 x the extent of the points at unit density): rescale a large initialization "
+            "(t-SNE starts at ~1e-4)." + saved
+        )
     raise DivergenceError(
         f"t-SNE diverged at iteration {it} ({where}): the embedding or gradient became "
         "NaN/inf, or the update proposed a step over "

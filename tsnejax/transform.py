@@ -34,7 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_data, check_int, check_option, check_positive
+from tsnejax._checks import (
+    check_data,
+    check_int,
+    check_momentum,
+    check_option,
+    check_perplexity_value,
+    check_positive,
+)
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
 from tsnejax.affinity import conditional_perplexity
 from tsnejax.gradients._backend import Backend
@@ -107,16 +114,19 @@ class TransformConfig:
     chunk_size: int = 50
 
     def validate(self) -> TransformConfig:
-        check_positive("perplexity", self.perplexity)
         check_int("k", self.k, minimum=1)
+        if self.k >= 3:  # with k = 1, 2 the 3 * perplexity <= k rule needs one below 1 (openTSNE)
+            check_perplexity_value("perplexity", self.perplexity)
+        else:
+            check_positive("perplexity", self.perplexity)
         check_option("initialization", self.initialization, PLACEMENTS)
         check_positive("learning_rate", self.learning_rate)
         check_positive("early_exaggeration", self.early_exaggeration)
         check_int("early_exaggeration_iter", self.early_exaggeration_iter, minimum=0)
         check_positive("exaggeration", self.exaggeration)
         check_int("n_iter", self.n_iter, minimum=0)
-        check_positive("initial_momentum", self.initial_momentum, allow_zero=True)
-        check_positive("final_momentum", self.final_momentum, allow_zero=True)
+        check_momentum("initial_momentum", self.initial_momentum)
+        check_momentum("final_momentum", self.final_momentum)
         if self.max_grad_norm is not None:
             check_positive("max_grad_norm", self.max_grad_norm)
         if self.max_step_norm is not None:

@@ -167,6 +167,12 @@ def test_evaluate_agrees_with_the_single_metrics(blobs):
     assert {"knc_4", "cpd", "timings_seconds"} <= set(out)
 
 
+def _nan_row(A):
+    A = np.array(A, np.float32)
+    A[3, 0] = np.nan
+    return A
+
+
 @pytest.mark.parametrize(
     "call, fragment",
     [
@@ -174,6 +180,14 @@ def test_evaluate_agrees_with_the_single_metrics(blobs):
         (lambda X, Y: M.nn_precision_recall(X, Y, k_max=5000), "largest allowed"),
         (lambda X, Y: M.nn_precision_recall(X, Y, n_queries=10), "key="),
         (lambda X, Y: M.knn_accuracy(Y, np.zeros(5)), "labels"),
+        # NaN coordinates gave numbers (a NaN sorts as no distance does):
+        (lambda X, Y: M.nn_precision_recall(X, _nan_row(Y)), "Y has 1 row.*first: 3"),
+        (lambda X, Y: M.knn_accuracy(_nan_row(Y), np.zeros(len(Y))), "Y has 1 row"),
+        (lambda X, Y: M.trustworthiness(_nan_row(X), Y), "X has 1 row"),
+        (lambda X, Y: M.class_fragmentation(_nan_row(Y), np.zeros(len(Y))), "Y has 1 row"),
+        # a constant embedding gave NaN with scipy's warning; the subset size is named
+        (lambda X, Y: M.cpd_score(X, np.zeros_like(Y), len(X)), "every pairwise distance in Y"),
+        (lambda X, Y: M.cpd_score(X, Y, 10), "n_points=10 below"),
     ],
 )
 def test_metric_errors(blobs, call, fragment):

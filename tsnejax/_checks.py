@@ -101,6 +101,17 @@ class NonNumericError(TypeError, ValueError):
     raises."""
 
 
+def check_finite_rows(arr: np.ndarray, name: str, fix: str) -> np.ndarray:
+    """Raise naming the count and first indices of the rows of 2-D ``arr`` with NaN or inf."""
+    bad = ~np.isfinite(arr).all(axis=1) if arr.dtype.kind in "fc" else np.zeros(0, bool)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); {fix}."
+        )
+    return arr
+
+
 def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:
     """Validate a data matrix and return it as a C-contiguous float array.
 
@@ -156,13 +167,7 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
         raise ValueError(f"{name} has {n} sample(s) (rows); t-SNE needs at least {least} points.")
     dtype = float_dtype()
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); "
-                "drop or impute them before embedding."
-            )
+        check_finite_rows(arr, name, "drop or impute them before embedding")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     overflow = ~np.isfinite(out).all(axis=1)

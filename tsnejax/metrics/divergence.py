@@ -13,6 +13,7 @@ from tsnejax._checks import check_option, check_positive, float_dtype
 from tsnejax._types import ArrayLike
 from tsnejax.affinity import Affinities, precomputed_affinities
 from tsnejax.gradients import exact_kl_divergence, get_backend
+from tsnejax.metrics.neighborhood import finite_embedding
 
 __all__ = ["kl_divergence", "KL_METHODS"]
 
@@ -48,8 +49,8 @@ def kl_divergence(
     a = check_positive("exaggeration", exaggeration)
     if not isinstance(P, Affinities):
         P = precomputed_affinities(P)
-    Y = jnp.asarray(Y, float_dtype())
-    if Y.ndim != 2 or Y.shape[0] != P.n_points:
+    Y = jnp.asarray(finite_embedding(Y), float_dtype())
+    if Y.shape[0] != P.n_points:
         raise ValueError(f"Y must have shape ({P.n_points}, c) to match P, got {Y.shape}.")
     if method == "exact":
         kl = float(jax.jit(exact_kl_divergence)(Y, P, dof))

@@ -11,7 +11,7 @@ from scipy.spatial.distance import pdist
 
 from tsnejax._checks import check_int, check_labels
 from tsnejax._types import ArrayLike, PRNGKey
-from tsnejax.metrics.neighborhood import knn_preservation, pair, query_rows
+from tsnejax.metrics.neighborhood import finite_embedding, knn_preservation, pair, query_rows
 
 __all__ = [
     "KobakBerensScores",
@@ -61,11 +61,17 @@ def cpd_score(
     """Spearman rank correlation between all pairwise Euclidean distances of ``n_points``
     random points (drawn with ``key``) in ``X`` and in ``Y``."""
     X, Y = pair(X, Y)
-    rows = query_rows(X.shape[0], n_points, key)
+    rows = query_rows(X.shape[0], n_points, key, "n_points")
     if len(rows) < 3:
-        raise ValueError("cpd_score needs at least 3 points.")
+        raise ValueError(f"cpd_score needs n_points >= 3, got {len(rows)}.")
     dx = pdist(X[rows].astype(np.float64))
     dy = pdist(Y[rows].astype(np.float64))
+    for name, d in (("X", dx), ("Y", dy)):
+        if np.ptp(d) == 0:  # was NaN with scipy's ConstantInputWarning
+            raise ValueError(
+                f"cpd_score: every pairwise distance in {name} is the same (all points equal?), "
+                "so their rank correlation is undefined."
+            )
     return float(scipy.stats.spearmanr(dx, dy).statistic)
 
 
@@ -105,7 +111,7 @@ def class_fragmentation(
 
     from tsnejax.knn import exact_knn
 
-    Y = np.asarray(Y, np.float32)
+    Y = finite_embedding(Y).astype(np.float32)
     labels = check_labels(labels, Y.shape[0])
     k = check_int("k", k, minimum=1)
     fragments, outside = [], []

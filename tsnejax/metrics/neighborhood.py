@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int, check_labels, float_dtype
+from tsnejax._checks import check_finite_rows, check_int, check_labels, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 
@@ -46,7 +46,19 @@ def pair(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
             f"X has {X.shape[0]} rows but the embedding Y has {Y.shape[0]}: they must describe "
             "the same points in the same order."
         )
-    return X, Y
+    return check_finite_rows(X, "X", _NAN_FIX), finite_embedding(Y)
+
+
+#: A NaN coordinate sorts as no distance does: neighbour sets and scores came out as numbers.
+_NAN_FIX = "a score over them would be meaningless (drop them, or fix the run that made them)"
+
+
+def finite_embedding(Y: ArrayLike, name: str = "Y") -> np.ndarray:
+    """``Y`` as a 2-D array without NaN/inf rows (the metrics' check of an embedding)."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_points, n_components), got shape {Y.shape}.")
+    return check_finite_rows(Y, name, _NAN_FIX)
 
 
 def check_k(name: str, k: int, n: int) -> int:
@@ -56,13 +68,18 @@ def check_k(name: str, k: int, n: int) -> int:
     return k
 
 
-def query_rows(n: int, n_queries: int | None, key: PRNGKey | None) -> np.ndarray:
+def query_rows(
+    n: int, n_queries: int | None, key: PRNGKey | None, name: str = "n_queries"
+) -> np.ndarray:
     """All rows, or ``n_queries`` distinct rows drawn with ``key`` (sorted)."""
     if n_queries is None or n_queries >= n:
         return np.arange(n)
-    n_queries = check_int("n_queries", n_queries, minimum=1)
+    n_queries = check_int(name, n_queries, minimum=1)
     if key is None:
-        raise ValueError("n_queries needs key=jax.random.key(...) to draw the query subset.")
+        raise ValueError(
+            f"{name}={n_queries} below the {n} points needs key=jax.random.key(...) to draw "
+            "the subset."
+        )
     return np.sort(np.asarray(jax.random.choice(key, n, (n_queries,), replace=False)))
 
 
@@ -189,7 +206,7 @@ def knn_accuracy(Y: ArrayLike, labels: ArrayLike, k: int = 10) -> float:
     Each point is labelled by majority vote of its ``k`` nearest other points (ties go to
     the smallest label, as ``np.argmax`` over counts), and compared with its own label.
     """
-    Y = np.asarray(Y)
+    Y = finite_embedding(Y)
     n = Y.shape[0]
     labels = check_labels(labels, n)
     k = check_k("k", k, n)

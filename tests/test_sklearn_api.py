@@ -114,6 +114,7 @@ def test_tags_say_what_it_is():
     tags = TSNE(random_state=0).__sklearn_tags__()
     assert tags.requires_fit and tags.transformer_tags is not None
     assert not tags.non_deterministic and TSNE().__sklearn_tags__().non_deterministic
+    assert TSNE(random_state=np.random.RandomState(0)).__sklearn_tags__().non_deterministic
     assert not tags.input_tags.allow_nan and not tags.target_tags.required
 
 

@@ -106,8 +106,8 @@ default="auto"
         Seed of the ``jax.random.key`` that drives the kNN search, the random initialisation and
         the transform; ``None`` draws a fresh seed, and a RandomState or Generator draws one
         from itself (advancing it, as scikit-learn estimators do); the seed used is stored in
-        ``random_state_``. With PCA
-        initialisation and the exact kNN search the result does not depend on it.
+        ``random_state_``. With PCA initialisation and the exact kNN search the result does
+        not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
     mesh : jax.sharding.Mesh or None, default=None
@@ -459,7 +459,8 @@ default="auto"
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = True  # a stateful transform: transform places points into embedding_
-        tags.non_deterministic = self.random_state is None
+        # None and generator objects give another seed at every fit.
+        tags.non_deterministic = not isinstance(self.random_state, int | np.integer)
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
         tags.target_tags.required = False

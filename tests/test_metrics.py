@@ -180,6 +180,7 @@ def _nan_row(A):
         (lambda X, Y: M.nn_precision_recall(X, Y, k_max=5000), "largest allowed"),
         (lambda X, Y: M.nn_precision_recall(X, Y, n_queries=10), "key="),
         (lambda X, Y: M.knn_accuracy(Y, np.zeros(5)), "labels"),
+        (lambda X, Y: M.knn_accuracy(Y, _nan_row(np.zeros((len(Y), 1)))[:, 0]), "1 NaN entr"),
         # NaN coordinates gave numbers (a NaN sorts as no distance does):
         (lambda X, Y: M.nn_precision_recall(X, _nan_row(Y)), "Y has 1 row.*first: 3"),
         (lambda X, Y: M.knn_accuracy(_nan_row(Y), np.zeros(len(Y))), "Y has 1 row"),

@@ -198,10 +198,17 @@ def check_perplexity(perplexity: float | Sequence[float], n: int) -> tuple[float
 
 
 def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
-    """Labels must be 1-D with one entry per point."""
+    """Labels must be 1-D with one entry per point, and not NaN (``np.unique`` made each NaN a
+    class of its own)."""
     arr = np.asarray(labels)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the data, got {arr.shape}.")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        rows = np.flatnonzero(np.isnan(arr))
+        raise ValueError(
+            f"{name} has {len(rows)} NaN entries (first: {_first(rows)}); drop those points or "
+            "give them a class of their own (e.g. -1)."
+        )
     return arr
 
 

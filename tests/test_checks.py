@@ -195,3 +195,23 @@ def test_keys_and_configs_are_named_when_wrong():
     with pytest.raises(ValueError, match="perplexity=0.5 is below 1"):
         fit(jax.random.key(0), X, {"perplexity": 0.5})
     assert check_key(jax.random.PRNGKey(0)) is not None  # the raw uint32[2] form too
+
+
+def test_misplaced_arguments_get_the_form_that_works():
+    import jax
+    import optax
+
+    from tsnejax import fit_batch
+
+    X = _X()
+    with pytest.raises(ValueError, match="one key per trial, e.g. jax.random.split"):
+        fit_batch(jax.random.key(0), X)  # was "iteration over a 0-d key array"
+    with pytest.raises(ValueError, match="one key per trial"):
+        fit_batch(jax.random.PRNGKey(0), X)  # a raw key was split into two "keys"
+    with pytest.raises(ValueError, match="Arguments follow a colon: 'adam:key=value"):
+        TSNE(optimizer="adam(b1=0.5)").fit(X)
+    with pytest.raises(ValueError, match="or a tsnejax.gradients.Backend"):
+        TSNE(negative_gradient_method=lambda Y: Y).fit(X)
+    # optax.lbfgs's line search needs the loss: a TypeError from inside Optax before
+    with pytest.raises(ValueError, match="optax.scale_by_lbfgs"):
+        TSNE(optimizer=optax.lbfgs(), perplexity=5).fit(X)

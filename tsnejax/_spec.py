@@ -4,6 +4,7 @@ the estimator, the command line and sweep specs."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +22,13 @@ def parse_spec(spec: str, what: str, choices: Iterable[str]) -> tuple[str, dict[
     if not isinstance(spec, str):
         raise ValueError(f"{what} spec must be a string, got {type(spec).__name__}.")
     name, _, rest = spec.partition(":")
-    check_option(what, name.strip(), tuple(choices))
+    choices = tuple(choices)
+    try:
+        check_option(what, name.strip(), choices)
+    except ValueError as err:  # e.g. "adam(b1=0.5)": say where arguments go
+        stem = re.match(r"\w*", name.strip()).group(0)
+        example = stem if stem in choices else choices[0]
+        raise ValueError(f"{err} Arguments follow a colon: '{example}:key=value,...'.") from None
     kwargs: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")

@@ -101,7 +101,15 @@ def fit_batch(
       reported in ``diverged_at``; the others finish.
     """
     t_start = time.perf_counter()
-    keys = list(keys) if not isinstance(keys, jax.Array) else list(keys)
+    if not isinstance(keys, list | tuple) and (
+        getattr(keys, "ndim", 1) == 0  # a typed key (iterating it failed inside JAX)
+        or (getattr(keys, "dtype", None) == np.uint32 and np.shape(keys) == (2,))  # a raw one
+    ):
+        raise ValueError(
+            "keys must be one key per trial, e.g. jax.random.split(key, n_trials), got a single "
+            "key; tsnejax.fit runs one trial."
+        )
+    keys = list(keys)
     n_trials = len(keys)
     if n_trials == 0:
         raise ValueError("fit_batch needs at least one key.")

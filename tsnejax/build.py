@@ -128,9 +128,8 @@ def _phase_scaled(config: TSNEConfig) -> bool:
     o = config.optimizer
     if not o.is_object:
         return False
-    if o.phase_scaling == "auto":
-        return _sgd_like(o.transform, config.n_components)
-    return bool(o.phase_scaling)
+    sgd_like = _sgd_like(o.transform, config.n_components)  # also probes that update() runs
+    return sgd_like if o.phase_scaling == "auto" else bool(o.phase_scaling)
 
 
 @functools.lru_cache(maxsize=64)

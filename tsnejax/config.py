@@ -313,7 +313,12 @@ class GradientConfig:
     deterministic_scatter: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.method, Backend):
+        if not isinstance(self.method, str | Backend):
+            raise ValueError(
+                f"negative_gradient_method must be one of {GRADIENT_METHODS} or a tsnejax."
+                f"gradients.Backend (docs/gradients.md), got {type(self.method).__name__}."
+            )
+        if isinstance(self.method, str):
             check_option("negative_gradient_method", self.method, GRADIENT_METHODS)
 
 

@@ -292,7 +292,15 @@ def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) 
     params = jnp.zeros((8, dim), jnp.float32)
     g = 1e-4 * jax.random.normal(jax.random.key(0), params.shape, jnp.float32)
     state = transform.init(params)
-    small, _ = transform.update(g, state, params)
+    try:
+        small, _ = transform.update(g, state, params)
+    except TypeError as err:  # e.g. optax.lbfgs: its line search needs value= and value_fn=
+        raise ValueError(
+            f"optimizer: this Optax transformation's update needs more than the t-SNE loop "
+            f"passes, update(gradient, state, params) ({err}). Line searches need the loss, "
+            "which the gradient methods do not compute; use a transformation without one "
+            "(e.g. optax.scale_by_lbfgs() in a chain instead of optax.lbfgs())."
+        ) from None
     large, _ = transform.update(10.0 * g, state, params)
     ratio = float(jnp.linalg.norm(large) / jnp.maximum(jnp.linalg.norm(small), 1e-30))
     return ratio > 3.0  # 10 for proportional updates, ~1 for normalised ones

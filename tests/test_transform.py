@@ -117,6 +117,14 @@ def test_transform_errors(reference):
         transform(X[1400:1410], X[:1400], Y, TransformConfig(perplexity=30))
     with pytest.raises(ValueError, match="NaN or inf"):
         transform(np.full((2, 64), np.nan), X[:1400], Y)
+    bad = np.array(Y)
+    bad[7] = np.nan  # was a DivergenceError at iteration 1 that blamed the learning rate
+    with pytest.raises(
+        ValueError, match=r"Y_ref has 1 row\(s\) with NaN or inf values \(first: 7\)"
+    ):
+        transform(X[1400:1410], X[:1400], bad)
+    with pytest.raises(ValueError, match="placement='foo'"):  # named "initialization" before
+        sample_transform_optimize(jax.random.key(0), X, n_sample=100, placement="foo")
 
 
 def test_estimator_transform(digits):

@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_data, check_int
+from tsnejax._checks import check_data, check_int, check_option
 from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.config import TSNEConfig
 from tsnejax.init import rescale
 from tsnejax.knn_index import build_graph_index
 from tsnejax.pipeline import TSNEResult, fit
-from tsnejax.transform import TransformConfig, prepare_partial
+from tsnejax.transform import PLACEMENTS, TransformConfig, prepare_partial
 
 __all__ = ["LargeResult", "sample_transform_optimize"]
 
@@ -55,6 +55,7 @@ def sample_transform_optimize(
     Xc = check_data(X)
     n = Xc.shape[0]
     n_sample = check_int("n_sample", n_sample, minimum=4)
+    check_option("placement", placement, PLACEMENTS)  # before the sample's fit, by its own name
     if n_sample >= n:
         raise ValueError(f"n_sample={n_sample} must be smaller than the {n} points.")
     k_rows, k_fit, k_all = jax.random.split(key, 3)

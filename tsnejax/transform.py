@@ -36,6 +36,7 @@ import numpy as np
 
 from tsnejax._checks import (
     check_data,
+    check_finite_rows,
     check_int,
     check_momentum,
     check_option,
@@ -323,7 +324,8 @@ def _check_reference(Y_ref: ArrayLike, n_ref: int) -> np.ndarray:
             f"Y_ref has shape {Y.shape}; it must be (n_ref, n_components) with n_ref = {n_ref} "
             "rows of X_ref and 1, 2 or 3 components."
         )
-    return Y
+    # NaN rows made the first step "diverge", which blamed the learning rate.
+    return check_finite_rows(Y, "Y_ref", "the reference embedding must be finite")
 
 
 def prepare_partial(

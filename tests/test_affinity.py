@@ -185,6 +185,34 @@ def test_lean_layout_equals_the_unique_reference(n, k, hubs, width, seed):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_layout_builds_with_small_pages_and_restores_numpy_setting(monkeypatch):
+    from tsnejax import _layout
+    from tsnejax.knn import KNNGraph
+
+    setter = _layout._hugepage_setter()
+    if setter is None:
+        pytest.skip("this NumPy has no _set_madvise_hugepage")
+    seen = []
+
+    def spy(flag):
+        seen.append(flag)
+        return setter(flag)
+
+    monkeypatch.setattr(_layout, "_hugepage_setter", lambda: spy)
+    before = setter(True)
+    idx = np.array([[1, 2], [2, 0], [0, 1], [0, 1]], np.int32)
+    graph = KNNGraph(jnp.asarray(idx), jnp.ones((4, 2), jnp.float32))
+    try:
+        _layout.build_layout(graph)
+        assert seen == []  # a small layout keeps NumPy's huge pages (faster there)
+        monkeypatch.setattr(_layout, "SMALL_PAGES_MIN_ENTRIES", 0)
+        _layout.build_layout(graph)
+        # off while the layout (and the fill it calls) runs, then NumPy's setting back
+        assert seen == [False, False, False, True] and setter(True) is True
+    finally:
+        setter(before)
+
+
 def test_layout_with_repeated_neighbours_falls_back():
     from tsnejax._layout import build_layout, build_layout_unique
     from tsnejax.knn import KNNGraph

@@ -7,6 +7,8 @@ perplexities on one kNN graph share shapes (and vmap). Built on the host, once p
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +46,40 @@ class AffinityLayout(NamedTuple):
     extra_rows: Array
     fwd_pos: Array
     bwd_pos: Array
+
+
+#: Layouts with at least this many stored entries are built with small pages (below it huge
+#: pages were faster: MNIST-20k 0.55 s against 0.68 s per P, ``bench_affinities.py``).
+SMALL_PAGES_MIN_ENTRIES = 4_000_000
+
+
+def _hugepage_setter() -> Callable[[bool], bool] | None:
+    """NumPy's switch for ``madvise(MADV_HUGEPAGE)`` on new large arrays (private API)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray
+    return getattr(multiarray, "_set_madvise_hugepage", None)
+
+
+@contextlib.contextmanager
+def small_pages(entries: int) -> Iterator[None]:
+    """New NumPy arrays without transparent huge pages while the block runs, for a layout of
+    at least :data:`SMALL_PAGES_MIN_ENTRIES` entries.
+
+    Where the kernel compacts memory on a huge-page fault (THP ``defrag = madvise``, as on the
+    2-core test host), the first touch of a large layout's temporaries stalled: P of MNIST-70k
+    took 3.4-4.2 s on the first call in a process and 1.7-1.9 s on the next; with small pages
+    2.0 s both times, and at 250k 11-14 s against 7 s (``docs/performance.md``). NumPy's setting
+    is restored afterwards.
+    """
+    setter = _hugepage_setter() if entries >= SMALL_PAGES_MIN_ENTRIES else None
+    previous = setter(False) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            setter(previous)
 
 
 def _extra_rows(degrees: np.ndarray, w: int, we: int) -> int:
@@ -91,6 +127,11 @@ def layout_from_pattern(
     ``concat(weights.ravel(), extra_weights.ravel())``. Index arrays are int32 whenever the
     sizes allow (the 1M-point layout peaked at 15 GB with int64 temporaries).
     """
+    with small_pages(len(indices)):
+        return _fill(indptr, indices, n, width, extra_width)
+
+
+def _fill(indptr, indices, n, width, extra_width) -> tuple[AffinityLayout, np.ndarray]:
     indptr = np.asarray(indptr)
     degrees = np.diff(indptr)
     we = check_int("extra_width", extra_width, minimum=1)
@@ -144,6 +185,11 @@ def build_layout(
     Built with scipy's CSR transpose and a flagged union (int32 indices, int8 flags) from which
     each kNN edge's slots are read in one pass: a few bytes of temporaries per stored entry.
     """
+    with small_pages(int(np.prod(np.shape(knn.indices)))):
+        return _build(knn, width, extra_width)
+
+
+def _build(knn: KNNGraph, width: int | None, extra_width: int) -> AffinityLayout:
     idx = np.array(knn.indices, dtype=np.int32)
     n, k = idx.shape
     m = n * k
@@ -182,6 +228,11 @@ def build_layout(
 
 def build_layout_unique(knn: KNNGraph, width: int | None, extra_width: int) -> AffinityLayout:
     """The same layout by ``np.unique`` on int64 keys: handles repeated neighbours in a row."""
+    with small_pages(2 * int(np.prod(np.shape(knn.indices)))):
+        return _build_unique(knn, width, extra_width)
+
+
+def _build_unique(knn: KNNGraph, width: int | None, extra_width: int) -> AffinityLayout:
     idx = np.asarray(knn.indices, dtype=np.int64)
     n, k = idx.shape
     rows = np.repeat(np.arange(n, dtype=np.int64), k)

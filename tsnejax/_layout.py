@@ -48,8 +48,9 @@ class AffinityLayout(NamedTuple):
     bwd_pos: Array
 
 
-#: Layouts with at least this many stored entries are built with small pages (below it huge
-#: pages were faster: MNIST-20k 0.55 s against 0.68 s per P, ``bench_affinities.py``).
+#: Layouts with at least this many stored entries (MNIST-44k at k = 90) are built with small
+#: pages; below it huge pages were faster (MNIST-20k: 0.55 s against 0.68 s per P,
+#: ``docs/results/cpu_2core/bench_affinities_pages.*``).
 SMALL_PAGES_MIN_ENTRIES = 4_000_000
 
 
@@ -68,10 +69,10 @@ def small_pages(entries: int) -> Iterator[None]:
     at least :data:`SMALL_PAGES_MIN_ENTRIES` entries.
 
     Where the kernel compacts memory on a huge-page fault (THP ``defrag = madvise``, as on the
-    2-core test host), the first touch of a large layout's temporaries stalled: P of MNIST-70k
-    took 3.4-4.2 s on the first call in a process and 1.7-1.9 s on the next; with small pages
-    2.0 s both times, and at 250k 11-14 s against 7 s (``docs/performance.md``). NumPy's setting
-    is restored afterwards.
+    2-core test host), the first touch of a large layout's temporaries stalled: the first P in
+    a process took 3.6 s at MNIST-70k and 13.3 s at 250k, with small pages 1.9 s and 7.8 s
+    (``benchmarks/bench_affinities.py``; ``docs/performance.md``). NumPy's setting is restored
+    afterwards.
     """
     setter = _hugepage_setter() if entries >= SMALL_PAGES_MIN_ENTRIES else None
     previous = setter(False) if setter is not None else None

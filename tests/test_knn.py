@@ -1,3 +1,4 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
@@ -102,6 +103,17 @@ def test_default_k_and_auto_rule():
 def test_nearest_neighbors_rejects_unknown_method(digits):
     with pytest.raises(ValueError, match="neighbors='annoy'"):
         nearest_neighbors(digits[0], 5, method="annoy")
+
+
+def test_nearest_neighbors_rejects_nan_rows_and_non_matrices(digits):
+    X = np.array(digits[0][:50])
+    X[3, 1] = np.nan  # such rows got arbitrary "neighbours" (NaN distances sort anywhere)
+    with pytest.raises(ValueError, match=r"X has 1 row\(s\) with NaN or inf values \(first: 3\)"):
+        nearest_neighbors(X, 5)
+    with pytest.raises(ValueError, match="X has NaN or inf values"):
+        nearest_neighbors(jnp.asarray(X), 5)  # a device array, checked on the device
+    with pytest.raises(ValueError, match=r"X must be 2-D .* got shape \(50,\)"):
+        nearest_neighbors(X[:, 0], 5)  # was "not enough values to unpack"
 
 
 @pytest.mark.slow

@@ -156,6 +156,16 @@ def test_vmapped_batch_with_per_trial_values_and_stacked_P(small, digits):
         )
 
 
+def test_optimize_names_a_mismatched_P_and_a_negative_n_iter(small):
+    X, P = small
+    step, opt = _step()
+    s0 = init_state(pca(X)[:-1], opt)
+    with pytest.raises(ValueError, match=f"P describes {len(X)} points but the state's"):
+        optimize(step, s0, P, 10)  # was a broadcasting TypeError from inside the gradient
+    with pytest.raises(ValueError, match="n_iter must be >= 0, got -5"):
+        optimize(step, init_state(pca(X), opt), P, -5)  # ran nothing without a word
+
+
 def test_callbacks_at_any_interval_do_not_change_the_result(small):
     X, P = small
     step, opt = _step()

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int, check_option, float_dtype
+from tsnejax._checks import check_finite_rows, check_int, check_option, float_dtype
 from tsnejax._device import to_device
 from tsnejax._knn_exact import (
     KNNGraph,
@@ -34,6 +34,7 @@ __all__ = [
     "pynndescent_knn",
     "precomputed_knn",
     "nearest_neighbors",
+    "search",
     "faiss_knn",
     "faiss_available",
     "NEIGHBOR_SEARCHES",
@@ -363,6 +364,24 @@ def nearest_neighbors(
     ``"faiss_hnsw"``: FAISS's HNSW graph, approximate and deterministic (recall 0.998 on
     MNIST-70k).
     """
+    shape = np.shape(X)
+    if len(shape) != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {shape}.")
+    if isinstance(X, np.ndarray):  # a device array is checked where it is (no copy here)
+        check_finite_rows(X, "X", "drop or impute them before the search")
+    elif not bool(jnp.all(jnp.isfinite(X))):  # NaN rows got arbitrary "neighbours"
+        raise ValueError("X has NaN or inf values; drop or impute them before the search.")
+    return search(X, k, method=method, key=key)
+
+
+def search(
+    X: ArrayLike,
+    k: int,
+    *,
+    method: str | IVFSearch = "auto",
+    key: PRNGKey | None = None,
+) -> KNNGraph:
+    """:func:`nearest_neighbors` for ``X`` already checked (``tsnejax._checks.check_data``)."""
     if isinstance(method, IVFSearch):  # the ivf search with this effort
         Xs, unit = _rescaled(X)
         graph = ivf_knn(Xs, k, search=method)
@@ -380,7 +399,7 @@ def nearest_neighbors(
     if method == "exact":
         return exact_knn(X, k)
     if method == "ivf":
-        return nearest_neighbors(X, k, method=IVFSearch())
+        return search(X, k, method=IVFSearch())
     if method in ("faiss", "faiss_hnsw"):
         return faiss_knn(X, k, index="flat" if method == "faiss" else "hnsw")
     return pynndescent_knn(X, k, key=key)

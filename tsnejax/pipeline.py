@@ -33,7 +33,8 @@ from tsnejax.affinity import (
 )
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
-from tsnejax.knn import IVFSearch, KNNGraph, nearest_neighbors, precomputed_knn
+from tsnejax.knn import IVFSearch, KNNGraph, precomputed_knn
+from tsnejax.knn import search as knn_search
 from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
@@ -82,7 +83,7 @@ def _graph(
         from tsnejax.sharded_knn import sharded_knn
 
         return sharded_knn(X, k, mesh)
-    return nearest_neighbors(X, k, method=neighbors, key=key)
+    return knn_search(X, k, method=neighbors, key=key)  # X passed check_data in prepare
 
 
 def affinities_from_graph(knn: KNNGraph, config: TSNEConfig, perplexities: Sequence[float]):

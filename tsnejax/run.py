@@ -262,6 +262,13 @@ def optimize(
     if dof is not None:
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
+    n_iter = check_int("n_iter", n_iter, minimum=0)  # -5 used to run nothing without a word
+    rows, n_y = getattr(P, "neighbors", None), state.embedding.shape[-2]
+    if mesh is None and rows is not None and rows.shape[-2] != n_y:  # was a broadcasting error
+        raise ValueError(
+            f"P describes {rows.shape[-2]} points but the state's embedding has {n_y} rows; "
+            "pass the affinities of the embedded points."
+        )
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
     batch = resolve_batch(batch)

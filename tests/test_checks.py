@@ -215,3 +215,18 @@ def test_misplaced_arguments_get_the_form_that_works():
     # optax.lbfgs's line search needs the loss: a TypeError from inside Optax before
     with pytest.raises(ValueError, match="optax.scale_by_lbfgs"):
         TSNE(optimizer=optax.lbfgs(), perplexity=5).fit(X)
+
+
+def test_gradient_kernels_name_a_wrong_y():
+    import jax.numpy as jnp
+
+    from tsnejax.affinity import perplexity_affinities
+    from tsnejax.gradients import InterpolationGrid, exact_gradient
+    from tsnejax.gradients.interpolation import interpolation_kl_divergence
+    from tsnejax.knn import exact_knn
+
+    P = perplexity_affinities(exact_knn(_X(), 15), 5.0)
+    with pytest.raises(ValueError, match=r"Y must be 2-D .* got shape \(50,\)"):
+        exact_gradient(jnp.zeros(50), P)  # was "not enough values to unpack"
+    with pytest.raises(ValueError, match="Y has 40 rows but P describes 50 points"):
+        interpolation_kl_divergence(jnp.ones((40, 2)), P, 1.0, InterpolationGrid(50, 3))

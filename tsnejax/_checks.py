@@ -212,6 +212,18 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
     return arr
 
 
+def check_points(Y: Any, P: Any = None, axis_name: str | None = None) -> None:
+    """A gradient kernel's ``Y`` (traced or not): ``(n, d)``, and one row per point of ``P``
+    unless rows are split across ``axis_name``. A 1-D ``Y`` failed with "not enough values to
+    unpack", a mismatched P with a broadcasting error."""
+    shape = np.shape(Y)
+    if len(shape) != 2:
+        raise ValueError(f"Y must be 2-D (n_points, n_components), got shape {shape}.")
+    rows = getattr(P, "neighbors", None)
+    if axis_name is None and rows is not None and np.shape(rows)[0] != shape[0]:
+        raise ValueError(f"Y has {shape[0]} rows but P describes {np.shape(rows)[0]} points.")
+
+
 def check_embedding(Y: Any, n: int, n_components: int, name: str = "initialization") -> np.ndarray:
     """A user-supplied embedding must be finite with shape (n, n_components)."""
     arr = np.asarray(Y)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tsnejax._checks import check_points
 from tsnejax._lanes import lane_sum
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
@@ -156,6 +157,7 @@ def exact_gradient(
     deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(gradient, Z)``: ``exaggeration * F_attr - R / Z`` (one quarter of dKL/dY at ex = 1)."""
+    check_points(Y, P, axis_name)
     rep, Z = exact_repulsion(Y, dof, block_size=block_size, valid=valid, axis_name=axis_name)
     F = attraction(Y, P, dof, axis_name, deterministic)
     return mask_rows(exaggeration * F - rep / Z, valid), Z
@@ -171,6 +173,7 @@ def exact_kl_divergence(
     axis_name: str | None = None,
 ) -> Array:
     """Exact :math:`KL(P\\|Q)` in nats (P must sum to 1)."""
+    check_points(Y, P, axis_name)
     _, Z = exact_repulsion(Y, dof, block_size=block_size, valid=valid, axis_name=axis_name)
     return kl_from_z(Y, P, dof, Z, axis_name)
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int, check_positive
+from tsnejax._checks import check_int, check_points, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
@@ -119,6 +119,7 @@ def splat_gradient(
     deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - V / Z, Z)`` with the splatted fields."""
+    check_points(Y, P, axis_name)
     shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
     V, Z = splat_repulsion(Y, dof, grid, **shard)
     F = attraction(Y, P, dof, axis_name, deterministic)
@@ -136,6 +137,7 @@ def splat_kl_divergence(
     deterministic: bool = False,
 ) -> Array:
     """KL with :math:`\\hat Z` from the fields (sparse terms exact)."""
+    check_points(Y, P, axis_name)
     shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
     _, Z = splat_repulsion(Y, dof, grid, **shard)
     return kl_from_z(Y, P, dof, Z, axis_name)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int, check_positive
+from tsnejax._checks import check_int, check_points, check_positive
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
@@ -223,6 +223,7 @@ def interpolation_gradient(
     deterministic: bool = False,
 ) -> tuple[Array, Array]:
     """``(exaggeration * F_attr - R / Z, Z)`` with the interpolated repulsion."""
+    check_points(Y, P, axis_name)
     shard = dict(valid=valid, axis_name=axis_name, deterministic=deterministic)
     R, Z = interpolation_repulsion(Y, dof, grid, **shard)
     grad = exaggeration * attraction(Y, P, dof, axis_name, deterministic) - R / Z
@@ -240,6 +241,7 @@ def interpolation_kl_divergence(
     deterministic: bool = False,
 ) -> Array:
     """KL with Z from the grid (sparse terms exact): the openTSNE FFT convention."""
+    check_points(Y, P, axis_name)
     Z = interpolation_z(Y, dof, grid, valid=valid, axis_name=axis_name, deterministic=deterministic)
     return kl_from_z(Y, P, dof, Z, axis_name)
 

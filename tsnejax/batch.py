@@ -25,7 +25,8 @@ from tsnejax._checks import check_data, check_key, check_perplexity
 from tsnejax.affinity import Affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
-from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
+from tsnejax.knn import KNNGraph, precomputed_knn
+from tsnejax.knn import search as knn_search
 from tsnejax.pipeline import affinities_from_graph, check_fit_memory, initial_embedding
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
@@ -142,7 +143,7 @@ def fit_batch(
         graphs: dict[str, KNNGraph] = {}
         for method in {k[0] for k in wanted}:
             k_max = max(k[3] for k in wanted if k[0] == method)
-            graphs[method] = nearest_neighbors(Xv, k_max, method=method, key=split[0][0])
+            graphs[method] = knn_search(Xv, k_max, method=method, key=split[0][0])
         knn = graphs[configs[0].affinities.neighbors]
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()

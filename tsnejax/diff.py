@@ -55,7 +55,7 @@ from tsnejax.affinity import (
 )
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.knn import nearest_neighbors
+from tsnejax.knn import search as knn_search
 from tsnejax.optim import ADAPTIVE, OPTIMIZERS, make_optimizer
 from tsnejax.run import TSNEState, build_step
 
@@ -189,7 +189,7 @@ def prepare(
     cache_key = (_digest(Xv), n_neighbors, n_components, init_key)
 
     def make() -> Prepared:
-        knn = nearest_neighbors(Xv, n_neighbors, method="exact")
+        knn = knn_search(Xv, n_neighbors, method="exact")  # Xv passed check_data
         top = float(np.max(np.asarray(knn.distances)))
         unit = 2.0 ** round(math.log2(top)) if top > 0 else 1.0  # as affinity._conditional
         Y0 = init_lib.pca(Xv, n_components) if init_key == "pca" else None

@@ -234,10 +234,9 @@ default="auto"
 
     def _config(self) -> TSNEConfig:
         init = self.initialization
-        perp = self.perplexity
         fields: dict[str, Any] = dict(
             n_components=self.n_components,
-            perplexity=tuple(np.ravel(perp).tolist()) if np.ndim(perp) else perp,
+            perplexity=self.perplexity,  # AffinityConfig makes a list or array a tuple
             early_exaggeration=self.early_exaggeration,
             exaggeration=self.exaggeration,
             learning_rate=self.learning_rate,

@@ -208,6 +208,12 @@ def test_misplaced_arguments_get_the_form_that_works():
         fit_batch(jax.random.key(0), X)  # was "iteration over a 0-d key array"
     with pytest.raises(ValueError, match="one key per trial"):
         fit_batch(jax.random.PRNGKey(0), X)  # a raw key was split into two "keys"
+    from tsnejax import fit
+
+    # A split batch given to fit failed inside jax.random after the kNN search and P.
+    for keys in (jax.random.split(jax.random.key(0), 3), jax.random.split(jax.random.PRNGKey(0))):
+        with pytest.raises(ValueError, match=r"key must be one key, got a batch of shape"):
+            fit(keys, X)
     with pytest.raises(ValueError, match="Arguments follow a colon: 'adam:key=value"):
         TSNE(optimizer="adam(b1=0.5)").fit(X)
     with pytest.raises(ValueError, match="or a tsnejax.gradients.Backend"):

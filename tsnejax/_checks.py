@@ -78,6 +78,14 @@ def check_key(key: Any, name: str = "key") -> Any:
             f"{name} must be a JAX random key such as jax.random.key(0), got "
             f"{type(key).__name__} {key!r:.40}; the estimator TSNE takes an int random_state."
         )
+    batch = np.shape(key)[:-1] if raw else np.shape(key)
+    if batch:
+        # A split batch used to pass this check and fail inside jax.random.split, after the
+        # kNN search and P had been computed.
+        raise ValueError(
+            f"{name} must be one key, got a batch of shape {batch}; tsnejax.fit runs one trial, "
+            "tsnejax.fit_batch(keys, X) takes one key per trial."
+        )
     return key
 
 

@@ -236,3 +236,76 @@ def test_gradient_kernels_name_a_wrong_y():
         exact_gradient(jnp.zeros(50), P)  # was "not enough values to unpack"
     with pytest.raises(ValueError, match="Y has 40 rows but P describes 50 points"):
         interpolation_kl_divergence(jnp.ones((40, 2)), P, 1.0, InterpolationGrid(50, 3))
+
+
+def test_the_open_seams_name_bad_input():
+    """A user's own Affinities, start embedding, optimizer, callbacks and record hook."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from tsnejax import fit, fit_batch, optim, run
+    from tsnejax.affinity import as_affinities, check_affinities, perplexity_affinities, to_scipy
+    from tsnejax.knn import exact_knn
+
+    X = _X()
+    key = jax.random.key(0)
+    P = perplexity_affinities(exact_knn(X, 15), 5.0)
+    Y0 = np.random.default_rng(1).normal(scale=1e-4, size=(50, 2)).astype(np.float32)
+    cfg = TSNEConfig.make(perplexity=5, n_iter=10, early_exaggeration_iter=10)
+    # An index out of range was clamped by the gathers without a word; a NaN weight was a
+    # divergence at iteration 1 that blamed the learning rate.
+    bad = {
+        r"affinities.neighbors must lie in \[0, 49\]": P._replace(
+            neighbors=P.neighbors.at[0, 0].set(55)
+        ),
+        "affinities.extra_rows must lie in": P._replace(extra_rows=P.extra_rows.at[0].set(-1)),
+        "affinities.weights has 1 NaN": P._replace(weights=P.weights.at[0, 0].set(jnp.nan)),
+        "the weights sum to 7, not 1": P._replace(
+            weights=P.weights * 7, extra_weights=P.extra_weights * 7
+        ),
+        "got tuple": tuple(P),
+        r"the shapes must be .* \(50, 3\)": P._replace(weights=P.weights[:, :3]),
+    }
+    for fragment, P_bad in bad.items():
+        with pytest.raises(ValueError, match=fragment):
+            fit(key, None, cfg, affinities=P_bad, initialization=Y0)
+    assert check_affinities(P) is P
+    # fit_batch takes a scipy P too (it failed on the matrix's missing n_points).
+    sp_result = fit_batch(
+        jax.random.split(key, 2), None, cfg, affinities=to_scipy(P), initializations=Y0
+    )
+    same = fit_batch(jax.random.split(key, 2), None, cfg, affinities=P, initializations=Y0)
+    np.testing.assert_allclose(sp_result.embeddings, same.embeddings, rtol=1e-5, atol=1e-9)
+    assert as_affinities(P) is P
+
+    opt = optim.make_optimizer("classic", learning_rate=10.0, momentum=0.5)
+    step = run.build_step("exact", opt)
+    for start, fragment in [
+        (Y0[:, 0], r"must be \(n, d\) or \(n_trials, n, d\), got shape \(50,\)"),
+        (np.where(np.arange(50)[:, None] == 3, np.nan, Y0), r"1 row\(s\) with NaN .* \(first: 3\)"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            run.init_state(start, opt)
+    # Integers used to fail inside the gradient ("complex does not accept dtype int32").
+    ints = run.optimize(step, run.init_state(np.round(Y0 * 1e5).astype(int), opt), P, 5)
+    floats = run.optimize(step, run.init_state(np.round(Y0 * 1e5).astype(np.float32), opt), P, 5)
+    np.testing.assert_array_equal(ints.state.embedding, floats.state.embedding)
+    with pytest.raises(ValueError, match="precomputed_affinities"):
+        run.optimize(step, run.init_state(Y0, opt), to_scipy(P), 5)
+    for not_an_optimizer in ("classic", 3.0):
+        with pytest.raises(ValueError, match="optimizer must be an optax.GradientTransformation"):
+            run.build_step("exact", not_an_optimizer)
+    # An (n, 1) update was broadcast over both axes without a word.
+    squash = optax.GradientTransformation(lambda p: (), lambda u, s, p=None: (u[:, :1], s))
+    with pytest.raises(ValueError, match=r"updates of shape \[\(50, 1\)\] for an embedding"):
+        run.optimize(run.build_step("exact", squash), run.init_state(Y0, squash), P, 5)
+    with pytest.raises(ValueError, match="callbacks\\[1\\] is int, not callable"):
+        run.optimize(step, run.init_state(Y0, opt), P, 5, callbacks=[lambda *a: None, 3])
+    with pytest.raises(ValueError, match=r"record must be a function \(state, info\)"):
+        run.optimize(step, run.init_state(Y0, opt), P, 5, record=3)
+    # One callable is a list of one (openTSNE takes both forms); it was "not iterable".
+    seen = []
+    one = lambda *a: seen.append(a[0])  # noqa: E731
+    fit(key, None, cfg, affinities=P, initialization=Y0, callbacks=one, callbacks_every=10)
+    assert seen == [10, 20]

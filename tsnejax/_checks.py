@@ -282,3 +282,95 @@ def check_hyperparams(
                 raise ValueError(f"{label}={v} must be finite and positive.")
         out[name] = arr
     return out
+
+
+def check_transformation(optimizer: Any, name: str = "optimizer") -> Any:
+    """Raise unless ``optimizer`` is an Optax ``GradientTransformation`` (``init``, ``update``);
+    a name or number used to pass :func:`tsnejax.run.build_step` and fail inside the loop."""
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise ValueError(
+            f"{name} must be an optax.GradientTransformation, got {type(optimizer).__name__} "
+            f"{optimizer!r:.40}; e.g. tsnejax.optim.make_optimizer('classic', learning_rate=1.0, "
+            "momentum=0.8) or optax.adam(1.0)."
+        )
+    return optimizer
+
+
+def check_start(embedding: Any) -> Any:
+    """A start embedding, ``(n, d)`` or ``(n_trials, n, d)``, as a float array.
+
+    Integers become floats (they failed inside the gradient); NaN or inf rows of a concrete
+    array are named (they diverged at iteration 1 with a message blaming the learning rate).
+    """
+    Y = jnp.asarray(embedding)
+    if Y.ndim not in (2, 3):
+        raise ValueError(
+            f"the start embedding must be (n, d) or (n_trials, n, d), got shape {Y.shape}; "
+            "a 1-D embedding is Y[:, None]."
+        )
+    if not jnp.issubdtype(Y.dtype, jnp.floating):
+        Y = Y.astype(float_dtype())
+    if not isinstance(Y, jax.core.Tracer) and getattr(Y, "is_fully_addressable", True):
+        check_finite_rows(
+            np.asarray(Y).reshape(-1, Y.shape[-1]),
+            "the start embedding",
+            "start from finite values",
+        )
+    return Y
+
+
+def check_update_shapes(updates: Any, params: Any) -> None:
+    """At trace time: the optimizer's updates have the embedding's structure and shapes (an
+    ``(n, 1)`` update was broadcast over every axis without a word)."""
+    got = [jnp.shape(u) for u in jax.tree.leaves(updates)]
+    want = [jnp.shape(p) for p in jax.tree.leaves(params)]
+    if got != want:
+        raise ValueError(
+            f"the optimizer returned updates of shape {got} for an embedding of shape {want}; "
+            "an Optax transformation must return one update per parameter, of its shape."
+        )
+
+
+def check_callbacks(callbacks: Any) -> list:
+    """Callbacks as a list: one callable or a sequence of them (openTSNE takes both)."""
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, str):
+        raise ValueError(
+            f"callbacks must be a callable or a sequence of callables, got "
+            f"{type(callbacks).__name__}."
+        )
+    found = list(callbacks)
+    for i, cb in enumerate(found):
+        if not callable(cb):
+            raise ValueError(
+                f"callbacks[{i}] is {type(cb).__name__}, not callable; a callback is "
+                "callback(iteration, kl, embedding) -> stop."
+            )
+    return found
+
+
+def check_callable(name: str, f: Any, form: str) -> Any:
+    """Raise unless ``f`` is callable, naming the expected form."""
+    if not callable(f):
+        raise ValueError(f"{name} must be a function {form}, got {type(f).__name__} {f!r:.40}.")
+    return f
+
+
+def check_state_points(P: Any, n_y: int, sharded: bool) -> None:
+    """Raise unless ``P`` is a pytree of arrays describing ``n_y`` points (when it says)."""
+    if hasattr(P, "tocsr") or hasattr(P, "todense"):  # scipy: not a pytree of arrays
+        raise ValueError(
+            "P must be tsnejax.Affinities (a pytree of arrays), got a scipy matrix; convert it "
+            "with tsnejax.affinity.precomputed_affinities(P)."
+        )
+    rows = getattr(P, "neighbors", None)
+    if not sharded and rows is not None and rows.shape[-2] != n_y:  # was a broadcasting error
+        raise ValueError(
+            f"P describes {rows.shape[-2]} points but the state's embedding has {n_y} rows; "
+            "pass the affinities of the embedded points."
+        )

@@ -49,6 +49,8 @@ __all__ = [
     "uniform_affinities",
     "fixed_sigma_affinities",
     "precomputed_affinities",
+    "check_affinities",
+    "as_affinities",
     "to_scipy",
     "pad_affinities",
 ]
@@ -355,6 +357,64 @@ def precomputed_affinities(
         to_device(values[n * w :].reshape(e, we), dtype),
         layout.extra_rows,
     )
+
+
+def check_affinities(P: Affinities, name: str = "affinities") -> Affinities:
+    """Raise unless ``P`` is a well-formed :class:`Affinities`; returns it.
+
+    Checks what the kernels assume of a P built outside this module (a custom
+    ``affinity_method``, an ``Affinities`` given to ``fit``): consistent shapes, integer
+    indices in ``[0, n)``, finite non-negative weights summing to 1 (within 1e-3). An index out
+    of range used to be clamped by the gathers without a word, and a NaN weight surfaced as a
+    divergence at iteration 1 that blamed the learning rate. Symmetry is not required.
+    """
+    if not isinstance(P, Affinities):
+        raise ValueError(
+            f"{name} must be tsnejax.Affinities or an (n, n) scipy sparse / dense matrix, got "
+            f"{type(P).__name__}."
+        )
+    nb, w, en, ew, er = (np.asarray(a) for a in P)
+    if nb.ndim != 2 or w.shape != nb.shape or en.ndim != 2 or ew.shape != en.shape:
+        bad = True
+    else:
+        bad = er.shape != en.shape[:1]
+    if bad:
+        raise ValueError(
+            f"{name}: the shapes must be neighbors and weights (n, w), extra_neighbors and "
+            f"extra_weights (e, we), extra_rows (e,); got {nb.shape}, {w.shape}, {en.shape}, "
+            f"{ew.shape}, {er.shape}."
+        )
+    n = nb.shape[0]
+    for field, idx in (("neighbors", nb), ("extra_neighbors", en), ("extra_rows", er)):
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"{name}.{field} must be integers, got dtype {idx.dtype}.")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(
+                f"{name}.{field} must lie in [0, {n - 1}] (n = {n} points), got values in "
+                f"[{idx.min()}, {idx.max()}]."
+            )
+    for field, v in (("weights", w), ("extra_weights", ew)):
+        bad = int(np.count_nonzero(~(np.isfinite(v) & (v >= 0))))
+        if bad:
+            raise ValueError(f"{name}.{field} has {bad} NaN, inf or negative entries.")
+    total = float(w.sum(dtype=np.float64) + ew.sum(dtype=np.float64))
+    if not abs(total - 1.0) <= 1e-3:
+        raise ValueError(
+            f"{name}: the weights sum to {total:.6g}, not 1; divide them by their sum "
+            "(precomputed_affinities normalises a scipy matrix)."
+        )
+    return P
+
+
+def as_affinities(P: Affinities | sp.spmatrix | np.ndarray, name: str = "affinities") -> Affinities:
+    """A user's P as checked :class:`Affinities`: an ``Affinities`` as is
+    (:func:`check_affinities`), a scipy sparse or dense ``(n, n)`` matrix through
+    :func:`precomputed_affinities` (normalised to sum 1)."""
+    if isinstance(P, Affinities):
+        return check_affinities(P, name)
+    if sp.issparse(P) or (isinstance(P, np.ndarray | jax.Array) and np.ndim(P) == 2):
+        return precomputed_affinities(P)
+    return check_affinities(P, name)  # names the type
 
 
 def to_scipy(P: Affinities) -> sp.csr_matrix:

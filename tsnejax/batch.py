@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_data, check_key, check_perplexity
-from tsnejax.affinity import Affinities, pad_affinities
+from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, precomputed_knn
@@ -154,7 +154,9 @@ def fit_batch(
             built[key] = affinities_from_graph(sub, c, key[2])
         Ps = [built[affinity_key(c, n)] for c in configs]
     else:
-        Ps = _as_list(affinities, n_trials, "affinities")
+        given = _as_list(affinities, n_trials, "affinities")
+        checked = {id(P): as_affinities(P, "affinities") for P in given}  # each distinct P once
+        Ps = [checked[id(P)] for P in given]
         n = Ps[0].n_points
     distinct = {id(P): P for P in Ps}
     if len(distinct) == 1:

@@ -298,7 +298,7 @@ default="auto"
             A precomputed symmetric P instead of the perplexity calibration.
         neighbors : tsnejax.KNNGraph or (indices, distances), optional
             A precomputed kNN graph (self excluded) to calibrate P on.
-        callbacks : sequence of callables
+        callbacks : callable or sequence of callables
             ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
             iterations; a true return value stops the run.
         callbacks_every : int, optional

@@ -249,9 +249,10 @@ def set_hyperparams(opt_state: optax.OptState, **values: Any) -> optax.OptState:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(
-            f"set_hyperparams: {unknown} not in the optimizer state; it holds {sorted(known)}. "
-            "Wrap the optimizer with optax.inject_hyperparams (tsnejax.optim.make_optimizer "
-            "does) to expose them, or leave them out of the phase table."
+            f"set_hyperparams: {unknown} not in the optimizer state; it holds {sorted(known)} "
+            "(a phase table takes these and the step's own exaggeration and dof). Wrap the "
+            "optimizer with optax.inject_hyperparams (tsnejax.optim.make_optimizer does) to "
+            "expose them, or leave them out of the phase table."
         )
 
     def cast(old: Array, new: Any) -> Array:

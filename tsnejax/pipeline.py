@@ -27,8 +27,9 @@ from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
+    as_affinities,
+    check_affinities,
     perplexity_affinities,
-    precomputed_affinities,
     uniform_affinities,
 )
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
@@ -96,7 +97,7 @@ def affinities_from_graph(knn: KNNGraph, config: TSNEConfig, perplexities: Seque
                 f"affinity_method {method!r} returned {type(P).__name__}; it must return "
                 "tsnejax.Affinities (e.g. from tsnejax.affinity.precomputed_affinities)."
             )
-        return P
+        return check_affinities(P, "affinity_method's result")
     if method == "uniform":
         return uniform_affinities(knn)
     return perplexity_affinities(knn, tuple(perplexities))
@@ -135,10 +136,8 @@ def prepare(
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         P = affinities_from_graph(knn, config, perps)
-    elif isinstance(affinities, Affinities):
-        P = affinities
     else:
-        P = precomputed_affinities(affinities)
+        P = as_affinities(affinities)
     jax.block_until_ready(P)
     n = P.n_points
     if Xv is not None and Xv.shape[0] != n:
@@ -164,6 +163,8 @@ def check_fit_memory(
     memory, before any work starts; ``batch``: trials run at once per device; ``shards``:
     devices the points are split over."""
     if affinities is not None:
+        if not isinstance(affinities, Affinities) and not hasattr(affinities, "shape"):
+            return  # not a P: as_affinities names the type
         n = int(affinities.n_points if isinstance(affinities, Affinities) else affinities.shape[0])
     elif X is not None:
         n = int(X.shape[0])
@@ -232,9 +233,9 @@ def fit(
       affinities: precomputed P (:class:`Affinities` or symmetric scipy sparse matrix).
       neighbors: precomputed kNN as a :class:`KNNGraph` or ``(indices, distances)``.
       initialization: overrides ``config.initialization`` with an ``(n, d)`` array.
-      callbacks: ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
-        iterations (any interval, default ``config.chunk_size``; the embedding does not
-        depend on it).
+      callbacks: ``callback(iteration, kl, embedding) -> stop`` (one, or a sequence) every
+        ``callbacks_every`` iterations (any interval, default ``config.chunk_size``; the
+        embedding does not depend on it).
       record: ``(state, info) -> pytree`` stored per step (:func:`tsnejax.run.optimize`).
       verbose: progress bar with KL.
       checkpoint: path of an ``.npz`` state file. If it exists (from an interrupted run with the

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tsnejax import _checks as chk
 from tsnejax._ahead import growth, host_spans, predict_grid
 from tsnejax._checks import check_int
 from tsnejax._chunk import (
@@ -109,7 +110,8 @@ class Checkpointer(Protocol):
 
 def init_state(embedding: Array, optimizer: optax.GradientTransformation) -> TSNEState:
     """Fresh state at iteration 0; an ``(n_trials, n, d)`` embedding gives a batched state."""
-    embedding = jnp.asarray(embedding)
+    embedding = chk.check_start(embedding)
+    chk.check_transformation(optimizer)
     if embedding.ndim == 3:
         n_trials = embedding.shape[0]
         return TSNEState(
@@ -159,6 +161,7 @@ def build_step(
     """
     if isinstance(backend, str):
         backend = get_backend(backend)
+    chk.check_transformation(optimizer)
 
     def step(
         state: TSNEState, P: Any, hyper: dict[str, Any], grid: Hashable
@@ -170,6 +173,7 @@ def build_step(
         grad, _ = backend.gradient(state.embedding, P, dof, ex, grid)
         grad = gradient_scale * grad
         updates, opt_state = optimizer.update(grad, opt_state, state.embedding)
+        chk.check_update_shapes(updates, state.embedding)
         Y = optax.apply_updates(state.embedding, updates)
         if project is not None:
             Y = project(Y, P)
@@ -231,8 +235,8 @@ def optimize(
         the chunk's program; the values form ``kl_history``.
       record: ``(state, info) -> pytree`` evaluated after every step inside the program; the
         results are stacked in ``records`` (default: the gradient norm).
-      callbacks: ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
-        iterations (any interval; default ``chunk_size``); a truthy return stops the run.
+      callbacks: ``callback(iteration, kl, embedding) -> stop`` (one, or a sequence) every
+        ``callbacks_every`` iterations (default ``chunk_size``); a truthy return stops the run.
         Where they fall does not change the embedding.
       verbose: a tqdm progress bar with the KL.
       describe: ``iteration -> str`` for error messages (default: the phase's values).
@@ -263,12 +267,8 @@ def optimize(
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
     n_iter = check_int("n_iter", n_iter, minimum=0)  # -5 used to run nothing without a word
-    rows, n_y = getattr(P, "neighbors", None), state.embedding.shape[-2]
-    if mesh is None and rows is not None and rows.shape[-2] != n_y:  # was a broadcasting error
-        raise ValueError(
-            f"P describes {rows.shape[-2]} points but the state's embedding has {n_y} rows; "
-            "pass the affinities of the embedded points."
-        )
+    chk.check_state_points(P, state.embedding.shape[-2], sharded=mesh is not None)
+    callbacks = chk.check_callbacks(callbacks)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
     batch = resolve_batch(batch)
@@ -295,7 +295,7 @@ def optimize(
     if checkpoint is not None:
         ck_every = chunk_size if checkpoint.every is None else checkpoint.every
         check_int("checkpoint_every", ck_every, minimum=1)
-    record = grad_norm if record is None else record
+    record = grad_norm if record is None else chk.check_callable("record", record, "(state, info)")
     dtype = state.embedding.dtype
     active = jnp.ones((size,), bool) if batched else jnp.bool_(True)
     diverged = np.full(size or 1, -1, np.int64)

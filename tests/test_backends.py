@@ -171,3 +171,45 @@ def test_backend_is_not_a_valid_name_error():
         TSNEConfig.make(negative_gradient_method="bh")
     with pytest.raises(ValueError, match="optimizer must be"):
         TSNEConfig.make(optimizer=3)
+
+
+def test_a_backend_that_breaks_the_contract_is_named(digits):
+    """Checked when traced (run.build_step wraps every backend): a gradient of another shape
+    was broadcast into the update without a word; the others failed inside JAX or Python."""
+    import dataclasses
+
+    from tsnejax.gradients import checked_backend, get_backend
+
+    X = digits[0][:120]
+    ex = get_backend("exact")
+    grad = ex.gradient
+    broken = {
+        r"gradient has shape \(120, 1\) for an embedding of shape \(120, 2\)": dict(
+            gradient=lambda Y, P, d, e, g: (grad(Y, P, d, e, g)[0][:, :1], 1.0)
+        ),
+        r"gradient must return \(gradient, Z\)": dict(
+            gradient=lambda Y, P, d, e, g: grad(Y, P, d, e, g)[0]
+        ),
+        r"kl_divergence must return a scalar, got \(3,\)": dict(
+            kl_divergence=lambda Y, P, d, g: jnp.ones(3)
+        ),
+        "allocate must return a hashable grid": dict(allocate=lambda Y: [1, 2]),
+    }
+    cfg = dict(n_iter=10, early_exaggeration_iter=10, perplexity=10)
+    for fragment, parts in broken.items():
+        mine = dataclasses.replace(ex, name="mine", **parts)
+        with pytest.raises(ValueError, match=f"Backend 'mine': {fragment}"):
+            tsnejax.TSNE(negative_gradient_method=mine, **cfg).fit(X)
+    # The wrapper changes nothing for a backend that keeps the contract.
+    Y = jnp.asarray(np.random.default_rng(0).normal(size=(120, 2)), jnp.float32)
+    P = perplexity_affinities(exact_knn(X, 30), 10.0)
+    g0, z0 = ex.gradient(Y, P, 1.0, 1.0, None)
+    g1, z1 = checked_backend(ex).gradient(Y, P, 1.0, 1.0, None)
+    np.testing.assert_array_equal(g0, g1)
+    assert float(z0) == float(z1)
+    # A Backend is accepted where a name is; parameters are checked against the factory.
+    assert get_backend(ex) is ex
+    with pytest.raises(ValueError, match=r"has no parameter \['max_box'\]; valid: .*max_boxes"):
+        get_backend("interpolation", max_box=3)
+    with pytest.raises(ValueError, match="apply to a method name, not a Backend"):
+        get_backend(ex, max_boxes=3)

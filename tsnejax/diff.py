@@ -222,7 +222,7 @@ def size_grid(
     forward :func:`tsnejax.fit` with the same method, optimizer and iteration counts and
     default hyperparameters chose at each multiple of ``chunk_size`` (cached per data set).
     ``()`` for the exact method."""
-    backend = get_backend(method) if isinstance(method, str) else method
+    backend = get_backend(method)
     if backend.name == "exact":
         return ()
     Xv = check_data(X)
@@ -290,7 +290,7 @@ def _is_adaptive(optimizer: Any) -> bool:
 
 @functools.lru_cache(maxsize=32)
 def _stepper(method: str | Backend, optimizer: str | optax.GradientTransformation):
-    backend = get_backend(method) if isinstance(method, str) else method
+    backend = get_backend(method)
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise ValueError(

@@ -47,7 +47,7 @@ from tsnejax._chunk import (
 from tsnejax._compile import ahead_enabled
 from tsnejax._scale import EmbeddingScaleWarning, explode_limit, scale_messages
 from tsnejax._types import Array
-from tsnejax.gradients import Backend, get_backend
+from tsnejax.gradients import Backend, checked_backend, get_backend
 from tsnejax.optim import DIVERGENCE_STEP_RATIO, set_hyperparams, step_exploded
 from tsnejax.schedules import STEP_INPUTS, Phases
 
@@ -159,9 +159,9 @@ def build_step(
       project: ``(Y, P) -> Y`` applied after each step instead of recentring, when given
         (e.g. keeping transformed points inside a frozen grid whose bounds travel in P).
     """
-    if isinstance(backend, str):
-        backend = get_backend(backend)
     chk.check_transformation(optimizer)
+    backend = get_backend(backend)
+    checked = checked_backend(backend)  # the contract checked when traced
 
     def step(
         state: TSNEState, P: Any, hyper: dict[str, Any], grid: Hashable
@@ -170,7 +170,7 @@ def build_step(
         ex = hyper.pop("exaggeration", STEP_INPUTS["exaggeration"])
         dof = hyper.pop("dof", STEP_INPUTS["dof"])
         opt_state = set_hyperparams(state.opt_state, **hyper) if hyper else state.opt_state
-        grad, _ = backend.gradient(state.embedding, P, dof, ex, grid)
+        grad, _ = checked.gradient(state.embedding, P, dof, ex, grid)
         grad = gradient_scale * grad
         updates, opt_state = optimizer.update(grad, opt_state, state.embedding)
         chk.check_update_shapes(updates, state.embedding)
@@ -183,7 +183,7 @@ def build_step(
         info = StepInfo(finite, jnp.linalg.norm(grad))
         return TSNEState(Y, opt_state, state.iteration + 1), info
 
-    return Stepper(step, backend.allocate, backend.kl_divergence, backend)
+    return Stepper(step, checked.allocate, checked.kl_divergence, backend)
 
 
 def _boundaries(t: int, end: int, every: Sequence[int], phases: Phases) -> int:

@@ -12,6 +12,7 @@ openTSNE-scale gradient, one quarter of dKL/dY), ``kl_divergence(Y, P, dof, grid
   grid (:mod:`tsnejax.gradients.adaptive`).
 """
 
+import inspect
 from typing import Any
 
 from tsnejax._checks import check_option
@@ -19,6 +20,7 @@ from tsnejax.gradients._attraction import attraction as attraction
 from tsnejax.gradients._attraction import sum_p_log_kernel as sum_p_log_kernel
 from tsnejax.gradients._attraction import sum_p_log_p as sum_p_log_p
 from tsnejax.gradients._backend import Backend as Backend
+from tsnejax.gradients._backend import checked_backend as checked_backend
 from tsnejax.gradients._kernel import kernel as kernel
 from tsnejax.gradients.adaptive import AdaptiveGrid as AdaptiveGrid
 from tsnejax.gradients.adaptive import adaptive_backend as adaptive_backend
@@ -46,9 +48,25 @@ BACKENDS = {
 }
 
 
-def get_backend(name: str, **params: Any) -> Backend:
-    """Build the backend ``name`` with its parameters (``ValueError`` for unknown names)."""
+def get_backend(name: str | Backend, **params: Any) -> Backend:
+    """Build the backend ``name`` with its parameters; a :class:`Backend` is returned as is
+    (a name is a shortcut for the object). ``ValueError`` for unknown names or parameters."""
+    if isinstance(name, Backend):
+        if params:
+            raise ValueError(f"parameters {sorted(params)} apply to a method name, not a Backend.")
+        return name
+    if not isinstance(name, str):
+        raise ValueError(
+            f"negative_gradient_method must be one of {', '.join(map(repr, BACKENDS))} or a "
+            f"tsnejax.gradients.Backend, got {type(name).__name__}."
+        )
     check_option("negative_gradient_method", name, tuple(BACKENDS))
+    valid = inspect.signature(BACKENDS[name]).parameters
+    bad = sorted(set(params) - set(valid))
+    if bad:  # was the factory's TypeError ("unexpected keyword argument")
+        raise ValueError(
+            f"gradient method {name!r} has no parameter {bad}; valid: {sorted(valid)}."
+        )
     return BACKENDS[name](**params)
 
 
@@ -60,6 +78,7 @@ __all__ = [
     "SplatGrid",
     "adaptive_backend",
     "attraction",
+    "checked_backend",
     "exact_backend",
     "exact_gradient",
     "exact_kl_divergence",

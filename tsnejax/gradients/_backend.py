@@ -7,6 +7,8 @@ import functools
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import jax.numpy as jnp
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Backend:
@@ -51,4 +53,52 @@ def grid_backend(
         functools.partial(kl_divergence, deterministic=det),
         allocate,
         shardable=True,
+    )
+
+
+def checked_backend(backend: Backend) -> Backend:
+    """``backend`` whose results are checked against the contract when traced (no cost per
+    step): ``gradient`` returns ``(gradient, Z)`` with the gradient in the embedding's shape,
+    ``kl_divergence`` a scalar, ``allocate`` something hashable. A user's gradient of shape
+    ``(n, 1)`` used to be broadcast into the update without a word. ``run.build_step`` applies it.
+    """
+    name = backend.name
+
+    def gradient(Y: Any, P: Any, dof: Any, exaggeration: Any, grid: Any, **kw: Any) -> Any:
+        out = backend.gradient(Y, P, dof, exaggeration, grid, **kw)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise ValueError(
+                f"Backend {name!r}: gradient must return (gradient, Z), got "
+                f"{type(out).__name__} {getattr(out, 'shape', '')}."
+            )
+        g, z = out
+        if jnp.shape(g) != jnp.shape(Y):
+            raise ValueError(
+                f"Backend {name!r}: gradient has shape {jnp.shape(g)} for an embedding of shape "
+                f"{jnp.shape(Y)}; it must have the embedding's shape."
+            )
+        g = jnp.asarray(g)
+        return (g if jnp.issubdtype(g.dtype, jnp.floating) else g.astype(jnp.result_type(Y))), z
+
+    def kl_divergence(Y: Any, P: Any, dof: Any, grid: Any, **kw: Any) -> Any:
+        kl = jnp.asarray(backend.kl_divergence(Y, P, dof, grid, **kw))
+        if kl.ndim != 0:
+            raise ValueError(
+                f"Backend {name!r}: kl_divergence must return a scalar, got {kl.shape}."
+            )
+        return kl.astype(jnp.result_type(Y))
+
+    def allocate(Y: Any) -> Hashable:
+        grid = backend.allocate(Y)
+        try:
+            hash(grid)
+        except TypeError:
+            raise ValueError(
+                f"Backend {name!r}: allocate must return a hashable grid (None, a tuple, a "
+                f"NamedTuple of numbers), got {type(grid).__name__}; it is a static argument."
+            ) from None
+        return grid
+
+    return dataclasses.replace(
+        backend, gradient=gradient, kl_divergence=kl_divergence, allocate=allocate
     )

@@ -70,6 +70,7 @@ def test_integer_and_bool_inputs_are_converted():
         ({"initialization": "spectral"}, "initialization='spectral'"),
         ({"learning_rate": "fast"}, "learning_rate='fast'"),
         ({"learning_rate": -1.0}, "learning_rate must be finite and > 0"),
+        ({"learning_rate": "N/0"}, "learning_rate='N/0' must give a rate > 0"),  # was 1/0 in fit
         ({"perplexity": -5.0}, "perplexity must be finite and > 0"),
         ({"perplexity": 0.5}, "perplexity=0.5 is below 1"),  # was "k must be >= 1" at 0.2
         ({"perplexity": (30.0, 0.9)}, "perplexity=0.9 is below 1"),

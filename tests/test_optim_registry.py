@@ -164,6 +164,34 @@ def test_decaying_exaggeration_is_a_scheduled_phase(problem):
     assert phase_table(config, len(X)).at(4) == phases.at(4)
 
 
+def test_a_decay_schedule_object_is_accepted_where_its_name_is(problem):
+    """``exaggeration_decay`` takes a schedule of the steps since early exaggeration ended."""
+    from tsnejax import fit
+
+    X, P, Y0 = problem
+    same = {"early_exaggeration": 4.0, "early_exaggeration_iter": 5, "n_iter": 10}
+    same |= {"exaggeration_decay_iter": 4, "negative_gradient_method": "exact"}
+    linear = TSNEConfig.make(exaggeration_decay="linear", **same)
+
+    def mine(t):  # the named linear decay's own arithmetic
+        return 4.0 + (1.0 - 4.0) * jnp.clip(t / 4, 0.0, 1.0)
+
+    by_object = TSNEConfig.make(exaggeration_decay=mine, **same)
+    key = jax.random.key(0)
+    a = fit(key, None, linear, affinities=P, initialization=Y0)
+    b = fit(key, None, by_object, affinities=P, initialization=Y0)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
+    # An Optax schedule, counted from 0 at the end of early exaggeration (Optax's convention).
+    cosine = optax.cosine_decay_schedule(4.0, 4, alpha=0.25)
+    phases = phase_table(TSNEConfig.make(exaggeration_decay=cosine, **same), len(X))
+    got = [phases.at(t)["exaggeration"] for t in range(12)]
+    got = [float(e(t)) if callable(e) else e for t, e in enumerate(got)]
+    want = [4.0] * 5 + [float(cosine(t)) for t in range(4)] + [1.0] * 3
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ValueError, match="exaggeration_decay='cosine' is not a valid option"):
+        TSNEConfig.make(exaggeration_decay="cosine")
+
+
 def test_exaggeration_decay_schedules():
     lin = exaggeration_schedule(4.0, 250, 1.0, decay="linear", decay_iter=150)
     exp = exaggeration_schedule(4.0, 250, 1.0, decay="exponential", decay_iter=150)

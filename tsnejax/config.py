@@ -75,6 +75,11 @@ def _option(*allowed: Any) -> Callable[[str, Any], Any]:
     return lambda name, v: check_option(name, v, allowed)
 
 
+def _decay(name: str, v: Any) -> None:
+    if not callable(v):  # a schedule object is accepted wherever a name selects one
+        check_option(name, v, EXAGGERATION_DECAYS)
+
+
 def _neighbor_search(name: str, v: Any) -> None:
     if not isinstance(v, IVFSearch):  # the ivf search with a chosen effort
         check_option(name, v, NEIGHBOR_METHODS)
@@ -129,9 +134,10 @@ def resolve_learning_rate(value: Any, n: int | None) -> Any:
             f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
             "'N' or '0.5*N' (N = number of points)."
         )
-    if n is None:
-        return 1.0
-    return float(m.group(1) or 1.0) * n / float(m.group(2) or 1.0)
+    num, den = float(m.group(1) or 1.0), float(m.group(2) or 1.0)
+    if not (num > 0 and den > 0):  # 'N/0' used to pass the config and divide by zero in fit
+        raise ValueError(f"learning_rate={value!r} must give a rate > 0 (N = number of points).")
+    return 1.0 if n is None else num * n / den
 
 
 def _check_learning_rate(name: str, v: Any) -> None:
@@ -182,7 +188,9 @@ class ScheduleConfig:
       n_iter: iterations of the main phase (opt-SNE: the most). The total is their sum.
       exaggeration: attraction factor of the main phase (1: plain t-SNE).
       exaggeration_decay: ``"step"`` (switch at once), ``"linear"`` or ``"exponential"`` over
-        ``exaggeration_decay_iter`` iterations after early exaggeration.
+        ``exaggeration_decay_iter`` iterations after early exaggeration; or any schedule (an
+        Optax schedule, a hashable callable) of the steps since early exaggeration ended,
+        giving the exaggeration over those iterations (then ``exaggeration``).
       stopping: ``"fixed"`` or ``"optsne"`` (Belkina et al. 2019: each phase ends when the
         relative KL decrease says so); ``optsne_tol`` is the main phase's threshold.
     """
@@ -192,8 +200,8 @@ class ScheduleConfig:
     n_iter: int = field(500, _integer(0), dynamic=True)
     exaggeration: float = field(1.0, _positive(), dynamic=True)
     # A decay is a schedule compiled into the program, so these two are static.
-    exaggeration_decay: Literal["step", "linear", "exponential"] = field(
-        "step", _option(*EXAGGERATION_DECAYS)
+    exaggeration_decay: Literal["step", "linear", "exponential"] | Callable[[Any], Any] = field(
+        "step", _decay
     )
     exaggeration_decay_iter: int = field(150, _integer(0))
     stopping: Literal["fixed", "optsne"] = field("fixed", _option(*STOPPING_RULES), dynamic=True)

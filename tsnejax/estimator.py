@@ -97,8 +97,9 @@ default="auto"
         Cap on the grid intervals per dimension (``None``: the built-in memory-safe cap).
     pixels_per_unit : float, default=4.0
         Resolution of the splat method's field.
-    exaggeration_decay : {"step", "linear", "exponential"}, default="step"
-        How early exaggeration ends: at once, or decayed over 150 iterations.
+    exaggeration_decay : {"step", "linear", "exponential"} or schedule, default="step"
+        How early exaggeration ends: at once, or decayed over 150 iterations; a schedule
+        (e.g. ``optax.cosine_decay_schedule``) of the steps since it ended gives the decay.
     stopping : {"fixed", "optsne"}, default="fixed"
         ``"optsne"`` ends each phase when the relative KL decrease says so (Belkina et al.
         2019); ``early_exaggeration_iter`` and ``n_iter`` then cap the phases.
@@ -199,7 +200,7 @@ default="auto"
         ints_in_interval: float = 1.0,
         max_boxes: int | None = None,
         pixels_per_unit: float = 4.0,
-        exaggeration_decay: str = "step",
+        exaggeration_decay: Any = "step",
         stopping: str = "fixed",
         random_state: int | None = None,
         verbose: bool = False,

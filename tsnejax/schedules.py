@@ -211,7 +211,7 @@ def exaggeration_schedule(
     early_iter: int = 250,
     late: float = 1.0,
     *,
-    decay: Literal["step", "linear", "exponential"] = "step",
+    decay: Literal["step", "linear", "exponential"] | optax.Schedule = "step",
     decay_iter: int = 150,
 ) -> optax.Schedule:
     """Early exaggeration for ``early_iter`` steps, then ``late`` (1 = plain t-SNE).
@@ -219,9 +219,12 @@ def exaggeration_schedule(
     ``decay="step"`` switches at once (openTSNE, FIt-SNE, scikit-learn). ``"linear"`` goes from
     ``early`` to ``late`` over the next ``decay_iter`` steps (GPGPU-SNE / tfjs-tsne / HDILib:
     exaggeration 4 for 250 steps, then 150 steps of decay). ``"exponential"`` decays
-    geometrically, ``early * (late / early) ** (t / decay_iter)``, over the same steps.
+    geometrically, ``early * (late / early) ** (t / decay_iter)``, over the same steps. A
+    schedule (``optax.cosine_decay_schedule(12.0, 150, alpha=1 / 12)``) gives the exaggeration
+    at each of those steps, counted from 0 (Optax's convention).
     """
-    check_option("decay", decay, EXAGGERATION_DECAYS)
+    if not callable(decay):
+        check_option("decay", decay, EXAGGERATION_DECAYS)
     if decay == "step" or decay_iter <= 0:
         return two_phase(early, late, early_iter)
     return ExaggerationDecay(float(early), float(late), int(early_iter), int(decay_iter), decay)
@@ -230,16 +233,22 @@ def exaggeration_schedule(
 @dataclasses.dataclass(frozen=True)
 class ExaggerationDecay:
     """``early`` until ``start``, then a linear or geometric decay to ``late`` over ``length``
-    steps. A hashable schedule: equal settings share compiled programs."""
+    steps, or a user's schedule of the steps since ``start``. A hashable schedule: equal
+    settings share compiled programs."""
 
     early: float
     late: float
     start: int
     length: int
-    kind: Literal["linear", "exponential"]
+    kind: Literal["linear", "exponential"] | optax.Schedule
 
     def __call__(self, step: Array) -> Array:
-        frac = jnp.clip((jnp.asarray(step) - self.start) / self.length, 0.0, 1.0)
+        step = jnp.asarray(step)
+        if callable(self.kind):
+            inside = jnp.asarray(self.kind(step - self.start))
+            after = jnp.where(step < self.start + self.length, inside, self.late)
+            return jnp.where(step < self.start, self.early, after)
+        frac = jnp.clip((step - self.start) / self.length, 0.0, 1.0)
         if self.kind == "linear":
             return self.early + (self.late - self.early) * frac
         return self.early * (self.late / self.early) ** frac

@@ -42,7 +42,7 @@ from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend
 from tsnejax.knn_ivf import IVFSearch
-from tsnejax.optim import GAINS_RULES, OPTIMIZERS
+from tsnejax.optim import GAINS_RULES, OPTIMIZERS, check_optimizer_args
 from tsnejax.presets import preset_fields
 from tsnejax.schedules import EXAGGERATION_DECAYS, LR_RULES
 
@@ -276,6 +276,7 @@ class OptimizerConfig:
                 object.__setattr__(self, "learning_rate", parsed.pop("learning_rate"))
             transform = name
             kwargs = tuple(sorted({**dict(kwargs), **parsed}.items()))
+            check_optimizer_args(name, dict(kwargs))  # b1=NaN used to pass until the run
         elif not isinstance(transform, optax.GradientTransformation):
             raise ValueError(
                 "optimizer must be a registry name "

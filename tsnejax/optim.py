@@ -23,11 +23,12 @@ recompiling.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tsnejax._checks import check_option
@@ -35,6 +36,7 @@ from tsnejax._spec import parse_spec
 from tsnejax._types import Array, ScalarOrSchedule
 
 __all__ = [
+    "check_optimizer_args",
     "ClassicState",
     "StepClipState",
     "classic",
@@ -336,13 +338,34 @@ def make_optimizer(name: str, **kwargs: Any) -> optax.GradientTransformation:
     """
     check_option("optimizer", name, OPTIMIZERS)
     factory, static = OPTIMIZERS[name]
-    params = inspect.signature(factory).parameters
-    bad = sorted(set(kwargs) - set(params))
-    if bad:
-        raise ValueError(f"optimizer {name!r} has no argument {bad}; valid: {sorted(params)}.")
+    params = check_optimizer_args(name, kwargs)
     if "learning_rate" not in kwargs and params["learning_rate"].default is inspect.Parameter.empty:
         raise ValueError(f"optimizer {name!r} needs learning_rate=...")
     return optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+
+
+def check_optimizer_args(name: str, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Raise unless ``kwargs`` are arguments of the registry optimizer ``name`` and those it
+    takes as numbers are finite numbers, arrays or schedules (a string such as ``b1="x"`` or
+    ``learning_rate="3"`` used to fail inside Optax's update, a NaN to diverge). Returns the
+    factory's parameters."""
+    params = inspect.signature(OPTIMIZERS[name][0]).parameters
+    bad = sorted(set(kwargs) - set(params))
+    if bad:
+        raise ValueError(f"optimizer {name!r} has no argument {bad}; valid: {sorted(params)}.")
+    for key, value in kwargs.items():
+        default = params[key].default
+        numeric = default is inspect.Parameter.empty or (
+            isinstance(default, int | float) and not isinstance(default, bool)
+        )
+        if not numeric or callable(value) or isinstance(value, jax.Array | np.ndarray):
+            continue
+        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (number and np.isfinite(value)):
+            raise ValueError(
+                f"optimizer {name!r}: {key}={value!r} must be a finite number or a schedule."
+            )
+    return params
 
 
 def parse_optimizer_spec(spec: str) -> tuple[str, dict[str, Any]]:

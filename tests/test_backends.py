@@ -193,7 +193,7 @@ def test_a_backend_that_breaks_the_contract_is_named(digits):
         r"kl_divergence must return a scalar, got \(3,\)": dict(
             kl_divergence=lambda Y, P, d, g: jnp.ones(3)
         ),
-        "allocate must return a hashable grid": dict(allocate=lambda Y: [1, 2]),
+        "allocate.s grid must be hashable": dict(allocate=lambda Y: [1, 2]),
     }
     cfg = dict(n_iter=10, early_exaggeration_iter=10, perplexity=10)
     for fragment, parts in broken.items():

@@ -132,6 +132,15 @@ def test_bad_input_is_named(X):
         jax.grad(lambda Z: diff.fit(Z, {}, key=key, **RUN)[1])(jnp.asarray(X))
     with pytest.raises(ValueError, match="registry name"):
         diff.fit(X, {}, key=key, optimizer="bfgs", **RUN)
+    # Each was a JAX or Python error (or, for checkpoint_every=0, the default without a word).
+    with pytest.raises(ValueError, match=r"hyperparams\['perplexity'\] must be a number"):
+        diff.fit(X, {"perplexity": "10"}, key=key, **RUN)
+    with pytest.raises(ValueError, match="hyperparams must be a dict"):
+        diff.fit(X, 10.0, key=key, **RUN)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1, got 0"):
+        diff.fit(X, {}, key=key, checkpoint_every=0, **RUN)
+    with pytest.raises(ValueError, match="grid must be hashable"):
+        diff.fit(X, {}, key=key, method="interpolation", grid=[1, 2], **RUN)
 
 
 def test_an_optax_object_with_injected_hyperparameters(X):

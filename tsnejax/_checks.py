@@ -256,11 +256,19 @@ def check_hyperparams(
 ) -> dict[str, Any]:
     """:func:`tsnejax.diff.fit`'s hyperparameters: known names, scalars, and concrete values in
     range (values under ``jax.grad`` / ``jax.vmap`` are tracers and pass unchecked)."""
+    if not isinstance(hp, Mapping):  # was "'float' object is not iterable"
+        raise ValueError(
+            f"hyperparams must be a dict of names to values, e.g. {{'perplexity': 30.0}}; got "
+            f"{type(hp).__name__}."
+        )
     unknown = sorted(set(hp) - set(valid))
     if unknown:
         raise ValueError(f"hyperparams: unknown name(s) {unknown}; valid: {list(valid)}.")
     out = {}
     for name, value in hp.items():
+        numeric = isinstance(value, jax.core.Tracer) or np.asarray(value).dtype.kind in "biuf"
+        if isinstance(value, str | bytes) or not numeric:
+            raise ValueError(f"hyperparams[{name!r}] must be a number, got {value!r:.40}.")
         arr = jnp.asarray(value)
         if arr.shape != ():
             raise ValueError(
@@ -374,3 +382,14 @@ def check_state_points(P: Any, n_y: int, sharded: bool) -> None:
             f"P describes {rows.shape[-2]} points but the state's embedding has {n_y} rows; "
             "pass the affinities of the embedded points."
         )
+
+
+def check_hashable(name: str, value: Any, form: str) -> Any:
+    """Raise unless ``value`` is hashable (a static argument of a compiled program)."""
+    try:
+        hash(value)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be hashable ({form}; a static argument), got {type(value).__name__}."
+        ) from None
+    return value

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_data, check_hyperparams, check_key
+from tsnejax._checks import check_data, check_hashable, check_hyperparams, check_int, check_key
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
@@ -295,7 +295,8 @@ def _stepper(method: str | Backend, optimizer: str | optax.GradientTransformatio
         if optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer={optimizer!r} is not a registry name ({sorted(OPTIMIZERS)}); "
-                "or pass an Optax GradientTransformation."
+                "or pass an Optax GradientTransformation (a spec such as 'adam:b1=0.5' is "
+                "optax.inject_hyperparams(optax.adam)(learning_rate=1.0, b1=0.5) here)."
             )
         kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
         if optimizer in ("sgd", "classic"):
@@ -445,6 +446,7 @@ def fit(
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
     step, transform = _stepper(method, optimizer)
+    check_hashable("grid", grid, "a grid from the backend's allocate")
     if grid is None:
         grid = size_grid(
             X,
@@ -459,7 +461,9 @@ def fit(
     dtype = prep.Y0.dtype
     early = {k: jnp.asarray(v, dtype) for k, v in early.items()}
     main = {k: jnp.asarray(v, dtype) for k, v in main.items()}
-    chunk = checkpoint_every or max(1, math.ceil(math.sqrt(n_total)))
+    chunk = max(1, math.ceil(math.sqrt(n_total)))  # 0 used to mean this, silently
+    if checkpoint_every is not None:
+        chunk = check_int("checkpoint_every", checkpoint_every, minimum=1)
     perplexity = jnp.asarray(hp.get("perplexity", DEFAULTS["perplexity"]), dtype)
     return _run(
         prep,

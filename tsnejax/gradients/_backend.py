@@ -9,6 +9,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from tsnejax._checks import check_hashable
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Backend:
@@ -89,15 +91,8 @@ def checked_backend(backend: Backend) -> Backend:
         return kl.astype(jnp.result_type(Y))
 
     def allocate(Y: Any) -> Hashable:
-        grid = backend.allocate(Y)
-        try:
-            hash(grid)
-        except TypeError:
-            raise ValueError(
-                f"Backend {name!r}: allocate must return a hashable grid (None, a tuple, a "
-                f"NamedTuple of numbers), got {type(grid).__name__}; it is a static argument."
-            ) from None
-        return grid
+        form = "None, a tuple, a NamedTuple of numbers"
+        return check_hashable(f"Backend {name!r}: allocate's grid", backend.allocate(Y), form)
 
     return dataclasses.replace(
         backend, gradient=gradient, kl_divergence=kl_divergence, allocate=allocate

@@ -101,3 +101,18 @@ def test_fit_batch_rejects_static_differences(X):
         )
     with pytest.raises(ValueError, match="2 entries for 3 keys"):
         tsnejax.fit_batch(jax.random.split(jax.random.key(0), 3), X, [base, base])
+    # A dict of flat names is a config here too, as in tsnejax.fit (was an AttributeError).
+    keys = jax.random.split(jax.random.key(0), 2)
+    a = tsnejax.fit_batch(keys, X, SHORT)
+    b = tsnejax.fit_batch(keys, X, [base, dict(SHORT)])
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    # Were a stacking error and a shard_map error from inside JAX.
+    from tsnejax.affinity import perplexity_affinities
+    from tsnejax.knn import exact_knn
+
+    Ps = [perplexity_affinities(exact_knn(X[:m], 90), 30.0) for m in (500, 400)]
+    with pytest.raises(ValueError, match="affinities\\[1\\] describes 400 points and aff"):
+        tsnejax.fit_batch(keys, None, base, affinities=Ps, initializations=np.ones((500, 2)))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("foo",))
+    with pytest.raises(ValueError, match="a batch of trials is split over an axis named 'trials'"):
+        tsnejax.fit_batch(keys, X, base, mesh=mesh)

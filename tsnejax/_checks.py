@@ -369,8 +369,15 @@ def check_callable(name: str, f: Any, form: str) -> Any:
     return f
 
 
-def check_state_points(P: Any, n_y: int, sharded: bool) -> None:
-    """Raise unless ``P`` is a pytree of arrays describing ``n_y`` points (when it says)."""
+def check_state_points(P: Any, state: Any, mesh: Any) -> None:
+    """Raise unless ``P`` is a pytree of arrays describing the state's points (when it says),
+    and a batched state's ``mesh`` has the axis ``"trials"`` (it was a ``shard_map`` error)."""
+    n_y, sharded = state.embedding.shape[-2], mesh is not None
+    if sharded and np.ndim(state.iteration) == 1 and "trials" not in mesh.axis_names:
+        raise ValueError(
+            f"mesh has axes {tuple(mesh.axis_names)}; a batch of trials is split over an axis "
+            "named 'trials', e.g. jax.make_mesh((n_devices,), ('trials',))."
+        )
     if hasattr(P, "tocsr") or hasattr(P, "todense"):  # scipy: not a pytree of arrays
         raise ValueError(
             "P must be tsnejax.Affinities (a pytree of arrays), got a scipy matrix; convert it "

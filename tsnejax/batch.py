@@ -27,7 +27,12 @@ from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, precomputed_knn
 from tsnejax.knn import search as knn_search
-from tsnejax.pipeline import affinities_from_graph, check_fit_memory, initial_embedding
+from tsnejax.pipeline import (
+    affinities_from_graph,
+    as_config,
+    check_fit_memory,
+    initial_embedding,
+)
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
 
@@ -89,7 +94,7 @@ def fit_batch(
         split into (kNN seed, init) as :func:`tsnejax.fit` does. The kNN graph is computed
         once, with the first key's kNN seed.
       X: ``(n, d)`` data (may be omitted with ``affinities`` and ``initializations``).
-      configs: one config for every trial, or one per key.
+      configs: one config for every trial, or one per key (a dict of flat names is a config).
       affinities: P shared by every trial, or one per trial (instead of X's kNN graph).
       initializations: an ``(n, d)`` array for every trial, or one per trial.
       mesh: shard the trials over its axis ``"trials"``.
@@ -116,7 +121,7 @@ def fit_batch(
         raise ValueError("fit_batch needs at least one key.")
     for i, k in enumerate(keys):
         check_key(k, f"keys[{i}]")
-    configs = [c.validate() for c in _as_list(configs, n_trials, "configs")]
+    configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
     sig = static_signature(configs[0])
     for c in configs[1:]:
         if static_signature(c) != sig:
@@ -158,6 +163,12 @@ def fit_batch(
         checked = {id(P): as_affinities(P, "affinities") for P in given}  # each distinct P once
         Ps = [checked[id(P)] for P in given]
         n = Ps[0].n_points
+        for i, P in enumerate(Ps):
+            if P.n_points != n:  # was a stacking error from inside JAX
+                raise ValueError(
+                    f"affinities[{i}] describes {P.n_points} points and affinities[0] {n}; the "
+                    "trials of a batch embed the same points."
+                )
     distinct = {id(P): P for P in Ps}
     if len(distinct) == 1:
         P, P_axis = Ps[0], None

@@ -87,6 +87,17 @@ def _graph(
     return knn_search(X, k, method=neighbors, key=key)  # X passed check_data in prepare
 
 
+def as_config(config: TSNEConfig | Mapping[str, Any]) -> TSNEConfig:
+    """A :class:`TSNEConfig`, or a dict of the flat names :meth:`TSNEConfig.make` takes."""
+    if isinstance(config, Mapping):
+        return TSNEConfig.make(**config)
+    if not isinstance(config, TSNEConfig):
+        raise ValueError(
+            f"config must be a TSNEConfig or a dict of its flat names, got {type(config).__name__}."
+        )
+    return config
+
+
 def affinities_from_graph(knn: KNNGraph, config: TSNEConfig, perplexities: Sequence[float]):
     """P of ``config.affinities.method`` on ``knn``."""
     method = config.affinities.method
@@ -247,12 +258,7 @@ def fit(
         ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays
         sharded with ``n`` padded to a multiple of the axis size (:mod:`tsnejax.shard`).
     """
-    if isinstance(config, Mapping):  # flat names, as TSNEConfig.make takes them
-        config = TSNEConfig.make(**config)
-    elif not isinstance(config, TSNEConfig):
-        raise ValueError(
-            f"config must be a TSNEConfig or a dict of its flat names, got {type(config).__name__}."
-        )
+    config = as_config(config)
     check_key(key)
     config.validate()
     if mesh is not None:

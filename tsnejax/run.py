@@ -267,7 +267,7 @@ def optimize(
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
     n_iter = check_int("n_iter", n_iter, minimum=0)  # -5 used to run nothing without a word
-    chk.check_state_points(P, state.embedding.shape[-2], sharded=mesh is not None)
+    chk.check_state_points(P, state, mesh)
     callbacks = chk.check_callbacks(callbacks)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None

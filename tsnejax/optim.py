@@ -358,8 +358,13 @@ def check_optimizer_args(name: str, kwargs: Mapping[str, Any]) -> Mapping[str, A
         numeric = default is inspect.Parameter.empty or (
             isinstance(default, int | float) and not isinstance(default, bool)
         )
-        if not numeric or callable(value) or isinstance(value, jax.Array | np.ndarray):
-            continue
+        if (
+            not numeric
+            or value is None
+            or callable(value)
+            or isinstance(value, jax.Array | np.ndarray)
+        ):
+            continue  # None switches an option off (classic's max_step_norm)
         number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
         if not (number and np.isfinite(value)):
             raise ValueError(

@@ -248,3 +248,40 @@ def test_perplexity_one_and_equidistant_rows_give_finite_p():
     P = tsnejax.pipeline.prepare(jax.random.key(0), X, tsnejax.TSNEConfig.make(perplexity=1.0)).P
     assert np.isfinite(np.asarray(P.weights)).all()
     np.testing.assert_allclose(float(np.sum(P.weights) + np.sum(P.extra_weights)), 1.0, rtol=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 10**6))
+def test_extra_capacity_is_a_short_step_above_the_need(e, n):
+    from tsnejax._layout import extra_capacity
+
+    cap, step = extra_capacity(e, n), max(8, -(-n // 16))
+    assert cap >= max(e, 1) and cap < max(e, 1) + step
+    assert e == 0 or cap % step == 0
+
+
+def test_data_sets_of_one_size_share_p_shapes_and_padding_changes_nothing(digits, monkeypatch):
+    """Continuation rows come in steps of n / 16, so random subsets of one size usually share
+    P's shapes (hence compiled programs); the zero rows leave the embedding bit for bit."""
+    import jax
+
+    import tsnejax
+    import tsnejax._layout as layout
+
+    X = digits[0]
+    rng = np.random.default_rng(0)
+    graphs = [exact_knn(X[rng.choice(len(X), 1500, replace=False)], 90) for _ in range(4)]
+    shapes = {perplexity_affinities(g, 30.0).extra_rows.shape for g in graphs}
+    monkeypatch.setattr(layout, "extra_capacity", lambda e, n: max(e, 1))
+    exact = {perplexity_affinities(g, 30.0).extra_rows.shape for g in graphs}
+    assert len(shapes) < len(exact), (shapes, exact)  # MNIST 5k, 10k: 5 shapes -> 1
+    # The same fit on the exact-size layout and on the stepped one.
+    cfg = tsnejax.TSNEConfig.make(n_iter=30, early_exaggeration_iter=20)
+    key = jax.random.key(0)
+    Xs = X[:600]
+    plain = tsnejax.fit(key, Xs, cfg)
+    monkeypatch.undo()
+    stepped = tsnejax.fit(key, Xs, cfg)
+    assert stepped.affinities.extra_rows.shape[0] > plain.affinities.extra_rows.shape[0]
+    np.testing.assert_array_equal(stepped.embedding, plain.embedding)
+    assert stepped.kl_divergence == plain.kl_divergence

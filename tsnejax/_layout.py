@@ -34,7 +34,7 @@ class AffinityLayout(NamedTuple):
     Attributes:
       neighbors: ``(n, w) int32``; column indices per row, padded with the row's own index.
       extra_neighbors: ``(e, we) int32``; continuation rows for points with more than ``w``
-        entries (e >= 1; a padding row points at 0 with weight 0).
+        entries, then padding rows at point 0 with weight 0 up to :func:`extra_capacity`.
       extra_rows: ``(e,) int32``; the point each continuation row belongs to.
       fwd_pos, bwd_pos: ``(n, k) int32``; for kNN edge ``(i, indices[i, s])``, the flat slot of
         entry ``(i, j)`` and of ``(j, i)`` in ``concat(weights.ravel(), extra_weights.ravel())``
@@ -109,6 +109,19 @@ def _default_width(degrees: np.ndarray, we: int = EXTRA_WIDTH) -> int:
     return best
 
 
+def extra_capacity(e: int, n: int) -> int:
+    """Continuation rows allocated for ``e`` needed ones among ``n`` points: ``e`` rounded up to
+    a multiple of ``n / 16`` (at least 8), and at least one row.
+
+    Graphs of one size then usually share P's shapes, hence their compiled programs and
+    persistent-cache entries: five random MNIST-5k subsets needed 6120..6256 rows and all get
+    6260 (``docs/performance.md``). The padding rows point at point 0 with weight 0 and add
+    exact zeros; they cost at most n slots (under 1 % of MNIST-70k's 9.6 M).
+    """
+    step = max(8, -(-n // 16))
+    return max(1, -(-e // step) * step)
+
+
 def _index_dtype(*sizes: int) -> type:
     return np.int32 if max(sizes) < 2**31 - 1 else np.int64
 
@@ -140,14 +153,15 @@ def _fill(indptr, indices, n, width, extra_width) -> tuple[AffinityLayout, np.nd
     nnz = len(indices)
     n_cont = -(-np.maximum(degrees - w, 0) // we)
     e = int(n_cont.sum())
-    itype = _index_dtype(n * w + max(e, 1) * we, nnz)
+    cap = extra_capacity(e, n)
+    itype = _index_dtype(n * w + cap * we, nnz)
     neighbors = np.repeat(np.arange(n, dtype=np.int32)[:, None], w, axis=1)
     flat_main = neighbors.reshape(-1)
-    extra = np.zeros((max(e, 1), we), np.int32)
-    extra_rows = np.zeros(max(e, 1), np.int32)
+    extra = np.zeros((cap, we), np.int32)
+    extra_rows = np.zeros(cap, np.int32)
     if e:
-        extra_rows[:] = np.repeat(np.arange(n, dtype=np.int32), n_cont)
-        extra[:] = extra_rows[:, None]
+        extra_rows[:e] = np.repeat(np.arange(n, dtype=np.int32), n_cont)
+        extra[:e] = extra_rows[:e, None]
     first_cont = np.concatenate([[0], np.cumsum(n_cont)])[:-1].astype(itype)
     starts = indptr[:-1].astype(itype)
     flat = np.empty(nnz, itype)

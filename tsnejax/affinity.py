@@ -374,11 +374,8 @@ def check_affinities(P: Affinities, name: str = "affinities") -> Affinities:
             f"{type(P).__name__}."
         )
     nb, w, en, ew, er = (np.asarray(a) for a in P)
-    if nb.ndim != 2 or w.shape != nb.shape or en.ndim != 2 or ew.shape != en.shape:
-        bad = True
-    else:
-        bad = er.shape != en.shape[:1]
-    if bad:
+    main_ok = nb.ndim == 2 and w.shape == nb.shape
+    if not (main_ok and en.ndim == 2 and ew.shape == en.shape and er.shape == en.shape[:1]):
         raise ValueError(
             f"{name}: the shapes must be neighbors and weights (n, w), extra_neighbors and "
             f"extra_weights (e, we), extra_rows (e,); got {nb.shape}, {w.shape}, {en.shape}, "

@@ -74,6 +74,8 @@ def test_integer_and_bool_inputs_are_converted():
         # A string failed inside Optax's update with a message about line searches; NaN diverged.
         ({"optimizer": 'adam:b1="x"'}, "optimizer 'adam': b1='x' must be a finite number"),
         ({"optimizer": "adam:b1=NaN"}, "optimizer 'adam': b1=nan must be a finite number"),
+        ({"optimizer": "adam:b1=2"}, "optimizer 'adam': b1=2 must be in "),  # both ran
+        ({"optimizer": "classic:min_gain=-1"}, "min_gain=-1 must be in "),
         ({"perplexity": -5.0}, "perplexity must be finite and > 0"),
         ({"perplexity": 0.5}, "perplexity=0.5 is below 1"),  # was "k must be >= 1" at 0.2
         ({"perplexity": (30.0, 0.9)}, "perplexity=0.9 is below 1"),
@@ -299,6 +301,8 @@ def test_the_open_seams_name_bad_input():
         run.optimize(step, run.init_state(Y0, opt), to_scipy(P), 5)
     with pytest.raises(ValueError, match="learning_rate='3' must be a finite number or a sched"):
         optim.make_optimizer("adam", learning_rate="3")
+    with pytest.raises(ValueError, match="learning_rate=0.0 must be > 0"):
+        optim.make_optimizer("sgd", learning_rate=0.0)
     for not_an_optimizer in ("classic", 3.0):
         with pytest.raises(ValueError, match="optimizer must be an optax.GradientTransformation"):
             run.build_step("exact", not_an_optimizer)

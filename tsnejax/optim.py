@@ -370,7 +370,22 @@ def check_optimizer_args(name: str, kwargs: Mapping[str, Any]) -> Mapping[str, A
             raise ValueError(
                 f"optimizer {name!r}: {key}={value!r} must be a finite number or a schedule."
             )
+        low, high, closed = _ARG_RANGES.get(key, (-np.inf, np.inf, True))
+        if not ((low <= value if closed else low < value) and value < high):
+            where = f"in [{low:g}, {high:g})" if closed else f"> {low:g}"
+            raise ValueError(f"optimizer {name!r}: {key}={value!r} must be {where}.")
     return params
+
+
+#: Ranges of the registry optimizers' numeric arguments (``(low, high, low included)``): Adam's
+#: ``b1=2`` or classic's ``min_gain=-1`` used to run to nonsense without a word.
+_ARG_RANGES = {
+    **dict.fromkeys(("momentum", "b1", "b2", "decay"), (0.0, 1.0, True)),
+    **dict.fromkeys(
+        ("eps", "eps_root", "min_gain", "weight_decay", "initial_scale"), (0.0, np.inf, True)
+    ),
+    **dict.fromkeys(("learning_rate", "max_step_norm", "max_grad_norm"), (0.0, np.inf, False)),
+}
 
 
 def parse_optimizer_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -95,10 +95,15 @@ def test_fit_batch_over_perplexities_pads_P(X):
 
 def test_fit_batch_rejects_static_differences(X):
     base = TSNEConfig.make(**SHORT)
-    with pytest.raises(ValueError, match="static settings"):
+    with pytest.raises(ValueError, match="configs\\[1\\] differ in static settings: optimizer"):
         tsnejax.fit_batch(
             jax.random.split(jax.random.key(0), 2), X, [base, base.replace(optimizer="adam")]
         )
+    import optax  # a learning-rate schedule is compiled in, so trials cannot differ in it
+
+    warm = base.replace(learning_rate=optax.linear_schedule(10.0, 100.0, 20))
+    with pytest.raises(ValueError, match="static settings: learning_rate"):
+        tsnejax.fit_batch(jax.random.split(jax.random.key(0), 2), X, [base, warm])
     with pytest.raises(ValueError, match="2 entries for 3 keys"):
         tsnejax.fit_batch(jax.random.split(jax.random.key(0), 3), X, [base, base])
     # A dict of flat names is a config here too, as in tsnejax.fit (was an AttributeError).

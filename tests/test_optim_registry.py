@@ -264,3 +264,39 @@ def test_load_state_rejects_wrong_optimizer_and_bad_files(problem, tmp_path):
         load_state(tmp_path / "bad.npz", opt)
     with pytest.raises(ValueError, match="does not exist"):
         load_state(tmp_path / "missing.npz", opt)
+
+
+def test_a_learning_rate_schedule_is_accepted_where_a_rate_is(problem):
+    """``learning_rate`` takes an Optax schedule of the iteration: each step uses its value."""
+    from tsnejax import fit
+    from tsnejax.config import static_signature
+
+    X, P, Y0 = problem
+    same = {"early_exaggeration_iter": 5, "n_iter": 10, "negative_gradient_method": "exact"}
+    key = jax.random.key(0)
+    number = fit(
+        key, None, TSNEConfig.make(learning_rate=25.0, **same), affinities=P, initialization=Y0
+    )
+    constant = TSNEConfig.make(learning_rate=optax.constant_schedule(25.0), **same)
+    by_schedule = fit(key, None, constant, affinities=P, initialization=Y0)
+    np.testing.assert_array_equal(number.embedding, by_schedule.embedding)
+
+    warmup = optax.linear_schedule(0.0, 200.0, 8)
+    seen = fit(
+        key,
+        None,
+        TSNEConfig.make(learning_rate=warmup, **same),
+        affinities=P,
+        initialization=Y0,
+        record=lambda state, info: get_hyperparams(state.opt_state)["learning_rate"],
+    )
+    np.testing.assert_allclose(seen.records, [float(warmup(t)) for t in range(15)], rtol=1e-6)
+    # compiled in: another schedule is another static setting (fit_batch and sweeps group apart)
+    assert static_signature(constant) != static_signature(TSNEConfig.make(**same))
+    for bad, match in [
+        (lambda: 1.0, "failed at iteration 0"),
+        (lambda t: -1.0, "rate >= 0"),
+        (lambda t: jnp.ones(2), "one finite rate"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            TSNEConfig.make(learning_rate=bad)

@@ -463,3 +463,23 @@ def test_report_means_over_seeds(tmp_path):
     kls = [float(r["kl"]) for r in rows]
     line = next(x for x in text.splitlines() if x.startswith("| 30 | 3 |"))
     assert f"{np.mean(kls):.4g} ± {np.std(kls, ddof=1):.2g}" in line
+
+
+def test_learning_rate_schedules_in_a_python_spec_group_apart():
+    """Schedules are compiled in: each gets its own group; unlabelled ones are told to label."""
+    import optax
+
+    from tsnejax.sweep.executor import _groups
+
+    warm = {
+        "warm-10": optax.linear_schedule(10.0, 30.0, 50),
+        "warm-100": optax.linear_schedule(100.0, 30.0, 50),
+    }
+    spec = _spec(grid={"learning_rate": {**warm, "30": 30, "N/12": "N/12"}})
+    trials = expand_trials(spec, 400)
+    assert [t.params["learning_rate"] for t in trials] == ["warm-10", "warm-100", "30", "N/12"]
+    assert trials[0].config.optimizer.learning_rate is warm["warm-10"]
+    groups = _groups(trials, 400)
+    assert sorted(len(g) for g in groups) == [1, 1, 2]  # the two numbers share one program
+    with pytest.raises(ValueError, match="give each its own label with a dict"):
+        expand_trials(_spec(grid={"learning_rate": list(warm.values())}), 400)

@@ -122,12 +122,16 @@ def fit_batch(
     for i, k in enumerate(keys):
         check_key(k, f"keys[{i}]")
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
-    sig = static_signature(configs[0])
-    for c in configs[1:]:
-        if static_signature(c) != sig:
+    sig = static_signature(configs[0]).flat()
+    for i, c in enumerate(configs[1:], 1):
+        other = static_signature(c).flat()
+        differ = [k for k in sig if other[k] != sig[k]]
+        if differ:
+            shown = ", ".join(f"{k} ({sig[k]!r:.40} vs {other[k]!r:.40})" for k in differ)
             raise ValueError(
-                "fit_batch: the configs differ in static settings (optimizer, gradient method, "
-                "grid, n_components, ...); only tsnejax.config.DYNAMIC_FIELDS may vary."
+                f"fit_batch: configs[0] and configs[{i}] differ in static settings: {shown}. "
+                "Only tsnejax.config.DYNAMIC_FIELDS may vary within a batch (a schedule or "
+                "optimizer object is compiled in); run the others as another batch."
             )
     timings: dict[str, float] = {}
     split = [jax.random.split(k) for k in keys]

@@ -212,7 +212,9 @@ def phase_table(config: TSNEConfig, n: int) -> Phases:
     lr: Any = None
     scale: Any = None
     if not o.is_object:
-        if o.learning_rate != "auto":
+        if callable(o.learning_rate):  # the user's schedule holds in every phase
+            lr = o.learning_rate
+        elif o.learning_rate != "auto":
             lr = float(resolve_learning_rate(o.learning_rate, n))
         elif o.transform in ADAPTIVE:
             lr = ADAPTIVE_AUTO_LEARNING_RATE[o.transform]
@@ -229,7 +231,8 @@ def phase_table(config: TSNEConfig, n: int) -> Phases:
             "dof": float(config.dof),
         }
         if lr is not None:
-            values["learning_rate"] = lr if not callable(lr) or in_decay else float(lr(start))
+            scheduled = callable(lr) and (in_decay or lr is o.learning_rate)
+            values["learning_rate"] = float(lr(start)) if callable(lr) and not scheduled else lr
         if scale is not None:
             values["learning_rate_scale"] = scale if in_decay else float(scale(start))
         if uses_momentum(config):

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from tsnejax._checks import (
+    check_hashable,
     check_int,
     check_momentum,
     check_n_components,
@@ -122,9 +123,11 @@ def _check_dof(name: str, v: Any) -> None:
 
 
 def resolve_learning_rate(value: Any, n: int | None) -> Any:
-    """A number, ``"auto"``, or an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``.
+    """A number, ``"auto"``, an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``, or a
+    schedule of the iteration.
 
-    Returns the number for ``n`` points (``"auto"`` unchanged; ``n=None`` only validates).
+    Returns the number for ``n`` points (``"auto"`` and schedules unchanged; ``n=None`` only
+    validates).
     """
     if not isinstance(value, str) or value == "auto":
         return value
@@ -143,8 +146,33 @@ def resolve_learning_rate(value: Any, n: int | None) -> Any:
 def _check_learning_rate(name: str, v: Any) -> None:
     if isinstance(v, str):
         resolve_learning_rate(v, None)
+    elif callable(v):  # an Optax schedule wherever a rate is accepted
+        _check_learning_rate_schedule(name, v)
     else:
         check_positive(name, v)
+
+
+def _check_learning_rate_schedule(name: str, schedule: Callable[[Any], Any]) -> None:
+    """Raise unless ``schedule`` is hashable and maps iteration 0 to a finite rate >= 0 (a
+    warm-up may start at 0).
+
+    The schedule is compiled into the run (a static part of the config), so it must be
+    hashable; it is probed once at iteration 0 so that a wrong signature or a negative rate is
+    named here rather than deep in the first step.
+    """
+    check_hashable(name, schedule, "an Optax schedule or a hashable callable of the iteration")
+    try:
+        rate = np.asarray(schedule(np.int32(0)))
+    except Exception as err:  # noqa: BLE001 (any failure of the user's callable)
+        raise ValueError(
+            f"{name}: the schedule failed at iteration 0 ({type(err).__name__}: {err}); it "
+            "must map the iteration count to a rate, like optax.linear_schedule(...)."
+        ) from None
+    if rate.shape != () or rate.dtype.kind not in "iuf" or not (np.isfinite(rate) and rate >= 0):
+        raise ValueError(
+            f"{name}: the schedule gives {rate!r} at iteration 0; it must give one finite "
+            "rate >= 0 per iteration."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +251,10 @@ class OptimizerConfig:
         rate; see ``phase_scaling``).
       kwargs: further arguments of a registry optimizer, as ``((name, value), ...)``.
       learning_rate: a number, ``"auto"`` (``learning_rate_rule``; adaptive optimizers: a
-        fixed step, :data:`tsnejax.build.ADAPTIVE_AUTO_LEARNING_RATE`) or an expression in
-        N (``"N/12"``). Registry optimizers only.
+        fixed step, :data:`tsnejax.build.ADAPTIVE_AUTO_LEARNING_RATE`), an expression in
+        N (``"N/12"``), or a schedule of the iteration (an Optax schedule or hashable
+        callable; iteration 0 is the first step of early exaggeration). Registry
+        optimizers only. A schedule is compiled in: it is static, not a vmapped field.
       learning_rate_rule: which peer's ``"auto"``: ``"opentsne"`` (N / exaggeration, per
         phase), ``"fitsne"``, ``"sklearn"``, ``"cuml"``
         (:func:`tsnejax.schedules.auto_learning_rate`).
@@ -245,7 +275,9 @@ class OptimizerConfig:
 
     transform: str | optax.GradientTransformation = "classic"
     kwargs: tuple[tuple[str, Any], ...] = ()
-    learning_rate: float | str = field("auto", _check_learning_rate, dynamic=True)
+    learning_rate: float | str | Callable[[Any], Any] = field(
+        "auto", _check_learning_rate, dynamic=True
+    )
     learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
         "opentsne", _option(*LR_RULES), dynamic=True
     )
@@ -468,10 +500,13 @@ def static_signature(config: TSNEConfig) -> TSNEConfig:
     """``config`` with every dynamic field at its default: configs with equal signatures share
     one compiled step (their differences are phase values, P or the initial embedding).
 
-    ``dof = inf`` keeps its own signature: the Gaussian kernel is a different program.
+    ``dof = inf`` keeps its own signature: the Gaussian kernel is a different program; so does
+    a learning-rate schedule, which is compiled in.
     """
     default = TSNEConfig()
     blank = {k: v for k, v in default.flat().items() if k in DYNAMIC_FIELDS}
     if config.dof == math.inf:
         blank["dof"] = math.inf
+    if callable(config.optimizer.learning_rate):
+        blank["learning_rate"] = config.optimizer.learning_rate
     return config.replace(**blank)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -53,9 +54,11 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     exaggeration : float, default=1.0
         Factor on the attraction in the main phase (above 1 pulls clusters tighter; Böhm et
         al. 2022).
-    learning_rate : float or str, default="auto"
-        A number, ``"auto"`` (the preset's rule; openTSNE: N / exaggeration in each phase) or an
-        expression in N such as ``"N/12"``.
+    learning_rate : float, str or callable, default="auto"
+        A number, ``"auto"`` (the preset's rule; openTSNE: N / exaggeration in each phase), an
+        expression in N such as ``"N/12"``, or an Optax schedule of the iteration (counted
+        from the first step of early exaggeration), e.g. ``optax.linear_schedule(10, 1000,
+        250)``. Pickling the estimator then needs a picklable schedule.
     dof : float, default=1.0
         Degrees of freedom of the output kernel: 1 is the Cauchy kernel of t-SNE; below 1 gives
         heavier tails and finer clusters (Kobak et al. 2019); large values approach SNE.
@@ -185,7 +188,7 @@ default="auto"
         early_exaggeration_iter: int | None = None,
         n_iter: int | None = None,
         exaggeration: float = 1.0,
-        learning_rate: float | str = "auto",
+        learning_rate: float | str | Callable[[Any], Any] = "auto",
         dof: float = 1.0,
         initialization: str | np.ndarray = "pca",
         negative_gradient_method: str = "auto",

@@ -354,9 +354,16 @@ def expand_trials(spec: SweepSpec, n: int | None, data_digest: str = "") -> list
     seen: dict[str, dict] = {}
     for t in trials if n is not None else ():  # "N/12" resolves only once N is known
         if t.trial_id in seen:
+            objects = any(str(v).startswith(("optax:", "callable:")) for v in t.params.values())
+            fix = (
+                "objects are named by their type, so give each its own label with a dict, "
+                "e.g. {'warm-10': schedule_a, 'warm-100': schedule_b}"
+                if objects
+                else "remove one of the values"
+            )
             raise ValueError(
                 f"grid points {seen[t.trial_id]} and {t.params} resolve to the same settings "
-                f"for N={n}; remove one of the values."
+                f"for N={n}; {fix}."
             )
         seen[t.trial_id] = t.params
     return trials

@@ -93,6 +93,37 @@ def test_divergence_stops_with_iteration_and_last_finite_state(small):
         optimize(step, s0, P, 100, phases=ph)
 
 
+def test_divergence_names_its_cause(small):
+    """The step tells a NaN gradient, a NaN update and a runaway step apart; the message
+    blames the backend, the optimizer or the learning rate accordingly."""
+    import optax
+
+    from tsnejax.gradients import Backend, exact_gradient, exact_kl_divergence
+
+    X, P = small
+    Y0 = pca(X)
+
+    def gradient(Y, P, dof, exaggeration, grid):  # NaN once early exaggeration ends
+        g, z = exact_gradient(Y, P, dof, exaggeration)
+        return g * jnp.where(exaggeration > 2.0, 1.0, jnp.nan), z
+
+    mine = Backend(
+        "mine", gradient, lambda Y, P, dof, grid: exact_kl_divergence(Y, P, dof), lambda Y: None
+    )
+    step, opt = _step()
+    with pytest.raises(DivergenceError, match="gradient of 'mine' came back NaN") as err:
+        optimize(build_step(mine, opt), init_state(Y0, opt), P, 30, phases=_phases(400, 10))
+    assert (err.value.iteration, err.value.cause) == (11, "gradient")
+    assert "custom Backend" in str(err.value)
+    nan_update = optax.scale(float("nan"))
+    with pytest.raises(DivergenceError, match="update turned a finite gradient") as err:
+        optimize(build_step("exact", nan_update), init_state(Y0, nan_update), P, 5)
+    assert (err.value.iteration, err.value.cause) == (1, "update")
+    with pytest.raises(DivergenceError, match="step over 1000 x max_step_norm") as err:
+        optimize(step, init_state(Y0, opt), P, 5, phases=_phases(400, lr=1e12))
+    assert err.value.cause == "step"
+
+
 def test_batch_of_four_equals_four_runs_and_a_diverging_trial_is_frozen(small):
     X, P = small
     step, opt = _step(max_step_norm=None)
@@ -119,6 +150,7 @@ def test_batch_of_four_equals_four_runs_and_a_diverging_trial_is_frozen(small):
     with pytest.raises(DivergenceError) as err:
         optimize(step, init_state(Y0, opt), P, 120, phases=tables[2])
     assert batch.diverged_at[2] == err.value.iteration
+    assert list(batch.diverged_cause) == ["", "", err.value.cause, ""]
     # The frozen trial holds its last finite state; its KL is reported as nan.
     np.testing.assert_array_equal(
         np.asarray(batch.state.embedding[2]), np.asarray(err.value.state.embedding)

@@ -248,6 +248,7 @@ def test_divergent_trial_is_recorded_not_fatal(tmp_path):
         rows = read_table(out / "results.csv")
         assert [r["status"] for r in rows] == ["ok", "diverged"]
         assert 0 < int(rows[1]["diverged_at"]) <= 100 and rows[1]["kl"] == "nan"
+        assert [r["diverged_cause"] for r in rows] == ["", "step"]  # lr 1e12: a runaway step
         assert np.isfinite(np.load(out / "trials" / rows[1]["trial_id"] / "embedding.npy")).all()
 
 

@@ -44,6 +44,7 @@ class StepInfo(NamedTuple):
 
     finite: Array  # bool: embedding and gradient finite, and no exploded step (optim)
     grad_norm: Array  # Frobenius norm of the (scaled) gradient
+    cause: Array  # int32: why the step is not finite (tsnejax._diverge.CAUSES; 0 = it is)
 
 
 def grad_norm(state: TSNEState, info: StepInfo) -> Array:
@@ -53,27 +54,29 @@ def grad_norm(state: TSNEState, info: StepInfo) -> Array:
 
 
 def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record: Callable):
-    """``(state, P, values, active, n_steps, want_kl) -> (state, ok, bad_at, records, kl)``
+    """``(state, P, values, active, n_steps, want_kl) -> (state, ok, bad_at, bad_cause, records,
+    kl)``
     for one state; ``static`` holds the phase's schedules and a compiled-in dof."""
 
     def chunk(state, P, values, active, n_steps, want_kl):
         merged = {**static, **values}
-        info0 = StepInfo(jnp.bool_(True), jnp.zeros((), state.embedding.dtype))
+        info0 = StepInfo(jnp.bool_(True), jnp.zeros((), state.embedding.dtype), jnp.int32(0))
         shapes = jax.eval_shape(record, state, info0)
         buf = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
 
         def body(i, carry):
-            st, ok, bad_at, buf = carry
+            st, ok, bad_at, bad_cause, buf = carry
             new, info = stepper.step(st, P, values_at(merged, st.iteration), grid)
             good = ok & info.finite
             # Freeze on the last finite state so the host can report and save it.
             st = jax.tree.map(lambda a, b: jnp.where(good, a, b), new, st)
             bad_at = jnp.where(ok & ~info.finite, new.iteration, bad_at)
+            bad_cause = jnp.where(ok & ~info.finite, info.cause, bad_cause)
             buf = jax.tree.map(lambda b, r: b.at[i].set(r), buf, record(new, info))
-            return st, good, bad_at, buf
+            return st, good, bad_at, bad_cause, buf
 
-        init = (state, active, jnp.int32(-1), buf)
-        state, ok, bad_at, buf = jax.lax.fori_loop(0, n_steps, body, init)
+        init = (state, active, jnp.int32(-1), jnp.int32(0), buf)
+        state, ok, bad_at, bad_cause, buf = jax.lax.fori_loop(0, n_steps, body, init)
         dof = values_at(merged, state.iteration).get("dof", STEP_INPUTS["dof"])
         nan = jnp.asarray(jnp.nan, state.embedding.dtype)
         # The KL of the chunk's last embedding, in the same program (2 % of a 50-step chunk).
@@ -82,7 +85,7 @@ def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record:
             lambda: stepper.kl_divergence(state.embedding, P, dof, grid).astype(nan.dtype),
             lambda: nan,
         )
-        return state, ok, bad_at, buf, kl
+        return state, ok, bad_at, bad_cause, buf, kl
 
     return chunk
 

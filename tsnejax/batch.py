@@ -54,6 +54,8 @@ class BatchResult(NamedTuple):
     n_compiles: int
     stepper: Stepper
     neighbors: KNNGraph | None
+    # (n_trials,) why each diverged ("gradient", "update", "step"; "" where finite)
+    diverged_cause: np.ndarray | None = None
 
 
 def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
@@ -229,4 +231,5 @@ def fit_batch(
         result.n_compiles,
         stepper,
         knn,
+        result.diverged_cause,
     )

@@ -45,10 +45,11 @@ from tsnejax._chunk import (
     static_values,
 )
 from tsnejax._compile import ahead_enabled
-from tsnejax._scale import EmbeddingScaleWarning, explode_limit, scale_messages
+from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
+from tsnejax._scale import EmbeddingScaleWarning, scale_messages
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, checked_backend, get_backend
-from tsnejax.optim import DIVERGENCE_STEP_RATIO, set_hyperparams, step_exploded
+from tsnejax.optim import set_hyperparams, step_exploded
 from tsnejax.schedules import STEP_INPUTS, Phases
 
 __all__ = [
@@ -85,19 +86,12 @@ class OptimizeResult(NamedTuple):
     diverged_at: np.ndarray | None = None  # batched: (n_trials,) iteration, -1 if finite
     # compile work (lowering + compiling) of the programs used, done ahead while chunks ran
     ahead_seconds: float = 0.0
+    # batched: (n_trials,) why each diverged ("gradient", "update", "step"; "" if finite)
+    diverged_cause: np.ndarray | None = None
 
     @property
     def grad_norms(self) -> Any:
         return self.records
-
-
-class DivergenceError(FloatingPointError):
-    """The embedding or gradient became NaN/inf; ``state`` holds the last finite state."""
-
-    def __init__(self, message: str, iteration: int, state: TSNEState):
-        super().__init__(message)
-        self.iteration = iteration
-        self.state = state
 
 
 class Checkpointer(Protocol):
@@ -179,8 +173,8 @@ def build_step(
             Y = project(Y, P)
         elif recenter:
             Y = Y - jnp.mean(Y, axis=0, keepdims=True)
-        finite = jnp.all(jnp.isfinite(Y)) & jnp.all(jnp.isfinite(grad)) & ~step_exploded(opt_state)
-        info = StepInfo(finite, jnp.linalg.norm(grad))
+        cause = step_cause(grad, Y, step_exploded(opt_state))
+        info = StepInfo(cause == 0, jnp.linalg.norm(grad), cause)
         return TSNEState(Y, opt_state, state.iteration + 1), info
 
     return Stepper(step, checked.allocate, checked.kl_divergence, backend)
@@ -299,6 +293,7 @@ def optimize(
     dtype = state.embedding.dtype
     active = jnp.ones((size,), bool) if batched else jnp.bool_(True)
     diverged = np.full(size or 1, -1, np.int64)
+    causes = np.zeros(size or 1, np.int64)
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -318,7 +313,7 @@ def optimize(
     grid: Hashable = None
     t, end = start, start + n_iter
     stopped = False
-    s_run = s_phase = _spread(state.embedding) if check_scale else None
+    s_run = s_phase = spread(state.embedding) if check_scale else None
     phase_first = start
     try:
         while t < end:
@@ -351,7 +346,7 @@ def optimize(
             ahead_s += c.ahead_seconds
             n_compiles += c.fresh
             t0 = time.perf_counter()
-            new_state, ok, bad_at, buf, kl_value = c.program(*args)
+            new_state, ok, bad_at, bad_cause, buf, kl_value = c.program(*args)
             if factor is not None and seg_end < end and seg_end % chunk_size == 0:
                 nxt = phases.at(seg_end)
                 nxt_static = static_values(nxt)
@@ -377,10 +372,14 @@ def optimize(
             ok = np.asarray(ok)
             run_s += time.perf_counter() - t0
             if not batched and not ok:
-                _diverge(int(bad_at), new_state, phases, describe, checkpoint)
+                it = int(bad_at)
+                where = describe(it) if describe is not None else phases.describe(max(it - 1, 0))
+                name = stepper.backend.name
+                raise_divergence(it, int(bad_cause), new_state, where, name, checkpoint)
             if batched:
                 newly = np.asarray(active) & ~ok
                 diverged[newly] = np.asarray(bad_at)[newly]
+                causes[newly] = np.asarray(bad_cause)[newly]
                 active = jnp.asarray(ok)
             state = new_state
             t = seg_end
@@ -389,7 +388,7 @@ def optimize(
             if checkpoint is not None and (t % ck_every == 0 or t == end):
                 checkpoint.save(_unpad(state, n_trials), iteration=t)
             if check_scale and (t == end or t in phases.starts):
-                s_now = _spread(state.embedding)
+                s_now = spread(state.embedding)
                 for msg in scale_messages(
                     s_run,
                     s_phase,
@@ -438,6 +437,7 @@ def optimize(
         grids,
         diverged[:n_trials] if batched else None,
         ahead_s,
+        np.asarray(CAUSES, object)[causes[:n_trials]].astype(str) if batched else None,
     )
 
 
@@ -452,16 +452,6 @@ def _advance(bar: Any, length: int, kl: float | None, *, last: bool) -> None:
         bar.update(length)
 
 
-def _spread(Y: Array) -> np.ndarray:
-    """``(trials,)`` standard deviation of each embedding's coordinates (one: shape (1,)).
-    On the host where this process holds the whole array (eager ``jnp`` compiles a reshape and
-    a std per shape); an embedding spread over several processes is reduced on the devices."""
-    if getattr(Y, "is_fully_addressable", True):
-        return np.asarray(Y, np.float64).reshape(-1, Y.shape[-2] * Y.shape[-1]).std(axis=1)
-    flat = jnp.reshape(Y, (-1, Y.shape[-2] * Y.shape[-1]))
-    return np.asarray(jnp.std(flat, axis=1), np.float64)
-
-
 def _unpad(tree: Any, n_trials: int | None) -> Any:
     return tree if n_trials is None else jax.tree.map(lambda x: x[:n_trials], tree)
 
@@ -472,29 +462,3 @@ def _stack_records(recs: list, batched: bool, n_trials: int | None) -> Any:
     axis = 1 if batched else 0
     out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *recs)
     return _unpad(out, n_trials)
-
-
-def _diverge(it: int, state: TSNEState, phases: Phases, describe, checkpoint) -> None:
-    where = describe(it) if describe is not None else phases.describe(max(it - 1, 0))
-    saved = ""
-    if checkpoint is not None:
-        path = checkpoint.save(state, iteration=int(state.iteration), diverged_at=it)
-        saved = f" The last finite state (iteration {int(state.iteration)}) is saved in "
-        saved += f"{str(path)!r}."
-    n, dim = state.embedding.shape[-2:]
-    spread, limit = float(_spread(state.embedding).max()), explode_limit(n, dim)
-    if spread > limit:  # e.g. a user's initialization at 1e6: float32 loses Z
-        saved = (
-            f" The last finite embedding's standard deviation was {spread:.3g}, over {limit:.3g}"
-            " (10 x the extent of the points at unit density): rescale a large initialization "
-            "(t-SNE starts at ~1e-4)." + saved
-        )
-    raise DivergenceError(
-        f"t-SNE diverged at iteration {it} ({where}): the embedding or gradient became "
-        "NaN/inf, or the update proposed a step over "
-        f"{DIVERGENCE_STEP_RATIO:g} x max_step_norm (which clipping would hide). "
-        "Lower the learning rate (try learning_rate='auto'), use a smaller "
-        "exaggeration, or a larger dof if dof < 1." + saved,
-        it,
-        state,
-    )

@@ -61,7 +61,8 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
         r = fit(jax.random.key(trial.seed), None, cfg, affinities=P, initialization=Y0)
     except DivergenceError as err:
         Y = np.asarray(err.state.embedding)
-        return TrialRun(Y, float("nan"), [], int(err.state.iteration), err.iteration, 0.0, 0.0)
+        it = int(err.state.iteration)
+        return TrialRun(Y, float("nan"), [], it, err.iteration, 0.0, 0.0, err.cause)
     t = r.timings
     return TrialRun(
         r.embedding, r.kl_divergence, r.kl_history, r.total_iter, None, t["optimize"], t["compile"]
@@ -81,7 +82,8 @@ def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[
         hist = [(it, float(v[b])) for it, v in r.kl_history if np.isfinite(v[b])]
         if r.diverged_at[b] >= 0:
             it = int(r.diverged_at[b])
-            out.append(TrialRun(r.embeddings[b], float("nan"), hist, it - 1, it, 0.0, 0.0))
+            why = str(r.diverged_cause[b])
+            out.append(TrialRun(r.embeddings[b], float("nan"), hist, it - 1, it, 0.0, 0.0, why))
             continue
         seconds = r.timings["optimize"] / size
         out.append(

@@ -25,6 +25,7 @@ class TrialRun(NamedTuple):
     diverged_at: int | None  # iteration of divergence
     seconds: float  # optimisation time (a vmapped batch's time divided by its size)
     compile_seconds: float
+    diverged_cause: str = ""  # "gradient", "update" or "step" (tsnejax.DivergenceError.cause)
 
 
 def _summary_quality(m: dict) -> dict:
@@ -40,6 +41,7 @@ def score(ws: Workspace, trial: Trial, run: TrialRun, metrics: Sequence[str]) ->
     out: dict[str, Any] = {
         "status": "ok" if run.diverged_at is None else "diverged",
         "diverged_at": run.diverged_at,
+        "diverged_cause": run.diverged_cause or None,
         "n_iter": run.n_iter,
         "kl": run.kl,
         "kl_history": run.kl_history,

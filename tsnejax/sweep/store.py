@@ -50,6 +50,7 @@ CLAIM = "claim.json"
 TABLE_COLUMNS = (
     "status",
     "diverged_at",
+    "diverged_cause",
     "n_iter",
     "kl",
     "kl_exact",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -31,7 +30,6 @@ import numpy as np
 import optax
 
 from tsnejax._checks import (
-    check_hashable,
     check_int,
     check_momentum,
     check_n_components,
@@ -45,7 +43,12 @@ from tsnejax.gradients import BACKENDS, Backend
 from tsnejax.knn_ivf import IVFSearch
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS, check_optimizer_args
 from tsnejax.presets import preset_fields
-from tsnejax.schedules import EXAGGERATION_DECAYS, LR_RULES
+from tsnejax.schedules import (
+    EXAGGERATION_DECAYS,
+    LR_RULES,
+    check_learning_rate,
+    resolve_learning_rate,
+)
 
 __all__ = [
     "AffinityConfig",
@@ -69,7 +72,6 @@ NEIGHBOR_METHODS = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent"
 AFFINITY_METHODS = ("perplexity", "uniform")
 STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "random")
-_LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
 
 
 def _option(*allowed: Any) -> Callable[[str, Any], Any]:
@@ -120,59 +122,6 @@ def _check_n_neighbors(name: str, v: Any) -> None:
 def _check_dof(name: str, v: Any) -> None:
     if not (isinstance(v, int | float) and v == math.inf):  # inf: the Gaussian kernel
         check_positive(name, v)
-
-
-def resolve_learning_rate(value: Any, n: int | None) -> Any:
-    """A number, ``"auto"``, an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``, or a
-    schedule of the iteration.
-
-    Returns the number for ``n`` points (``"auto"`` and schedules unchanged; ``n=None`` only
-    validates).
-    """
-    if not isinstance(value, str) or value == "auto":
-        return value
-    m = _LR_EXPR.match(value)
-    if m is None:
-        raise ValueError(
-            f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
-            "'N' or '0.5*N' (N = number of points)."
-        )
-    num, den = float(m.group(1) or 1.0), float(m.group(2) or 1.0)
-    if not (num > 0 and den > 0):  # 'N/0' used to pass the config and divide by zero in fit
-        raise ValueError(f"learning_rate={value!r} must give a rate > 0 (N = number of points).")
-    return 1.0 if n is None else num * n / den
-
-
-def _check_learning_rate(name: str, v: Any) -> None:
-    if isinstance(v, str):
-        resolve_learning_rate(v, None)
-    elif callable(v):  # an Optax schedule wherever a rate is accepted
-        _check_learning_rate_schedule(name, v)
-    else:
-        check_positive(name, v)
-
-
-def _check_learning_rate_schedule(name: str, schedule: Callable[[Any], Any]) -> None:
-    """Raise unless ``schedule`` is hashable and maps iteration 0 to a finite rate >= 0 (a
-    warm-up may start at 0).
-
-    The schedule is compiled into the run (a static part of the config), so it must be
-    hashable; it is probed once at iteration 0 so that a wrong signature or a negative rate is
-    named here rather than deep in the first step.
-    """
-    check_hashable(name, schedule, "an Optax schedule or a hashable callable of the iteration")
-    try:
-        rate = np.asarray(schedule(np.int32(0)))
-    except Exception as err:  # noqa: BLE001 (any failure of the user's callable)
-        raise ValueError(
-            f"{name}: the schedule failed at iteration 0 ({type(err).__name__}: {err}); it "
-            "must map the iteration count to a rate, like optax.linear_schedule(...)."
-        ) from None
-    if rate.shape != () or rate.dtype.kind not in "iuf" or not (np.isfinite(rate) and rate >= 0):
-        raise ValueError(
-            f"{name}: the schedule gives {rate!r} at iteration 0; it must give one finite "
-            "rate >= 0 per iteration."
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +225,7 @@ class OptimizerConfig:
     transform: str | optax.GradientTransformation = "classic"
     kwargs: tuple[tuple[str, Any], ...] = ()
     learning_rate: float | str | Callable[[Any], Any] = field(
-        "auto", _check_learning_rate, dynamic=True
+        "auto", check_learning_rate, dynamic=True
     )
     learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
         "opentsne", _option(*LR_RULES), dynamic=True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_option
+from tsnejax._checks import check_hashable, check_option, check_positive
 from tsnejax._types import Array
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "exaggeration_schedule",
     "momentum_schedule",
     "auto_learning_rate",
+    "resolve_learning_rate",
+    "check_learning_rate",
     "LR_RULES",
     "EXAGGERATION_DECAYS",
 ]
@@ -295,3 +298,60 @@ def auto_learning_rate(
     if rule == "fitsne":
         return optax.constant_schedule(max(200.0, n / early_exaggeration))
     return optax.constant_schedule(max(n / early_exaggeration / 4.0, 50.0))
+
+
+_LR_EXPR = re.compile(r"^\s*(?:(\d+(?:\.\d*)?)\s*\*\s*)?N\s*(?:/\s*(\d+(?:\.\d*)?))?\s*$")
+
+
+def resolve_learning_rate(value: Any, n: int | None) -> Any:
+    """A number, ``"auto"``, an expression in ``N`` such as ``"N/12"`` or ``"0.5*N"``, or a
+    schedule of the iteration.
+
+    Returns the number for ``n`` points (``"auto"`` and schedules unchanged; ``n=None`` only
+    validates).
+    """
+    if not isinstance(value, str) or value == "auto":
+        return value
+    m = _LR_EXPR.match(value)
+    if m is None:
+        raise ValueError(
+            f"learning_rate={value!r}: use a number, 'auto', or an expression like 'N/12', "
+            "'N' or '0.5*N' (N = number of points)."
+        )
+    num, den = float(m.group(1) or 1.0), float(m.group(2) or 1.0)
+    if not (num > 0 and den > 0):  # 'N/0' used to pass the config and divide by zero in fit
+        raise ValueError(f"learning_rate={value!r} must give a rate > 0 (N = number of points).")
+    return 1.0 if n is None else num * n / den
+
+
+def check_learning_rate(name: str, v: Any) -> None:
+    """Raise unless ``v`` is a rate > 0, ``"auto"``, an expression in N or a schedule."""
+    if isinstance(v, str):
+        resolve_learning_rate(v, None)
+    elif callable(v):  # an Optax schedule wherever a rate is accepted
+        _check_learning_rate_schedule(name, v)
+    else:
+        check_positive(name, v)
+
+
+def _check_learning_rate_schedule(name: str, schedule: Callable[[Any], Any]) -> None:
+    """Raise unless ``schedule`` is hashable and maps iteration 0 to a finite rate >= 0 (a
+    warm-up may start at 0).
+
+    The schedule is compiled into the run (a static part of the config), so it must be
+    hashable; it is probed once at iteration 0 so that a wrong signature or a negative rate is
+    named here rather than deep in the first step.
+    """
+    check_hashable(name, schedule, "an Optax schedule or a hashable callable of the iteration")
+    try:
+        rate = np.asarray(schedule(np.int32(0)))
+    except Exception as err:  # noqa: BLE001 (any failure of the user's callable)
+        raise ValueError(
+            f"{name}: the schedule failed at iteration 0 ({type(err).__name__}: {err}); it "
+            "must map the iteration count to a rate, like optax.linear_schedule(...)."
+        ) from None
+    if rate.shape != () or rate.dtype.kind not in "iuf" or not (np.isfinite(rate) and rate >= 0):
+        raise ValueError(
+            f"{name}: the schedule gives {rate!r} at iteration 0; it must give one finite "
+            "rate >= 0 per iteration."
+        )

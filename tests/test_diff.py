@@ -130,8 +130,12 @@ def test_bad_input_is_named(X):
             diff.fit(X, {"momentum": bad}, key=key, **RUN)
     with pytest.raises(ValueError, match="X must be a concrete array"):
         jax.grad(lambda Z: diff.fit(Z, {}, key=key, **RUN)[1])(jnp.asarray(X))
-    with pytest.raises(ValueError, match="registry name"):
+    with pytest.raises(ValueError, match="optimizer='bfgs' is not a valid option"):
         diff.fit(X, {}, key=key, optimizer="bfgs", **RUN)
+    with pytest.raises(ValueError, match=r"sets b1 and so does hyperparams\['momentum'\]"):
+        diff.fit(X, {"momentum": 0.5}, key=key, optimizer="adam:b1=0.5", **RUN)
+    with pytest.raises(ValueError, match=r"optimizer .adam.: b1=2 must be in \[0, 1\)"):
+        diff.fit(X, {}, key=key, optimizer="adam:b1=2", **RUN)
     # Each was a JAX or Python error (or, for checkpoint_every=0, the default without a word).
     with pytest.raises(ValueError, match=r"hyperparams\['perplexity'\] must be a number"):
         diff.fit(X, {"perplexity": "10"}, key=key, **RUN)
@@ -151,6 +155,9 @@ def test_an_optax_object_with_injected_hyperparameters(X):
     a = diff.fit(X, {"learning_rate": 40.0, "momentum": 0.5}, key=key, optimizer=opt, **RUN)
     b = diff.fit(X, {"learning_rate": 40.0, "momentum": 0.5}, key=key, optimizer="sgd", **RUN)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
+    # The spec form of the same optimizer, as the config and the CLI take it.
+    c = diff.fit(X, {}, key=key, optimizer="sgd:learning_rate=40,momentum=0.5", **RUN)
+    np.testing.assert_array_equal(b[0], c[0])
     g = jax.grad(lambda lr: diff.fit(X, {"learning_rate": lr}, key=key, optimizer=opt, **RUN)[1])
     assert np.isfinite(float(g(40.0)))
 

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 from tsnejax._checks import check_data, check_hashable, check_hyperparams, check_int, check_key
+from tsnejax._spec import parse_spec
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
@@ -289,27 +290,43 @@ def _is_adaptive(optimizer: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def _stepper(method: str | Backend, optimizer: str | optax.GradientTransformation):
+def _stepper(
+    method: str | Backend,
+    optimizer: str | optax.GradientTransformation,
+    fixed: tuple[tuple[str, Any], ...] = (),
+):
     backend = get_backend(method)
     if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer={optimizer!r} is not a registry name ({sorted(OPTIMIZERS)}); "
-                "or pass an Optax GradientTransformation (a spec such as 'adam:b1=0.5' is "
-                "optax.inject_hyperparams(optax.adam)(learning_rate=1.0, b1=0.5) here)."
-            )
         kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
         if optimizer in ("sgd", "classic"):
             kwargs["momentum"] = DEFAULT_MOMENTUM
-        transform = make_optimizer(optimizer, **kwargs)
+        transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
     elif isinstance(optimizer, optax.GradientTransformation):
         transform = optimizer
     else:
         raise ValueError(
-            f"optimizer must be a registry name or an optax.GradientTransformation, got "
-            f"{type(optimizer).__name__}."
+            f"optimizer must be a registry name, a spec such as 'adam:b1=0.5' or an "
+            f"optax.GradientTransformation, got {type(optimizer).__name__}."
         )
     return build_step(backend, transform), transform
+
+
+def _split_spec(optimizer: Any, hp: dict[str, Any]) -> tuple[Any, dict, dict[str, Any]]:
+    """``"adam:b1=0.5,learning_rate=2"`` -> ``("adam", {"b1": 0.5}, hp + learning_rate)``: the
+    spec's learning rate joins ``hp`` as a constant; its other arguments stay fixed."""
+    if not isinstance(optimizer, str):
+        return optimizer, {}, hp
+    name, fixed = parse_spec(optimizer, "optimizer", OPTIMIZERS)
+    momentum = "b1" if name in ADAPTIVE else "momentum"
+    for arg, key in (("learning_rate", "learning_rate"), (momentum, "momentum")):
+        if arg in fixed and key in hp:
+            raise ValueError(
+                f"optimizer={optimizer!r} sets {arg} and so does hyperparams[{key!r}]; keep "
+                "one (in hyperparams it is differentiable)."
+            )
+    if "learning_rate" in fixed:
+        hp = {**hp, "learning_rate": fixed.pop("learning_rate")}
+    return name, fixed, hp
 
 
 def _phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dict]:
@@ -420,8 +437,10 @@ def fit(
       key: ``jax.random.key`` (random initialisation and the grid-sizing run).
       n_iter, early_exaggeration_iter: main-phase and early-phase iterations (static).
       method: ``"exact"``, ``"interpolation"``, ``"splat"`` or a :class:`Backend`.
-      optimizer: a registry name (``"sgd"``, ``"adam"``, ``"classic"``, ...) or an Optax
-        transformation whose named hyperparameters are injected (``optax.inject_hyperparams``).
+      optimizer: a registry name (``"sgd"``, ``"adam"``, ``"classic"``, ...), a spec
+        (``"adam:b1=0.5"``: its arguments are fixed; a ``learning_rate`` in it is a fixed
+        rate, so ``hyperparams`` must not give one too) or an Optax transformation whose named
+        hyperparameters are injected (``optax.inject_hyperparams``).
       n_neighbors: k of the kNN graph (perplexity must stay at or below it).
       initialization: ``"pca"``, ``"random"`` or an ``(n, n_components)`` array.
       grid: one grid held over the whole run, or a schedule ``((start_iteration, grid), ...)``
@@ -445,7 +464,8 @@ def fit(
     )
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
-    step, transform = _stepper(method, optimizer)
+    name, fixed, hp = _split_spec(optimizer, hp)
+    step, transform = _stepper(method, name, tuple(sorted(fixed.items())))
     check_hashable("grid", grid, "a grid from the backend's allocate")
     if grid is None:
         grid = size_grid(
@@ -457,7 +477,7 @@ def fit(
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
         )
-    early, main = _phase_values(hp, n, optimizer)
+    early, main = _phase_values(hp, n, name)
     dtype = prep.Y0.dtype
     early = {k: jnp.asarray(v, dtype) for k, v in early.items()}
     main = {k: jnp.asarray(v, dtype) for k, v in main.items()}

@@ -2,6 +2,7 @@
 scanpy's pbmc68k_reduced (700 cells, its 50-PC PCA) from the shared data folder."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -88,11 +89,37 @@ def test_representation_rules_and_errors(pbmc):
     assert name == "X_pca" and X.shape == (700, 50)
     with pytest.raises(ValueError, match="use_rep='X_umap' is not in adata.obsm"):
         tl.representation(adata, "X_umap")
-    bare = anndata.AnnData(X=adata.X)
-    with pytest.raises(ValueError, match=r"765 variables and no obsm\['X_pca'\].*sc.pp.pca"):
-        tl.representation(bare)
     with pytest.raises(ValueError, match="n_pcs=80"):
         tl.representation(adata, n_pcs=80)
+
+
+def test_without_x_pca_a_pca_is_computed_as_scanpy_does(pbmc):
+    """765 variables and no X_pca: scanpy falls back to ``sc.pp.pca`` with a warning; so does
+    tsnejax, storing X_pca (the exact SVD's scores up to sign), PCs and the variances."""
+    import scipy.sparse as sp
+
+    adata, _ = pbmc
+    X = np.asarray(adata.X, np.float64)
+    u, s, _ = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    exact = u * s
+    for dense in (True, False):
+        bare = anndata.AnnData(X=adata.X if dense else sp.csr_matrix(adata.X))
+        with pytest.warns(UserWarning, match=r"765 variables and no obsm\['X_pca'\]: computing"):
+            Xr, name = tl.representation(bare, n_pcs=20)
+        assert name == "X_pca" and Xr.shape == (700, 20) and bare.obsm["X_pca"].shape == (700, 20)
+        np.testing.assert_allclose(np.abs(Xr), np.abs(exact[:, :20]), atol=1e-3 * s[0])
+        assert bare.varm["PCs"].shape == (765, 20)
+        ratio = s[:20] ** 2 / (s**2).sum()
+        np.testing.assert_allclose(bare.uns["pca"]["variance_ratio"], ratio, rtol=1e-4)
+        with warnings.catch_warnings():  # the stored X_pca is used from then on, silently
+            warnings.simplefilter("error")
+            assert tl.representation(bare)[1] == "X_pca"
+    with pytest.raises(ValueError, match="adata.X is sparse with 765 variables"):
+        tl.representation(anndata.AnnData(X=sp.csr_matrix(adata.X)), "X")
+    small = anndata.AnnData(X=sp.csr_matrix(adata.obsm["X_pca"][:, :10]))
+    np.testing.assert_array_equal(tl.representation(small)[0], adata.obsm["X_pca"][:, :10])
+    with pytest.raises(ValueError, match="n_comps=700 must be an int in"):
+        tl.pca(anndata.AnnData(X=adata.X), 700)
 
 
 def test_anndata_passed_to_fit_names_the_function(pbmc):

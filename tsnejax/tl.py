@@ -11,15 +11,16 @@ iterations, the gradient method and the stage timings there.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 
 from tsnejax.estimator import TSNE
 
-__all__ = ["tsne", "representation", "graph_from_obsp", "store", "read_h5ad"]
+__all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
 
-#: With more variables than this and no ``X_pca``, :func:`representation` asks for a PCA first
+#: With more variables than this and no ``X_pca``, :func:`representation` computes a PCA first
 #: (scanpy's ``settings.N_PCS``).
 N_PCS = 50
 
@@ -27,27 +28,41 @@ N_PCS = 50
 def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = None):
     """The matrix t-SNE embeds, scanpy's rules: ``use_rep`` names an ``obsm`` key or ``"X"``;
     ``None`` takes ``obsm["X_pca"]`` when present, else ``adata.X`` when it has at most 50
-    variables. ``n_pcs`` keeps the first columns. Returns ``(X (n_obs, d), name)``."""
+    variables, else (as scanpy does, with a warning) a PCA of ``adata.X`` with ``n_pcs`` (or
+    50) components, stored in ``obsm["X_pca"]`` (:func:`pca`). ``n_pcs`` keeps the first
+    columns. Returns ``(X (n_obs, d), name)``."""
     keys = list(adata.obsm.keys())
     if use_rep is None:
         if "X_pca" in keys:
             use_rep = "X_pca"
-        elif adata.X is not None and adata.X.shape[1] <= N_PCS:
+        elif adata.X is None:
+            raise ValueError(
+                f"adata has no X and no obsm['X_pca']; pass use_rep= one of {keys or ['X']}."
+            )
+        elif adata.X.shape[1] <= N_PCS:
             use_rep = "X"
         else:
-            raise ValueError(
-                f"adata has {adata.X.shape[1] if adata.X is not None else 0} variables and no "
-                "obsm['X_pca']; run sc.pp.pca(adata) first, or pass use_rep= one of "
-                f"{keys or ['X']}."
+            n_comps = N_PCS if n_pcs is None else n_pcs
+            warnings.warn(
+                f"adata has {adata.X.shape[1]} variables and no obsm['X_pca']: computing a "
+                f"{n_comps}-component PCA of adata.X into obsm['X_pca'] (scanpy's fallback; "
+                "run sc.pp.pca(adata) first to choose its settings, or pass use_rep='X' to "
+                "embed X itself).",
+                UserWarning,
+                stacklevel=3,
             )
+            pca(adata, n_comps)
+            use_rep = "X_pca"
     if use_rep == "X":
         X = adata.X
         if hasattr(X, "toarray"):
-            raise ValueError(
-                "use_rep='X': adata.X is sparse; reduce it first (sc.pp.pca(adata), then "
-                "use_rep='X_pca')."
-            )
-    elif use_rep in keys:
+            if X.shape[1] > N_PCS:
+                raise ValueError(
+                    f"use_rep='X': adata.X is sparse with {X.shape[1]} variables; reduce it "
+                    "first (tsnejax.tl.pca(adata) or sc.pp.pca(adata), then use_rep='X_pca')."
+                )
+            X = X.toarray()  # at most 50 columns: small
+    elif use_rep in adata.obsm.keys():
         X = adata.obsm[use_rep]
     else:
         raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}) nor 'X'.")
@@ -59,6 +74,38 @@ def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = N
             )
         X = X[:, :n_pcs]
     return X, use_rep
+
+
+def pca(adata: Any, n_comps: int = N_PCS, *, random_state: int = 0) -> None:
+    """``sc.pp.pca``'s outputs for ``adata.X`` (dense or sparse): ``obsm["X_pca"]``
+    ``(n_obs, n_comps)`` float32, ``varm["PCs"]`` ``(n_vars, n_comps)`` where the object has
+    ``varm``, and ``uns["pca"]`` with ``variance``, ``variance_ratio`` and ``params``.
+
+    Zero-centred, ARPACK (scanpy's solver; a sparse matrix is centred implicitly, never
+    densified), deterministic for a given ``random_state``.
+    """
+    from sklearn.decomposition import PCA
+
+    X = adata.X
+    n, d = X.shape
+    if not isinstance(n_comps, int | np.integer) or not 1 <= n_comps < min(n, d):
+        raise ValueError(
+            f"n_comps={n_comps!r} must be an int in [1, {min(n, d) - 1}] (ARPACK needs fewer "
+            f"components than min(n_obs, n_vars) = {min(n, d)})."
+        )
+    if not hasattr(X, "toarray"):
+        X = np.asarray(X)
+        if X.dtype.kind not in "iuf":
+            raise ValueError(f"adata.X must be numeric, got dtype {X.dtype}.")
+    model = PCA(n_components=int(n_comps), svd_solver="arpack", random_state=random_state)
+    adata.obsm["X_pca"] = model.fit_transform(X).astype(np.float32)
+    if hasattr(adata, "varm"):
+        adata.varm["PCs"] = model.components_.T.astype(np.float32)
+    adata.uns["pca"] = {
+        "params": {"zero_center": True, "n_comps": int(n_comps), "svd_solver": "arpack"},
+        "variance": model.explained_variance_,
+        "variance_ratio": model.explained_variance_ratio_,
+    }
 
 
 def graph_from_obsp(adata: Any, neighbors_key: str = "neighbors"):
@@ -140,8 +187,9 @@ def tsne(
     Args:
       adata: an AnnData (or anything with its ``obsm``, ``obsp``, ``uns``, ``X``).
       n_pcs: use the first ``n_pcs`` columns of the representation.
-      use_rep: ``obsm`` key or ``"X"``; ``None``: ``X_pca`` if present (see
-        :func:`representation`).
+      use_rep: ``obsm`` key or ``"X"``; ``None``: ``X_pca`` if present, ``X`` with at most 50
+        variables, else a 50-component PCA stored in ``obsm["X_pca"]`` with a warning, as
+        scanpy does (see :func:`representation`).
       perplexity, early_exaggeration, learning_rate, random_state: as in :class:`tsnejax.TSNE`
         (``learning_rate="auto"``: N / early exaggeration, not scanpy's fixed 1000).
       key_added: ``obsm[key_added]`` and ``uns[key_added]`` instead of ``X_tsne`` / ``tsne``.

@@ -6,12 +6,13 @@ optimisation): openTSNE (``n_jobs`` = cores), tsnejax with a *cold* compilation 
 empty cache folder) and tsnejax *warm* (the same folder again, as any second run of a user).
 tsnejax's breakdown comes from ``timings``. ``--methods`` also times given gradient methods
 (warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time;
-``--compare-ahead`` also runs tsnejax cold and warm without compiling ahead
-(``TSNEJAX_COMPILE_AHEAD=0``). ``--rounds R`` repeats openTSNE and tsnejax warm R times per
-size, alternating which goes first, and adds a ``median`` row per tool: the median time and the
-median of the per-round ratios (each round's two runs minutes apart, so a slow spell of this
-shared host hits both); the cold run stays one, against the median openTSNE time. Data: MNIST
-rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
+``same_as_cold`` says whether each tsnejax run's embedding is bit-identical to the cold run's
+(same key, fresh process). ``--compare-ahead`` also runs tsnejax cold and warm without
+compiling ahead (``TSNEJAX_COMPILE_AHEAD=0``). ``--rounds R`` repeats openTSNE and tsnejax warm
+R times per size, alternating which goes first, and adds a ``median`` row per tool: the median
+time and the median of the per-round ratios (each round's two runs minutes apart, so a slow
+spell of this shared host hits both); the cold run stays one, against the median openTSNE time.
+Data: MNIST rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
 
     python benchmarks/bench_end_to_end.py [--sizes digits 5000 10000 20000 70000 250000]
         [--methods exact interpolation] [--skip-opentsne] [--compare-ahead] [--rounds R]
@@ -32,7 +33,7 @@ import numpy as np
 from _common import machine_info, print_table, run_isolated, saved_benchmark_data, write_results
 
 TSNEJAX = """
-import json, time, numpy as np
+import hashlib, json, time, numpy as np
 X = np.load({path!r}); y = np.load({labels!r})
 import jax, tsnejax
 from tsnejax.metrics import knn_accuracy
@@ -44,7 +45,8 @@ Y = est.embedding_
 from tsnejax.metrics import kl_divergence
 print(json.dumps({{"seconds": dt, "kl": float(kl_divergence(est.affinities_, Y)),
     "acc10": knn_accuracy(Y, y, 10), **{{k: float(v) for k, v in est.timings_.items()}},
-    "method": str(est.method_), "n_compiles": int(est.n_compiles_)}}))
+    "method": str(est.method_), "n_compiles": int(est.n_compiles_),
+    "sha": hashlib.sha256(np.ascontiguousarray(Y).tobytes()).hexdigest()[:12]}}))
 """
 
 OPENTSNE = """
@@ -114,14 +116,25 @@ def main() -> int:
             row = {"n": len(X), "data": size, "tool": name, "round": rnd, **r}
             size_rows.append(row)
             print(json.dumps({k: row[k] for k in ("data", "tool", "round", "seconds")}), flush=True)
+        _same_as_cold(size_rows)
         rows += _with_ratios(size_rows, args.rounds)
     cols = ["data", "n", "tool", "round", "seconds", "ratio_vs_openTSNE", "kl", "acc10"]
+    cols += ["same_as_cold"]
     cols += ["method", "n_compiles", "knn", "affinities", "init", "compile", "compile_ahead"]
     cols += ["optimize"]
     print_table(rows, cols)
     csv_path, _ = write_results(f"bench_end_to_end{args.tag}", rows, machine_info())
     print(f"wrote {csv_path}")
     return 0
+
+
+def _same_as_cold(rows: list[dict]) -> None:
+    """Mark each default tsnejax run whose embedding is bit-identical to the cold run's (the
+    same key in a fresh process: the determinism a user relies on, on any device)."""
+    cold = next((r.get("sha") for r in rows if r["tool"] == "tsnejax cold"), None)
+    for r in rows:
+        if r["tool"].startswith("tsnejax") and cold is not None:
+            r["same_as_cold"] = r.get("sha") == cold
 
 
 def _with_ratios(rows: list[dict], rounds: int) -> list[dict]:

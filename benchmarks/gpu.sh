@@ -2,9 +2,11 @@
 # GPU benchmarks (issue #3 must-show 4, #7, #8), as run on a lent H100 through the device tool:
 #   bash benchmarks/gpu.sh STAGE...   with TSNEJAX_DATA pointing at a folder holding mnist.npz.
 # Stages: check (devices + GPU test subset), scatter (deterministic_scatter cost), knn (exact vs
-# the cluster-pruned ivf search on the GPU, recall), cache (compile cache), gradient (bench_gradient 10k/70k/250k, openTSNE on
-# all host cores), large (1M mixture, exact kNN on the GPU), sweep (bench_sweep, vmap batches),
-# transform (bench_transform). Output: benchmarks/out/*_gpu.* and, when $OUT is set, copies there.
+# the cluster-pruned ivf search on the GPU, recall), cache (compile cache), gradient
+# (bench_gradient 10k/70k/250k, openTSNE on all host cores), large (1M mixture, exact kNN on the
+# GPU), sweep (bench_sweep, vmap batches), transform (bench_transform), e2e (bench_end_to_end
+# digits + 70k, cold/warm, determinism). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
+# copies there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:-}:$PWD"
@@ -43,6 +45,12 @@ for stage in "$@"; do
           --neighbors exact --no-peers --tag "${TAG#_}_cache_$run"
       done
       unset JAX_COMPILATION_CACHE_DIR JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
+      ;;
+    e2e)
+      # issue #18 must-show 3: digits and MNIST-70k end to end with the defaults, cold and warm
+      # (3 warm rounds), same key -> same embedding across fresh processes; openTSNE on all cores
+      python3 benchmarks/bench_end_to_end.py --sizes digits 70000 --rounds 3 --jobs "$JOBS" \
+        --tag "${TAG}_e2e"
       ;;
     large)
       python3 benchmarks/bench_large.py --n 1000000 --neighbors exact --tag "$TAG"

@@ -40,6 +40,27 @@ def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
         fit(key, X, cfg, checkpoint=tmp_path / "c.npz", checkpoint_every=0)
 
 
+def test_a_schedule_setting_resumes_from_a_new_object(digits, key, tmp_path):
+    """A schedule is fingerprinted by its values over the run, not its address: the same
+    schedule built again (as a new process would) resumes the checkpoint; another is refused."""
+    import optax
+
+    X = digits[0][:300]
+    short = dict(early_exaggeration_iter=40, n_iter=40, negative_gradient_method="exact")
+
+    def cfg(end):
+        return TSNEConfig.make(learning_rate=optax.linear_schedule(20.0, end, 60), **short)
+
+    full = fit(key, X, cfg(300.0))
+    ck = tmp_path / "s.npz"
+    fit(key, X, cfg(300.0), checkpoint=ck, callbacks=[lambda it, kl, Y: it >= 50])
+    assert load_meta(ck)["iteration"] == 50
+    with pytest.raises(ValueError, match="different data, settings or key"):
+        fit(key, X, cfg(301.0), checkpoint=ck)
+    resumed = fit(key, X, cfg(300.0), checkpoint=ck)  # a new, equal schedule object
+    np.testing.assert_array_equal(resumed.embedding, full.embedding)
+
+
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):
     X = digits[0][:300]
     ck = tmp_path / "d.npz"

@@ -25,7 +25,15 @@ import optax
 from tsnejax._io import atomic_path
 from tsnejax.run import TSNEState, init_state
 
-__all__ = ["save_state", "load_state", "load_meta", "Checkpoint", "fingerprint", "resume"]
+__all__ = [
+    "save_state",
+    "load_state",
+    "load_meta",
+    "Checkpoint",
+    "fingerprint",
+    "config_fingerprint",
+    "resume",
+]
 
 _FORMAT = "tsnejax-state-1"
 
@@ -119,6 +127,34 @@ def fingerprint(*parts: Any) -> str:
             else:
                 h.update(repr(a).encode())
     return h.hexdigest()[:32]
+
+
+#: Settings that may hold a schedule of the iteration.
+SCHEDULE_FIELDS = ("learning_rate", "exaggeration_decay")
+
+
+def config_fingerprint(config: Any) -> Any:
+    """``config``'s settings as :func:`fingerprint` reads them, stable across processes where
+    possible: a schedule (``learning_rate``, ``exaggeration_decay``) is described by its values
+    at iterations ``0 .. total_iter``, which is all the run sees of it, rather than by its
+    ``repr`` (a memory address). Optax and Backend objects keep their ``repr``: a checkpoint
+    written with one resumes only in the same process. A config without schedules is
+    returned as it is (its ``repr`` is stable), so earlier checkpoints still match."""
+    flat = config.flat()
+    schedules = {name for name in SCHEDULE_FIELDS if callable(flat[name])}
+    if not schedules:
+        return config
+    n = max(int(config.total_iter), 1)
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        if name in schedules:
+            try:
+                steps = jnp.arange(n + 1, dtype=jnp.int32)
+                value = np.asarray(jax.vmap(value)(steps), np.float32)
+            except Exception:  # noqa: BLE001 (not traceable: fall back on its repr)
+                value = repr(value)
+        out[name] = value if isinstance(value, np.ndarray) else repr(value)
+    return out
 
 
 def resume(path: Any, optimizer: Any, state: TSNEState, digest: str) -> TSNEState:

@@ -302,7 +302,7 @@ def fit(
     if s.stopping == "fixed":
         saver = None
         if checkpoint is not None:
-            digest = ck.fingerprint(config, key, Y0, P)
+            digest = ck.fingerprint(ck.config_fingerprint(config), key, Y0, P)
             state = ck.resume(checkpoint, optimizer, state, digest)
             meta = {"fingerprint": digest, "total_iter": config.total_iter}
             saver = ck.Checkpoint(checkpoint, checkpoint_every, meta)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import tsnejax
 from tsnejax import diff
 from tsnejax.affinity import calibrate_perplexity, perplexity_affinities
 from tsnejax.knn import exact_knn
@@ -143,6 +144,10 @@ def test_bad_input_is_named(X):
         diff.fit(X, 10.0, key=key, **RUN)
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1, got 0"):
         diff.fit(X, {}, key=key, checkpoint_every=0, **RUN)
+    # A run that diverges says at which step and why (it returned NaN without a word);
+    # under jax.grad/jit/vmap it cannot raise and returns NaN (docs/hypergradients.md).
+    with pytest.raises(tsnejax.DivergenceError, match="diverged at iteration 2 .the gradient"):
+        diff.fit(X, {"learning_rate": 1e30}, key=key, **RUN)
     with pytest.raises(ValueError, match="grid must be hashable"):
         diff.fit(X, {}, key=key, method="interpolation", grid=[1, 2], **RUN)
 

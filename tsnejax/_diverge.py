@@ -31,8 +31,9 @@ CAUSES = ("", "gradient", "update", "step")
 
 
 class DivergenceError(FloatingPointError):
-    """The embedding or gradient became NaN/inf; ``state`` holds the last finite state and
-    ``cause`` one of ``"gradient"``, ``"update"``, ``"step"`` (:data:`CAUSES`)."""
+    """The embedding or gradient became NaN/inf; ``state`` holds the last finite state
+    (``None`` from :func:`tsnejax.diff.fit`, which does not freeze) and ``cause`` one of
+    ``"gradient"``, ``"update"``, ``"step"`` (:data:`CAUSES`)."""
 
     def __init__(self, message: str, iteration: int, state: Any, cause: str = ""):
         super().__init__(message)

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 from tsnejax._checks import check_data, check_hashable, check_hyperparams, check_int, check_key
+from tsnejax._diverge import CAUSES, DivergenceError
 from tsnejax._spec import parse_spec
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -285,6 +286,13 @@ def _segments(grid: Any, n_total: int) -> tuple[tuple[int, int, Hashable], ...]:
 # ---------------------------------------------------------------- the differentiable run
 
 
+_CAUSE_WORDS = {
+    "gradient": "the gradient became NaN/inf",
+    "update": "the update made the embedding NaN/inf",
+    "step": "a runaway step",
+}
+
+
 def _is_adaptive(optimizer: Any) -> bool:
     return isinstance(optimizer, str) and optimizer in ADAPTIVE
 
@@ -376,37 +384,46 @@ def _run(
     n_early: int,
     chunk: int,
     segments: tuple[tuple[int, int, Hashable], ...],
-) -> tuple[Array, Array]:
+) -> tuple[Array, Array, Array]:
+    """``(Y, kl, bad)``: ``bad`` is ``(iteration, cause)`` of the first non-finite step
+    (``(-1, 0)`` if none); the run is not frozen there, so NaN flows on as JAX's does."""
     P = perplexity_affinities(prep.distances, prep.layout, perplexity)
     state = TSNEState(prep.Y0, opt_state, jnp.int32(0))
+    bad = jnp.array([-1, 0], jnp.int32)
     for start, stop, grid in segments:  # one scan per grid (a static structure)
-        state = _segment(state, P, early, main, step, n_early, (start, stop), chunk, grid)
+        state, bad = _segment(
+            (state, bad), P, early, main, step, n_early, (start, stop), chunk, grid
+        )
     Y = state.embedding
-    return Y, kl_fn(Y, P, main["dof"], segments[-1][2])
+    return Y, kl_fn(Y, P, main["dof"], segments[-1][2]), bad
 
 
-def _segment(state, P, early, main, step, n_early, span, chunk, grid) -> TSNEState:
+def _segment(carry, P, early, main, step, n_early, span, chunk, grid):
     """Steps ``span[0] .. span[1] - 1`` as a scan of rematerialised chunks of rematerialised
-    steps (memory: one state per chunk, one step's intermediates)."""
+    steps (memory: one state per chunk, one step's intermediates). ``carry`` is ``(state,
+    bad)``, ``bad`` the first failed step's ``(iteration, cause)``."""
     start, stop = span
     c = max(1, min(chunk, stop - start))
     n_chunks = -(-(stop - start) // c)
 
     @jax.checkpoint
-    def one_step(state: TSNEState, t: Array) -> TSNEState:
+    def one_step(carry: tuple[TSNEState, Array], t: Array) -> tuple[TSNEState, Array]:
+        state, bad = carry
         hyper = {k: jnp.where(t < n_early, early[k], main[k]) for k in main}
-        new, _ = step(state, P, hyper, grid)
+        new, info = step(state, P, hyper, grid)
         active = t < stop  # the last chunk is padded
-        return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+        first = active & (bad[0] < 0) & ~info.finite
+        bad = jnp.where(first, jnp.stack([t + 1, info.cause]).astype(bad.dtype), bad)
+        return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state), bad
 
     @jax.checkpoint
-    def one_chunk(state: TSNEState, k: Array) -> tuple[TSNEState, None]:
+    def one_chunk(carry, k: Array):
         def body(s, i):
             return one_step(s, start + k * c + i), None
 
-        return jax.lax.scan(body, state, jnp.arange(c))[0], None
+        return jax.lax.scan(body, carry, jnp.arange(c))[0], None
 
-    return jax.lax.scan(one_chunk, state, jnp.arange(n_chunks))[0]
+    return jax.lax.scan(one_chunk, carry, jnp.arange(n_chunks))[0]
 
 
 def fit(
@@ -485,7 +502,7 @@ def fit(
     if checkpoint_every is not None:
         chunk = check_int("checkpoint_every", checkpoint_every, minimum=1)
     perplexity = jnp.asarray(hp.get("perplexity", DEFAULTS["perplexity"]), dtype)
-    return _run(
+    Y, kl, bad = _run(
         prep,
         perplexity,
         transform.init(prep.Y0),
@@ -497,3 +514,15 @@ def fit(
         chunk=int(chunk),
         segments=_segments(grid, n_total),
     )
+    if not isinstance(bad, jax.core.Tracer) and int(bad[0]) >= 0:
+        it, cause = int(bad[0]), CAUSES[int(bad[1])]
+        hyper = ", ".join(f"{k}={float(v):.4g}" for k, v in hp.items()) or "the defaults"
+        raise DivergenceError(
+            f"diff.fit diverged at iteration {it} ({_CAUSE_WORDS[cause]}) with {hyper}: "
+            "lower the learning rate or the exaggeration (or raise dof). Under jax.grad, jit "
+            "or vmap the same run returns NaN instead (check jnp.isfinite).",
+            it,
+            None,
+            cause,
+        )
+    return Y, kl

@@ -21,6 +21,7 @@ from tsnejax.optim import DIVERGENCE_STEP_RATIO
 __all__ = [
     "DivergenceError",
     "CAUSES",
+    "CAUSE_WORDS",
     "step_cause",
     "raise_divergence",
     "spread",
@@ -28,6 +29,14 @@ __all__ = [
 
 #: ``StepInfo.cause`` codes: 0 ("") a good step, then the first failure found, in this order.
 CAUSES = ("", "gradient", "update", "step")
+
+
+#: A few words per cause, for messages that name it in passing.
+CAUSE_WORDS = {
+    "gradient": "the gradient became NaN/inf",
+    "update": "the update made the embedding NaN/inf",
+    "step": "a runaway step",
+}
 
 
 class DivergenceError(FloatingPointError):

@@ -45,8 +45,15 @@ import numpy as np
 import optax
 
 from tsnejax._checks import check_data, check_hashable, check_hyperparams, check_int, check_key
-from tsnejax._diverge import CAUSES, DivergenceError
-from tsnejax._spec import parse_spec
+from tsnejax._diff_setup import (
+    DEFAULT_MOMENTUM,
+    DEFAULTS,
+    HYPERPARAMS,
+    phase_values,
+    split_spec,
+    stepper,
+)
+from tsnejax._diverge import CAUSE_WORDS, CAUSES, DivergenceError
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
     Affinities,
@@ -55,11 +62,9 @@ from tsnejax.affinity import (
     calibrate_perplexity,
     symmetrize,
 )
-from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.knn import search as knn_search
-from tsnejax.optim import ADAPTIVE, OPTIMIZERS, make_optimizer
-from tsnejax.run import TSNEState, build_step
+from tsnejax.run import TSNEState
 
 __all__ = [
     "HYPERPARAMS",
@@ -71,21 +76,6 @@ __all__ = [
     "size_grid",
     "Prepared",
 ]
-
-#: Names ``hyperparams`` may hold; each is differentiable.
-HYPERPARAMS = (
-    "perplexity",
-    "early_exaggeration",
-    "exaggeration",
-    "learning_rate",
-    "early_learning_rate",
-    "momentum",
-    "early_momentum",
-    "dof",
-)
-DEFAULTS = {"perplexity": 30.0, "early_exaggeration": 12.0, "exaggeration": 1.0, "dof": 1.0}
-#: Default momentum of the momentum optimizers (openTSNE's 0.8 in both phases).
-DEFAULT_MOMENTUM = 0.8
 
 
 class Prepared(NamedTuple):
@@ -286,91 +276,6 @@ def _segments(grid: Any, n_total: int) -> tuple[tuple[int, int, Hashable], ...]:
 # ---------------------------------------------------------------- the differentiable run
 
 
-_CAUSE_WORDS = {
-    "gradient": "the gradient became NaN/inf",
-    "update": "the update made the embedding NaN/inf",
-    "step": "a runaway step",
-}
-
-
-def _is_adaptive(optimizer: Any) -> bool:
-    return isinstance(optimizer, str) and optimizer in ADAPTIVE
-
-
-@functools.lru_cache(maxsize=32)
-def _stepper(
-    method: str | Backend,
-    optimizer: str | optax.GradientTransformation,
-    fixed: tuple[tuple[str, Any], ...] = (),
-):
-    backend = get_backend(method)
-    if isinstance(optimizer, str):
-        kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
-        if optimizer in ("sgd", "classic"):
-            kwargs["momentum"] = DEFAULT_MOMENTUM
-        transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
-    elif isinstance(optimizer, optax.GradientTransformation):
-        transform = optimizer
-    else:
-        raise ValueError(
-            f"optimizer must be a registry name, a spec such as 'adam:b1=0.5' or an "
-            f"optax.GradientTransformation, got {type(optimizer).__name__}."
-        )
-    return build_step(backend, transform), transform
-
-
-def _split_spec(optimizer: Any, hp: dict[str, Any]) -> tuple[Any, dict, dict[str, Any]]:
-    """``"adam:b1=0.5,learning_rate=2"`` -> ``("adam", {"b1": 0.5}, hp + learning_rate)``: the
-    spec's learning rate joins ``hp`` as a constant; its other arguments stay fixed."""
-    if not isinstance(optimizer, str):
-        return optimizer, {}, hp
-    name, fixed = parse_spec(optimizer, "optimizer", OPTIMIZERS)
-    momentum = "b1" if name in ADAPTIVE else "momentum"
-    for arg, key in (("learning_rate", "learning_rate"), (momentum, "momentum")):
-        if arg in fixed and key in hp:
-            raise ValueError(
-                f"optimizer={optimizer!r} sets {arg} and so does hyperparams[{key!r}]; keep "
-                "one (in hyperparams it is differentiable)."
-            )
-    if "learning_rate" in fixed:
-        hp = {**hp, "learning_rate": fixed.pop("learning_rate")}
-    return name, fixed, hp
-
-
-def _phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dict]:
-    """Hyperparameters of the early and the main phase, as the step takes them."""
-    ee = hp.get("early_exaggeration", DEFAULTS["early_exaggeration"])
-    ex = hp.get("exaggeration", DEFAULTS["exaggeration"])
-    dof = hp.get("dof", DEFAULTS["dof"])
-    early = {"exaggeration": ee, "dof": dof}
-    main = {"exaggeration": ex, "dof": dof}
-    if "learning_rate" in hp:
-        main["learning_rate"] = hp["learning_rate"]
-        early["learning_rate"] = hp.get("early_learning_rate", hp["learning_rate"])
-    elif isinstance(optimizer, str):
-        if _is_adaptive(optimizer):
-            rate = ADAPTIVE_AUTO_LEARNING_RATE.get(optimizer, 1.0)
-            main["learning_rate"] = early["learning_rate"] = rate
-        else:  # openTSNE's "auto": N / exaggeration in each phase
-            main["learning_rate"] = n / ex
-            early["learning_rate"] = hp.get("early_learning_rate", n / ee)
-    elif "early_learning_rate" in hp:
-        early["learning_rate"] = hp["early_learning_rate"]
-    name = "b1" if _is_adaptive(optimizer) else "momentum"
-    if "momentum" in hp:
-        main[name] = hp["momentum"]
-        early[name] = hp.get("early_momentum", hp["momentum"])
-    elif "early_momentum" in hp:
-        early[name] = hp["early_momentum"]
-        main[name] = DEFAULT_MOMENTUM if name == "momentum" else 0.9
-    if set(early) != set(main):
-        raise ValueError(
-            "hyperparams: early_learning_rate needs learning_rate too when the optimizer is an "
-            "Optax object (it has no default rate to fall back on)."
-        )
-    return early, main
-
-
 @functools.partial(jax.jit, static_argnames=("step", "kl_fn", "n_early", "chunk", "segments"))
 def _run(
     prep: Prepared,
@@ -481,8 +386,8 @@ def fit(
     )
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
-    name, fixed, hp = _split_spec(optimizer, hp)
-    step, transform = _stepper(method, name, tuple(sorted(fixed.items())))
+    name, fixed, hp = split_spec(optimizer, hp)
+    step, transform = stepper(method, name, tuple(sorted(fixed.items())))
     check_hashable("grid", grid, "a grid from the backend's allocate")
     if grid is None:
         grid = size_grid(
@@ -494,7 +399,7 @@ def fit(
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
         )
-    early, main = _phase_values(hp, n, name)
+    early, main = phase_values(hp, n, name)
     dtype = prep.Y0.dtype
     early = {k: jnp.asarray(v, dtype) for k, v in early.items()}
     main = {k: jnp.asarray(v, dtype) for k, v in main.items()}
@@ -518,7 +423,7 @@ def fit(
         it, cause = int(bad[0]), CAUSES[int(bad[1])]
         hyper = ", ".join(f"{k}={float(v):.4g}" for k, v in hp.items()) or "the defaults"
         raise DivergenceError(
-            f"diff.fit diverged at iteration {it} ({_CAUSE_WORDS[cause]}) with {hyper}: "
+            f"diff.fit diverged at iteration {it} ({CAUSE_WORDS[cause]}) with {hyper}: "
             "lower the learning rate or the exaggeration (or raise dof). Under jax.grad, jit "
             "or vmap the same run returns NaN instead (check jnp.isfinite).",
             it,

@@ -1,0 +1,122 @@
+"""What a differentiable run (:func:`tsnejax.diff.fit`) is set up from: the hyperparameter
+names and defaults, the optimizer (a registry name, a ``"name:key=value"`` spec or an Optax
+object) and the values of its two phases."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import optax
+
+from tsnejax._spec import parse_spec
+from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
+from tsnejax.gradients import Backend, get_backend
+from tsnejax.optim import ADAPTIVE, OPTIMIZERS, make_optimizer
+from tsnejax.run import build_step
+
+__all__ = [
+    "HYPERPARAMS",
+    "DEFAULTS",
+    "DEFAULT_MOMENTUM",
+    "is_adaptive",
+    "stepper",
+    "split_spec",
+    "phase_values",
+]
+
+#: Names ``hyperparams`` may hold; each is differentiable.
+HYPERPARAMS = (
+    "perplexity",
+    "early_exaggeration",
+    "exaggeration",
+    "learning_rate",
+    "early_learning_rate",
+    "momentum",
+    "early_momentum",
+    "dof",
+)
+DEFAULTS = {"perplexity": 30.0, "early_exaggeration": 12.0, "exaggeration": 1.0, "dof": 1.0}
+#: Default momentum of the momentum optimizers (openTSNE's 0.8 in both phases).
+DEFAULT_MOMENTUM = 0.8
+
+
+def is_adaptive(optimizer: Any) -> bool:
+    """Whether ``optimizer`` names an Adam-like registry optimizer (its momentum is ``b1``)."""
+    return isinstance(optimizer, str) and optimizer in ADAPTIVE
+
+
+@functools.lru_cache(maxsize=32)
+def stepper(
+    method: str | Backend,
+    optimizer: str | optax.GradientTransformation,
+    fixed: tuple[tuple[str, Any], ...] = (),
+):
+    """``(Stepper, transform)`` for ``method`` and a registry name (its ``fixed`` arguments
+    from a spec; rate and momentum injected, set every step) or an Optax object; cached."""
+    backend = get_backend(method)
+    if isinstance(optimizer, str):
+        kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
+        if optimizer in ("sgd", "classic"):
+            kwargs["momentum"] = DEFAULT_MOMENTUM
+        transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
+    elif isinstance(optimizer, optax.GradientTransformation):
+        transform = optimizer
+    else:
+        raise ValueError(
+            f"optimizer must be a registry name, a spec such as 'adam:b1=0.5' or an "
+            f"optax.GradientTransformation, got {type(optimizer).__name__}."
+        )
+    return build_step(backend, transform), transform
+
+
+def split_spec(optimizer: Any, hp: dict[str, Any]) -> tuple[Any, dict, dict[str, Any]]:
+    """``"adam:b1=0.5,learning_rate=2"`` -> ``("adam", {"b1": 0.5}, hp + learning_rate)``: the
+    spec's learning rate joins ``hp`` as a constant; its other arguments stay fixed."""
+    if not isinstance(optimizer, str):
+        return optimizer, {}, hp
+    name, fixed = parse_spec(optimizer, "optimizer", OPTIMIZERS)
+    momentum = "b1" if name in ADAPTIVE else "momentum"
+    for arg, key in (("learning_rate", "learning_rate"), (momentum, "momentum")):
+        if arg in fixed and key in hp:
+            raise ValueError(
+                f"optimizer={optimizer!r} sets {arg} and so does hyperparams[{key!r}]; keep "
+                "one (in hyperparams it is differentiable)."
+            )
+    if "learning_rate" in fixed:
+        hp = {**hp, "learning_rate": fixed.pop("learning_rate")}
+    return name, fixed, hp
+
+
+def phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dict]:
+    """Hyperparameters of the early and the main phase, as the step takes them."""
+    ee = hp.get("early_exaggeration", DEFAULTS["early_exaggeration"])
+    ex = hp.get("exaggeration", DEFAULTS["exaggeration"])
+    dof = hp.get("dof", DEFAULTS["dof"])
+    early = {"exaggeration": ee, "dof": dof}
+    main = {"exaggeration": ex, "dof": dof}
+    if "learning_rate" in hp:
+        main["learning_rate"] = hp["learning_rate"]
+        early["learning_rate"] = hp.get("early_learning_rate", hp["learning_rate"])
+    elif isinstance(optimizer, str):
+        if is_adaptive(optimizer):
+            rate = ADAPTIVE_AUTO_LEARNING_RATE.get(optimizer, 1.0)
+            main["learning_rate"] = early["learning_rate"] = rate
+        else:  # openTSNE's "auto": N / exaggeration in each phase
+            main["learning_rate"] = n / ex
+            early["learning_rate"] = hp.get("early_learning_rate", n / ee)
+    elif "early_learning_rate" in hp:
+        early["learning_rate"] = hp["early_learning_rate"]
+    name = "b1" if is_adaptive(optimizer) else "momentum"
+    if "momentum" in hp:
+        main[name] = hp["momentum"]
+        early[name] = hp.get("early_momentum", hp["momentum"])
+    elif "early_momentum" in hp:
+        early[name] = hp["early_momentum"]
+        main[name] = DEFAULT_MOMENTUM if name == "momentum" else 0.9
+    if set(early) != set(main):
+        raise ValueError(
+            "hyperparams: early_learning_rate needs learning_rate too when the optimizer is an "
+            "Optax object (it has no default rate to fall back on)."
+        )
+    return early, main

@@ -32,11 +32,19 @@ def pbmc(data_dir):
 def test_tl_tsne_writes_obsm_and_uns_like_scanpy(pbmc):
     adata, y = pbmc
     ad = adata.copy()
-    assert tl.tsne(ad, use_rep="X_pca", random_state=0, **SHORT) is None
+    # scanpy's own signature is accepted (metric, use_fast_tsne, n_jobs, n_components)
+    scanpy_args = dict(metric="euclidean", use_fast_tsne=True, n_jobs=None, n_components=2)
+    assert tl.tsne(ad, use_rep="X_pca", random_state=0, **scanpy_args, **SHORT) is None
     Y = ad.obsm["X_tsne"]
     assert Y.shape == (ad.n_obs, 2) and np.isfinite(Y).all()
     info = ad.uns["tsne"]
     assert info["params"]["use_rep"] == "X_pca" and info["params"]["perplexity"] == 30.0
+    assert info["params"]["metric"] == "euclidean"
+    with pytest.raises(ValueError, match="metric='cosine': tsnejax searches Euclidean"):
+        tl.tsne(ad, metric="cosine")
+    with pytest.warns(UserWarning, match="n_jobs=4 has no effect"):  # then fails on use_rep
+        with pytest.raises(ValueError, match="use_rep='X_umap'"):
+            tl.tsne(ad, n_jobs=4, use_rep="X_umap")
     assert info["n_iter"] == 150 and info["kl_divergence"] > 0
     assert np.asarray(info["kl_history"]).shape[1] == 2
     # The same embedding as the estimator on the same matrix and seed.

@@ -174,9 +174,12 @@ def tsne(
     *,
     use_rep: str | None = None,
     perplexity: float = 30.0,
+    metric: str = "euclidean",
     early_exaggeration: float = 12.0,
     learning_rate: float | str = "auto",
     random_state: int = 0,
+    use_fast_tsne: bool = False,
+    n_jobs: int | None = None,
     key_added: str | None = None,
     neighbors_key: str | None = None,
     copy: bool = False,
@@ -192,6 +195,12 @@ def tsne(
         scanpy does (see :func:`representation`).
       perplexity, early_exaggeration, learning_rate, random_state: as in :class:`tsnejax.TSNE`
         (``learning_rate="auto"``: N / early exaggeration, not scanpy's fixed 1000).
+      metric: ``"euclidean"`` only (scanpy's default); another metric is an error naming
+        what to do instead.
+      use_fast_tsne: accepted for scanpy's signature; tsnejax always runs its own gradient
+        (``negative_gradient_method``; its interpolation is FIt-SNE's algorithm).
+      n_jobs: accepted for scanpy's signature; XLA uses every core the process may run on, so
+        any value but ``None`` gives a warning saying how to limit it.
       key_added: ``obsm[key_added]`` and ``uns[key_added]`` instead of ``X_tsne`` / ``tsne``.
       neighbors_key: reuse the kNN graph ``sc.pp.neighbors`` stored (``"neighbors"`` for its
         default key) instead of searching; it needs at least ``perplexity`` neighbours per cell
@@ -207,6 +216,20 @@ def tsne(
         raise ValueError(
             f"adata must be an AnnData object, got {type(adata).__name__}; for arrays use "
             "tsnejax.TSNE().fit_transform(X)."
+        )
+    if metric != "euclidean":
+        raise ValueError(
+            f"metric={metric!r}: tsnejax searches Euclidean neighbours only. For cosine, "
+            "L2-normalise the rows (the neighbours are then the cosine ones) and use "
+            "metric='euclidean'; or pass your own graph with neighbors_key= (sc.pp.neighbors("
+            f"adata, metric={metric!r}))."
+        )
+    if n_jobs is not None:
+        warnings.warn(
+            f"n_jobs={n_jobs!r} has no effect: XLA runs on every core this process may use "
+            "(limit those with taskset or a cgroup, e.g. taskset -c 0-3 python ...).",
+            UserWarning,
+            stacklevel=2,
         )
     if copy:
         adata = adata.copy()
@@ -238,6 +261,9 @@ def tsne(
         "random_state": random_state,
         "use_rep": rep,
         "n_pcs": n_pcs,
+        "metric": metric,
+        "use_fast_tsne": use_fast_tsne,
+        "n_jobs": n_jobs,
         "neighbors_key": neighbors_key,
         **{k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)},
     }

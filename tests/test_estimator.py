@@ -79,6 +79,19 @@ def test_params_roundtrip():
         t.set_params(theta=0.5)
 
 
+def test_opentsne_and_sklearn_signature_parameters():
+    """metric, n_jobs and max_grad_norm, as openTSNE's and scikit-learn's TSNE take them: a
+    drop-in call used to be a TypeError."""
+    est = TSNE(metric="euclidean", n_jobs=None, max_grad_norm=2.0)
+    assert est._config().optimizer.max_grad_norm == 2.0
+    bad = np.full((20, 3), np.nan)
+    with pytest.raises(ValueError, match="metric='cosine': tsnejax searches Euclidean"):
+        TSNE(metric="cosine").fit(bad)
+    with pytest.warns(UserWarning, match="n_jobs=8 has no effect"):
+        with pytest.raises(ValueError, match="NaN"):  # the warning comes first, then X's check
+            TSNE(n_jobs=8).fit(bad)
+
+
 def test_custom_optax_optimizer(digits):
     import optax
 

@@ -14,7 +14,7 @@ import optax
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import check_data
+from tsnejax._checks import check_data, check_peer_options
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
@@ -90,6 +90,8 @@ default="auto"
     max_step_norm : float, None or "auto", default="auto"
         Clip each row of every update to this norm (openTSNE: 5); ``None`` turns clipping off;
         ``"auto"``: the preset's.
+    max_grad_norm : float or None, default=None
+        Clip each row of the gradient to this norm first (openTSNE's; ``None``: off).
     n_interpolation_points : int, default=3
         Interpolation nodes per grid interval (interpolation method).
     min_num_intervals : int or None, default=None
@@ -114,6 +116,12 @@ default="auto"
         not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
+    metric : str, default="euclidean"
+        The only metric (openTSNE's and scikit-learn's default); another is an error naming
+        what to do instead (normalise rows for cosine, or pass ``neighbors=`` to ``fit``).
+    n_jobs : int or None, default=None
+        Accepted for openTSNE's and scikit-learn's signature; XLA uses every core the process
+        may run on, so a value other than ``None`` warns that it has no effect.
     mesh : jax.sharding.Mesh or None, default=None
         Split the points over the mesh's axis ``"points"`` (its devices, and processes joined
         by ``jax.distributed``; :mod:`tsnejax.shard`, ``docs/scaling.md``). ``state_`` is then
@@ -208,6 +216,9 @@ default="auto"
         random_state: int | None = None,
         verbose: bool = False,
         mesh: Any = None,
+        metric: str = "euclidean",
+        n_jobs: int | None = None,
+        max_grad_norm: float | None = None,
     ):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -235,6 +246,9 @@ default="auto"
         self.random_state = random_state
         self.verbose = verbose
         self.mesh = mesh
+        self.metric = metric
+        self.n_jobs = n_jobs
+        self.max_grad_norm = max_grad_norm
 
     def _config(self) -> TSNEConfig:
         init = self.initialization
@@ -255,6 +269,7 @@ default="auto"
             pixels_per_unit=self.pixels_per_unit,
             exaggeration_decay=self.exaggeration_decay,
             stopping=self.stopping,
+            max_grad_norm=self.max_grad_norm,
         )
         # None (or "auto" for max_step_norm, where None disables) keeps the preset's value.
         for name in ("early_exaggeration_iter", "n_iter", "initial_momentum", "final_momentum"):
@@ -314,6 +329,7 @@ default="auto"
         self : TSNE
         """
         del y
+        check_peer_options(self.metric, self.n_jobs)
         if X is not None:
             Xv = check_data(X)  # tsnejax's messages (NaN rows, AnnData, sparse) come first
             validate_data(self, X, skip_check_array=True)  # n_features_in_, feature_names_in_

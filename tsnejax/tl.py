@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tsnejax._checks import check_peer_options
 from tsnejax.estimator import TSNE
 
 __all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
@@ -217,20 +218,7 @@ def tsne(
             f"adata must be an AnnData object, got {type(adata).__name__}; for arrays use "
             "tsnejax.TSNE().fit_transform(X)."
         )
-    if metric != "euclidean":
-        raise ValueError(
-            f"metric={metric!r}: tsnejax searches Euclidean neighbours only. For cosine, "
-            "L2-normalise the rows (the neighbours are then the cosine ones) and use "
-            "metric='euclidean'; or pass your own graph with neighbors_key= (sc.pp.neighbors("
-            f"adata, metric={metric!r}))."
-        )
-    if n_jobs is not None:
-        warnings.warn(
-            f"n_jobs={n_jobs!r} has no effect: XLA runs on every core this process may use "
-            "(limit those with taskset or a cgroup, e.g. taskset -c 0-3 python ...).",
-            UserWarning,
-            stacklevel=2,
-        )
+    check_peer_options(metric, n_jobs)  # before the representation's PCA, not after
     if copy:
         adata = adata.copy()
     X, rep = representation(adata, use_rep, n_pcs)
@@ -247,6 +235,7 @@ def tsne(
                 f"sc.pp.neighbors(adata, n_neighbors={int(3 * perps.max()) + 1})."
             )
     est = TSNE(
+        metric=metric,
         perplexity=perplexity,
         early_exaggeration=early_exaggeration,
         learning_rate=learning_rate,

@@ -213,3 +213,16 @@ def test_a_backend_that_breaks_the_contract_is_named(digits):
         get_backend("interpolation", max_box=3)
     with pytest.raises(ValueError, match="apply to a method name, not a Backend"):
         get_backend(ex, max_boxes=3)
+
+
+def test_opentsne_method_names():
+    """openTSNE's ``"fft"`` is the interpolation method (one config, one program); its ``"bh"``
+    is named as absent with what to use instead (both were "not a valid option")."""
+    from tsnejax.gradients import get_backend
+
+    fft = TSNEConfig.make(negative_gradient_method="fft")
+    assert fft == TSNEConfig.make(negative_gradient_method="interpolation")
+    assert get_backend("FFT").name == "interpolation"
+    for name in ("bh", "barnes-hut"):
+        with pytest.raises(ValueError, match="no Barnes-Hut gradient. Use 'interpolation'"):
+            TSNEConfig.make(negative_gradient_method=name)

@@ -39,7 +39,7 @@ from tsnejax._checks import (
 )
 from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
-from tsnejax.gradients import BACKENDS, Backend
+from tsnejax.gradients import BACKENDS, Backend, canonical_method
 from tsnejax.knn_ivf import IVFSearch
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS, check_optimizer_args
 from tsnejax.presets import preset_fields
@@ -303,6 +303,7 @@ class GradientConfig:
     deterministic_scatter: bool = False
 
     def __post_init__(self):
+        object.__setattr__(self, "method", canonical_method(self.method))  # "fft": openTSNE's
         if not isinstance(self.method, str | Backend):
             raise ValueError(
                 f"negative_gradient_method must be one of {GRADIENT_METHODS} or a tsnejax."

@@ -70,7 +70,7 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         (GPGPU-SNE's field), ``"adaptive"`` (interpolation, or exact in the chunks where that
         costs less), ``"auto"`` (exact for small N, adaptive up to 10k points in 2-D, else
         interpolation; see ``tsnejax.build.AUTO_EXACT_MAX_POINTS``) or any
-        :class:`tsnejax.gradients.Backend`.
+        :class:`tsnejax.gradients.Backend`; openTSNE's ``"fft"`` is ``"interpolation"``.
     neighbors : {"auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"}, \
 default="auto"
         kNN search for the affinities (``"auto"``: the exact blocked search below 40k points,

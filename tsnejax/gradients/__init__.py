@@ -46,11 +46,27 @@ BACKENDS = {
     "splat": splat_backend,
     "adaptive": adaptive_backend,
 }
+#: openTSNE's name for the same method.
+ALIASES = {"fft": "interpolation", "FFT": "interpolation"}
+_BARNES_HUT = ("bh", "BH", "barnes-hut", "barnes_hut")
+
+
+def canonical_method(name: Any) -> Any:
+    """``name`` with openTSNE's aliases resolved (``"fft"`` is ``"interpolation"``); Barnes-Hut
+    is named as absent, with what to use instead. Anything else is returned unchanged."""
+    if isinstance(name, str) and name in _BARNES_HUT:
+        raise ValueError(
+            f"negative_gradient_method={name!r}: tsnejax has no Barnes-Hut gradient. Use "
+            "'interpolation' (openTSNE's 'fft', the same FFT-accelerated interpolation), "
+            "'exact' for small N, or 'auto', which chooses between them."
+        )
+    return ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 def get_backend(name: str | Backend, **params: Any) -> Backend:
     """Build the backend ``name`` with its parameters; a :class:`Backend` is returned as is
     (a name is a shortcut for the object). ``ValueError`` for unknown names or parameters."""
+    name = canonical_method(name)
     if isinstance(name, Backend):
         if params:
             raise ValueError(f"parameters {sorted(params)} apply to a method name, not a Backend.")
@@ -72,8 +88,10 @@ def get_backend(name: str | Backend, **params: Any) -> Backend:
 
 __all__ = [
     "AdaptiveGrid",
+    "ALIASES",
     "BACKENDS",
     "Backend",
+    "canonical_method",
     "InterpolationGrid",
     "SplatGrid",
     "adaptive_backend",

@@ -67,7 +67,7 @@ def test_integer_and_bool_inputs_are_converted():
     [
         ({"negative_gradient_method": "bh"}, "negative_gradient_method='bh'"),
         ({"neighbors": "annoy"}, "neighbors='annoy'"),
-        ({"initialization": "spectral"}, "initialization='spectral'"),
+        ({"initialization": "spectrl"}, "initialization='spectrl' is not a valid option"),
         ({"learning_rate": "fast"}, "learning_rate='fast'"),
         ({"learning_rate": -1.0}, "learning_rate must be finite and > 0"),
         ({"learning_rate": "N/0"}, "learning_rate='N/0' must give a rate > 0"),  # was 1/0 in fit

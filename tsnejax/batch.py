@@ -189,7 +189,10 @@ def fit_batch(
         if arr.ndim == 3:
             inits = list(arr)
     Y0 = jnp.stack(
-        [initial_embedding(split[b][1], Xv, n, configs[b], inits[b]) for b in range(n_trials)]
+        [
+            initial_embedding(split[b][1], Xv, n, configs[b], inits[b], Ps[b])
+            for b in range(n_trials)
+        ]
     )
     timings["init"] = time.perf_counter() - t0
     stepper, optimizer = stepper_for(configs[0], n)

@@ -57,7 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=_lr, default="auto", help="number, auto, or an expression: N/12"
     )
     e.add_argument("--dof", type=float, default=1.0)
-    e.add_argument("--initialization", default="pca", help="pca | random")
+    e.add_argument("--initialization", default="pca", help="pca | spectral | random")
     e.add_argument(
         "--method",
         default="auto",

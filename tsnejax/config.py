@@ -71,7 +71,7 @@ GRADIENT_METHODS = ("auto", *BACKENDS)
 NEIGHBOR_METHODS = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 AFFINITY_METHODS = ("perplexity", "uniform")
 STOPPING_RULES = ("fixed", "optsne")
-INIT_METHODS = ("pca", "random")
+INIT_METHODS = ("pca", "spectral", "random")
 
 
 def _option(*allowed: Any) -> Callable[[str, Any], Any]:
@@ -344,7 +344,9 @@ class TSNEConfig:
 
     n_components: int = field(2, lambda name, v: check_n_components(v))
     dof: float = field(1.0, _check_dof, dynamic=True)
-    initialization: Literal["pca", "random"] = field("pca", _option(*INIT_METHODS), dynamic=True)
+    initialization: Literal["pca", "spectral", "random"] = field(
+        "pca", _option(*INIT_METHODS), dynamic=True
+    )
     chunk_size: int = field(50, _integer(1))
     affinities: AffinityConfig = AffinityConfig()
     schedule: ScheduleConfig = ScheduleConfig()

@@ -62,9 +62,9 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     dof : float, default=1.0
         Degrees of freedom of the output kernel: 1 is the Cauchy kernel of t-SNE; below 1 gives
         heavier tails and finer clusters (Kobak et al. 2019); large values approach SNE.
-    initialization : {"pca", "random"} or ndarray of shape (n_samples, n_components), default="pca"
-        ``"pca"``: the first principal components scaled to standard deviation 1e-4 in PC1;
-        ``"random"``: Gaussian from ``random_state``; or the initial embedding itself.
+    initialization : {"pca", "spectral", "random"} or ndarray, default="pca"
+        ``"pca"``: principal components, PC1 at std 1e-4; ``"spectral"``: P's diffusion map
+        (openTSNE's), likewise; ``"random"``: Gaussian from ``random_state``; or an array.
     negative_gradient_method : str or Backend, default="auto"
         ``"exact"`` (O(N^2)), ``"interpolation"`` (FIt-SNE's FFT grid), ``"splat"``
         (GPGPU-SNE's field), ``"adaptive"`` (interpolation, or exact in the chunks where that

@@ -1,11 +1,13 @@
-"""Initial embeddings: PCA (default), random (explicit key), or a user array.
+"""Initial embeddings: PCA (default), spectral (from P), random (explicit key), or a user array.
 
-PCA and random initialisations are rescaled so the first coordinate has standard deviation
-1e-4 (openTSNE ``rescale``, Kobak & Linderman 2021): small enough that the early exaggeration
-phase starts from a compact configuration.
+PCA, spectral and random initialisations are rescaled so the first coordinate has standard
+deviation 1e-4 (openTSNE ``rescale``, Kobak & Linderman 2021): small enough that the early
+exaggeration phase starts from a compact configuration.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ from tsnejax.memory import check_memory, pca_bytes
 
 __all__ = [
     "pca",
+    "spectral",
     "principal_components",
     "random",
     "rescale",
@@ -144,3 +147,63 @@ def random(
 def user(Y: ArrayLike, n_samples: int, n_components: int = 2) -> Array:
     """A validated copy of a user's initial embedding (used as is, not rescaled)."""
     return to_device(check_embedding(Y, n_samples, n_components), float_dtype())
+
+
+def spectral(
+    P: Any,
+    n_components: int = 2,
+    key: PRNGKey | None = None,
+    *,
+    tol: float = 1e-4,
+    jitter: float = 0.01,
+    target_std: float = TARGET_STD,
+) -> Array:
+    """Diffusion-map initialisation from the affinities (openTSNE's ``"spectral"``).
+
+    The generalised eigenproblem ``P v = lambda D v`` (``D`` the row sums: the random walk on
+    P) is solved for its ``n_components + 1`` largest eigenvalues with ARPACK; the first,
+    trivial eigenvector (lambda = 1) is dropped and each other is scaled by its eigenvalue.
+    Signs are fixed (largest-magnitude entry positive), the first axis is rescaled to
+    ``target_std`` and, from ``key``, Gaussian jitter of ``jitter`` times that added (openTSNE's
+    ``add_jitter``; points with identical rows stay apart). openTSNE scales the kept vectors by
+    eigenvalues in the solver's order rather than the sorted one; tsnejax uses the sorted one.
+
+    Args:
+      P: :class:`tsnejax.Affinities` or a symmetric scipy/dense ``(n, n)`` matrix.
+      key: ``jax.random.key`` of the jitter (and of ARPACK's start vector); ``None``: seed 0.
+
+    Returns:
+      ``(n, n_components)`` embedding.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+
+    from tsnejax.affinity import as_affinities, to_scipy
+
+    n_components = check_n_components(n_components)
+    A = to_scipy(as_affinities(P, "affinities"))
+    n = A.shape[0]
+    if n_components + 2 > n:
+        raise ValueError(
+            f"initialization='spectral' needs more than n_components + 1 = {n_components + 1} "
+            f"points, got {n}."
+        )
+    degree = np.ravel(A.sum(axis=1))
+    if not np.all(degree > 0):
+        raise ValueError(
+            f"initialization='spectral': {int(np.sum(degree <= 0))} points have no affinity "
+            "(an empty row of P); use initialization='pca'."
+        )
+    key = jax.random.key(0) if key is None else key
+    k_arpack, k_jitter = jax.random.split(key)
+    v0 = np.asarray(jax.random.uniform(k_arpack, (n,), minval=-1.0, maxval=1.0), np.float64)
+    vals, vecs = eigsh(A, M=sp.diags(degree), k=n_components + 1, tol=tol, which="LM", v0=v0)
+    order = np.argsort(vals)[::-1]
+    Y = vecs[:, order[1:]] * vals[order[1:]]
+    Y = _flip(Y, Y)[0]  # each column's largest-magnitude entry positive
+    std = Y[:, 0].std()
+    if std > 0:
+        Y = Y * (target_std / std)
+    noise = jax.random.normal(k_jitter, Y.shape, jnp.float32)
+    Y = Y + jitter * Y[:, 0].std() * np.asarray(noise, np.float64)
+    return to_device(Y, float_dtype())

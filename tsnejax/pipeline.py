@@ -155,7 +155,7 @@ def prepare(
         raise ValueError(f"X has {Xv.shape[0]} rows but the affinities describe {n} points.")
     timings["affinities"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    Y0 = initial_embedding(k_init, Xv, n, config, initialization)
+    Y0 = initial_embedding(k_init, Xv, n, config, initialization, P)
     jax.block_until_ready(Y0)
     timings["init"] = time.perf_counter() - t0
     return Prepared(P, Y0, knn, timings)
@@ -197,13 +197,23 @@ def check_fit_memory(
 
 
 def initial_embedding(
-    key: PRNGKey, X: np.ndarray | None, n: int, config: TSNEConfig, initialization: Any = None
+    key: PRNGKey,
+    X: np.ndarray | None,
+    n: int,
+    config: TSNEConfig,
+    initialization: Any = None,
+    affinities: Affinities | None = None,
 ) -> Array:
-    """The initial embedding ``config.initialization`` (or the ``initialization`` array) gives."""
+    """The initial embedding ``config.initialization`` (or the ``initialization`` array) gives;
+    ``"spectral"`` is computed from ``affinities``."""
     spec = config.initialization if initialization is None else initialization
     if isinstance(spec, str):
         check_option("initialization", spec, INIT_METHODS)
-        if spec == "pca":
+        if spec == "spectral":
+            if affinities is None:
+                raise ValueError("initialization='spectral' needs the affinities P.")
+            Y0 = init_lib.spectral(affinities, config.n_components, key)
+        elif spec == "pca":
             if X is None:
                 raise ValueError(
                     "initialization='pca' needs X; pass X, initialization='random', or an array."

@@ -114,7 +114,11 @@ class Workspace:
         """Initial embedding, drawn as :func:`tsnejax.fit` draws it from ``key(seed)``."""
         spec = config.initialization
         key = (spec, config.n_components) if spec == "pca" else (spec, config.n_components, seed)
+        P = None
+        if spec == "spectral":  # a function of the trial's P
+            key += (affinity_key(config, self.n),)
+            P = self.affinities(config)
         if key not in self._init:
             _, k_init = jax.random.split(jax.random.key(seed))
-            self._init[key] = initial_embedding(k_init, self.X, self.n, config)
+            self._init[key] = initial_embedding(k_init, self.X, self.n, config, None, P)
         return self._init[key]

@@ -193,7 +193,8 @@ def prepare(
             return prep._replace(Y0=init_lib.random(key, n, n_components))
         if initialization != "pca":
             raise ValueError(
-                f"initialization={initialization!r}: use 'pca', 'random' or an (n, d) array."
+                f"initialization={initialization!r}: use 'pca', 'random' or an (n, d) array "
+                "(a spectral start: tsnejax.init.spectral(P, n_components, key))."
             )
         return prep
     return prep._replace(Y0=init_lib.user(initialization, n, n_components))

@@ -48,5 +48,10 @@ def test_fit_starts_from_the_spectral_embedding_of_its_P(digits):
     prep = prepare(key, X, TSNEConfig.make(initialization="spectral"))
     want = spectral(prep.P, 2, jax.random.split(key)[1])  # fit's initialisation key
     np.testing.assert_array_equal(np.asarray(prep.Y0), np.asarray(want))
+    # P alone is enough (PCA needs X): a precomputed P gets a spectral start
+    only_p = prepare(key, None, TSNEConfig.make(initialization="spectral"), affinities=prep.P)
+    np.testing.assert_array_equal(np.asarray(only_p.Y0), np.asarray(want))
+    with pytest.raises(ValueError, match="initialization='pca' needs X; pass X, init.*spectral"):
+        prepare(key, None, TSNEConfig.make(), affinities=prep.P)
     with pytest.raises(ValueError, match="initialization='spectrl' is not a valid option"):
         TSNEConfig.make(initialization="spectrl")

@@ -216,7 +216,8 @@ def initial_embedding(
         elif spec == "pca":
             if X is None:
                 raise ValueError(
-                    "initialization='pca' needs X; pass X, initialization='random', or an array."
+                    "initialization='pca' needs X; pass X, initialization='spectral' (from P) or "
+                    "'random', or an array."
                 )
             Y0 = init_lib.pca(X, config.n_components)
         else:

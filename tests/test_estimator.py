@@ -92,6 +92,30 @@ def test_opentsne_and_sklearn_signature_parameters():
             TSNE(n_jobs=8).fit(bad)
 
 
+def test_constructor_callbacks_as_opentsne_takes_them(digits):
+    """``TSNE(callbacks=..., callbacks_every_iters=...)`` (openTSNE's form) is fit's callbacks;
+    a closure there (or a closure schedule) makes pickling fail with the parameter named."""
+    import pickle
+
+    import optax
+
+    X = digits[0][:300]
+    seen = []
+
+    def cb(iteration, kl, embedding):
+        seen.append(iteration)
+
+    short = dict(early_exaggeration_iter=20, n_iter=20, random_state=0, perplexity=10)
+    a = TSNE(callbacks=cb, callbacks_every_iters=10, **short).fit(X)
+    assert seen == [10, 20, 30, 40]
+    b = TSNE(**short).fit(X)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)  # callbacks change nothing
+    with pytest.raises(TypeError, match="its callbacks=function object cannot"):
+        pickle.dumps(TSNE(callbacks=lambda it, kl, Y: None))
+    with pytest.raises(TypeError, match="its learning_rate=function object cannot"):
+        pickle.dumps(TSNE(learning_rate=optax.linear_schedule(1.0, 2.0, 3)))
+
+
 def test_custom_optax_optimizer(digits):
     import optax
 

@@ -421,3 +421,21 @@ def check_peer_options(metric: Any, n_jobs: Any) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def resolve_seed(random_state: Any) -> int:
+    """An int seed from scikit-learn's ``random_state`` forms: ``None`` draws a fresh one, a
+    ``RandomState`` or ``Generator`` draws one from itself (advancing it, as scikit-learn
+    estimators do), an int is used as is."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**31))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    if not isinstance(random_state, int | np.integer):
+        raise ValueError(
+            "random_state must be an int seed, a numpy RandomState or Generator, or None, "
+            f"got {type(random_state).__name__}; tsnejax draws from jax.random.key(random_state)."
+        )
+    return int(random_state)

@@ -14,7 +14,7 @@ import optax
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import check_data, check_peer_options
+from tsnejax._checks import check_data, check_peer_options, resolve_seed
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
@@ -122,6 +122,8 @@ default="auto"
     n_jobs : int or None, default=None
         Accepted for openTSNE's and scikit-learn's signature; XLA uses every core the process
         may run on, so a value other than ``None`` warns that it has no effect.
+    callbacks, callbacks_every_iters : openTSNE's constructor form of ``fit``'s ``callbacks``
+        and ``callbacks_every`` (those of ``fit``, when given, take precedence).
     mesh : jax.sharding.Mesh or None, default=None
         Split the points over the mesh's axis ``"points"`` (its devices, and processes joined
         by ``jax.distributed``; :mod:`tsnejax.shard`, ``docs/scaling.md``). ``state_`` is then
@@ -219,6 +221,8 @@ default="auto"
         metric: str = "euclidean",
         n_jobs: int | None = None,
         max_grad_norm: float | None = None,
+        callbacks: Any = None,
+        callbacks_every_iters: int | None = None,
     ):
         self.n_components = n_components
         self.perplexity = perplexity
@@ -249,6 +253,8 @@ default="auto"
         self.metric = metric
         self.n_jobs = n_jobs
         self.max_grad_norm = max_grad_norm
+        self.callbacks = callbacks
+        self.callbacks_every_iters = callbacks_every_iters
 
     def _config(self) -> TSNEConfig:
         init = self.initialization
@@ -335,18 +341,10 @@ default="auto"
             validate_data(self, X, skip_check_array=True)  # n_features_in_, feature_names_in_
         else:
             Xv = None
-        seed = self.random_state
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**31))
-        elif isinstance(seed, np.random.RandomState):  # scikit-learn's convention: it gives
-            seed = int(seed.randint(2**31 - 1))  # the seed, and advances as it does so
-        elif isinstance(seed, np.random.Generator):
-            seed = int(seed.integers(2**31 - 1))
-        elif not isinstance(seed, int | np.integer):
-            raise ValueError(
-                f"random_state must be an int seed, a numpy RandomState or Generator, or None, "
-                f"got {type(seed).__name__}; tsnejax draws from jax.random.key(random_state)."
-            )
+        seed = resolve_seed(self.random_state)
+        if not callbacks and self.callbacks is not None:  # openTSNE's constructor form
+            callbacks = self.callbacks
+            callbacks_every = callbacks_every or self.callbacks_every_iters
         init = None if isinstance(self.initialization, str) else self.initialization
         config = self._config()
         result: TSNEResult = fit(
@@ -459,16 +457,16 @@ default="auto"
         if "_cache" in state:
             state["_cache"] = {}
         state["mesh"] = None  # devices belong to a process
-        for name in ("optimizer", "negative_gradient_method"):
+        for name in ("optimizer", "negative_gradient_method", "learning_rate", "callbacks"):
             value = state.get(name)
-            if value is not None and not isinstance(value, str | dict):
+            if value is not None and not isinstance(value, str | dict | int | float):
                 try:
                     pickle.dumps(value)
                 except Exception as err:  # closures of Optax objects: PicklingError, TypeError, ...
                     raise TypeError(
                         f"TSNE cannot be pickled: its {name}={type(value).__name__} object "
                         f"cannot ({err}). Give {name} as a name or spec (e.g. "
-                        "optimizer='adam:b1=0.9') to make the estimator picklable."
+                        "optimizer='adam:b1=0.9') or as a module-level function."
                     ) from err
         return state
 

@@ -148,6 +148,8 @@ def test_bad_input_is_named(X):
     # under jax.grad/jit/vmap it cannot raise and returns NaN (docs/hypergradients.md).
     with pytest.raises(tsnejax.DivergenceError, match="diverged at iteration 2 .the gradient"):
         diff.fit(X, {"learning_rate": 1e30}, key=key, **RUN)
+    with pytest.raises(ValueError, match=r"a spectral start: tsnejax.init.spectral\(P"):
+        diff.fit(X, {}, key=key, initialization="spectral", **RUN)
     with pytest.raises(ValueError, match="grid must be hashable"):
         diff.fit(X, {}, key=key, method="interpolation", grid=[1, 2], **RUN)
 

@@ -336,7 +336,7 @@ class TSNEConfig:
       n_components: embedding dimension (1, 2 or 3).
       dof: degrees of freedom of the output kernel (1: Cauchy, inf: Gaussian, < 1: heavier
         tails, Kobak et al. 2019).
-      initialization: ``"pca"`` (PC1 std 1e-4) or ``"random"`` (from the key).
+      initialization: ``"pca"`` (PC1 std 1e-4), ``"spectral"`` (P's diffusion map) or ``"random"``.
       chunk_size: iterations per compiled chunk: the grid is re-sized and the KL recorded
         at multiples of it.
       affinities, schedule, optimizer, gradient: the parts.

@@ -231,8 +231,9 @@ def phase_table(config: TSNEConfig, n: int) -> Phases:
             "dof": float(config.dof),
         }
         if lr is not None:
-            scheduled = callable(lr) and (in_decay or lr is o.learning_rate)
-            values["learning_rate"] = float(lr(start)) if callable(lr) and not scheduled else lr
+            # The "auto" rule is constant within a phase outside a decay: a number per phase.
+            piecewise = callable(lr) and lr is not o.learning_rate and not in_decay
+            values["learning_rate"] = float(lr(start)) if piecewise else lr
         if scale is not None:
             values["learning_rate_scale"] = scale if in_decay else float(scale(start))
         if uses_momentum(config):

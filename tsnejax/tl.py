@@ -235,7 +235,6 @@ def tsne(
                 f"sc.pp.neighbors(adata, n_neighbors={int(3 * perps.max()) + 1})."
             )
     est = TSNE(
-        metric=metric,
         perplexity=perplexity,
         early_exaggeration=early_exaggeration,
         learning_rate=learning_rate,

@@ -91,15 +91,17 @@ def test_vmap_over_four_hyperparameter_sets_equals_separate_calls(X):
 def test_differentiable_p_equals_tsnejax_p_and_its_implicit_derivative(X):
     knn = exact_knn(X, 60)
     prep = diff.prepare(X, key=jax.random.key(0), n_neighbors=60)
-    ours = diff.perplexity_affinities(prep.distances, prep.layout, 15.0)
+    # Jitted, as diff.fit runs them: op by op a cold cache compiled ~70 programs here.
+    ours = jax.jit(diff.perplexity_affinities)(prep.distances, prep.layout, 15.0)
     ref = perplexity_affinities(knn, 15.0)
     np.testing.assert_allclose(ours.weights, ref.weights, rtol=1e-4, atol=1e-9)
     # d beta / d perplexity by the implicit function theorem vs re-calibrating at u +- h
     d2 = jnp.square(prep.distances)
     d2 = d2 - d2.min(axis=1, keepdims=True)
-    grad = jax.jacfwd(lambda u: diff.precisions(d2, u))(15.0)
+    grad = jax.jit(jax.jacfwd(lambda u: diff.precisions(d2, u)))(15.0)
     h = 0.05
-    fd = (calibrate_perplexity(d2, 15.0 + h)[1] - calibrate_perplexity(d2, 15.0 - h)[1]) / (2 * h)
+    beta = jax.jit(lambda u: calibrate_perplexity(d2, u)[1])
+    fd = (beta(15.0 + h) - beta(15.0 - h)) / (2 * h)
     np.testing.assert_allclose(grad, fd, rtol=0.02, atol=1e-6)
 
 

@@ -8,8 +8,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from tsnejax._types import Array
+from tsnejax._checks import float_dtype
+from tsnejax._device import to_device
+from tsnejax._types import Array, ArrayLike
 
 __all__ = [
     "KNNGraph",
@@ -18,6 +21,10 @@ __all__ = [
     "exact_knn_rows",
     "exact_query",
     "remeasured",
+    "rescaled",
+    "unit_for",
+    "times_unit",
+    "SAFE_MAGNITUDE",
 ]
 
 
@@ -114,3 +121,40 @@ def remeasured(X: Array, idx: Array, block_size: int) -> tuple[Array, Array]:
 
     i, d = jax.lax.map(one_block, rows)
     return i.reshape(-1, k)[:n], d.reshape(-1, k)[:n]
+
+
+#: Largest magnitudes searched as they are: squared distances of such data neither overflow nor
+#: underflow float32 (a power-of-two rescaling is exact, so it changes no result, but it costs a
+#: pass over the data and a program per shape for the distances' ``* unit``).
+SAFE_MAGNITUDE = (2.0**-30, 2.0**30)
+
+
+def rescaled(X: ArrayLike) -> tuple[Array, float]:
+    """``X`` in units of a power of two near its largest magnitude, and that unit (1 when the
+    largest magnitude is within :data:`SAFE_MAGNITUDE`, or 0).
+
+    Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
+    underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
+    A device array is rescaled on the device (only the scalar maximum comes to the host); a
+    host array on the host, then copied (eager device arithmetic would compile per shape).
+    """
+    if not isinstance(X, jax.Array):
+        X = np.asarray(X, dtype=float_dtype())
+        top = float(max(X.max(), -X.min())) if X.size else 0.0
+    else:
+        X = X.astype(float_dtype())
+        top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
+    unit = unit_for(top)
+    return to_device(X if unit == 1.0 else X / np.asarray(unit, X.dtype)), unit
+
+
+def unit_for(top: float) -> float:
+    """The power-of-two unit for data whose largest magnitude is ``top`` (see :func:`rescaled`)."""
+    lo, hi = SAFE_MAGNITUDE
+    rescale = np.isfinite(top) and top > 0 and not lo <= top <= hi
+    return 2.0 ** round(np.log2(top)) if rescale else 1.0
+
+
+def times_unit(dist: Array, unit: float) -> Array:
+    """Distances back in the data's unit (nothing to do, and no program, for a unit of 1)."""
+    return dist if unit == 1.0 else dist * unit

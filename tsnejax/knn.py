@@ -22,6 +22,9 @@ from tsnejax._knn_exact import (
     exact_knn_rows,
     exact_query,
     remeasured,
+    rescaled,
+    times_unit,
+    unit_for,
 )
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn_index import GraphIndex, GraphSearch, graph_query
@@ -83,7 +86,7 @@ def exact_knn(
     Returns:
       :class:`KNNGraph` with ``(m, k)`` indices into ``X`` and distances, nearest first.
     """
-    X, unit = _rescaled(X)
+    X, unit = rescaled(X)
     n, d = X.shape
     k = check_int("k", k, minimum=1)
     if k > n - 1:
@@ -114,41 +117,9 @@ def exact_knn(
         idx, dist = _band_knn(X, k, bs)
         if rows.shape[0] < n:
             idx, dist = jnp.take(idx, rows, axis=0), jnp.take(dist, rows, axis=0)
-        return KNNGraph(idx, _times(dist, unit))
+        return KNNGraph(idx, times_unit(dist, unit))
     idx, dist = exact_knn_rows(X, rows, k, min(bs, rows.shape[0]))
-    return KNNGraph(idx, _times(dist, unit))
-
-
-#: Largest magnitudes searched as they are: squared distances of such data neither overflow nor
-#: underflow float32 (a power-of-two rescaling is exact, so it changes no result, but it costs a
-#: pass over the data and a program per shape for the distances' ``* unit``).
-SAFE_MAGNITUDE = (2.0**-30, 2.0**30)
-
-
-def _rescaled(X: ArrayLike) -> tuple[Array, float]:
-    """``X`` in units of a power of two near its largest magnitude, and that unit (1 when the
-    largest magnitude is within :data:`SAFE_MAGNITUDE`, or 0).
-
-    Squared distances of 1e30-scale data overflow float32 and those of 1e-30-scale data
-    underflow; neighbours do not depend on the unit, and a power of two rescales exactly.
-    A device array is rescaled on the device (only the scalar maximum comes to the host); a
-    host array on the host, then copied (eager device arithmetic would compile per shape).
-    """
-    if not isinstance(X, jax.Array):
-        X = np.asarray(X, dtype=float_dtype())
-        top = float(max(X.max(), -X.min())) if X.size else 0.0
-    else:
-        X = X.astype(float_dtype())
-        top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
-    lo, hi = SAFE_MAGNITUDE
-    rescale = np.isfinite(top) and top > 0 and not lo <= top <= hi
-    unit = 2.0 ** round(np.log2(top)) if rescale else 1.0
-    return to_device(X if unit == 1.0 else X / np.asarray(unit, X.dtype)), unit
-
-
-def _times(dist: Array, unit: float) -> Array:
-    """Distances back in the data's unit (nothing to do, and no program, for a unit of 1)."""
-    return dist if unit == 1.0 else dist * unit
+    return KNNGraph(idx, times_unit(dist, unit))
 
 
 #: Low-dimensional data (embeddings) of at least this many points use the sorted-band search.
@@ -222,7 +193,7 @@ def pynndescent_knn(X: ArrayLike, k: int, *, key: PRNGKey | None = None, **kwarg
     """
     from pynndescent import NNDescent
 
-    Xs, unit = _rescaled(X)
+    Xs, unit = rescaled(X)
     Xn = np.asarray(Xs, dtype=np.float32)
     n = Xn.shape[0]
     k = check_int("k", k, minimum=1)
@@ -269,7 +240,7 @@ def faiss_knn(X: ArrayLike, k: int, *, index: Literal["flat", "hnsw"] = "flat") 
     check_option("index", index, ("flat", "hnsw"))
     import faiss
 
-    Xs, unit = _rescaled(X)
+    Xs, unit = rescaled(X)
     Xn = np.ascontiguousarray(np.asarray(Xs, np.float32))
     n, d = Xn.shape
     k = check_int("k", k, minimum=1)
@@ -383,7 +354,7 @@ def search(
 ) -> KNNGraph:
     """:func:`nearest_neighbors` for ``X`` already checked (``tsnejax._checks.check_data``)."""
     if isinstance(method, IVFSearch):  # the ivf search with this effort
-        Xs, unit = _rescaled(X)
+        Xs, unit = rescaled(X)
         graph = ivf_knn(Xs, k, search=method)
         return KNNGraph(graph.indices, graph.distances * unit)
     check_option("neighbors", method, NEIGHBOR_SEARCHES)
@@ -474,14 +445,17 @@ def knn_query(
         index = NNDescent(R, n_neighbors=max(k, 15), random_state=seed)
         idx, dist = index.query(Qa, k=k)
         return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
-    both, unit = _rescaled(np.concatenate([R, Qa]) if m else R)
-    Rs, Qs = both[:n], both[n:]
+    # One unit for both sets, each rescaled on the host and copied: slicing a device copy of
+    # both, or scaling by a unit of 1, compiled a program per shape.
+    R, Qa = R.astype(float_dtype(), copy=False), Qa.astype(float_dtype(), copy=False)
+    unit = unit_for(max((float(max(a.max(), -a.min())) for a in (R, Qa) if a.size), default=0.0))
+    Rs, Qs = (to_device(a if unit == 1.0 else a / np.asarray(unit, a.dtype)) for a in (R, Qa))
     if method == "ivf" and m:
         graph = ivf_query(Rs, Qs, k)
-        return KNNGraph(graph.indices, graph.distances * unit)
+        return KNNGraph(graph.indices, times_unit(graph.distances, unit))
     bs = block_size_for(n, k, R.shape[1])
     idx, dist = exact_query(Rs, Qs, k, max(1, min(bs, m)))
-    return KNNGraph(idx, dist * unit)
+    return KNNGraph(idx, times_unit(dist, unit))
 
 
 def auto_search(n: int, n_features: int) -> Literal["exact", "ivf"]:

@@ -264,7 +264,7 @@ def faiss_knn(X: ArrayLike, k: int, *, index: Literal["flat", "hnsw"] = "flat") 
     found = np.where(found < 0, np.arange(n)[:, None], found)  # HNSW may return -1 (too few)
     idx, _ = _drop_self(found.astype(np.int32), np.zeros(found.shape, np.float32), k)
     idx, dist = remeasured(Xs, jnp.asarray(idx), block_size_for(n, k, d))
-    return KNNGraph(idx, dist * unit)
+    return KNNGraph(idx, times_unit(dist, unit))
 
 
 def _drop_self(idx: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -356,7 +356,7 @@ def search(
     if isinstance(method, IVFSearch):  # the ivf search with this effort
         Xs, unit = rescaled(X)
         graph = ivf_knn(Xs, k, search=method)
-        return KNNGraph(graph.indices, graph.distances * unit)
+        return KNNGraph(graph.indices, times_unit(graph.distances, unit))
     check_option("neighbors", method, NEIGHBOR_SEARCHES)
     if method == "sharded":
         raise ValueError(

@@ -23,6 +23,7 @@ __all__ = [
     "remeasured",
     "rescaled",
     "unit_for",
+    "largest_magnitude",
     "times_unit",
     "SAFE_MAGNITUDE",
 ]
@@ -140,12 +141,17 @@ def rescaled(X: ArrayLike) -> tuple[Array, float]:
     """
     if not isinstance(X, jax.Array):
         X = np.asarray(X, dtype=float_dtype())
-        top = float(max(X.max(), -X.min())) if X.size else 0.0
+        top = largest_magnitude(X)
     else:
         X = X.astype(float_dtype())
         top = float(jnp.max(jnp.abs(X))) if X.size else 0.0
     unit = unit_for(top)
     return to_device(X if unit == 1.0 else X / np.asarray(unit, X.dtype)), unit
+
+
+def largest_magnitude(X: np.ndarray) -> float:
+    """``max |x|`` over a host array (0 when it is empty)."""
+    return float(max(X.max(), -X.min())) if X.size else 0.0
 
 
 def unit_for(top: float) -> float:

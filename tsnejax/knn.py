@@ -21,6 +21,7 @@ from tsnejax._knn_exact import (
     block_size_for,
     exact_knn_rows,
     exact_query,
+    largest_magnitude,
     remeasured,
     rescaled,
     times_unit,
@@ -448,7 +449,7 @@ def knn_query(
     # One unit for both sets, each rescaled on the host and copied: slicing a device copy of
     # both, or scaling by a unit of 1, compiled a program per shape.
     R, Qa = R.astype(float_dtype(), copy=False), Qa.astype(float_dtype(), copy=False)
-    unit = unit_for(max((float(max(a.max(), -a.min())) for a in (R, Qa) if a.size), default=0.0))
+    unit = unit_for(max(largest_magnitude(R), largest_magnitude(Qa)))
     Rs, Qs = (to_device(a if unit == 1.0 else a / np.asarray(unit, a.dtype)) for a in (R, Qa))
     if method == "ivf" and m:
         graph = ivf_query(Rs, Qs, k)

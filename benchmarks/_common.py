@@ -56,6 +56,21 @@ def run_isolated(code: str, env: dict | None = None, timeout: float = 3600) -> d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def median_ms(fn, *args, repeats: int = 20) -> float:
+    """Median milliseconds of ``fn(*args)`` over ``repeats`` calls after one warm-up call
+    (JAX results waited for)."""
+    import jax
+    import numpy as np
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
 def print_table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max([len(c), *(len(_fmt(r.get(c))) for r in rows)]) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

@@ -16,22 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
-import numpy as np
-from _common import benchmark_data, machine_info, print_table, write_results
-
-
-def _median_ms(fn, *args, repeats: int = 20) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+from _common import benchmark_data, machine_info, median_ms, print_table, write_results
 
 
 def main() -> int:
@@ -61,7 +47,7 @@ def main() -> int:
                 backend = get_backend(method, deterministic_scatter=det)
                 grid = backend.allocate(Y)
                 fn = jax.jit(backend.gradient, static_argnums=4)
-                times[det] = _median_ms(fn, Y, P, 1.0, 1.0, grid)
+                times[det] = median_ms(fn, Y, P, 1.0, 1.0, grid)
             rows.append(
                 {
                     "n": len(X),

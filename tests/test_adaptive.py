@@ -1,6 +1,8 @@
 """The ``"adaptive"`` gradient method (interpolation, or the exact sums where they cost less) and
 the exact method's cache-sized row blocks."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,14 +21,14 @@ from tsnejax.gradients import (
     get_backend,
     interpolation_gradient,
 )
-from tsnejax.gradients.adaptive import EXACT_RATIO, prefers_exact
+from tsnejax.gradients.adaptive import EXACT_RATIO, WIDE_EXACT_COST, prefers_exact
 from tsnejax.gradients.exact import CPU_BLOCK_PAIRS, DEFAULT_BLOCK, auto_block
 from tsnejax.pipeline import fit
 
 
-def _blob(n: int, span: float, seed: int = 0) -> jnp.ndarray:
+def _blob(n: int, span: float, seed: int = 0, dim: int = 2) -> jnp.ndarray:
     rng = np.random.default_rng(seed)
-    return jnp.asarray(rng.uniform(0.0, span, (n, 2)), jnp.float32)
+    return jnp.asarray(rng.uniform(0.0, span, (n, dim)), jnp.float32)
 
 
 def test_the_rule_compares_pairs_with_fft_grid_points():
@@ -125,3 +127,42 @@ def test_exact_row_blocks_are_cache_sized_on_cpu():
     R64, Z64 = exact_repulsion(Y, block_size=64)
     np.testing.assert_allclose(np.asarray(R64), np.asarray(R), rtol=1e-5, atol=1e-6)
     assert float(Z64) == pytest.approx(float(Z), rel=1e-6)
+
+
+def test_a_grid_held_to_wide_boxes_warns_where_it_is_used():
+    """3-D caps the grid at 32 boxes: an embedding 100 units wide gets boxes ~3 units wide, where
+    the force error is above 100 % (benchmarks/bench_box_width.py). Interpolation warns; adaptive
+    only when it runs the grid (N past the exact crossover), not when it runs exact."""
+    wide, narrow = _blob(31_000, 100.0, dim=3), _blob(2000, 100.0, dim=3)
+    with pytest.warns(UserWarning, match=r"max_boxes=32 per axis in 3-D.*'exact'"):
+        assert get_backend("interpolation").allocate(wide).n_boxes == 32
+    with pytest.warns(UserWarning, match="max_boxes=32"):
+        assert not adaptive_backend().allocate(wide).exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert adaptive_backend().allocate(narrow).exact
+        get_backend("interpolation").allocate(_blob(2000, 40.0, dim=3))  # 32 boxes of 1.25
+        get_backend("interpolation").allocate(_blob(2000, 900.0))  # 2-D: 1000 boxes of 0.9
+        # a cap the user set warns too, in the width they asked for
+        assert get_backend("interpolation", ints_in_interval=2.0).allocate(_blob(9, 900.0))
+        with pytest.raises(UserWarning, match="requested 2 unit"):
+            get_backend("interpolation", max_boxes=100, ints_in_interval=2.0).allocate(
+                _blob(9, 400.0)
+            )
+
+
+def test_adaptive_takes_exact_longer_where_the_grid_is_capped_wide():
+    """3-D, 32 boxes (m = 96): exact while cheaper (N^2 <= 50 (2m)^3: N <= 18.8k), and while at
+    most WIDE_EXACT_COST times the grid once its boxes are too wide (N <= 29.7k)."""
+    grid = InterpolationGrid(32, 3)
+    assert prefers_exact(18_000, grid, 3) and not prefers_exact(20_000, grid, 3)
+    limit = int(np.sqrt(WIDE_EXACT_COST * EXACT_RATIO * 192**3))
+    assert 29_000 < limit < 30_000
+    for n, span, exact in [(25_000, 30.0, False), (25_000, 100.0, True), (limit + 1, 100.0, False)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert adaptive_backend().allocate(_blob(n, span, dim=3)).exact is exact, (n, span)
+    with pytest.warns(UserWarning, match="max_boxes"):  # 0: never exact, wide or not
+        assert not adaptive_backend(exact_ratio=0.0).allocate(_blob(20_000, 100.0, dim=3)).exact
+    # "auto" runs adaptive in 3-D from 20k to 30k points
+    assert resolve_method("auto", 25_000, 3) == "adaptive"

@@ -7,7 +7,8 @@ take 11 ms and have no error (2-core CPU, ``docs/performance.md``). Before each 
 sizes the interpolation grid as :mod:`tsnejax.gradients.interpolation` does and runs the exact
 method instead when ``N^2 <= exact_ratio * (2 m)^d``, ``m`` nodes per axis (the FFTs work on the
 ``(2m)^d`` circulant): measured, an exact pair costs ~0.5 ns and an FFT grid point ~27 ns at
-N = 3000-8000, crossings at ratios 44-69.
+N = 3000-8000, crossings at ratios 44-69. Where ``max_boxes`` caps the grid at boxes too wide
+for accuracy (3-D), exact is taken up to :data:`WIDE_EXACT_COST` times the grid's cost.
 
 The static structure is an :class:`AdaptiveGrid`; every exact chunk shares one program (its
 grid field is blanked), so a run compiles at most one program more than plain interpolation.
@@ -15,16 +16,29 @@ grid field is blanked), so a run compiles at most one program more than plain in
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from tsnejax.gradients._backend import Backend
+from tsnejax.gradients._grid import host_span
 from tsnejax.gradients.exact import exact_backend
-from tsnejax.gradients.interpolation import InterpolationGrid, interpolation_backend
+from tsnejax.gradients.interpolation import (
+    InterpolationGrid,
+    grid_for_span,
+    interpolation_backend,
+    warn_wide_boxes,
+)
 
-__all__ = ["AdaptiveGrid", "EXACT_RATIO", "adaptive_backend", "prefers_exact"]
+__all__ = ["AdaptiveGrid", "EXACT_RATIO", "WIDE_EXACT_COST", "adaptive_backend", "prefers_exact"]
 
 #: Exact when ``N^2 <= EXACT_RATIO * (2m)^d`` (the measured crossings, above).
 EXACT_RATIO = 50.0
+#: Where ``max_boxes`` holds the grid to wide boxes (:data:`WIDE_BOXES`: in 3-D, 32 boxes past
+#: ~50 units of span), exact while it costs at most this many times the grid: the grid's
+#: error is then large. MNIST-25k in 3-D (``benchmarks/bench_box_width.py``): exact late chunks
+#: end at exact KL 1.985 in 220 s of optimisation, the 32-box grid at 2.236 in 119 s (exact
+#: throughout: 1.976, 386 s).
+WIDE_EXACT_COST = 2.5
 
 
 class AdaptiveGrid(NamedTuple):
@@ -71,11 +85,21 @@ def adaptive_backend(
     exact_b = exact_backend(deterministic_scatter=deterministic_scatter)
     blank = InterpolationGrid(0, int(n_interpolation_points))
 
+    sizing = functools.partial(
+        grid_for_span,
+        p=int(n_interpolation_points),
+        min_num_intervals=min_num_intervals,
+        ints_in_interval=ints_in_interval,
+        max_boxes=max_boxes,
+    )
+
     def allocate(Y) -> AdaptiveGrid:
-        grid = grid_b.allocate(Y)
         n, dim = Y.shape[-2], Y.shape[-1]
-        if prefers_exact(n, grid, dim, ratio):
+        grid, wide = sizing(host_span(Y), dim)
+        if prefers_exact(n, grid, dim, ratio * (WIDE_EXACT_COST if wide else 1.0)):
             return AdaptiveGrid(True, blank)
+        if wide:  # only where the coarse grid is used
+            warn_wide_boxes(dim, grid.n_boxes, ints_in_interval)
         return AdaptiveGrid(False, grid)
 
     def gradient(Y, P, dof, exaggeration, grid: AdaptiveGrid, **shard):

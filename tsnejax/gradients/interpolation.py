@@ -33,6 +33,7 @@ own list and a cap of 1000); chosen on the host between chunks.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -71,6 +72,9 @@ __all__ = [
     "interpolation_backend",
     "even_kernel_spectra",
     "DEFAULT_MAX_BOXES",
+    "WIDE_BOXES",
+    "grid_for_span",
+    "warn_wide_boxes",
 ]
 
 #: Cap on boxes per axis by embedding dimension (openTSNE caps 2-D at 1000). A 3-D grid of
@@ -80,6 +84,10 @@ __all__ = [
 DEFAULT_MAX_BOXES = {1: 1000, 2: 1000, 3: 32}
 #: Minimum boxes per axis by dimension (openTSNE/FIt-SNE: 50 in 1-D and 2-D).
 DEFAULT_MIN_BOXES = {1: 50, 2: 50, 3: 18}
+#: A grid held by ``max_boxes`` to boxes wider than this many times ``ints_in_interval`` warns.
+#: Force error of a finished digits embedding (2-D, span 139, p = 3) by box width in units:
+#: 0.037 at 1, 0.13 at 1.5, 0.35 at 2, 1.6 at 3 (``benchmarks/bench_box_width.py``).
+WIDE_BOXES = 1.5
 
 
 class InterpolationGrid(NamedTuple):
@@ -246,20 +254,43 @@ def interpolation_kl_divergence(
     return kl_from_z(Y, P, dof, Z, axis_name)
 
 
-def _allocate(
-    Y: Array,
+def grid_for_span(
+    span: float,
+    d: int,
     *,
     p: int,
     min_num_intervals: int | None,
     ints_in_interval: float,
     max_boxes: int | None,
-) -> InterpolationGrid:
-    d = int(np.shape(Y)[1])
-    span = host_span(Y)
+) -> tuple[InterpolationGrid, bool]:
+    """The grid for an embedding ``span`` units wide in ``d`` dimensions, and whether
+    ``max_boxes`` holds its boxes to more than :data:`WIDE_BOXES` x ``ints_in_interval``."""
     lo = DEFAULT_MIN_BOXES[d] if min_num_intervals is None else min_num_intervals
     hi = DEFAULT_MAX_BOXES[d] if max_boxes is None else max_boxes
     nb = choose_size(span / ints_in_interval, minimum=lo, maximum=hi)
-    return InterpolationGrid(nb, p)
+    return InterpolationGrid(nb, p), span > WIDE_BOXES * ints_in_interval * nb
+
+
+def _allocate(Y: Array, **sizing) -> InterpolationGrid:
+    d = int(np.shape(Y)[-1])
+    grid, wide = grid_for_span(host_span(Y), d, **sizing)
+    if wide:
+        warn_wide_boxes(d, grid.n_boxes, sizing["ints_in_interval"])
+    return grid
+
+
+def warn_wide_boxes(d: int, n_boxes: int, ints_in_interval: float) -> None:
+    """Warn (once per process and setting) that ``max_boxes`` holds the grid to boxes wider than
+    :data:`WIDE_BOXES` times ``ints_in_interval``, where the repulsion's error passes ~10 %."""
+    warnings.warn(
+        f"The interpolation grid is capped at max_boxes={n_boxes} per axis in {d}-D and the "
+        f"embedding has grown wider than {WIDE_BOXES * ints_in_interval * n_boxes:g} units, so "
+        f"its boxes are over {WIDE_BOXES:g}x the requested {ints_in_interval:g} unit(s): the "
+        "repulsion's error passes ~10 % there (docs/gradients.md, '3-D: the trade-off'). "
+        "Raise max_boxes (the FFTs grow as (2 * n_interpolation_points * max_boxes)^d), or use "
+        "negative_gradient_method='exact' where N^2 pairs per step are affordable.",
+        stacklevel=2,
+    )
 
 
 def interpolation_backend(

@@ -73,8 +73,8 @@ AUTO_EXACT_MAX_POINTS = {1: 300, 2: 4000, 3: 20000}
 #: thousand points costs more than the N^2 pairs. Above 10k the exact pair cost grows (0.5 ns at
 #: 5k, 0.8 ns at 12k: the rows leave the cache) and the grid stays cheaper.
 #: In 3-D, 20k-30k points: the 32-box grid early, exact once the span outgrows it
-#: (``WIDE_EXACT_COST``; MNIST-25k: exact KL 1.985 in 220 s against interpolation's 2.236 in
-#: 119 s, ``benchmarks/bench_box_width.py``).
+#: (``WIDE_EXACT_COST``; MNIST-25k: exact KL 1.985 in 85 s against interpolation's 2.210 in
+#: 76 s, ``benchmarks/bench_box_width.py``).
 AUTO_ADAPTIVE_MAX_POINTS = {1: 300, 2: 10000, 3: 30000}
 
 #: ``learning_rate="auto"`` for the adaptive optimizers (:data:`tsnejax.optim.ADAPTIVE`), in

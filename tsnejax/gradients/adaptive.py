@@ -36,8 +36,8 @@ EXACT_RATIO = 50.0
 #: Where ``max_boxes`` holds the grid to wide boxes (:data:`WIDE_BOXES`: in 3-D, 32 boxes past
 #: ~50 units of span), exact while it costs at most this many times the grid: the grid's
 #: error is then large. MNIST-25k in 3-D (``benchmarks/bench_box_width.py``): exact late chunks
-#: end at exact KL 1.985 in 220 s of optimisation, the 32-box grid at 2.236 in 119 s (exact
-#: throughout: 1.976, 386 s).
+#: end at exact KL 1.985 in 85 s of optimisation, the 32-box grid at 2.210 in 76 s (exact
+#: throughout: 1.976, 113 s; docs/gradients.md).
 WIDE_EXACT_COST = 2.5
 
 

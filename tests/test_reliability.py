@@ -270,6 +270,79 @@ def test_ordinary_run_does_not_warn(digits):
         tsnejax.TSNE(n_iter=100, early_exaggeration_iter=50).fit(digits[0][:500])
 
 
+def _small_run(X, main_iter, main_lr, callbacks=()):
+    """The default schedule on ``X`` piece by piece: spread after the early phase, result."""
+    from tsnejax import affinity, knn, optim, run
+    from tsnejax.schedules import Phases
+
+    n = len(X)
+    P = affinity.perplexity_affinities(knn.nearest_neighbors(X, k=90), 30.0)
+    opt = optim.make_optimizer("classic", learning_rate=1.0, momentum=0.8)
+    step = run.build_step("exact", opt)
+    phases = Phases.of(
+        {
+            0: {"exaggeration": 12.0, "learning_rate": n / 12},
+            250: {"exaggeration": 1.0, "learning_rate": main_lr},
+        }
+    )
+    seen = {}
+
+    def at_250(t, kl, Y):
+        seen.setdefault(t, float(np.std(Y)))
+
+    state = run.init_state(init.pca(X), opt)
+    res = run.optimize(
+        step,
+        state,
+        P,
+        250 + main_iter,
+        phases=phases,
+        callbacks=[at_250, *callbacks],
+        callbacks_every=250,
+    )
+    return seen[250], res
+
+
+def test_an_early_phase_collapse_that_recovers_does_not_warn(digits):
+    # 200 points at k = 90: P spans half the data and 12x exaggeration contracts it to a point
+    # (openTSNE's run too: std 4e-14); the main phase expands it to openTSNE's quality.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tsnejax.EmbeddingScaleWarning)
+        at_250, res = _small_run(digits[0][:200], 100, 200.0)
+    assert at_250 < 1e-8  # it did collapse, so a per-phase check would have warned
+    assert np.std(np.asarray(res.state.embedding)) > 1.0
+
+
+def test_an_early_phase_collapse_that_does_not_recover_warns_at_the_end(digits):
+    X = digits[0][:200]
+    with pytest.warns(
+        tsnejax.EmbeddingScaleWarning,
+        match="collapsed in iterations 0-250.*not recovered by the end",
+    ):
+        _small_run(X, 100, 1e-9)
+    # Stopped by a callback right after the collapse: judged when the loop stops.
+    with pytest.warns(tsnejax.EmbeddingScaleWarning, match="not recovered"):
+        _small_run(X, 100, 200.0, callbacks=[lambda t, kl, Y: t >= 250])
+
+
+def test_a_later_collapse_after_recovery_is_still_named():
+    from tsnejax._scale import scale_messages
+
+    pending = {0: (1e-4, "early collapse")}  # recovered from: 0.1 > 1e-6
+    kw = dict(run_start=0, n=200, dim=2, where="main", active=np.array([True]))
+    msgs = scale_messages(
+        np.array([1e-4]),
+        np.array([30.0]),
+        np.array([0.1]),
+        first=500,
+        last=750,
+        at_end=True,
+        pending=pending,
+        **kw,
+    )
+    assert len(msgs) == 1 and "collapsed in iterations 500-750" in msgs[0] and not pending
+
+
 def test_memory_guard_counts_the_trials_of_a_batch(monkeypatch, digits):
     import jax
 

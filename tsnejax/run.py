@@ -46,7 +46,7 @@ from tsnejax._chunk import (
 )
 from tsnejax._compile import ahead_enabled
 from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
-from tsnejax._scale import EmbeddingScaleWarning, scale_messages
+from tsnejax._scale import EmbeddingScaleWarning, scale_messages, unrecovered
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, checked_backend, get_backend
 from tsnejax.optim import set_hyperparams, step_exploded
@@ -315,6 +315,7 @@ def optimize(
     stopped = False
     s_run = s_phase = spread(state.embedding) if check_scale else None
     phase_first = start
+    collapsed: dict[int, tuple[float, str]] = {}  # earlier phases' collapses (tsnejax._scale)
     try:
         while t < end:
             seg_end = _boundaries(t, end, [chunk_size, every if callbacks else 0, ck_every], phases)
@@ -401,6 +402,7 @@ def optimize(
                     dim=int(state.embedding.shape[-1]),
                     where=(describe or phases.describe)(t - 1),
                     active=(diverged < 0)[: n_trials or 1],
+                    pending=collapsed,
                 ):
                     warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
                 s_phase, phase_first = s_now, t
@@ -423,6 +425,10 @@ def optimize(
                 if any([bool(cb(t, v, Y)) for cb in callbacks]):
                     stopped = True
                     break
+        if collapsed and t < end:  # stopped early: judge the earlier collapses now
+            live = {b: c for b, c in collapsed.items() if diverged[b] < 0}
+            for msg in unrecovered(live, spread(state.embedding)):
+                warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
     finally:
         if bar is not None:
             bar.close()

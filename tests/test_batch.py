@@ -34,6 +34,18 @@ def test_fit_batch_over_four_keys_equals_four_fits(X):
     assert np.abs(batch.embeddings[0] - batch.embeddings[1]).max() > 1.0
 
 
+def test_fit_batch_on_a_mesh_from_make_mesh(X):
+    # jax.make_mesh gives Explicit axes, where shard_map refused the unplaced batch (ValueError
+    # from inside the loop); the mesh's axes are now taken as Auto.
+    config = TSNEConfig.make(initialization="random", **SHORT)
+    keys = jax.random.split(jax.random.key(0), 2)
+    mesh = jax.make_mesh((1,), ("trials",))
+    assert mesh.axis_types == (jax.sharding.AxisType.Explicit,)
+    sharded = tsnejax.fit_batch(keys, X, config, mesh=mesh)
+    plain = tsnejax.fit_batch(keys, X, config)
+    _close(sharded.embeddings, plain.embeddings)
+
+
 def test_fit_batch_over_hyperparameters_and_a_diverging_trial(X):
     base = TSNEConfig.make(**SHORT)
     configs = [

@@ -14,7 +14,7 @@ import numpy as np
 
 from tsnejax._types import Array, ArrayLike
 
-__all__ = ["to_device"]
+__all__ = ["to_device", "auto_axes"]
 
 
 def to_device(x: ArrayLike, dtype: object = None) -> Array:
@@ -27,3 +27,15 @@ def to_device(x: ArrayLike, dtype: object = None) -> Array:
     if isinstance(x, jax.Array):
         return x if dtype is None or x.dtype == dtype else x.astype(dtype)
     return jax.device_put(np.asarray(x, dtype=dtype))
+
+
+def auto_axes(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """``mesh`` with every axis in ``Auto`` mode. ``jax.make_mesh`` makes ``Explicit`` axes by
+    default, under which ``shard_map`` refuses inputs not already laid out as its ``in_specs``
+    (a batch of trials made on one device was a ``ValueError`` from inside the loop); tsnejax's
+    programs place their inputs themselves. Meshes are interned, so the result is the same
+    object for the same devices and names (compiled programs keyed by it are reused)."""
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    if tuple(getattr(mesh, "axis_types", auto)) == auto:
+        return mesh
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)

@@ -45,6 +45,7 @@ from tsnejax._chunk import (
     static_values,
 )
 from tsnejax._compile import ahead_enabled
+from tsnejax._device import auto_axes
 from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
 from tsnejax._scale import EmbeddingScaleWarning, scale_messages, unrecovered
 from tsnejax._types import Array
@@ -262,6 +263,7 @@ def optimize(
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
     n_iter = check_int("n_iter", n_iter, minimum=0)  # -5 used to run nothing without a word
     chk.check_state_points(P, state, mesh)
+    mesh = None if mesh is None else auto_axes(mesh)
     callbacks = chk.check_callbacks(callbacks)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None

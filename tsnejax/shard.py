@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from tsnejax._device import auto_axes
 from tsnejax._types import Array
 from tsnejax.affinity import Affinities
 from tsnejax.gradients import Backend
@@ -101,10 +102,7 @@ def auto_mesh(mesh: Mesh) -> Mesh:
     """``mesh`` with every axis in ``Auto`` mode (``jax.make_mesh`` makes ``Explicit`` axes by
     default, whose sharding-in-types rules the point-sharded program does not use)."""
     points_axis_size(mesh)
-    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
-    if tuple(getattr(mesh, "axis_types", auto)) == auto:
-        return mesh
-    return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+    return auto_axes(mesh)
 
 
 def padded_size(n: int, shards: int) -> int:

@@ -83,6 +83,8 @@ CASES = {
     "input file missing": (lambda t: load_array(t / "missing.npy"), "does not exist"),
     "input file corrupt": (_file(b"not an array", "x.npy", load_array), "x.npy"),
     "labels file missing": (lambda t: load_labels(t / "y.npy"), "does not exist"),
+    "CSV text column": (_file(b"a,name\n1,x\n2,y\n", "x.csv", load_array), "['name'] are not"),
+    "CSV two label columns": (_file(b"a,y,label\n1,0,0\n", "x.csv", load_array), "several"),
     "sweep config unknown key": (
         lambda t: spec_from_dict({"name": "s", "data": {"name": "digits"}, "grid": {"lr": [1]}}),
         "unknown key(s) ['lr']",
@@ -104,3 +106,19 @@ def test_catalogue(case, tmp_path):
     with pytest.raises(ValueError) as err:
         call(tmp_path)
     assert fragment in str(err.value), str(err.value)
+
+
+def test_a_csv_label_column_is_read_as_labels_not_a_feature(tmp_path):
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    names = np.array(["cat", "dog", "cat", "eel", "dog", "eel"])
+    with open(tmp_path / "a.csv", "w") as fh:
+        fh.write("f0,Label,f1,f2\n")
+        fh.writelines(
+            f"{a:.6f},{y},{b:.6f},{c:.6f}\n" for (a, b, c), y in zip(X, names, strict=True)
+        )
+    got, y = load_array(tmp_path / "a.csv")
+    np.testing.assert_allclose(got, X, atol=1e-6)  # three features: the labels are not one
+    assert y.tolist() == names.tolist()
+    np.savetxt(tmp_path / "b.csv", X, delimiter=",")  # no header: every column a feature
+    got, y = load_array(tmp_path / "b.csv")
+    assert got.shape == (6, 3) and y is None

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "load_dataset",
     "load_array",
+    "LABEL_COLUMNS",
     "load_labels",
     "load_mnist",
     "experiment_data",
@@ -41,7 +42,8 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """Read features (and labels if present) from ``.npy``, ``.npz`` or ``.csv``.
 
     ``.npz``: array ``X`` (or the only array) and optional ``y``. ``.csv``: numeric, comma
-    separated; a non-numeric first row is treated as a header.
+    separated; a non-numeric first row is a header, and a column it names in
+    :data:`LABEL_COLUMNS` holds the labels (read as text), not a feature.
     """
     p = Path(path)
     if not p.exists():
@@ -64,7 +66,7 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
                 y = z["y"] if "y" in names else None
             return X, y
         if suffix in (".csv", ".txt"):
-            return _load_csv(p), None
+            return _load_csv(p)
     except ValueError as err:
         if str(p) in str(err):
             raise
@@ -75,16 +77,49 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     raise ValueError(f"input file {str(p)!r}: unsupported extension; use .npy, .npz or .csv.")
 
 
-def _load_csv(p: Path) -> np.ndarray:
+#: Header names (any case) of a CSV column read as labels rather than as a feature: a label
+#: column embedded as a coordinate would pull each class together, a silent wrong answer.
+LABEL_COLUMNS = ("label", "labels", "y", "target", "class", "cluster", "cell_type")
+
+
+def _load_csv(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
     with open(p) as fh:
         first = fh.readline()
+    names = [v.strip().strip('"').strip("'") for v in first.rstrip("\r\n").split(",")]
     try:
-        [float(v) for v in first.strip().split(",") if v.strip()]
-        skip = 0
+        [float(v) for v in names if v]
+        return np.loadtxt(p, delimiter=",", ndmin=2), None
     except ValueError:
-        skip = 1
-    X = np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2)
-    return X
+        pass
+    label_at = [i for i, v in enumerate(names) if v.lower() in LABEL_COLUMNS]
+    if len(label_at) > 1:
+        raise ValueError(
+            f"input file {str(p)!r} has several label columns "
+            f"{[names[i] for i in label_at]}; keep one (or pass --labels)."
+        )
+    features = [i for i in range(len(names)) if i not in label_at]
+    try:
+        X = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2, usecols=features)
+    except ValueError as err:
+        text = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2, usecols=features, dtype=str)
+        bad = [names[c] for j, c in enumerate(features) if not _numeric(text[:, j])]
+        raise ValueError(
+            f"input file {str(p)!r}: column(s) {bad} are not numeric; drop them, or name a "
+            f"label column one of {LABEL_COLUMNS}."
+        ) from err
+    y = None
+    if label_at:
+        y = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=1, usecols=label_at[0], dtype=str)
+        y = np.char.strip(np.char.strip(y), '"')
+    return X, y
+
+
+def _numeric(column: np.ndarray) -> bool:
+    try:
+        column.astype(float)
+        return True
+    except ValueError:
+        return False
 
 
 def load_labels(path: str | os.PathLike) -> np.ndarray:

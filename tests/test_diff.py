@@ -89,6 +89,16 @@ def test_vmap_over_four_hyperparameter_sets_equals_separate_calls(X):
     # and jax.grad of the vmapped sum: one hypergradient per set
     g = jax.grad(lambda h: jnp.sum(jax.vmap(run)(h)[1]))(sets)
     assert g["learning_rate"].shape == (4,) and np.isfinite(g["learning_rate"]).all()
+    # A traced perplexity beyond the 90-neighbour graph is NaN (value and gradient), not a
+    # finite KL of a saturated calibration; the other trials are untouched.
+    beyond = {**sets, "perplexity": jnp.array([10.0, 20.0, 95.0, 15.0])}
+    Yb, klb = jax.vmap(run)(beyond)
+    assert np.isnan(float(klb[2])) and np.isnan(np.asarray(Yb[2])).all()
+    np.testing.assert_array_equal(np.delete(np.asarray(klb), 2), np.delete(np.asarray(kls), 2))
+    gb = jax.grad(lambda h: jnp.sum(jax.vmap(run)(h)[1][:2]))(beyond)
+    assert np.isfinite(gb["perplexity"][:2]).all()
+    gp = jax.grad(lambda p: run({**{k: v[2] for k, v in beyond.items()}, "perplexity": p})[1])
+    assert np.isnan(float(gp(jnp.float32(95.0))))
 
 
 def test_differentiable_p_equals_tsnejax_p_and_its_implicit_derivative(X):

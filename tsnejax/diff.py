@@ -431,4 +431,15 @@ def fit(
             None,
             cause,
         )
+    if isinstance(hp.get("perplexity"), jax.core.Tracer):  # concrete ones were checked
+        Y, kl = _nan_beyond_graph(Y, kl, perplexity, min(n_neighbors, (n - 1) / 3))
     return Y, kl
+
+
+def _nan_beyond_graph(Y: Array, kl: Array, perplexity: Array, bound: float):
+    """``Y`` and the KL, NaN (value and derivatives) where a traced perplexity exceeds what the
+    fixed graph can calibrate: beyond ``n_neighbors`` the bisection saturates at uniform
+    weights and returned a finite KL with a gradient of -3186 (digits[:300], perplexity 99
+    on 90 neighbours) instead of an error a concrete value gets."""
+    poison = jnp.where(perplexity <= bound, 0.0, jnp.nan).astype(kl.dtype) * perplexity
+    return Y + poison, kl + poison

@@ -7,7 +7,8 @@ empty cache folder) and tsnejax *warm* (the same folder again, as any second run
 tsnejax's breakdown comes from ``timings``. ``--methods`` also times given gradient methods
 (warm) to choose the ``negative_gradient_method="auto"`` rule on end-to-end time;
 ``same_as_cold`` says whether each tsnejax run's embedding is bit-identical to the cold run's
-(same key, fresh process). ``--compare-ahead`` also runs tsnejax cold and warm without
+(same key, fresh process). ``--n-components 3`` embeds in 3-D (openTSNE then with Barnes-Hut,
+its only 3-D method). ``--compare-ahead`` also runs tsnejax cold and warm without
 compiling ahead (``TSNEJAX_COMPILE_AHEAD=0``). ``--rounds R`` repeats openTSNE and tsnejax warm
 R times per size, alternating which goes first, and adds a ``median`` row per tool: the median
 time and the median of the per-round ratios (each round's two runs minutes apart, so a slow
@@ -16,7 +17,7 @@ Data: MNIST rows PCA-50 (as openTSNE's and FIt-SNE's benchmarks), digits raw.
 
     python benchmarks/bench_end_to_end.py [--sizes digits 5000 10000 20000 70000 250000]
         [--methods exact interpolation] [--skip-opentsne] [--compare-ahead] [--rounds R]
-        [--tag T]
+        [--n-components 3] [--tag T]
 
 Writes ``benchmarks/out/bench_end_to_end{tag}.{csv,json}``.
 """
@@ -54,7 +55,7 @@ import json, time, numpy as np
 X = np.load({path!r}); y = np.load({labels!r})
 import openTSNE
 t = time.perf_counter()
-E = openTSNE.TSNE(random_state=0, n_jobs={jobs}).fit(X)
+E = openTSNE.TSNE(random_state=0, n_jobs={jobs}{extra}).fit(X)
 dt = time.perf_counter() - t
 import tsnejax
 from tsnejax.metrics import knn_accuracy, kl_divergence
@@ -79,7 +80,12 @@ def main() -> int:
         help="also tsnejax cold and warm with TSNEJAX_COMPILE_AHEAD=0 (its own cache folder)",
     )
     ap.add_argument("--rounds", type=int, default=1, help="openTSNE/tsnejax-warm pairs per size")
+    ap.add_argument("--n-components", type=int, default=2, choices=(1, 2, 3))
     args = ap.parse_args()
+    dims = {} if args.n_components == 2 else {"n_components": args.n_components}
+    # openTSNE's FFT method is 1-D/2-D only: its 3-D runs use Barnes-Hut.
+    extra = "".join(f", {k}={v!r}" for k, v in dims.items())
+    extra += ", negative_gradient_method='bh'" if args.n_components == 3 else ""
     if args.rounds < 1:
         ap.error(f"--rounds must be >= 1, got {args.rounds}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
@@ -89,12 +95,9 @@ def main() -> int:
         np.save(labels, y)
         cache = tmp / f"cache_{size}"
         env = {"TSNEJAX_CACHE_DIR": str(cache)}
-        code = TSNEJAX.format(path=path, labels=labels, kw="{}")
-        peer = (
-            []
-            if args.skip_opentsne
-            else [("openTSNE", OPENTSNE.format(path=path, labels=labels, jobs=args.jobs), {})]
-        )
+        code = TSNEJAX.format(path=path, labels=labels, kw=repr(dims))
+        peer_code = OPENTSNE.format(path=path, labels=labels, jobs=args.jobs, extra=extra)
+        peer = [] if args.skip_opentsne else [("openTSNE", peer_code, {})]
         runs = [
             (*run, 1) for run in peer + [("tsnejax cold", code, env), ("tsnejax warm", code, env)]
         ]
@@ -105,7 +108,7 @@ def main() -> int:
             off = {"TSNEJAX_CACHE_DIR": str(tmp / f"off_{size}"), "TSNEJAX_COMPILE_AHEAD": "0"}
             runs += [("no-ahead cold", code, off, 1), ("no-ahead warm", code, off, 1)]
         for m in args.methods:
-            kw = repr({"negative_gradient_method": m})
+            kw = repr({**dims, "negative_gradient_method": m})
             code_m = TSNEJAX.format(path=path, labels=labels, kw=kw)
             runs += [(f"{m} (fill cache)", code_m, env, 1), (f"{m} warm", code_m, env, 1)]
         size_rows = []

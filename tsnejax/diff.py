@@ -387,6 +387,12 @@ def fit(
     )
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
+    if "perplexity" not in hp and DEFAULTS["perplexity"] > min(n_neighbors, (n - 1) / 3):
+        raise ValueError(  # it used to calibrate a saturated P without a word
+            f"the default perplexity {DEFAULTS['perplexity']:g} needs at most {n_neighbors} "
+            f"(n_neighbors) and (n - 1) / 3 = {(n - 1) / 3:g}; pass hyperparams['perplexity'] "
+            "within both, or raise n_neighbors."
+        )
     name, fixed, hp = split_spec(optimizer, hp)
     step, transform = stepper(method, name, tuple(sorted(fixed.items())))
     check_hashable("grid", grid, "a grid from the backend's allocate")

@@ -83,6 +83,11 @@ CASES = {
     "input file missing": (lambda t: load_array(t / "missing.npy"), "does not exist"),
     "input file corrupt": (_file(b"not an array", "x.npy", load_array), "x.npy"),
     "labels file missing": (lambda t: load_labels(t / "y.npy"), "does not exist"),
+    "exaggeration schedule": (
+        lambda t: TSNE(exaggeration=lambda i: 2.0).fit(_X()),
+        "a schedule of it goes in exaggeration_decay",
+    ),
+    "dof schedule": (lambda t: TSNE(dof=lambda i: 0.5).fit(_X()), "Phases table"),
     "CSV text column": (_file(b"a,name\n1,x\n2,y\n", "x.csv", load_array), "['name'] are not"),
     "CSV two label columns": (_file(b"a,y,label\n1,0,0\n", "x.csv", load_array), "several"),
     "sweep config unknown key": (

@@ -302,3 +302,23 @@ def test_learning_rate_1e12_stops_with_divergence_error(digits, key, tmp_path):
 
     assert main(["embed", "--out", str(tmp_path / "o"), "--learning-rate", "1e12"]) == 1
     assert not (tmp_path / "o" / "embedding.npy").exists()
+
+
+def test_a_dof_schedule_in_the_phase_table(small):
+    # A dof schedule was a TypeError (float() of the schedule) in the chunk's static values.
+    import optax
+
+    X, P = small
+    step, opt = _step()
+    s0 = init_state(pca(X), opt)
+    base = {"exaggeration": 1.0, "learning_rate": 100.0, "momentum": 0.8}
+    sched = optax.join_schedules([optax.constant_schedule(1.0), optax.constant_schedule(0.5)], [60])
+    got = optimize(step, s0, P, 120, phases=Phases.of({0: {**base, "dof": sched}}))
+    table = Phases.of({0: {**base, "dof": 1.0}, 60: {"dof": 0.5}})
+    ref = optimize(step, s0, P, 120, phases=table)
+    a, b = np.asarray(got.state.embedding), np.asarray(ref.state.embedding)
+    assert np.abs(a - b).max() <= 1e-3 * np.abs(b).max()  # traced vs compiled-in dof rounding
+    assert got.kl_history[-1][1] == pytest.approx(ref.kl_history[-1][1], rel=1e-4)
+    # a schedule that stays at 1 ends elsewhere: the switch to 0.5 took effect
+    flat = optimize(step, s0, P, 120, phases=Phases.of({0: {**base, "dof": 1.0}}))
+    assert np.abs(np.asarray(flat.state.embedding) - b).max() > 1e-2 * np.abs(b).max()

@@ -99,7 +99,7 @@ def join_grids(grids: Sequence[Hashable]) -> Hashable:
 def static_values(values: dict) -> dict:
     """The compiled-in part of a phase's ``values``: schedules and a numeric dof."""
     return {
-        k: float(v) if k == "dof" else v
+        k: float(v) if k == "dof" and not callable(v) else v
         for k, v in values.items()
         if callable(v) or (k == "dof" and is_static_number(v))
     }

@@ -88,6 +88,30 @@ def _neighbor_search(name: str, v: Any) -> None:
         check_option(name, v, NEIGHBOR_METHODS)
 
 
+#: Where a schedule of a number-only field goes (a bare "must be a real number" left users there).
+_SCHEDULE_HOME = {
+    "exaggeration": "exaggeration_decay=<schedule of the steps after early exaggeration>",
+    "early_exaggeration": "exaggeration_decay=<schedule of the steps after early exaggeration>",
+    "dof": "a tsnejax.schedules.Phases table whose values are Optax schedules, run with "
+    "tsnejax.run.optimize (docs/loop.md, 'Phases are data')",
+}
+_SCHEDULE_HOME["initial_momentum"] = _SCHEDULE_HOME["final_momentum"] = _SCHEDULE_HOME["dof"]
+
+
+def _number(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """``check``, with a callable (a schedule) refused by naming where schedules go."""
+
+    def checked(name: str, v: Any) -> Any:
+        if callable(v) and name in _SCHEDULE_HOME:
+            raise ValueError(
+                f"{name} takes a number, got a {type(v).__name__}; a schedule of it goes in "
+                f"{_SCHEDULE_HOME[name]}."
+            )
+        return check(name, v)
+
+    return checked
+
+
 def _positive(allow_zero: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
     def check(name: str, v: Any) -> None:
         if not (optional and v is None):
@@ -172,10 +196,10 @@ class ScheduleConfig:
         relative KL decrease says so); ``optsne_tol`` is the main phase's threshold.
     """
 
-    early_exaggeration: float = field(12.0, _positive(), dynamic=True)
+    early_exaggeration: float = field(12.0, _number(_positive()), dynamic=True)
     early_exaggeration_iter: int = field(250, _integer(0), dynamic=True)
     n_iter: int = field(500, _integer(0), dynamic=True)
-    exaggeration: float = field(1.0, _positive(), dynamic=True)
+    exaggeration: float = field(1.0, _number(_positive()), dynamic=True)
     # A decay is a schedule compiled into the program, so these two are static.
     exaggeration_decay: Literal["step", "linear", "exponential"] | Callable[[Any], Any] = field(
         "step", _decay
@@ -230,8 +254,8 @@ class OptimizerConfig:
     learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
         "opentsne", _option(*LR_RULES), dynamic=True
     )
-    initial_momentum: float = field(0.8, check_momentum, dynamic=True)
-    final_momentum: float = field(0.8, check_momentum, dynamic=True)
+    initial_momentum: float = field(0.8, _number(check_momentum), dynamic=True)
+    final_momentum: float = field(0.8, _number(check_momentum), dynamic=True)
     momentum_switch_iter: int | None = field(None, _integer(0, optional=True), dynamic=True)
     gains_rule: Literal["opentsne", "fitsne", "sklearn"] = field("opentsne", _option(*GAINS_RULES))
     min_gain: float = field(0.01, _positive(allow_zero=True))
@@ -343,7 +367,7 @@ class TSNEConfig:
     """
 
     n_components: int = field(2, lambda name, v: check_n_components(v))
-    dof: float = field(1.0, _check_dof, dynamic=True)
+    dof: float = field(1.0, _number(_check_dof), dynamic=True)
     initialization: Literal["pca", "spectral", "random"] = field(
         "pca", _option(*INIT_METHODS), dynamic=True
     )

@@ -42,7 +42,6 @@ def _exact_last(X, last: int):
     import time
 
     import jax
-    import numpy as np
 
     import tsnejax
     from tsnejax.build import stepper_for

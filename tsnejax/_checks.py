@@ -252,6 +252,20 @@ def check_n_components(n_components: Any) -> int:
     return int(n_components)
 
 
+def graph_perplexity_bound(n_neighbors: int, n: int) -> float:
+    """The largest perplexity a fixed ``n_neighbors`` graph of ``n`` points can calibrate."""
+    return min(n_neighbors, (n - 1) / 3)
+
+
+def check_graph_perplexity(label: str, v: float, n_neighbors: int, n: int) -> None:
+    """Raise unless perplexity ``v`` is within :func:`graph_perplexity_bound`."""
+    if not v <= graph_perplexity_bound(n_neighbors, n):
+        raise ValueError(
+            f"{label}={v:g} needs at most {n_neighbors} (n_neighbors) and (n - 1) "
+            f"/ 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
+        )
+
+
 def check_hyperparams(
     hp: Mapping[str, Any], valid: Sequence[str], n_neighbors: int, n: int
 ) -> dict[str, Any]:
@@ -282,11 +296,7 @@ def check_hyperparams(
                 check_momentum(label, v)
             elif name == "perplexity":  # below 1 no calibration reaches it (the KL was NaN)
                 check_perplexity_value(label, v)
-                if not v <= min(n_neighbors, (n - 1) / 3):
-                    raise ValueError(
-                        f"{label}={v:g} needs at most {n_neighbors} (n_neighbors) and (n - 1) "
-                        f"/ 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
-                    )
+                check_graph_perplexity(label, v, n_neighbors, n)
             elif not np.isfinite(v) or v <= 0:
                 raise ValueError(f"{label}={v} must be finite and positive.")
         out[name] = arr

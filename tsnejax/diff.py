@@ -44,7 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_data, check_hashable, check_hyperparams, check_int, check_key
+from tsnejax._checks import (
+    check_data,
+    check_graph_perplexity,
+    check_hashable,
+    check_hyperparams,
+    check_int,
+    check_key,
+    graph_perplexity_bound,
+)
 from tsnejax._diff_setup import (
     DEFAULT_MOMENTUM,
     DEFAULTS,
@@ -387,12 +395,8 @@ def fit(
     )
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
-    if "perplexity" not in hp and DEFAULTS["perplexity"] > min(n_neighbors, (n - 1) / 3):
-        raise ValueError(  # it used to calibrate a saturated P without a word
-            f"the default perplexity {DEFAULTS['perplexity']:g} needs at most {n_neighbors} "
-            f"(n_neighbors) and (n - 1) / 3 = {(n - 1) / 3:g}; pass hyperparams['perplexity'] "
-            "within both, or raise n_neighbors."
-        )
+    if "perplexity" not in hp:  # it used to calibrate a saturated P without a word
+        check_graph_perplexity("the default perplexity", DEFAULTS["perplexity"], n_neighbors, n)
     name, fixed, hp = split_spec(optimizer, hp)
     step, transform = stepper(method, name, tuple(sorted(fixed.items())))
     check_hashable("grid", grid, "a grid from the backend's allocate")
@@ -438,7 +442,7 @@ def fit(
             cause,
         )
     if isinstance(hp.get("perplexity"), jax.core.Tracer):  # concrete ones were checked
-        Y, kl = _nan_beyond_graph(Y, kl, perplexity, min(n_neighbors, (n - 1) / 3))
+        Y, kl = _nan_beyond_graph(Y, kl, perplexity, graph_perplexity_bound(n_neighbors, n))
     return Y, kl
 
 

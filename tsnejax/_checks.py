@@ -257,6 +257,18 @@ def graph_perplexity_bound(n_neighbors: int, n: int) -> float:
     return min(n_neighbors, (n - 1) / 3)
 
 
+def hyperparam_in_range(name: str, value: Any, perplexity_bound: float) -> Any:
+    """Whether a (possibly traced) hyperparameter is in the range its concrete check enforces:
+    a momentum in ``[0, 1)``, a perplexity in ``[1, perplexity_bound]``, anything else finite and
+    positive. A boolean array; ``jnp`` so it holds under ``jax.grad`` / ``jax.vmap``."""
+    v = jnp.asarray(value)
+    if name in ("momentum", "early_momentum"):
+        return (v >= 0) & (v < 1)
+    if name == "perplexity":
+        return (v >= 1) & (v <= perplexity_bound)
+    return jnp.isfinite(v) & (v > 0)
+
+
 def check_graph_perplexity(label: str, v: float, n_neighbors: int, n: int) -> None:
     """Raise unless perplexity ``v`` is within :func:`graph_perplexity_bound`."""
     if not v <= graph_perplexity_bound(n_neighbors, n):
@@ -270,7 +282,8 @@ def check_hyperparams(
     hp: Mapping[str, Any], valid: Sequence[str], n_neighbors: int, n: int
 ) -> dict[str, Any]:
     """:func:`tsnejax.diff.fit`'s hyperparameters: known names, scalars, and concrete values in
-    range (values under ``jax.grad`` / ``jax.vmap`` are tracers and pass unchecked)."""
+    range (values under ``jax.grad`` / ``jax.vmap`` are tracers: :func:`hyperparam_in_range`
+    NaNs the run's output where they are out of range)."""
     if not isinstance(hp, Mapping):  # was "'float' object is not iterable"
         raise ValueError(
             f"hyperparams must be a dict of names to values, e.g. {{'perplexity': 30.0}}; got "
@@ -290,7 +303,7 @@ def check_hyperparams(
                 f"hyperparams[{name!r}] must be a scalar, got shape {arr.shape}; use jax.vmap "
                 "over diff.fit for several values."
             )
-        if not isinstance(value, jax.core.Tracer):  # values under jax.grad/vmap pass unchecked
+        if not isinstance(value, jax.core.Tracer):  # traced ones: diff.fit NaNs its output
             v, label = float(value), f"hyperparams[{name!r}]"
             if name in ("momentum", "early_momentum"):
                 check_momentum(label, v)

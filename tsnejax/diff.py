@@ -52,6 +52,7 @@ from tsnejax._checks import (
     check_int,
     check_key,
     graph_perplexity_bound,
+    hyperparam_in_range,
 )
 from tsnejax._diff_setup import (
     DEFAULT_MOMENTUM,
@@ -441,15 +442,21 @@ def fit(
             None,
             cause,
         )
-    if isinstance(hp.get("perplexity"), jax.core.Tracer):  # concrete ones were checked
-        Y, kl = _nan_beyond_graph(Y, kl, perplexity, graph_perplexity_bound(n_neighbors, n))
+    traced = {k: v for k, v in hyperparams.items() if isinstance(v, jax.core.Tracer)}
+    if traced:  # concrete ones were checked
+        Y, kl = _nan_out_of_range(Y, kl, traced, graph_perplexity_bound(n_neighbors, n))
     return Y, kl
 
 
-def _nan_beyond_graph(Y: Array, kl: Array, perplexity: Array, bound: float):
-    """``Y`` and the KL, NaN (value and derivatives) where a traced perplexity exceeds what the
-    fixed graph can calibrate: beyond ``n_neighbors`` the bisection saturates at uniform
-    weights and returned a finite KL with a gradient of -3186 (digits[:300], perplexity 99
-    on 90 neighbours) instead of an error a concrete value gets."""
-    poison = jnp.where(perplexity <= bound, 0.0, jnp.nan).astype(kl.dtype) * perplexity
+def _nan_out_of_range(Y: Array, kl: Array, traced: Mapping[str, Array], bound: float):
+    """``Y`` and the KL, NaN (value and derivatives) where a traced hyperparameter is outside the
+    range a concrete one is refused for (:func:`hyperparam_in_range`). Each returned a finite,
+    wrong answer (digits[:300], 100 steps): a perplexity of 99 on 90 neighbours saturates the
+    calibration (gradient -3186), -5 gave a KL of 0.68 with a gradient of 2.3e5; a learning rate
+    of 0 or -50, a momentum of 1 or -0.2 and a negative exaggeration ran to a finite KL."""
+    ok = jnp.asarray(True)
+    for name, value in traced.items():
+        ok = ok & hyperparam_in_range(name, value, bound)
+    # times the values' sum, so the derivative with respect to each is NaN where out of range
+    poison = jnp.where(ok, 0.0, jnp.nan).astype(kl.dtype) * sum(traced.values())
     return Y + poison, kl + poison

@@ -230,6 +230,23 @@ def test_optax_objects_get_phase_scaling_and_rails(problem):
         optimize(stepper, init_state(Y0, opt), P, 50, phases=phase_table(bad, n))
 
 
+def test_an_optax_wrapper_object_is_taken_and_a_factory_is_named(problem):
+    """optax.MultiSteps is an Optax object without being a GradientTransformation (it makes one):
+    it used to be refused. Accumulating over one step it is the optimizer it wraps."""
+    X, P, Y0 = problem
+    n = len(X)
+    plain = TSNEConfig.make(optimizer=optax.sgd(float(n), momentum=0.8), **SHORT)
+    wrapped = plain.replace(optimizer=optax.MultiSteps(optax.sgd(float(n), momentum=0.8), 1))
+    out = []
+    for config in (plain, wrapped):
+        stepper, opt = stepper_for(config, n)
+        res = optimize(stepper, init_state(Y0, opt), P, 60, phases=phase_table(config, n))
+        out.append(np.asarray(res.state.embedding))
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-4, atol=1e-4)  # float32 rounding
+    with pytest.raises(ValueError, match=r"'adam' is a function; .* call it"):
+        TSNEConfig.make(optimizer=optax.adam)
+
+
 @pytest.mark.parametrize("method", ["exact", "interpolation"])
 def test_resume_150_plus_250_equals_400(problem, method, tmp_path):
     """Gains and velocity carry over, also through a saved and reloaded checkpoint (the grid

@@ -12,7 +12,7 @@ import optax
 from tsnejax._spec import parse_spec
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.optim import ADAPTIVE, OPTIMIZERS, make_optimizer
+from tsnejax.optim import ADAPTIVE, OPTIMIZERS, as_transformation, make_optimizer
 from tsnejax.run import build_step
 
 __all__ = [
@@ -60,13 +60,8 @@ def stepper(
         if optimizer in ("sgd", "classic"):
             kwargs["momentum"] = DEFAULT_MOMENTUM
         transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
-    elif isinstance(optimizer, optax.GradientTransformation):
-        transform = optimizer
     else:
-        raise ValueError(
-            f"optimizer must be a registry name, a spec such as 'adam:b1=0.5' or an "
-            f"optax.GradientTransformation, got {type(optimizer).__name__}."
-        )
+        transform = as_transformation(optimizer, "a registry name, a spec such as 'adam:b1=0.5'")
     return build_step(backend, transform), transform
 
 

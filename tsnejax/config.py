@@ -41,7 +41,7 @@ from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend, canonical_method
 from tsnejax.knn_ivf import IVFSearch
-from tsnejax.optim import GAINS_RULES, OPTIMIZERS, check_optimizer_args
+from tsnejax.optim import GAINS_RULES, OPTIMIZERS, as_transformation, check_optimizer_args
 from tsnejax.presets import preset_fields
 from tsnejax.schedules import (
     EXAGGERATION_DECAYS,
@@ -282,17 +282,16 @@ class OptimizerConfig:
             transform = name
             kwargs = tuple(sorted({**dict(kwargs), **parsed}.items()))
             check_optimizer_args(name, dict(kwargs))  # b1=NaN used to pass until the run
-        elif not isinstance(transform, optax.GradientTransformation):
-            raise ValueError(
-                "optimizer must be a registry name "
-                f"({', '.join(sorted(OPTIMIZERS))}), a spec like 'adam:b1=0.9', or an "
-                f"optax.GradientTransformation; got {type(transform).__name__}."
+        else:
+            transform = as_transformation(
+                transform,
+                f"a registry name ({', '.join(sorted(OPTIMIZERS))}), a spec like 'adam:b1=0.9'",
             )
-        elif self.learning_rate != "auto" or kwargs:
-            raise ValueError(
-                "learning_rate and optimizer kwargs apply to registry optimizers; an Optax "
-                "object carries its own (e.g. optax.sgd(1000.0)). Leave learning_rate='auto'."
-            )
+            if self.learning_rate != "auto" or kwargs:
+                raise ValueError(
+                    "learning_rate and optimizer kwargs apply to registry optimizers; an Optax "
+                    "object carries its own (e.g. optax.sgd(1000.0)). Leave learning_rate='auto'."
+                )
         object.__setattr__(self, "transform", transform)
         object.__setattr__(self, "kwargs", tuple((str(k), v) for k, v in kwargs))
 

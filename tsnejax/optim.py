@@ -300,9 +300,10 @@ def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) 
     except TypeError as err:  # e.g. optax.lbfgs: its line search needs value= and value_fn=
         raise ValueError(
             f"optimizer: this Optax transformation's update needs more than the t-SNE loop "
-            f"passes, update(gradient, state, params) ({err}). Line searches need the loss, "
-            "which the gradient methods do not compute; use a transformation without one "
-            "(e.g. optax.scale_by_lbfgs() in a chain instead of optax.lbfgs())."
+            f"passes, update(gradient, state, params) ({err}). Line searches and Polyak step sizes "
+            "need the loss value, which the gradient methods do not compute; use a "
+            "transformation without one (e.g. optax.scale_by_lbfgs() in a chain instead of "
+            "optax.lbfgs(), optax.sgd instead of optax.polyak_sgd)."
         ) from None
     large, _ = transform.update(10.0 * g, state, params)
     ratio = float(jnp.linalg.norm(large) / jnp.maximum(jnp.linalg.norm(small), 1e-30))
@@ -327,6 +328,27 @@ OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], tuple[s
 #: Optimizers whose step does not scale with the gradient: their learning rate is a length in
 #: embedding units per step, so the N-dependent ``"auto"`` rules do not apply to them.
 ADAPTIVE = frozenset({"adam", "nadam", "rmsprop", "adabelief", "lion"})
+
+
+def as_transformation(optimizer: Any, accepted: str) -> optax.GradientTransformation:
+    """``optimizer`` as an Optax ``GradientTransformation``: itself, or what a wrapper object
+    makes of itself (``optax.MultiSteps(...).gradient_transformation()``; the object used to be
+    refused). Anything else raises a ValueError saying what is ``accepted``."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    make = getattr(optimizer, "gradient_transformation", None)
+    if callable(make):
+        return make()
+    hint = ""
+    if callable(optimizer) and hasattr(optimizer, "__name__"):  # optax.adam, not optax.adam(...)
+        hint = (
+            f" ({optimizer.__name__!r} is a function; if it makes a transformation, call it: "
+            "optax.adam(1.0), not optax.adam)"
+        )
+    raise ValueError(
+        f"optimizer must be {accepted} or an Optax transformation; got "
+        f"{type(optimizer).__name__}{hint}."
+    )
 
 
 def make_optimizer(name: str, **kwargs: Any) -> optax.GradientTransformation:

@@ -304,6 +304,8 @@ def label_of(value: Any) -> Any:
         return f"backend:{value.name}"
     if isinstance(value, optax.GradientTransformation):
         return f"optax:{getattr(value.init, '__qualname__', type(value).__name__)}"
+    if callable(getattr(value, "gradient_transformation", None)):  # optax.MultiSteps
+        return f"optax:{type(value).__name__}"
     if callable(value):
         return f"callable:{getattr(value, '__qualname__', type(value).__name__)}"
     return value

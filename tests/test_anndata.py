@@ -101,6 +101,26 @@ def test_representation_rules_and_errors(pbmc):
         tl.representation(adata, n_pcs=80)
 
 
+@pytest.mark.parametrize("layout", ["dense", "csr", "csc"])
+def test_nan_or_inf_cells_are_named(layout):
+    """Non-finite values in adata.X reached scikit-learn's PCA ("Input X contains NaN", naming
+    neither adata nor the cells); in obsm they were reported as rows of "X"."""
+    import scipy.sparse as sp
+
+    X = np.random.default_rng(0).normal(size=(120, 60)).astype(np.float32)
+    X[[3, 7], 5], X[10, 1] = np.nan, np.inf
+    make = {"dense": np.asarray, "csr": sp.csr_matrix, "csc": sp.csc_matrix}[layout]
+    with pytest.raises(ValueError, match=r"adata.X has 3 row\(s\) .* \(first: 3, 7, 10\)"):
+        with pytest.warns(UserWarning, match="computing a 50-component PCA"):
+            tl.tsne(anndata.AnnData(X=make(X)))
+    with pytest.raises(ValueError, match=r"adata.X has 3 row"):
+        tl.pca(anndata.AnnData(X=make(X)), 5)
+    clean = anndata.AnnData(X=np.nan_to_num(X, posinf=0.0))
+    clean.obsm["X_pca"] = X[:, :10]
+    with pytest.raises(ValueError, match=r"adata.obsm\['X_pca'\] has 3 row"):
+        tl.tsne(clean)
+
+
 def test_without_x_pca_a_pca_is_computed_as_scanpy_does(pbmc):
     """765 variables and no X_pca: scanpy falls back to ``sc.pp.pca`` with a warning; so does
     tsnejax, storing X_pca (the exact SVD's scores up to sign), PCs and the variances."""

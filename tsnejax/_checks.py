@@ -114,11 +114,15 @@ def check_finite_rows(arr: np.ndarray, name: str, fix: str) -> np.ndarray:
     """Raise naming the count and first indices of the rows of 2-D ``arr`` with NaN or inf."""
     bad = ~np.isfinite(arr).all(axis=1) if arr.dtype.kind in "fc" else np.zeros(0, bool)
     if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ValueError(
-            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); {fix}."
-        )
+        raise_bad_rows(np.flatnonzero(bad), name, fix)
     return arr
+
+
+def raise_bad_rows(rows: np.ndarray, name: str, fix: str) -> None:
+    """The ValueError for the (sorted) indices ``rows`` of ``name`` that hold NaN or inf."""
+    raise ValueError(
+        f"{name} has {len(rows)} row(s) with NaN or inf values (first: {_first(rows)}); {fix}."
+    )
 
 
 def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_peer_options
+from tsnejax._checks import check_finite_rows, check_peer_options, raise_bad_rows
 from tsnejax.estimator import TSNE
 
 __all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
@@ -74,7 +74,22 @@ def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = N
                 f"n_pcs={n_pcs!r} must be an int in [1, {X.shape[1]}] (the columns of {use_rep!r})."
             )
         X = X[:, :n_pcs]
+    _check_finite(X, "adata.X" if use_rep == "X" else f"adata.obsm[{use_rep!r}]")
     return X, use_rep
+
+
+def _check_finite(X: Any, where: str) -> None:
+    """Raise naming the cells (rows of ``X``, dense or sparse) with NaN or inf values: they
+    reached scikit-learn's PCA or the kNN search, whose errors name neither ``adata`` nor the
+    rows."""
+    fix = "drop those cells (adata = adata[mask].copy()) or impute the values first, then rerun"
+    if hasattr(X, "tocoo"):
+        coo = X.tocoo()
+        rows = np.unique(coo.row[~np.isfinite(coo.data)])
+        if len(rows):
+            raise_bad_rows(rows, where, fix)
+    elif np.asarray(X).dtype.kind in "fc":
+        check_finite_rows(np.asarray(X), where, fix)
 
 
 def pca(adata: Any, n_comps: int = N_PCS, *, random_state: int = 0) -> None:
@@ -98,6 +113,7 @@ def pca(adata: Any, n_comps: int = N_PCS, *, random_state: int = 0) -> None:
         X = np.asarray(X)
         if X.dtype.kind not in "iuf":
             raise ValueError(f"adata.X must be numeric, got dtype {X.dtype}.")
+    _check_finite(X, "adata.X")
     model = PCA(n_components=int(n_comps), svd_solver="arpack", random_state=random_state)
     adata.obsm["X_pca"] = model.fit_transform(X).astype(np.float32)
     if hasattr(adata, "varm"):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from typing import Any, Literal, NamedTuple
 
@@ -88,6 +89,8 @@ PLACEMENTS = ("median", "weighted", "nearest")
 #: 250 exact steps cost ~3 ns per pair on two cores (6000 x 1000: 4.8 s) against ~0.2 s for the
 #: frozen grid at any size up to 60k x 10k; they cross near 1e5 pairs.
 EXACT_MAX_PAIRS = 1e5
+#: Reference neighbours per new point at the default perplexity 5 (openTSNE's ``k``).
+DEFAULT_K = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +98,9 @@ class TransformConfig:
     """Settings of :func:`transform` (defaults: openTSNE 1.0.4 ``TSNEEmbedding.transform``)."""
 
     perplexity: float = 5.0
-    k: int = 25  # reference neighbours per new point
+    #: reference neighbours per new point; None: 25, or 3 * perplexity when that is more (as
+    #: openTSNE sizes its query), so ``transform(X, perplexity=10)`` needs no ``k`` too
+    k: int | None = None
     initialization: Literal["median", "weighted", "nearest"] = "median"
     learning_rate: float = 0.1
     early_exaggeration: float = 4.0
@@ -114,9 +119,17 @@ class TransformConfig:
     neighbors: Literal["auto", "exact", "graph", "ivf", "pynndescent"] = "auto"
     chunk_size: int = 50
 
+    @property
+    def n_neighbors(self) -> int:
+        """``k``, or its default for this perplexity (see the field)."""
+        if self.k is not None:
+            return self.k
+        return max(DEFAULT_K, math.ceil(3 * self.perplexity))
+
     def validate(self) -> TransformConfig:
-        check_int("k", self.k, minimum=1)
-        if self.k >= 3:  # with k = 1, 2 the 3 * perplexity <= k rule needs one below 1 (openTSNE)
+        if self.k is not None:
+            check_int("k", self.k, minimum=1)
+        if self.k is None or self.k >= 3:  # k = 1, 2 need a perplexity below 1 (openTSNE)
             check_perplexity_value("perplexity", self.perplexity)
         else:
             check_positive("perplexity", self.perplexity)
@@ -140,7 +153,7 @@ class TransformConfig:
         check_positive("padding", self.padding, allow_zero=True)
         check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "ivf", "pynndescent"))
         check_int("chunk_size", self.chunk_size, minimum=1)
-        if 3 * self.perplexity > self.k:
+        if self.k is not None and 3 * self.perplexity > self.k:
             raise ValueError(
                 f"perplexity={self.perplexity:g} needs k >= 3 * perplexity = "
                 f"{3 * self.perplexity:g} reference neighbours; got k={self.k}."
@@ -358,7 +371,7 @@ def prepare_partial(
             f"X_new has {Xn.shape[1]} features but X_ref has {Xr.shape[1]}; transform needs "
             "the same features (and preprocessing) as the reference data."
         )
-    k = min(config.k, Xr.shape[0])
+    k = min(config.n_neighbors, Xr.shape[0])
     if 3 * config.perplexity > k:
         raise ValueError(
             f"perplexity={config.perplexity:g} needs 3 * perplexity <= k = {k} (the reference "

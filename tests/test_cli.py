@@ -58,6 +58,11 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
     cfg = json.loads((out / "metrics.json").read_text())["config"]
     assert cfg["optimizer"] == "adam" and cfg["learning_rate"] == 0.5
     assert cfg["optimizer_kwargs"] == [["b1", 0.8]] and cfg["gradient_scale"] == 4.0
+    # Several perplexities are multiscale affinities, as TSNE(perplexity=[5, 30]) (they were
+    # "unrecognized arguments").
+    out = tmp_path / "multi"
+    assert main(["embed", "--out", str(out), "--perplexity", "5", "30", *FAST]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["perplexity"] == [5.0, 30.0]
     out = tmp_path / "optsne"
     assert main(["embed", "--out", str(out), "--stopping", "optsne"]) == 0
     m = json.loads((out / "metrics.json").read_text())

@@ -47,7 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help=".h5ad: also write OUT/<name>.h5ad with obsm['X_tsne'] and uns['tsne']",
     )
     e.add_argument("--out", required=True, help="output folder")
-    e.add_argument("--perplexity", type=float, default=30.0)
+    e.add_argument(
+        "--perplexity",
+        type=float,
+        nargs="+",
+        default=[30.0],
+        help="one value, or several for multiscale affinities (5 30: the mean of their P's)",
+    )
     e.add_argument("--n-components", type=int, default=2)
     e.add_argument("--early-exaggeration", type=float, default=12.0)
     e.add_argument("--early-exaggeration-iter", type=int, default=None, help="(preset: 250)")
@@ -217,7 +223,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     fields: dict[str, Any] = dict(
         n_components=args.n_components,
-        perplexity=args.perplexity,
+        perplexity=args.perplexity[0] if len(args.perplexity) == 1 else tuple(args.perplexity),
         early_exaggeration=args.early_exaggeration,
         exaggeration=args.exaggeration,
         learning_rate=args.learning_rate,

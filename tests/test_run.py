@@ -137,8 +137,7 @@ def test_batch_of_four_equals_four_runs_and_a_diverging_trial_is_frozen(small):
         P,
         120,
         phases=Phases.stack(tables),
-        P_axis=None,
-        batch="map",
+        batch="map",  # P shared: P_axis read from its shape (it failed inside lax.scan)
     )
     assert batch.diverged_at[2] >= 1 and (np.delete(batch.diverged_at, 2) == -1).all()
     for b in (0, 1, 3):
@@ -191,6 +190,24 @@ def test_vmapped_batch_with_per_trial_values_and_stacked_P(small, digits):
 def test_optimize_names_a_mismatched_P_and_a_negative_n_iter(small):
     X, P = small
     step, opt = _step()
+    # A batched state: P's trial axis is read from its shape; a P_axis that contradicts it is
+    # named (a shared P under the old default P_axis=0 failed inside lax.scan).
+    batched = init_state(jnp.stack([pca(X)] * 2), opt)
+    with pytest.raises(ValueError, match="P has no trial axis"):
+        optimize(step, batched, P, 10, P_axis=0)
+    from tsnejax.batch import stack_affinities
+
+    with pytest.raises(ValueError, match="P is stacked for 3 trials but the state has 2"):
+        optimize(step, batched, stack_affinities([P] * 3), 10)
+    with pytest.raises(ValueError, match="P_axis=None shares one P, but P is stacked"):
+        optimize(step, batched, stack_affinities([P] * 2), 10, P_axis=None)
+    # The mapping Phases.of takes is taken as the phase table (was a TypeError).
+    table = {0: {"exaggeration": 12.0, "learning_rate": 30.0, "momentum": 0.8}}
+    s0 = init_state(pca(X), opt)
+    np.testing.assert_array_equal(
+        optimize(step, s0, P, 5, phases=table).state.embedding,
+        optimize(step, s0, P, 5, phases=Phases.of(table)).state.embedding,
+    )
     s0 = init_state(pca(X)[:-1], opt)
     with pytest.raises(ValueError, match=f"P describes {len(X)} points but the state's"):
         optimize(step, s0, P, 10)  # was a broadcasting TypeError from inside the gradient

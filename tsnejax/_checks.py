@@ -419,6 +419,37 @@ def check_state_points(P: Any, state: Any, mesh: Any) -> None:
         )
 
 
+def check_P_axis(P_axis: Any, P: Any, n_trials: int) -> int | None:
+    """A batched run's ``P_axis`` (0: per-trial P stacked on a leading axis; None: shared),
+    ``"auto"`` read from an :class:`~tsnejax.Affinities`' shape. A shared P under the old
+    default 0 failed inside ``lax.scan`` ("different leading axis sizes: 3, ..., 400")."""
+    if P_axis not in ("auto", 0, None):
+        raise ValueError(f"P_axis must be 'auto', 0 or None, got {P_axis!r}.")
+    rows = getattr(P, "neighbors", None)
+    if rows is None or np.ndim(rows) not in (2, 3):  # another pytree: its owner says
+        return 0 if P_axis == "auto" else P_axis
+    stacked = np.ndim(rows) == 3
+    if P_axis == "auto":
+        P_axis = 0 if stacked else None
+    if P_axis == 0 and not stacked:
+        raise ValueError(
+            "P_axis=0 asks for one P per trial, but P has no trial axis (neighbors "
+            f"{tuple(np.shape(rows))}); pass P_axis=None (or 'auto') to share it, or stack "
+            "per-trial P with tsnejax.batch.stack_affinities."
+        )
+    if P_axis is None and stacked:
+        raise ValueError(
+            f"P_axis=None shares one P, but P is stacked (neighbors {tuple(np.shape(rows))}); "
+            "pass P_axis=0 (or 'auto')."
+        )
+    if stacked and np.shape(rows)[0] != n_trials:
+        raise ValueError(
+            f"P is stacked for {np.shape(rows)[0]} trials but the state has {n_trials}; "
+            "stack one P per trial (tsnejax.batch.stack_affinities)."
+        )
+    return P_axis
+
+
 def check_hashable(name: str, value: Any, form: str) -> Any:
     """Raise unless ``value`` is hashable (a static argument of a compiled program)."""
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -207,7 +207,7 @@ def optimize(
     describe: Callable[[int], str] | None = None,
     checkpoint: Checkpointer | None = None,
     mesh: jax.sharding.Mesh | None = None,
-    P_axis: int | None = 0,
+    P_axis: int | None | str = "auto",
     batch: str = "auto",
     check_scale: bool = True,
     host_embedding: Callable[[Array], np.ndarray] | None = None,
@@ -219,10 +219,12 @@ def optimize(
       state: start state (its ``iteration`` selects the phase); a leading trial axis on every
         leaf makes a batched run (all trials at the same iteration).
       P: affinities (any pytree the gradient function accepts); in a batched run with a
-        leading trial axis (``P_axis=0``) or shared by all trials (``P_axis=None``).
+        leading trial axis (``P_axis=0``; :func:`tsnejax.batch.stack_affinities`) or shared by
+        all trials (``P_axis=None``).
       n_iter: iterations to run in this call.
-      phases: the phase table (default: exaggeration 1 throughout). Its values are numbers
-        (traced), per-trial arrays in a batch, or schedules of the iteration.
+      phases: the phase table (default: exaggeration 1 throughout), or the mapping
+        ``Phases.of`` takes (``{0: {...}, 250: {...}}``). Its values are numbers (traced),
+        per-trial arrays in a batch, or schedules of the iteration.
       dof: shorthand for ``phases.replace(dof=dof)``; a Python number is compiled in (dof = 1
         takes a faster kernel), an array is traced.
       chunk_size: the grid is re-sized and the KL recorded every ``chunk_size`` iterations.
@@ -239,7 +241,9 @@ def optimize(
         (:class:`tsnejax.checkpoint.Checkpoint`): saved at multiples of ``every``, at the end,
         and on divergence (the last finite state, with ``diverged_at``).
       mesh: a batched run is sharded over its axis ``"trials"`` (padded to a multiple of it).
-      P_axis: 0 if ``P`` has a leading trial axis, ``None`` if shared (batched runs).
+      P_axis: 0 if ``P`` has a leading trial axis, ``None`` if shared (batched runs);
+        ``"auto"``: read from an :class:`~tsnejax.Affinities` P's shape (0 for any other
+        pytree).
       batch: how a batched chunk runs its trials: ``"vmap"`` (vectorised: the fast way on a
         GPU/TPU; each trial equals its own run up to float rounding, which t-SNE's early
         exaggeration amplifies, measured 1e-3 relative after 150 iterations on digits) or
@@ -257,7 +261,10 @@ def optimize(
         names the iteration and holds the last finite state. A batched run freezes such a
         trial instead and reports it in ``diverged_at``.
     """
-    phases = Phases.of(exaggeration=1.0) if phases is None else phases
+    if phases is None:
+        phases = Phases.of(exaggeration=1.0)
+    elif isinstance(phases, Mapping):  # was "'builtin_function_or_method' is not subscriptable"
+        phases = Phases.of(phases)
     if dof is not None:
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
@@ -267,6 +274,8 @@ def optimize(
     callbacks = chk.check_callbacks(callbacks)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
+    if batched:
+        P_axis = chk.check_P_axis(P_axis, P, n_trials)
     batch = resolve_batch(batch)
     size = n_trials
     if batched:

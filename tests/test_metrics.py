@@ -189,6 +189,8 @@ def _nan_row(A):
         # a constant embedding gave NaN with scipy's warning; the subset size is named
         (lambda X, Y: M.cpd_score(X, np.zeros_like(Y), len(X)), "every pairwise distance in Y"),
         (lambda X, Y: M.cpd_score(X, Y, 10), "n_points=10 below"),
+        # the data where P goes: the error says how to build P from it
+        (lambda X, Y: M.kl_divergence(X, Y), r"from data X .*perplexity_affinities"),
     ],
 )
 def test_metric_errors(blobs, call, fragment):

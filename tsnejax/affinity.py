@@ -321,7 +321,10 @@ def precomputed_affinities(
     M.eliminate_zeros()
     n = M.shape[0]
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
-        raise ValueError(f"affinities: P must be square (n, n), got shape {M.shape}.")
+        raise ValueError(
+            f"affinities: P must be square (n, n), got shape {M.shape}; from data X (n, d), "
+            "build it: tsnejax.perplexity_affinities(tsnejax.nearest_neighbors(X, k=90), 30.0)."
+        )
     if not np.isfinite(M.data).all() or (M.data < 0).any():
         raise ValueError("affinities: P must be finite and non-negative.")
     if M.diagonal().any():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -69,6 +70,23 @@ BAD_SPECS = [
 def test_bad_specs_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):
         _spec(**override)
+
+
+def test_seeds_that_cannot_differ_warn_before_running():
+    """A sweep shares one kNN graph, so with PCA initialisation every seed repeats one run: say
+    so before spending the time (the report only found them bit-identical afterwards)."""
+    from tsnejax.sweep.executor import warn_seeds_change_nothing
+
+    spec = _spec(run={"metrics": ["kl"], "seeds": [0, 1]})
+    with pytest.warns(UserWarning, match=r"seeds \[0, 1\]: .* each seed repeats the same run"):
+        warn_seeds_change_nothing(spec, expand_trials(spec, 400))
+    for quiet in (
+        _spec(run={"metrics": ["kl"], "seeds": [0, 1]}, fixed={"initialization": "random"}),
+        _spec(run={"metrics": ["kl"], "seeds": [0]}),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_seeds_change_nothing(quiet, expand_trials(quiet, 400))
 
 
 def test_spec_files_toml_and_python(tmp_path):
@@ -407,8 +425,6 @@ def test_data_labels_file_for_npy_data(tmp_path, digits):
 
 
 def test_report_on_unlabelled_data_warns_nothing(tmp_path, digits):
-    import warnings
-
     np.save(tmp_path / "X.npy", digits[0][:200])
     spec = _spec(data={"path": str(tmp_path / "X.npy")})
     run_sweep(spec, tmp_path / "out")
@@ -419,7 +435,8 @@ def test_report_on_unlabelled_data_warns_nothing(tmp_path, digits):
 
 def test_report_names_seed_trials_that_are_identical(tmp_path):
     spec = _spec(grid={"learning_rate": [30]}, run={"metrics": ["kl"], "seeds": [0, 1]})
-    run_sweep(spec, tmp_path / "out")
+    with pytest.warns(UserWarning, match="each seed repeats the same run"):  # said up front too
+        run_sweep(spec, tmp_path / "out")
     text = (make_report(tmp_path / "out")["table"]).read_text()
     assert "Identical embeddings" in text and "seed=0; seed=1" in text
     rnd = _spec(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -243,6 +244,25 @@ def run_sweep(
         store.unregister()
 
 
+def warn_seeds_change_nothing(spec: SweepSpec, trials: Sequence[Trial]) -> None:
+    """Warn before running when several ``[run] seeds`` cannot differ: a sweep shares one kNN
+    graph (``[data] seed``), so a trial's seed only draws a random initialisation, and with
+    ``"pca"`` (or an array) every seed repeats the same run (the report finds them bit-identical
+    afterwards, once the time is spent)."""
+    seeds = sorted({t.seed for t in trials})
+    if "seed" in spec.grid or len(seeds) < 2:
+        return
+    if any(t.config.initialization in ("random", "spectral") for t in trials):
+        return
+    warnings.warn(
+        f"[run] seeds {seeds}: every trial starts from a PCA initialisation (or an array) and "
+        "the sweep's one kNN graph, so each seed repeats the same run; use "
+        "initialization = 'random' to draw one per seed, or a single seed.",
+        UserWarning,
+        stacklevel=4,  # run_sweep's caller
+    )
+
+
 def _run_registered(
     spec: SweepSpec,
     store: SweepStore,
@@ -259,6 +279,7 @@ def _run_registered(
     data = load_data(spec.data, data_dir)
     n = data.X.shape[0]
     trials = expand_trials(spec, n, data.digest)
+    warn_seeds_change_nothing(spec, trials)
     grid_keys = [*spec.grid, *([] if "seed" in spec.grid else ["seed"])]
     atomic_write_json(
         store.root / "sweep.json",

@@ -95,6 +95,21 @@ def test_grid_search_over_perplexity_with_trustworthiness(digits):
     best = search.best_estimator_
     t = trustworthiness_scorer(5)(best, X[:60])
     assert t == pytest.approx(trustworthiness(X[:60], best.transform(X[:60]), 5))
+    # Given uncalled, scikit-learn calls it as the scorer (every fold was a TypeError -> NaN).
+    assert trustworthiness_scorer(best, X[:60]) == t
+    with pytest.raises(ValueError, match="n_neighbors must be"):
+        trustworthiness_scorer("5")
+
+
+def test_scikit_learn_max_iter_counts_both_phases():
+    """scikit-learn's max_iter (both phases: 1000 = 250 + 750) was a TypeError."""
+    assert TSNE(max_iter=1000)._config().schedule.n_iter == 750
+    assert TSNE(max_iter=300, early_exaggeration_iter=100)._config().schedule.n_iter == 200
+    assert TSNE(max_iter=300, preset="sklearn")._config().schedule.n_iter == 50
+    with pytest.raises(ValueError, match="both set the run's length"):
+        TSNE(max_iter=1000, n_iter=500)._config()
+    with pytest.raises(ValueError, match="at least early_exaggeration_iter=250"):
+        TSNE(max_iter=100)._config()
 
 
 def test_feature_names_and_count_are_checked(digits):

@@ -14,7 +14,7 @@ import optax
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import check_data, check_peer_options, resolve_seed
+from tsnejax._checks import check_data, check_int, check_peer_options, resolve_seed
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
@@ -122,6 +122,10 @@ default="auto"
     n_jobs : int or None, default=None
         Accepted for openTSNE's and scikit-learn's signature; XLA uses every core the process
         may run on, so a value other than ``None`` warns that it has no effect.
+    max_iter : int or None, default=None
+        scikit-learn's length of the run: both phases together (its default 1000 = 250 early
+        + 750), so the main phase gets ``max_iter - early_exaggeration_iter``. ``None``: the
+        length ``n_iter`` (openTSNE's main phase) and the preset give; setting both is an error.
     callbacks, callbacks_every_iters : openTSNE's constructor form of ``fit``'s ``callbacks``
         and ``callbacks_every`` (those of ``fit``, when given, take precedence).
     mesh : jax.sharding.Mesh or None, default=None
@@ -220,6 +224,7 @@ default="auto"
         mesh: Any = None,
         metric: str = "euclidean",
         n_jobs: int | None = None,
+        max_iter: int | None = None,
         max_grad_norm: float | None = None,
         callbacks: Any = None,
         callbacks_every_iters: int | None = None,
@@ -252,6 +257,7 @@ default="auto"
         self.mesh = mesh
         self.metric = metric
         self.n_jobs = n_jobs
+        self.max_iter = max_iter
         self.max_grad_norm = max_grad_norm
         self.callbacks = callbacks
         self.callbacks_every_iters = callbacks_every_iters
@@ -297,7 +303,27 @@ default="auto"
             fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
         elif opt is not None:
             fields["optimizer"] = opt  # a name, a "name:key=value" spec or an Optax object
-        return TSNEConfig.from_preset(self.preset or "opentsne", **fields)
+        config = TSNEConfig.from_preset(self.preset or "opentsne", **fields)
+        if self.max_iter is not None:
+            config = config.replace(n_iter=self._main_iterations(config))
+        return config
+
+    def _main_iterations(self, config: TSNEConfig) -> int:
+        """The main phase's length from scikit-learn's ``max_iter`` (both phases together)."""
+        if self.n_iter is not None:
+            raise ValueError(
+                f"max_iter={self.max_iter!r} (scikit-learn's count of both phases) and "
+                f"n_iter={self.n_iter!r} (openTSNE's main phase) both set the run's length; "
+                "keep one."
+            )
+        total = check_int("max_iter", self.max_iter, minimum=0)
+        early = config.schedule.early_exaggeration_iter
+        if total < early:
+            raise ValueError(
+                f"max_iter={total} counts both phases, so it must be at least "
+                f"early_exaggeration_iter={early}; raise it (scikit-learn's default is 1000)."
+            )
+        return total - early
 
     def fit(
         self,
@@ -485,10 +511,17 @@ default="auto"
         return tags
 
 
-def trustworthiness_scorer(n_neighbors: int = 5):
+def trustworthiness_scorer(n_neighbors: Any = 5, X: Any = None, y: Any = None):
     """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``: the trustworthiness of
     ``estimator.transform(X)`` for ``X`` (held-out points placed into the fitted embedding),
-    for ``GridSearchCV(TSNE(), {...}, scoring=trustworthiness_scorer())``. Higher is better."""
+    for ``GridSearchCV(TSNE(), {...}, scoring=trustworthiness_scorer())``. Higher is better.
+
+    Given without the call (``scoring=trustworthiness_scorer``), scikit-learn calls it as the
+    scorer itself, ``(estimator, X, y)``, and it scores with 5 neighbours (every fold used to
+    fail with a TypeError that GridSearchCV turned into NaN scores)."""
+    if hasattr(n_neighbors, "transform") and X is not None:
+        return trustworthiness_scorer()(n_neighbors, X, y)
+    n_neighbors = check_int("n_neighbors", n_neighbors, minimum=1)
 
     def scorer(estimator: Any, X: Any, y: Any = None) -> float:
         del y

@@ -101,8 +101,8 @@ def test_grid_search_over_perplexity_with_trustworthiness(digits):
         trustworthiness_scorer("5")
 
 
-def test_scikit_learn_max_iter_counts_both_phases():
-    """scikit-learn's max_iter (both phases: 1000 = 250 + 750) was a TypeError."""
+def test_scikit_learn_max_iter_and_init():
+    """scikit-learn's max_iter (both phases: 1000 = 250 + 750) and init were TypeErrors."""
     assert TSNE(max_iter=1000)._config().schedule.n_iter == 750
     assert TSNE(max_iter=300, early_exaggeration_iter=100)._config().schedule.n_iter == 200
     assert TSNE(max_iter=300, preset="sklearn")._config().schedule.n_iter == 50
@@ -110,6 +110,10 @@ def test_scikit_learn_max_iter_counts_both_phases():
         TSNE(max_iter=1000, n_iter=500)._config()
     with pytest.raises(ValueError, match="at least early_exaggeration_iter=250"):
         TSNE(max_iter=100)._config()
+    # ... and its init (scikit-learn's docs write TSNE(init="random", learning_rate="auto"))
+    assert TSNE(init="random")._config().initialization == "random"
+    with pytest.raises(ValueError, match="init .* and initialization .* are both set"):
+        TSNE(init="random", initialization="spectral")._config()
 
 
 def test_feature_names_and_count_are_checked(digits):

@@ -126,6 +126,9 @@ default="auto"
         scikit-learn's length of the run: both phases together (its default 1000 = 250 early
         + 750), so the main phase gets ``max_iter - early_exaggeration_iter``. ``None``: the
         length ``n_iter`` (openTSNE's main phase) and the preset give; setting both is an error.
+    init : {"pca", "spectral", "random"} or ndarray or None, default=None
+        scikit-learn's name for ``initialization`` (``TSNE(init="random")`` as its docs write
+        it); setting both is an error.
     callbacks, callbacks_every_iters : openTSNE's constructor form of ``fit``'s ``callbacks``
         and ``callbacks_every`` (those of ``fit``, when given, take precedence).
     mesh : jax.sharding.Mesh or None, default=None
@@ -225,6 +228,7 @@ default="auto"
         metric: str = "euclidean",
         n_jobs: int | None = None,
         max_iter: int | None = None,
+        init: str | np.ndarray | None = None,
         max_grad_norm: float | None = None,
         callbacks: Any = None,
         callbacks_every_iters: int | None = None,
@@ -258,12 +262,23 @@ default="auto"
         self.metric = metric
         self.n_jobs = n_jobs
         self.max_iter = max_iter
+        self.init = init
         self.max_grad_norm = max_grad_norm
         self.callbacks = callbacks
         self.callbacks_every_iters = callbacks_every_iters
 
+    def _initialization(self) -> str | np.ndarray:
+        """``initialization``, or scikit-learn's ``init`` when that is given instead."""
+        if self.init is None:
+            return self.initialization
+        if not (isinstance(self.initialization, str) and self.initialization == "pca"):
+            raise ValueError(
+                "init (scikit-learn's name) and initialization (openTSNE's) are both set; keep one."
+            )
+        return self.init
+
     def _config(self) -> TSNEConfig:
-        init = self.initialization
+        init = self._initialization()
         fields: dict[str, Any] = dict(
             n_components=self.n_components,
             perplexity=self.perplexity,  # AffinityConfig makes a list or array a tuple
@@ -371,7 +386,8 @@ default="auto"
         if not callbacks and self.callbacks is not None:  # openTSNE's constructor form
             callbacks = self.callbacks
             callbacks_every = callbacks_every or self.callbacks_every_iters
-        init = None if isinstance(self.initialization, str) else self.initialization
+        init = self._initialization()
+        init = None if isinstance(init, str) else init
         config = self._config()
         result: TSNEResult = fit(
             jax.random.key(int(seed)),

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tsnejax._checks import check_data, check_int, check_peer_options, resolve_seed
+from tsnejax._estimator_config import estimator_config, estimator_initialization
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
@@ -268,77 +269,10 @@ default="auto"
         self.callbacks_every_iters = callbacks_every_iters
 
     def _initialization(self) -> str | np.ndarray:
-        """``initialization``, or scikit-learn's ``init`` when that is given instead."""
-        if self.init is None:
-            return self.initialization
-        if not (isinstance(self.initialization, str) and self.initialization == "pca"):
-            raise ValueError(
-                "init (scikit-learn's name) and initialization (openTSNE's) are both set; keep one."
-            )
-        return self.init
+        return estimator_initialization(self)
 
     def _config(self) -> TSNEConfig:
-        init = self._initialization()
-        fields: dict[str, Any] = dict(
-            n_components=self.n_components,
-            perplexity=self.perplexity,  # AffinityConfig makes a list or array a tuple
-            early_exaggeration=self.early_exaggeration,
-            exaggeration=self.exaggeration,
-            learning_rate=self.learning_rate,
-            dof=self.dof,
-            initialization=init if isinstance(init, str) else "pca",
-            negative_gradient_method=self.negative_gradient_method,
-            neighbors=self.neighbors,
-            n_interpolation_points=self.n_interpolation_points,
-            min_num_intervals=self.min_num_intervals,
-            ints_in_interval=self.ints_in_interval,
-            max_boxes=self.max_boxes,
-            pixels_per_unit=self.pixels_per_unit,
-            exaggeration_decay=self.exaggeration_decay,
-            stopping=self.stopping,
-            max_grad_norm=self.max_grad_norm,
-        )
-        # None (or "auto" for max_step_norm, where None disables) keeps the preset's value.
-        for name in ("early_exaggeration_iter", "n_iter", "initial_momentum", "final_momentum"):
-            if getattr(self, name) is not None:
-                fields[name] = getattr(self, name)
-        if not (isinstance(self.max_step_norm, str) and self.max_step_norm == "auto"):
-            fields["max_step_norm"] = self.max_step_norm
-        opt = self.optimizer
-        if isinstance(opt, dict):
-            spec = dict(opt)
-            if "name" not in spec:
-                raise ValueError(
-                    "optimizer given as a dict needs a 'name' key, e.g. "
-                    "{'name': 'adam', 'learning_rate': 1.0}."
-                )
-            fields["optimizer"] = spec.pop("name")
-            if "learning_rate" in spec:
-                fields["learning_rate"] = spec.pop("learning_rate")
-            fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
-        elif opt is not None:
-            fields["optimizer"] = opt  # a name, a "name:key=value" spec or an Optax object
-        config = TSNEConfig.from_preset(self.preset or "opentsne", **fields)
-        if self.max_iter is not None:
-            config = config.replace(n_iter=self._main_iterations(config))
-        return config
-
-    def _main_iterations(self, config: TSNEConfig) -> int:
-        """The main phase's length from scikit-learn's ``max_iter`` (both phases together)."""
-        if self.n_iter is not None:
-            raise ValueError(
-                f"max_iter={self.max_iter!r} (scikit-learn's count of both phases) and "
-                f"n_iter={self.n_iter!r} (openTSNE's main phase) both set the run's length; "
-                "keep one."
-            )
-        total = check_int("max_iter", self.max_iter, minimum=0)
-        early = config.schedule.early_exaggeration_iter
-        if total < early:
-            raise ValueError(
-                f"max_iter={total} counts both phases, so it must be at least "
-                f"early_exaggeration_iter={early}; raise it (scikit-learn's default is 1000)."
-            )
-        return total - early
+        return estimator_config(self)
 
     def fit(
         self,

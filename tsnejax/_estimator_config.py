@@ -1,0 +1,89 @@
+"""The :class:`tsnejax.TSNE` estimator's parameters as a :class:`~tsnejax.TSNEConfig`: its
+flat openTSNE-style names, the preset, an optimizer given as a dict, and scikit-learn's names
+for what openTSNE calls otherwise (``init``, ``max_iter``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tsnejax._checks import check_int
+from tsnejax.config import TSNEConfig
+
+
+def estimator_initialization(est: Any) -> str | np.ndarray:
+    """``initialization``, or scikit-learn's ``init`` when that is given instead."""
+    if est.init is None:
+        return est.initialization
+    if not (isinstance(est.initialization, str) and est.initialization == "pca"):
+        raise ValueError(
+            "init (scikit-learn's name) and initialization (openTSNE's) are both set; keep one."
+        )
+    return est.init
+
+
+def estimator_config(est: Any) -> TSNEConfig:
+    """The config a :class:`tsnejax.TSNE` ``est`` runs: its parameters over its preset's."""
+    init = estimator_initialization(est)
+    fields: dict[str, Any] = dict(
+        n_components=est.n_components,
+        perplexity=est.perplexity,  # AffinityConfig makes a list or array a tuple
+        early_exaggeration=est.early_exaggeration,
+        exaggeration=est.exaggeration,
+        learning_rate=est.learning_rate,
+        dof=est.dof,
+        initialization=init if isinstance(init, str) else "pca",
+        negative_gradient_method=est.negative_gradient_method,
+        neighbors=est.neighbors,
+        n_interpolation_points=est.n_interpolation_points,
+        min_num_intervals=est.min_num_intervals,
+        ints_in_interval=est.ints_in_interval,
+        max_boxes=est.max_boxes,
+        pixels_per_unit=est.pixels_per_unit,
+        exaggeration_decay=est.exaggeration_decay,
+        stopping=est.stopping,
+        max_grad_norm=est.max_grad_norm,
+    )
+    # None (or "auto" for max_step_norm, where None disables) keeps the preset's value.
+    for name in ("early_exaggeration_iter", "n_iter", "initial_momentum", "final_momentum"):
+        if getattr(est, name) is not None:
+            fields[name] = getattr(est, name)
+    if not (isinstance(est.max_step_norm, str) and est.max_step_norm == "auto"):
+        fields["max_step_norm"] = est.max_step_norm
+    opt = est.optimizer
+    if isinstance(opt, dict):
+        spec = dict(opt)
+        if "name" not in spec:
+            raise ValueError(
+                "optimizer given as a dict needs a 'name' key, e.g. "
+                "{'name': 'adam', 'learning_rate': 1.0}."
+            )
+        fields["optimizer"] = spec.pop("name")
+        if "learning_rate" in spec:
+            fields["learning_rate"] = spec.pop("learning_rate")
+        fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
+    elif opt is not None:
+        fields["optimizer"] = opt  # a name, a "name:key=value" spec or an Optax object
+    config = TSNEConfig.from_preset(est.preset or "opentsne", **fields)
+    if est.max_iter is not None:
+        config = config.replace(n_iter=_main_iterations(est, config))
+    return config
+
+
+def _main_iterations(est: Any, config: TSNEConfig) -> int:
+    """The main phase's length from scikit-learn's ``max_iter`` (both phases together)."""
+    if est.n_iter is not None:
+        raise ValueError(
+            f"max_iter={est.max_iter!r} (scikit-learn's count of both phases) and "
+            f"n_iter={est.n_iter!r} (openTSNE's main phase) both set the run's length; "
+            "keep one."
+        )
+    total = check_int("max_iter", est.max_iter, minimum=0)
+    early = config.schedule.early_exaggeration_iter
+    if total < early:
+        raise ValueError(
+            f"max_iter={total} counts both phases, so it must be at least "
+            f"early_exaggeration_iter={early}; raise it (scikit-learn's default is 1000)."
+        )
+    return total - early

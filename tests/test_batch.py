@@ -120,9 +120,13 @@ def test_fit_batch_rejects_static_differences(X):
         tsnejax.fit_batch(jax.random.split(jax.random.key(0), 3), X, [base, base])
     # A dict of flat names is a config here too, as in tsnejax.fit (was an AttributeError).
     keys = jax.random.split(jax.random.key(0), 2)
-    a = tsnejax.fit_batch(keys, X, SHORT)
-    b = tsnejax.fit_batch(keys, X, [base, dict(SHORT)])
+    # Two keys with PCA initialisation are one run twice: said before it runs.
+    with pytest.warns(UserWarning, match=r"trials \[\[0, 1\]\] repeat one run"):
+        a = tsnejax.fit_batch(keys, X, SHORT)
+    with pytest.warns(UserWarning, match="repeat one run"):
+        b = tsnejax.fit_batch(keys, X, [base, dict(SHORT)])
     np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    np.testing.assert_array_equal(a.embeddings[0], a.embeddings[1])
     # Were a stacking error and a shard_map error from inside JAX.
     from tsnejax.affinity import perplexity_affinities
     from tsnejax.knn import exact_knn
@@ -132,4 +136,4 @@ def test_fit_batch_rejects_static_differences(X):
         tsnejax.fit_batch(keys, None, base, affinities=Ps, initializations=np.ones((500, 2)))
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("foo",))
     with pytest.raises(ValueError, match="a batch of trials is split over an axis named 'trials'"):
-        tsnejax.fit_batch(keys, X, base, mesh=mesh)
+        tsnejax.fit_batch(keys, X, base.replace(initialization="random"), mesh=mesh)

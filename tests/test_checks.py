@@ -278,10 +278,11 @@ def test_the_open_seams_name_bad_input():
             fit(key, None, cfg, affinities=P_bad, initialization=Y0)
     assert check_affinities(P) is P
     # fit_batch takes a scipy P too (it failed on the matrix's missing n_points).
+    starts = [Y0, -Y0]  # two trials that differ (the same start twice warns)
     sp_result = fit_batch(
-        jax.random.split(key, 2), None, cfg, affinities=to_scipy(P), initializations=Y0
+        jax.random.split(key, 2), None, cfg, affinities=to_scipy(P), initializations=starts
     )
-    same = fit_batch(jax.random.split(key, 2), None, cfg, affinities=P, initializations=Y0)
+    same = fit_batch(jax.random.split(key, 2), None, cfg, affinities=P, initializations=starts)
     np.testing.assert_allclose(sp_result.embeddings, same.embeddings, rtol=1e-5, atol=1e-9)
     assert as_affinities(P) is P
 

@@ -347,7 +347,9 @@ def test_memory_guard_counts_the_trials_of_a_batch(monkeypatch, digits):
     import jax
 
     X = digits[0][:600]
-    cfg = tsnejax.TSNEConfig.make(negative_gradient_method="exact", n_iter=10)
+    cfg = tsnejax.TSNEConfig.make(
+        negative_gradient_method="exact", n_iter=10, initialization="random"
+    )
     P = tsnejax.perplexity_affinities(tsnejax.nearest_neighbors(X, 90), 30.0)
     one = max(s.bytes for s in memory_plan(cfg, 600, 64, search=False) if "trial" in s.name)
     free = 3 * one / memory.HEADROOM  # room for three trials' gradients, not eight

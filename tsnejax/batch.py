@@ -14,6 +14,7 @@ key and config (exact kNN) up to float rounding, which early exaggeration amplif
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -64,6 +65,32 @@ def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
     n_extra = max(P.extra_neighbors.shape[0] for P in Ps)
     padded = [pad_affinities(P, width, n_extra) for P in Ps]
     return jax.tree.map(lambda *a: jnp.stack(a), *padded)
+
+
+def _warn_repeated_trials(configs: list[TSNEConfig], Ps: list[Affinities], Y0: jax.Array) -> None:
+    """Warn when trials are one run repeated: the same config, P and initial embedding (the
+    keys only draw a random initialisation, so with PCA's several keys change nothing)."""
+    if len(configs) < 2 or getattr(Y0, "is_fully_addressable", True) is False:
+        return
+    starts = np.asarray(Y0)
+    groups: list[list[int]] = []
+    for b in range(len(configs)):
+        for g in groups:
+            a = g[0]
+            if Ps[a] is Ps[b] and configs[a] == configs[b] and np.array_equal(starts[a], starts[b]):
+                g.append(b)
+                break
+        else:
+            groups.append([b])
+    repeated = [g for g in groups if len(g) > 1]
+    if repeated:
+        warnings.warn(
+            f"fit_batch: trials {repeated} repeat one run each (the same config, P and initial "
+            "embedding: a key only draws a random initialisation, which these trials do not "
+            "use); use initialization='random' or vary a setting.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _as_list(x: Any, n: int, name: str) -> list:
@@ -195,6 +222,7 @@ def fit_batch(
         ]
     )
     timings["init"] = time.perf_counter() - t0
+    _warn_repeated_trials(configs, Ps, Y0)
     stepper, optimizer = stepper_for(configs[0], n)
     phases = Phases.stack([phase_table(c, n) for c in configs])
     chunk = configs[0].chunk_size

@@ -27,8 +27,15 @@ def plot_embedding(
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    Y = np.asarray(Y)
+    Y = np.asarray(Y, float)
+    if Y.ndim == 1:  # (n,): a 1-D embedding (it failed to unpack)
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be an (n, d) embedding, got shape {Y.shape}.")
     n, d = Y.shape
+    if d > 3:  # the first two columns, said in the title (they were drawn without a word)
+        title = f"{title + ': ' if title else ''}columns 1-2 of {d}"
+        Y, d = Y[:, :2], 2
     s = point_size if point_size is not None else float(np.clip(20000 / n, 0.5, 20))
     fig = plt.figure(figsize=(7, 6.5))
     ax = fig.add_subplot(projection="3d" if d == 3 else None)
@@ -36,16 +43,21 @@ def plot_embedding(
     if labels is None:
         ax.scatter(*coords, s=s, c="tab:blue", linewidths=0, alpha=0.8)
     else:
-        labels = np.asarray(labels)
-        classes = np.unique(labels)
-        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-        for i, c in enumerate(classes):
-            m = labels == c
-            pts = [x[m] for x in coords]
-            color = cmap(i % cmap.N)
-            ax.scatter(*pts, s=s, color=color, linewidths=0, alpha=0.8, label=str(c))
-        if len(classes) <= 20:
-            ax.legend(markerscale=max(1.0, 6 / s**0.5), fontsize=8, loc="best", title="label")
+        names, codes = label_codes(labels, n)
+        if names is None:  # a continuous value: one colour scale and a colour bar
+            cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+            dots = ax.scatter(*coords, s=s, c=codes, cmap=cmap, linewidths=0, alpha=0.8)
+            fig.colorbar(dots, ax=ax, shrink=0.8, label="label")
+        else:
+            cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+            groups = [(str(c), codes == i, cmap(i % cmap.N)) for i, c in enumerate(names)]
+            groups.append(("missing", codes == -1, "lightgrey"))  # NaN / None labels
+            for name, m, color in groups:
+                if m.any():
+                    pts = [x[m] for x in coords]
+                    ax.scatter(*pts, s=s, color=color, linewidths=0, alpha=0.8, label=name)
+            if len(names) <= 20:
+                ax.legend(markerscale=max(1.0, 6 / s**0.5), fontsize=8, loc="best", title="label")
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2" if d > 1 else "")
     if d == 3:
@@ -109,9 +121,21 @@ def plot_small_multiples(
     ncols = ncols or int(np.ceil(np.sqrt(len(panels))))
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
-    codes = classes = None
+    colours, classes = {"c": "tab:blue"}, None
     if labels is not None:
-        classes, codes = np.unique(np.asarray(labels), return_inverse=True)
+        n = (
+            len(next(Y for _, Y in panels if Y is not None))
+            if any(Y is not None for _, Y in panels)
+            else len(labels)
+        )
+        classes, codes = label_codes(labels, n)
+        if classes is None:  # continuous
+            cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+            colours = {"c": codes, "cmap": cmap}
+        else:
+            rgba = np.asarray(plt.get_cmap("tab10")(codes % 10))
+            rgba[codes == -1] = (0.83, 0.83, 0.83, 1.0)  # missing labels: light grey
+            colours = {"c": rgba}
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, (name, Y) in zip(axes.ravel(), panels, strict=False):
@@ -122,12 +146,6 @@ def plot_small_multiples(
         Y = np.asarray(Y)
         y2 = Y[:, 1] if Y.shape[1] > 1 else np.zeros(len(Y))
         s = float(np.clip(2000 / len(Y), 0.1, 4))
-        # A colour map only with labels: matplotlib warns when given one for a single colour.
-        colours = (
-            {"c": "tab:blue"}
-            if codes is None
-            else {"c": codes, "cmap": "tab10", "vmin": -0.5, "vmax": 9.5}
-        )
         ax.scatter(Y[:, 0], y2, s=s, linewidths=0, rasterized=True, **colours)
         ax.set_aspect("equal", adjustable="datalim")
     if title:
@@ -199,6 +217,34 @@ def plot_heatmap(
     if title:
         ax.set_title(title)
     return _finish(fig, path)
+
+
+def label_codes(labels, n: int) -> tuple[list[str] | None, np.ndarray]:
+    """``(names, codes)``: the classes of ``labels`` ``(n,)`` and each point's index into them
+    (-1 where the label is missing: NaN or None); or ``(None, values)`` for a continuous float
+    label (more than 20 distinct values). NaN labels used to vanish from the plot (``x == nan``
+    is never true) and None among strings failed to sort."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"labels must have shape ({n},) to match the embedding, got {labels.shape}."
+        )
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels)
+        distinct = np.unique(labels[~missing])
+        if len(distinct) > 20:
+            return None, labels.astype(float)
+        if np.array_equal(distinct, np.round(distinct)):  # class numbers stored as floats
+            labels = np.where(missing, 0, labels).astype(np.int64)
+    elif labels.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in labels])
+        labels = labels.astype(str)
+    else:
+        missing = np.zeros(n, bool)
+    names, inverse = np.unique(labels[~missing], return_inverse=True)
+    codes = np.full(n, -1)
+    codes[~missing] = inverse
+    return [str(c) for c in names], codes
 
 
 def _finish(fig, path, rect=None):

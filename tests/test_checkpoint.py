@@ -38,6 +38,15 @@ def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
     assert load_meta(tmp_path / "b.npz")["iteration"] == 250
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1, got 0"):
         fit(key, X, cfg, checkpoint=tmp_path / "c.npz", checkpoint_every=0)
+    # A finished run goes on with a larger n_iter (it was refused as "different settings"):
+    # 250 + 50 from the checkpoint is the 300-iteration run ...
+    longer = cfg.replace(n_iter=200)
+    more = fit(key, X, longer, checkpoint=ck)
+    assert more.total_iter == 300 and load_meta(ck)["iteration"] == 300
+    np.testing.assert_array_equal(more.embedding, fit(key, X, longer).embedding)
+    # ... and a shorter one than the checkpoint holds is named.
+    with pytest.raises(ValueError, match="holds iteration 300, past this run's 250"):
+        fit(key, X, cfg, checkpoint=ck)
 
 
 def test_a_schedule_setting_resumes_from_a_new_object(digits, key, tmp_path):

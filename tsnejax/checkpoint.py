@@ -32,6 +32,7 @@ __all__ = [
     "Checkpoint",
     "fingerprint",
     "config_fingerprint",
+    "run_digests",
     "resume",
 ]
 
@@ -157,13 +158,35 @@ def config_fingerprint(config: Any) -> Any:
     return out
 
 
-def resume(path: Any, optimizer: Any, state: TSNEState, digest: str) -> TSNEState:
-    """The state saved at ``path`` by a run with the same ``digest`` (``state`` if there is no
-    file yet); ``ValueError`` if the file belongs to another run or to one that diverged."""
+def run_digests(config: Any, *arrays: Any) -> tuple[str, ...]:
+    """The fingerprints a checkpoint of the run of ``config`` on ``arrays`` (key, initial
+    embedding, P) may carry, the one to write first. Without a schedule the main phase's
+    length is left out: iteration ``t`` of a run does not depend on how long it goes on, so a
+    rerun with a larger ``n_iter`` continues a finished run instead of refusing it (the full
+    config's digest, which earlier checkpoints carry, still matches). With a schedule, whose
+    values are read over the whole run, the digest covers ``n_iter`` too."""
+    full = fingerprint(config_fingerprint(config), *arrays)
+    flat = config.flat()
+    if any(callable(flat[name]) for name in SCHEDULE_FIELDS):
+        return (full,)
+    return (fingerprint(config_fingerprint(config.replace(n_iter=0)), *arrays), full)
+
+
+def resume(
+    path: Any,
+    optimizer: Any,
+    state: TSNEState,
+    digest: str | tuple[str, ...],
+    total_iter: Any = None,
+) -> TSNEState:
+    """The state saved at ``path`` by a run with one of the fingerprints ``digest`` (``state``
+    if there is no file yet); ``ValueError`` if the file belongs to another run, to one that
+    diverged, or to one already past ``total_iter``."""
     if not Path(path).exists():
         return state
     meta = load_meta(path)
-    if meta.get("fingerprint") != digest:
+    digests = (digest,) if isinstance(digest, str) else tuple(digest)
+    if meta.get("fingerprint") not in digests:
         raise ValueError(
             f"checkpoint {str(path)!r} was written by a run with different data, settings or "
             "key; delete it or choose another checkpoint path."
@@ -174,4 +197,10 @@ def resume(path: Any, optimizer: Any, state: TSNEState, digest: str) -> TSNEStat
             f"iteration {meta['diverged_at']}; resuming would diverge again. Change the "
             "settings (and the checkpoint path)."
         )
-    return load_state(path, optimizer)
+    saved = load_state(path, optimizer)
+    if total_iter is not None and int(saved.iteration) > int(total_iter):
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds iteration {int(saved.iteration)}, past this run's "
+            f"{int(total_iter)} (both phases); raise n_iter or choose another checkpoint path."
+        )
+    return saved

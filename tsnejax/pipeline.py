@@ -313,9 +313,9 @@ def fit(
     if s.stopping == "fixed":
         saver = None
         if checkpoint is not None:
-            digest = ck.fingerprint(ck.config_fingerprint(config), key, Y0, P)
-            state = ck.resume(checkpoint, optimizer, state, digest)
-            meta = {"fingerprint": digest, "total_iter": config.total_iter}
+            digests = ck.run_digests(config, key, Y0, P)
+            state = ck.resume(checkpoint, optimizer, state, digests, config.total_iter)
+            meta = {"fingerprint": digests[0], "total_iter": config.total_iter}
             saver = ck.Checkpoint(checkpoint, checkpoint_every, meta)
         result = run(
             state=state,

@@ -102,6 +102,11 @@ CASES = {
         _file(b"zip?", "s.npz", lambda p: load_state(p, classic(1.0))),
         "not a readable",
     ),
+    # numpy's advice to load it "unsafely" with allow_pickle was passed on
+    "checkpoint garbage": (
+        _file(b"garbage", "g.npz", lambda p: load_state(p, classic(1.0))),
+        r"not a readable tsnejax state \(save_state writes one\): ValueError\.$",
+    ),
 }
 
 

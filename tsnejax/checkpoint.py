@@ -60,7 +60,11 @@ def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:
             header = json.loads(str(z["meta"]))
             leaves = [z[f"leaf_{i:04d}"] for i in range(header["n_leaves"])]
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable tsnejax state: {e}") from e
+        # numpy's own advice ("load it unsafely with allow_pickle=") does not apply here
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a readable tsnejax state (save_state writes one): "
+            f"{type(e).__name__}."
+        ) from e
     if header.get("format") != _FORMAT:
         raise ValueError(f"checkpoint {str(path)!r} has format {header.get('format')!r}.")
     return header, leaves
@@ -89,7 +93,8 @@ def load_state(path: str | os.PathLike, optimizer: optax.GradientTransformation)
         if np.shape(a) != b.shape or jnp.result_type(a) != b.dtype:
             raise ValueError(
                 f"checkpoint {str(path)!r} leaf {i}: {b.dtype}{list(b.shape)} does not match "
-                f"the optimizer state's {jnp.result_type(a)}{list(np.shape(a))}."
+                f"the optimizer state's {jnp.result_type(a)}{list(np.shape(a))}: load it with "
+                "the optimizer it was saved with."
             )
     return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
 

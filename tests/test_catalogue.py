@@ -105,7 +105,7 @@ CASES = {
     # numpy's advice to load it "unsafely" with allow_pickle was passed on
     "checkpoint garbage": (
         _file(b"garbage", "g.npz", lambda p: load_state(p, classic(1.0))),
-        r"not a readable tsnejax state \(save_state writes one\): ValueError\.$",
+        "not a readable tsnejax state (save_state writes one): ValueError.",
     ),
 }
 

@@ -94,9 +94,12 @@ def test_kl_exact_equals_dense_formula_and_exaggeration_forms():
     W = W + W.T
     np.fill_diagonal(W, 0)
     Pd = W / W.sum()
-    Y = rng.normal(size=(n, 2)) * 5
-    for dof in (1.0, 0.7):
-        w = (1 + cdist(Y, Y, "sqeuclidean") / dof) ** -dof
+    Y5 = rng.normal(size=(n, 2)) * 5
+    # dof = inf is the Gaussian kernel exp(-d^2) (it was NaN here: inf traced, exp(-inf * 0));
+    # its Y is compact, or most q_ij underflow
+    for dof, Y in ((1.0, Y5), (0.7, Y5), (np.inf, Y5 / 10)):
+        d2 = cdist(Y, Y, "sqeuclidean")
+        w = np.exp(-d2) if dof == np.inf else (1 + d2 / dof) ** -dof
         np.fill_diagonal(w, 0)
         q = w / w.sum()
         mask = Pd > 0
@@ -113,6 +116,8 @@ def test_kl_exact_equals_dense_formula_and_exaggeration_forms():
         assert M.kl_divergence(sp.csr_matrix(Pd), Y, dof, exaggeration=12.0) == ours32
     with pytest.raises(ValueError, match="method"):
         M.kl_divergence(sp.csr_matrix(Pd), Y, method="bh")
+    with pytest.raises(ValueError, match="dof must be finite and > 0"):
+        M.kl_divergence(sp.csr_matrix(Pd), Y, -1.0)
 
 
 def test_kl_approx_within_half_percent_at_10k():

@@ -42,6 +42,13 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return value
 
 
+def check_dof(name: str, value: Any) -> float:
+    """Raise unless ``value`` is a kernel dof: finite and > 0, or ``inf`` (the Gaussian)."""
+    if isinstance(value, int | float | np.integer | np.floating) and value == np.inf:
+        return float(value)
+    return check_positive(name, value)
+
+
 def check_momentum(name: str, value: Any) -> float:
     """Raise unless ``value`` is a momentum coefficient in ``[0, 1)``: at 1 or above the velocity
     is never damped and the run explodes (``final_momentum=1.5`` ended at 4.8e3 on 300 points)."""

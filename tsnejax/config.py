@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from tsnejax._checks import (
+    check_dof,
     check_int,
     check_momentum,
     check_n_components,
@@ -144,8 +145,7 @@ def _check_n_neighbors(name: str, v: Any) -> None:
 
 
 def _check_dof(name: str, v: Any) -> None:
-    if not (isinstance(v, int | float) and v == math.inf):  # inf: the Gaussian kernel
-        check_positive(name, v)
+    check_dof(name, v)  # inf: the Gaussian kernel
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_option, check_positive, float_dtype
+from tsnejax._checks import check_dof, check_option, check_positive, float_dtype
 from tsnejax._types import ArrayLike
 from tsnejax.affinity import Affinities, precomputed_affinities
 from tsnejax.gradients import exact_kl_divergence, get_backend
@@ -52,12 +52,15 @@ def kl_divergence(
     Y = jnp.asarray(finite_embedding(Y), float_dtype())
     if Y.shape[0] != P.n_points:
         raise ValueError(f"Y must have shape ({P.n_points}, c) to match P, got {Y.shape}.")
+    # dof compiled in, as the loop compiles a Python dof: traced, dof = inf (the Gaussian
+    # kernel) was (1 + d2/inf)^-inf = exp(-inf * 0), and the KL came out NaN.
+    dof = check_dof("dof", dof)
     if method == "exact":
-        kl = float(jax.jit(exact_kl_divergence)(Y, P, dof))
+        kl = float(jax.jit(exact_kl_divergence, static_argnums=2)(Y, P, dof))
     else:
         backend = get_backend("interpolation", **grid_params)
         grid = backend.allocate(Y)
-        kl = float(jax.jit(backend.kl_divergence, static_argnums=3)(Y, P, dof, grid))
+        kl = float(jax.jit(backend.kl_divergence, static_argnums=(2, 3))(Y, P, dof, grid))
     if corrected or a == 1.0:
         return kl
     return a * (kl + float(np.log(a)))

@@ -21,6 +21,7 @@ from tsnejax.transform import (
     reference_field,
     transform,
     transform_gradient,
+    transform_phases,
 )
 
 
@@ -40,6 +41,28 @@ def test_one_at_a_time_equals_one_batch(reference, method):
         one = transform(X[1400 + i : 1401 + i], X[:1400], Y, cfg)
         np.testing.assert_allclose(one.embedding, batch.embedding[i : i + 1], atol=1e-5)
     assert batch.method == method
+
+
+@pytest.mark.parametrize("dof", [0.5, 5.0, np.inf])
+def test_the_kernel_dof_reaches_the_new_points_optimisation(reference, dof):
+    """With no early phase (the default) the phase table lost its dof (two phases at 0): the
+    exact transform ran dof 1 whatever the reference's, the frozen grid (built with the right
+    dof) disagreed with its own attraction and sent points to the grid's edge (3.6 units off
+    the exact placement after 20 steps at dof 5), and dof = inf was NaN."""
+    X, _, Y = reference
+    assert transform_phases(TransformConfig(), dof).values[0]["dof"] == dof
+    runs = {
+        m: transform(X[1400:1430], X[:1400], Y, TransformConfig(method=m, n_iter=40), dof=dof)
+        for m in ("exact", "interpolation")
+    }
+    exact, grid = runs["exact"], runs["interpolation"]
+    assert np.isfinite(exact.kl_divergence) and np.isfinite(grid.kl_divergence)
+    assert grid.kl_divergence == pytest.approx(exact.kl_divergence, rel=1e-2)
+    assert np.abs(grid.embedding - exact.embedding).max() <= 0.01 * np.abs(Y).max()
+    # dof reaches the exact run: another dof, another objective
+    if dof != 5.0:
+        other = transform(X[1400:1430], X[:1400], Y, TransformConfig(method="exact", n_iter=40))
+        assert abs(other.kl_divergence - exact.kl_divergence) > 1e-3
 
 
 def test_transform_quality_and_reference_untouched(reference):

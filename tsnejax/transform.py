@@ -211,11 +211,14 @@ def field_repulsion(
     return Y * pot[:, :1] - pot[:, 1 : d + 1], pot[:, d + 1]
 
 
-@functools.partial(jax.jit, static_argnames=("block",))
+@functools.partial(jax.jit, static_argnames=("dof", "block"))
 def exact_reference_repulsion(
-    Y: Array, Y_ref: Array, dof: Scalar, block: int = 2048
+    Y: Array, Y_ref: Array, dof: float, block: int = 2048
 ) -> tuple[Array, Array]:
-    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time."""
+    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time.
+
+    ``dof`` is compiled in, as the loop compiles a phase's numeric dof: traced, ``inf`` (the
+    Gaussian kernel) made every gradient NaN."""
     n, d = Y_ref.shape
     nblk = -(-n // block)
     pad = nblk * block - n
@@ -293,21 +296,22 @@ def _stepper(config: TransformConfig, method: str, grid: Any):
 
 
 def transform_phases(config: TransformConfig, dof: float) -> Phases:
-    """Early exaggeration (if any), then the main phase: exaggeration and momentum."""
-    return Phases.of(
-        {
-            0: {
-                "exaggeration": config.early_exaggeration,
-                "momentum": config.initial_momentum,
-                "learning_rate": config.learning_rate,
-                "dof": float(dof),
-            },
-            config.early_exaggeration_iter: {
-                "exaggeration": config.exaggeration,
-                "momentum": config.final_momentum,
-            },
-        }
-    )
+    """Early exaggeration (if any), then the main phase: exaggeration and momentum.
+
+    Without an early phase (the default) the main phase starts at 0 with the learning rate and
+    dof: the two phases written as ``{0: ..., 0: ...}`` lost both, so every transform ran the
+    Cauchy kernel (dof 1) whatever the reference's dof, and the frozen grid's field (built with
+    the right dof) disagreed with the attraction until new points flew to the grid's edge."""
+    first = {
+        "exaggeration": config.early_exaggeration,
+        "momentum": config.initial_momentum,
+        "learning_rate": config.learning_rate,
+        "dof": float(dof),
+    }
+    main = {"exaggeration": config.exaggeration, "momentum": config.final_momentum}
+    if config.early_exaggeration_iter == 0:
+        return Phases.of({0: {**first, **main}})
+    return Phases.of({0: first, config.early_exaggeration_iter: main})
 
 
 def place(

@@ -132,3 +132,24 @@ def test_a_csv_label_column_is_read_as_labels_not_a_feature(tmp_path):
     np.savetxt(tmp_path / "b.csv", X, delimiter=",")  # no header: every column a feature
     got, y = load_array(tmp_path / "b.csv")
     assert got.shape == (6, 3) and y is None
+
+
+def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
+    """What spreadsheets write: a quoted label with a comma, an empty cell, a UTF-8 BOM (Excel);
+    an empty cell was "column not numeric", a quoted comma split a field, and with a label
+    column a line's extra field was dropped without a word."""
+    f = tmp_path / "sheet.csv"
+    rows = 'x,1,2\r\n"y, z",3,\r\nx,5,6\r\nw,7,8\r\nw,9,1\r\n'
+    f.write_text("\ufeffLabel,a,b\r\n" + rows, encoding="utf-8")
+    X, y = load_array(f)
+    np.testing.assert_array_equal(X, [[1, 2], [3, np.nan], [5, 6], [7, 8], [9, 1]])
+    assert y.tolist() == ["x", "y, z", "x", "w", "w"]
+    with pytest.raises(ValueError, match=r"X has 1 row\(s\) with NaN .*\(first: 1\)"):
+        TSNE().fit(X)  # the missing value is then named by its row
+    for name, text in [("r1.csv", "a,b\n1,2\n3,4,5\n"), ("r2.csv", "a,b,label\n1,2,x\n3,4,5,y\n")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match="line 3 has .* fields, the first has"):
+            load_array(tmp_path / name)
+    (tmp_path / "t.csv").write_text("a,name\n1,x\n2,y\n")
+    with pytest.raises(ValueError, match=r"\['name'\] are not numeric \(e.g. 'x'\)"):
+        load_array(tmp_path / "t.csv")

@@ -7,6 +7,7 @@ resolves the project's real-data folder from ``TSNEJAX_DATA`` (default ``../shar
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -83,40 +84,78 @@ LABEL_COLUMNS = ("label", "labels", "y", "target", "class", "cluster", "cell_typ
 
 
 def _load_csv(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with open(p) as fh:
-        first = fh.readline()
-    names = [v.strip().strip('"').strip("'") for v in first.rstrip("\r\n").split(",")]
-    try:
-        [float(v) for v in names if v]
-        return np.loadtxt(p, delimiter=",", ndmin=2), None
-    except ValueError:
-        pass
-    label_at = [i for i, v in enumerate(names) if v.lower() in LABEL_COLUMNS]
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        first = next(csv.reader(fh), [])
+    names = [v.strip().strip("'") for v in first]
+    header = not all(_is_number(v) for v in names if v.strip())
+    label_at = [i for i, v in enumerate(names) if header and v.lower() in LABEL_COLUMNS]
     if len(label_at) > 1:
         raise ValueError(
             f"input file {str(p)!r} has several label columns "
             f"{[names[i] for i in label_at]}; keep one (or pass --labels)."
         )
     features = [i for i in range(len(names)) if i not in label_at]
-    try:
-        X = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2, usecols=features)
-    except ValueError as err:
-        text = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2, usecols=features, dtype=str)
-        bad = [names[c] for j, c in enumerate(features) if not _numeric(text[:, j])]
+    try:  # numpy's C parser: the fast path for plain numbers
+        if label_at and not _same_field_counts(p, len(names)):
+            raise ValueError("ragged")  # usecols would drop a row's extra fields silently
+        X = np.loadtxt(
+            p, delimiter=",", skiprows=int(header), ndmin=2, usecols=features if label_at else None
+        )
+        y = None
+        if label_at:
+            y = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=1, usecols=label_at[0], dtype=str)
+            y = np.char.strip(np.char.strip(y), '"')
+        return X, y
+    except ValueError:
+        pass
+    # Quoted fields, empty cells: Python's csv module, slower but exact about both.
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        rows = [r for r in csv.reader(fh) if any(v.strip() for v in r)][int(header) :]
+    ragged = [i for i, r in enumerate(rows) if len(r) != len(names)]
+    if ragged:
+        line = ragged[0] + 1 + int(header)
         raise ValueError(
-            f"input file {str(p)!r}: column(s) {bad} are not numeric; drop them, or name a "
-            f"label column one of {LABEL_COLUMNS}."
-        ) from err
-    y = None
-    if label_at:
-        y = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=1, usecols=label_at[0], dtype=str)
-        y = np.char.strip(np.char.strip(y), '"')
+            f"input file {str(p)!r}: line {line} has {len(rows[ragged[0]])} fields, the first "
+            f"has {len(names)}."
+        )
+    cells = np.array(rows, dtype=str).reshape(len(rows), len(names))
+    X = np.empty((len(rows), len(features)))
+    bad = {}
+    for j, c in enumerate(features):
+        column = np.char.strip(cells[:, c])
+        empty = column == ""  # a missing value: NaN, which the data check then names by row
+        try:
+            X[:, j] = np.where(empty, "nan", column).astype(float)
+        except ValueError:
+            odd = str(next(v for v in column[~empty] if not _is_number(v)))
+            bad[names[c] if header else f"column {c + 1}"] = odd
+    if bad:
+        raise ValueError(
+            f"input file {str(p)!r}: column(s) {list(bad)} are not numeric (e.g. "
+            f"{next(iter(bad.values()))!r}); drop them, or name a label column one of "
+            f"{LABEL_COLUMNS}. Empty cells are read as missing (NaN)."
+        )
+    y = np.char.strip(cells[:, label_at[0]]) if label_at else None
     return X, y
 
 
-def _numeric(column: np.ndarray) -> bool:
+def _same_field_counts(p: Path, n_fields: int) -> bool:
+    """Whether every non-empty line of ``p`` has ``n_fields`` comma-separated fields (counted
+    on the bytes, vectorised: a quoted comma counts too, and sends the file to the slow path)."""
+    data = np.fromfile(p, dtype=np.uint8)
+    ends = np.flatnonzero(data == ord("\n"))
+    if len(data) and data[-1] != ord("\n"):
+        ends = np.append(ends, len(data))
+    commas = np.concatenate([[0], np.cumsum(data == ord(","))])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    per_line = commas[ends] - commas[starts]
+    blank = (ends - starts) <= 1  # an empty line, or "\r" alone
+    return bool(np.all(per_line[~blank] == n_fields - 1))
+
+
+def _is_number(v: str) -> bool:
     try:
-        column.astype(float)
+        float(v)
         return True
     except ValueError:
         return False

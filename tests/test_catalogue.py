@@ -150,6 +150,9 @@ def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match="line 3 has .* fields, the first has"):
             load_array(tmp_path / name)
+    # A labels file: one per line, spaces kept (np.loadtxt split "T cell" into two columns).
+    (tmp_path / "labels.txt").write_text("T cell\nB cell\nT cell\n\n")
+    assert load_labels(tmp_path / "labels.txt").tolist() == ["T cell", "B cell", "T cell"]
     (tmp_path / "t.csv").write_text("a,name\n1,x\n2,y\n")
     with pytest.raises(ValueError, match=r"\['name'\] are not numeric \(e.g. 'x'\)"):
         load_array(tmp_path / "t.csv")

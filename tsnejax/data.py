@@ -172,7 +172,12 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
         with np.load(p, allow_pickle=False) as z:
             key = "y" if "y" in z.files else z.files[0]
             return z[key]
-    return np.loadtxt(p, dtype=str, ndmin=1)
+    # One label per line, spaces included ("CD4 T cell": np.loadtxt split it into two columns).
+    with open(p, encoding="utf-8-sig") as fh:
+        lines = [line.strip() for line in fh]
+    while lines and not lines[-1]:
+        lines.pop()
+    return np.asarray(lines, dtype=str)
 
 
 def shared_data_dir(path: str | os.PathLike | None = None) -> Path:

@@ -6,7 +6,7 @@ Runs before anything is traced, so that bad input never reaches a kernel as NaNs
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -261,70 +261,6 @@ def check_n_components(n_components: Any) -> int:
     if isinstance(n_components, bool) or n_components not in (1, 2, 3):
         raise ValueError(f"n_components={n_components!r} is not supported; choose 1, 2 or 3.")
     return int(n_components)
-
-
-def graph_perplexity_bound(n_neighbors: int, n: int) -> float:
-    """The largest perplexity a fixed ``n_neighbors`` graph of ``n`` points can calibrate."""
-    return min(n_neighbors, (n - 1) / 3)
-
-
-def hyperparam_in_range(name: str, value: Any, perplexity_bound: float) -> Any:
-    """Whether a (possibly traced) hyperparameter is in the range its concrete check enforces:
-    a momentum in ``[0, 1)``, a perplexity in ``[1, perplexity_bound]``, anything else finite and
-    positive. A boolean array; ``jnp`` so it holds under ``jax.grad`` / ``jax.vmap``."""
-    v = jnp.asarray(value)
-    if name in ("momentum", "early_momentum"):
-        return (v >= 0) & (v < 1)
-    if name == "perplexity":
-        return (v >= 1) & (v <= perplexity_bound)
-    return jnp.isfinite(v) & (v > 0)
-
-
-def check_graph_perplexity(label: str, v: float, n_neighbors: int, n: int) -> None:
-    """Raise unless perplexity ``v`` is within :func:`graph_perplexity_bound`."""
-    if not v <= graph_perplexity_bound(n_neighbors, n):
-        raise ValueError(
-            f"{label}={v:g} needs at most {n_neighbors} (n_neighbors) and (n - 1) "
-            f"/ 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
-        )
-
-
-def check_hyperparams(
-    hp: Mapping[str, Any], valid: Sequence[str], n_neighbors: int, n: int
-) -> dict[str, Any]:
-    """:func:`tsnejax.diff.fit`'s hyperparameters: known names, scalars, and concrete values in
-    range (values under ``jax.grad`` / ``jax.vmap`` are tracers: :func:`hyperparam_in_range`
-    NaNs the run's output where they are out of range)."""
-    if not isinstance(hp, Mapping):  # was "'float' object is not iterable"
-        raise ValueError(
-            f"hyperparams must be a dict of names to values, e.g. {{'perplexity': 30.0}}; got "
-            f"{type(hp).__name__}."
-        )
-    unknown = sorted(set(hp) - set(valid))
-    if unknown:
-        raise ValueError(f"hyperparams: unknown name(s) {unknown}; valid: {list(valid)}.")
-    out = {}
-    for name, value in hp.items():
-        numeric = isinstance(value, jax.core.Tracer) or np.asarray(value).dtype.kind in "biuf"
-        if isinstance(value, str | bytes) or not numeric:
-            raise ValueError(f"hyperparams[{name!r}] must be a number, got {value!r:.40}.")
-        arr = jnp.asarray(value)
-        if arr.shape != ():
-            raise ValueError(
-                f"hyperparams[{name!r}] must be a scalar, got shape {arr.shape}; use jax.vmap "
-                "over diff.fit for several values."
-            )
-        if not isinstance(value, jax.core.Tracer):  # traced ones: diff.fit NaNs its output
-            v, label = float(value), f"hyperparams[{name!r}]"
-            if name in ("momentum", "early_momentum"):
-                check_momentum(label, v)
-            elif name == "perplexity":  # below 1 no calibration reaches it (the KL was NaN)
-                check_perplexity_value(label, v)
-                check_graph_perplexity(label, v, n_neighbors, n)
-            elif not np.isfinite(v) or v <= 0:
-                raise ValueError(f"{label}={v} must be finite and positive.")
-        out[name] = arr
-    return out
 
 
 def check_transformation(optimizer: Any, name: str = "optimizer") -> Any:

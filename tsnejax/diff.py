@@ -44,20 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import (
-    check_data,
-    check_graph_perplexity,
-    check_hashable,
-    check_hyperparams,
-    check_int,
-    check_key,
-    graph_perplexity_bound,
-    hyperparam_in_range,
-)
+from tsnejax._checks import check_data, check_hashable, check_int, check_key
 from tsnejax._diff_setup import (
     DEFAULT_MOMENTUM,
     DEFAULTS,
     HYPERPARAMS,
+    check_graph_perplexity,
+    check_hyperparams,
+    graph_perplexity_bound,
+    hyperparam_in_range,
     phase_values,
     split_spec,
     stepper,

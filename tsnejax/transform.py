@@ -215,10 +215,8 @@ def field_repulsion(
 def exact_reference_repulsion(
     Y: Array, Y_ref: Array, dof: float, block: int = 2048
 ) -> tuple[Array, Array]:
-    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time.
-
-    ``dof`` is compiled in, as the loop compiles a phase's numeric dof: traced, ``inf`` (the
-    Gaussian kernel) made every gradient NaN."""
+    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time
+    (``dof`` compiled in, as the loop's is: a traced ``inf`` made every gradient NaN)."""
     n, d = Y_ref.shape
     nblk = -(-n // block)
     pad = nblk * block - n

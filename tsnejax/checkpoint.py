@@ -39,16 +39,63 @@ __all__ = [
 _FORMAT = "tsnejax-state-1"
 
 
+def _on_host(x: Any) -> np.ndarray:
+    """``x`` whole on the host: an array split across processes (a point-sharded run joined by
+    ``jax.distributed``) is gathered first; every process must call this together."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
-    """Write ``state`` (and JSON-serialisable ``meta``) to ``path`` atomically; returns the path."""
+    """Write ``state`` (and JSON-serialisable ``meta``) to ``path`` atomically; returns the path.
+
+    A point-sharded state is saved whole (padding rows included); across processes every one
+    gathers it and process 0 writes, so ``path`` must be on a file system all of them read.
+    """
     path = Path(path)
     leaves = jax.tree.leaves(state)
-    arrays = {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)}
-    header = {"format": _FORMAT, "n_leaves": len(leaves), "meta": meta}
-    arrays["meta"] = np.asarray(json.dumps(header))
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+    arrays = {f"leaf_{i:04d}": _on_host(x) for i, x in enumerate(leaves)}
+    if jax.process_index() == 0:
+        header = {"format": _FORMAT, "n_leaves": len(leaves), "meta": meta}
+        arrays["meta"] = np.asarray(json.dumps(header))
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    if jax.process_count() > 1:  # no process reads it (a resume) before it is written
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"tsnejax checkpoint {path}")
     return path
+
+
+def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
+    """``loaded`` (host arrays) laid out as ``like`` is: split by points across the devices
+    (and processes) of a point-sharded run, or on one device."""
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(like), strict=True):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds arrays of shape {np.shape(a)} where this run "
+                f"has {np.shape(b)}: a point-sharded state is padded to a multiple of the mesh "
+                "size, so resume it on a mesh of the size it was saved from."
+            )
+
+    rows = like.embedding.sharding
+    mesh = getattr(rows, "mesh", None)
+
+    def place(a: Any, b: Any) -> Any:
+        host = np.asarray(a)
+        sharding = b.sharding
+        if mesh is not None:
+            # The chunk programs take per-point leaves (gains, velocity) split like the
+            # embedding and the rest replicated, whatever layout a fresh state's leaves got.
+            per_point = host.ndim >= 1 and host.shape[0] == like.embedding.shape[0]
+            spec = jax.sharding.PartitionSpec()
+            sharding = rows if per_point else jax.sharding.NamedSharding(mesh, spec)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(place, loaded, like)
 
 
 def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:
@@ -127,7 +174,7 @@ def fingerprint(*parts: Any) -> str:
             if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
                 a = jax.random.key_data(a)
             if isinstance(a, np.ndarray | jax.Array):
-                a = np.ascontiguousarray(np.asarray(a))
+                a = np.ascontiguousarray(_on_host(a))
                 h.update(str((a.shape, a.dtype)).encode())
                 h.update(a.tobytes())
             else:
@@ -202,7 +249,7 @@ def resume(
             f"iteration {meta['diverged_at']}; resuming would diverge again. Change the "
             "settings (and the checkpoint path)."
         )
-    saved = load_state(path, optimizer)
+    saved = _place_like(load_state(path, optimizer), state, path)
     if total_iter is not None and int(saved.iteration) > int(total_iter):
         raise ValueError(
             f"checkpoint {str(path)!r} holds iteration {int(saved.iteration)}, past this run's "

@@ -274,11 +274,6 @@ def fit(
     config.validate()
     if mesh is not None:
         mesh = shard.auto_mesh(mesh)
-        if checkpoint is not None:
-            raise ValueError(
-                "checkpoint= is not supported with mesh= (the state is split across devices); "
-                "save result.state with tsnejax.shard.gather_points, or drop one of them."
-            )
     t_start = time.perf_counter()
     prep = prepare(
         key,

@@ -67,6 +67,14 @@ DEVICES_SCRIPT = textwrap.dedent(
                 dist=float(np.abs(np.asarray(ref.distances) - np.asarray(got.distances)).max()
                            / np.asarray(ref.distances).max()),
                 shape=list(gi.shape))
+        # a fresh state's per-point optimizer leaves are split like the embedding (they were
+        # whole on the first device: zeros_like does not inherit a layout)
+        from tsnejax.shard import init_sharded_state, shard_embedding
+        from tsnejax.optim import make_optimizer
+        Y = shard_embedding(np.ones((601, 2)), mesh)
+        st = init_sharded_state(Y, make_optimizer("classic", learning_rate=1.0, momentum=0.8))
+        out["layout"] = [str(getattr(x.sharding, "spec", x.sharding))
+                         for x in jax.tree.leaves(st) if x.ndim]
         # a checkpoint resumed on a mesh of another size: named, not a shape error inside JAX
         ck = os.path.join(os.path.dirname(sys.argv[0]), "four.npz")
         short = tsnejax.TSNEConfig.make(negative_gradient_method="exact", n_iter=5,
@@ -129,6 +137,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path, methods):
     assert res["knn_digits"]["recall"] >= 0.99 and res["knn_digits"]["dist"] <= 1e-5
     assert res["knn_gauss"]["dist"] <= 1e-5
     assert "resume it on a mesh of the size it was saved from" in res["other_mesh"]
+    assert res["layout"] == ["P('points',)"] * 3  # embedding, gains, velocity
 
 
 PROCESS_SCRIPT = textwrap.dedent(

@@ -24,6 +24,7 @@ import optax
 
 from tsnejax._io import atomic_path
 from tsnejax.run import TSNEState, init_state
+from tsnejax.shard import point_layout
 
 __all__ = [
     "save_state",
@@ -81,18 +82,11 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
                 "size, so resume it on a mesh of the size it was saved from."
             )
 
-    rows = like.embedding.sharding
-    mesh = getattr(rows, "mesh", None)
+    sharded = hasattr(like.embedding.sharding, "mesh")
 
     def place(a: Any, b: Any) -> Any:
         host = np.asarray(a)
-        sharding = b.sharding
-        if mesh is not None:
-            # The chunk programs take per-point leaves (gains, velocity) split like the
-            # embedding and the rest replicated, whatever layout a fresh state's leaves got.
-            per_point = host.ndim >= 1 and host.shape[0] == like.embedding.shape[0]
-            spec = jax.sharding.PartitionSpec()
-            sharding = rows if per_point else jax.sharding.NamedSharding(mesh, spec)
+        sharding = point_layout(host.shape, like.embedding) if sharded else b.sharding
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree.map(place, loaded, like)

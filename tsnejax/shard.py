@@ -248,10 +248,20 @@ def sharded_step(
     )
 
 
+def point_layout(shape: tuple[int, ...], Y: jax.Array) -> NamedSharding:
+    """Where a leaf of a point-sharded state lives: split like ``Y`` when it has a row per
+    point (the embedding, gains, velocity, Adam's moments), replicated otherwise."""
+    if len(shape) >= 1 and shape[0] == Y.shape[0]:
+        return Y.sharding
+    return NamedSharding(Y.sharding.mesh, PartitionSpec())
+
+
 def init_sharded_state(Y: jax.Array, optimizer: optax.GradientTransformation) -> TSNEState:
     """Fresh state for a point-sharded ``Y``: the optimizer's per-point leaves split like
-    ``Y``, its scalars replicated (XLA propagates the layout through ``optimizer.init``)."""
-    opt_state = jax.jit(optimizer.init)(Y)
-    mesh = Y.sharding.mesh
-    zero = _replicate(np.zeros((), np.int32), mesh)
+    ``Y``, its scalars replicated. (Left to XLA, ``zeros_like`` leaves landed whole on the
+    first device: every per-point leaf of every device on one device before the first step.)"""
+    shapes = jax.eval_shape(optimizer.init, Y)
+    layout = jax.tree.map(lambda s: point_layout(s.shape, Y), shapes)
+    opt_state = jax.jit(optimizer.init, out_shardings=layout)(Y)
+    zero = _replicate(np.zeros((), np.int32), Y.sharding.mesh)
     return TSNEState(Y, opt_state, zero)

@@ -255,6 +255,11 @@ def test_sharded_over_two_host_devices_equals_unsharded(tmp_path):
 
 
 def test_divergent_trial_is_recorded_not_fatal(tmp_path):
+    # Two trials that diverge at the first step both hold the start: the report does not call
+    # them settings that "change nothing" (it did).
+    both = _spec(grid={"learning_rate": [1e12, 1e13]}, fixed={"n_iter": 20})
+    run_sweep(both, tmp_path / "both")
+    assert "Identical embeddings" not in make_report(tmp_path / "both")["table"].read_text()
     spec = _spec(
         grid={"learning_rate": [30, 1e12]},
         fixed={"n_iter": 60, "early_exaggeration_iter": 40, "negative_gradient_method": "exact"},

@@ -218,9 +218,13 @@ def _fmt(v: str) -> str:
 
 def _identical_embeddings(root: Path, rows: list[dict], varying: list[str]) -> list[list[str]]:
     """Groups (2+) of finished trials whose embeddings are bit-identical, each trial named by
-    its varying grid values."""
+    its varying grid values. Diverged trials are left out: each holds its last finite state,
+    and two that diverged at the first step both hold the start (they were reported as
+    settings that "change nothing")."""
     groups: dict[str, list[str]] = {}
     for r in rows:
+        if r.get("status") != "ok":
+            continue
         f = root / "trials" / r["trial_id"] / "embedding.npy"
         if f.exists():
             digest = hashlib.sha256(f.read_bytes()).hexdigest()

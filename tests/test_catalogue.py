@@ -89,6 +89,14 @@ CASES = {
     ),
     "dof schedule": (lambda t: TSNE(dof=lambda i: 0.5).fit(_X()), "Phases table"),
     "CSV text column": (_file(b"a,name\n1,x\n2,y\n", "x.csv", load_array), "['name'] are not"),
+    # numpy said to load it "unsafely" with allow_pickle=
+    "npz object labels": (
+        lambda t: (
+            np.savez(t / "o.npz", X=np.ones((5, 2)), y=np.array(["a", None] * 2 + ["a"], object)),
+            load_array(t / "o.npz"),
+        ),
+        "holds an object array (pickled Python objects), which is not read",
+    ),
     "CSV two label columns": (_file(b"a,y,label\n1,0,0\n", "x.csv", load_array), "several"),
     "sweep config unknown key": (
         lambda t: spec_from_dict({"name": "s", "data": {"name": "digits"}, "grid": {"lr": [1]}}),

@@ -71,7 +71,13 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     except ValueError as err:
         if str(p) in str(err):
             raise
-        # numpy's own ValueErrors (a corrupt .npy, pickled objects, ragged CSV) lack the path.
+        if "allow_pickle" in str(err):  # numpy's advice to unpickle untrusted data: not ours
+            raise ValueError(
+                f"input file {str(p)!r} holds an object array (pickled Python objects), which "
+                "is not read; save numbers and text as such, e.g. np.savez(path, X=X, "
+                "y=np.asarray(y, dtype=str))."
+            ) from err
+        # numpy's own ValueErrors (a corrupt .npy, ragged CSV) lack the path.
         raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
     except Exception as err:  # corrupt archives raise zipfile/OSError/EOFError
         raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err

@@ -160,6 +160,8 @@ def test_transform_errors(reference):
         ValueError, match=r"Y_ref has 1 row\(s\) with NaN or inf values \(first: 7\)"
     ):
         transform(X[1400:1410], X[:1400], bad)
+    with pytest.raises(ValueError, match="n_sample=10 is too small for this config: perplex"):
+        sample_transform_optimize(jax.random.key(0), X, n_sample=10)  # named only perplexity
     with pytest.raises(ValueError, match="placement='foo'"):  # named "initialization" before
         sample_transform_optimize(jax.random.key(0), X, n_sample=100, placement="foo")
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_data, check_int, check_option
+from tsnejax._checks import check_data, check_int, check_option, check_perplexity
 from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.config import TSNEConfig
 from tsnejax.init import rescale
@@ -58,6 +58,10 @@ def sample_transform_optimize(
     check_option("placement", placement, PLACEMENTS)  # before the sample's fit, by its own name
     if n_sample >= n:
         raise ValueError(f"n_sample={n_sample} must be smaller than the {n} points.")
+    try:  # the sample is embedded first: its size bounds the perplexity, and the fix is here
+        check_perplexity(config.affinities.perplexity, n_sample)
+    except ValueError as err:
+        raise ValueError(f"n_sample={n_sample} is too small for this config: {err}") from None
     k_rows, k_fit, k_all = jax.random.split(key, 3)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()

@@ -67,6 +67,14 @@ def test_the_kernel_dof_reaches_the_new_points_optimisation(reference, dof):
         assert abs(other.kl_divergence - exact.kl_divergence) > 1e-3
 
 
+def test_transform_computes_in_float64_under_x64(reference):
+    """It computed in float32 whatever the mode (fit computes in float64 under x64)."""
+    X, _, Y = reference
+    with jax.enable_x64(True):
+        res = transform(X[1400:1410], X[:1400], Y, TransformConfig(method="exact", n_iter=5))
+    assert res.embedding.dtype == np.float64 and np.isfinite(res.embedding).all()
+
+
 def test_transform_quality_and_reference_untouched(reference):
     X, y, Y = reference
     Y_before = Y.copy()

@@ -43,6 +43,7 @@ from tsnejax._checks import (
     check_option,
     check_perplexity_value,
     check_positive,
+    float_dtype,
 )
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
 from tsnejax.affinity import conditional_perplexity
@@ -338,7 +339,7 @@ def place(
 
 
 def _check_reference(Y_ref: ArrayLike, n_ref: int) -> np.ndarray:
-    Y = np.asarray(Y_ref, np.float32)
+    Y = np.asarray(Y_ref, float_dtype())  # float64 under jax_enable_x64, as fit computes
     if Y.ndim != 2 or Y.shape[0] != n_ref or Y.shape[1] not in (1, 2, 3):
         raise ValueError(
             f"Y_ref has shape {Y.shape}; it must be (n_ref, n_components) with n_ref = {n_ref} "
@@ -471,8 +472,8 @@ def transform(
         _complete=False,
     )
     timings["queue"] = time.perf_counter() - t_start
-    bounds = None if field is None else jnp.asarray([lo_clip, hi_clip], jnp.float32)
-    ref = Reference(knn.indices, jnp.asarray(P, jnp.float32), Y_ref, field, bounds)
+    bounds = None if field is None else jnp.asarray([lo_clip, hi_clip], Y_ref.dtype)
+    ref = Reference(knn.indices, jnp.asarray(P, Y_ref.dtype), Y_ref, field, bounds)
     stepper, optimizer = _stepper(config, method, grid)
     state = init_state(Y0, optimizer)
     res = optimize(

@@ -243,6 +243,10 @@ def test_an_optax_wrapper_object_is_taken_and_a_factory_is_named(problem):
         res = optimize(stepper, init_state(Y0, opt), P, 60, phases=phase_table(config, n))
         out.append(np.asarray(res.state.embedding))
     np.testing.assert_allclose(out[1], out[0], rtol=1e-4, atol=1e-4)  # float32 rounding
+    # Accumulating over 2 steps it still scales with the gradient: the early phase's 1/12 step
+    # scale applies (its zero first update read as "does not scale" and lost it).
+    two = plain.replace(optimizer=optax.MultiSteps(optax.sgd(float(n), momentum=0.8), 2))
+    assert phase_table(two, n).values[0]["learning_rate_scale"] == pytest.approx(1 / 12)
     with pytest.raises(ValueError, match=r"'adam' is a function; .* call it"):
         TSNEConfig.make(optimizer=optax.adam)
 

@@ -285,3 +285,27 @@ def test_data_sets_of_one_size_share_p_shapes_and_padding_changes_nothing(digits
     assert stepped.affinities.extra_rows.shape[0] > plain.affinities.extra_rows.shape[0]
     np.testing.assert_array_equal(stepped.embedding, plain.embedding)
     assert stepped.kl_divergence == plain.kl_divergence
+
+
+def test_an_affinity_method_object_in_the_config(digits):
+    """``affinity_method`` takes a callable ``KNNGraph -> P`` where it takes "uniform": P as
+    Affinities, or as a scipy matrix as ``fit(affinities=)`` takes it (it was refused)."""
+    import jax
+
+    import tsnejax
+
+    X = digits[0][:300]
+    key = jax.random.key(0)
+
+    def cfg(method):
+        return tsnejax.TSNEConfig.make(
+            affinity_method=method, n_iter=20, early_exaggeration_iter=20, perplexity=10.0
+        )
+
+    named = tsnejax.fit(key, X, cfg("uniform"))
+    as_object = tsnejax.fit(key, X, cfg(uniform_affinities))
+    np.testing.assert_array_equal(as_object.embedding, named.embedding)
+    as_scipy = tsnejax.fit(key, X, cfg(lambda g: to_scipy(uniform_affinities(g))))
+    np.testing.assert_allclose(as_scipy.embedding, named.embedding, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="returned int; it must return tsnejax.Affinities"):
+        tsnejax.fit(key, X, cfg(lambda g: 3))

@@ -103,10 +103,12 @@ def affinities_from_graph(knn: KNNGraph, config: TSNEConfig, perplexities: Seque
     method = config.affinities.method
     if callable(method):
         P = method(knn)
+        if sp.issparse(P) or isinstance(P, np.ndarray):  # as fit(affinities=) takes them
+            return as_affinities(P, "affinity_method's result")
         if not isinstance(P, Affinities):
             raise ValueError(
                 f"affinity_method {method!r} returned {type(P).__name__}; it must return "
-                "tsnejax.Affinities (e.g. from tsnejax.affinity.precomputed_affinities)."
+                "tsnejax.Affinities or a symmetric (n, n) scipy or numpy matrix."
             )
         return check_affinities(P, "affinity_method's result")
     if method == "uniform":

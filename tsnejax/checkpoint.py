@@ -210,10 +210,11 @@ def run_digests(config: Any, *arrays: Any) -> tuple[str, ...]:
     length is left out: iteration ``t`` of a run does not depend on how long it goes on, so a
     rerun with a larger ``n_iter`` continues a finished run instead of refusing it (the full
     config's digest, which earlier checkpoints carry, still matches). With a schedule, whose
-    values are read over the whole run, the digest covers ``n_iter`` too."""
+    values are read over the whole run, or an Optax object, whose per-phase step scale is
+    divided by the rate at the run's last step, the digest covers ``n_iter`` too."""
     full = fingerprint(config_fingerprint(config), *arrays)
     flat = config.flat()
-    if any(callable(flat[name]) for name in SCHEDULE_FIELDS):
+    if config.optimizer.is_object or any(callable(flat[name]) for name in SCHEDULE_FIELDS):
         return (full,)
     return (fingerprint(config_fingerprint(config.replace(n_iter=0)), *arrays), full)
 

@@ -67,6 +67,26 @@ def test_the_kernel_dof_reaches_the_new_points_optimisation(reference, dof):
         assert abs(other.kl_divergence - exact.kl_divergence) > 1e-3
 
 
+def test_a_wide_frozen_grid_in_3d_is_not_taken_silently(reference):
+    """In 3-D the frozen grid is capped at 32 boxes: over a 100-unit reference its boxes are
+    ~4.7 units and the placements were off by up to the embedding's scale (3-D digits: 53.9
+    units at scale 50). "auto" now sums exactly there; an explicit grid warns."""
+    from tsnejax._transform_field import frozen_grid_boxes
+
+    assert frozen_grid_boxes(140.0, 3, 1.0, None) == (32, True)
+    nb, wide = frozen_grid_boxes(140.0, 2, 1.0, None)
+    assert nb >= 140 and not wide
+    X, _, _ = reference
+    Y3 = np.random.default_rng(0).uniform(-50, 50, size=(1400, 3))
+    cfg = TransformConfig(n_iter=0)
+    assert transform(X[1400:1500], X[:1400], Y3, cfg).method == "exact"  # 1.4e5 pairs
+    with pytest.warns(UserWarning, match="frozen grid is capped at 32 boxes per axis in 3-D"):
+        res = transform(
+            X[1400:1500], X[:1400], Y3, TransformConfig(n_iter=0, method="interpolation")
+        )
+    assert res.method == "interpolation"
+
+
 def test_transform_computes_in_float64_under_x64(reference):
     """It computed in float32 whatever the mode (fit computes in float64 under x64)."""
     X, _, Y = reference

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import math
 import time
+import warnings
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -45,24 +46,17 @@ from tsnejax._checks import (
     check_positive,
     float_dtype,
 )
+from tsnejax._transform_field import (
+    ReferenceField,
+    field_repulsion,
+    frozen_grid_boxes,
+    reference_field,
+)
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
 from tsnejax.affinity import conditional_perplexity
 from tsnejax.gradients._backend import Backend
-from tsnejax.gradients._grid import (
-    LADDER,
-    choose_size,
-    fft_potentials,
-    gather,
-    spread,
-)
 from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
-from tsnejax.gradients.interpolation import (
-    DEFAULT_MAX_BOXES,
-    DEFAULT_MIN_BOXES,
-    InterpolationGrid,
-    even_kernel_spectra,
-    node_stencil,
-)
+from tsnejax.gradients.interpolation import WIDE_BOXES, InterpolationGrid
 from tsnejax.knn import KNNGraph, knn_query
 from tsnejax.knn_index import GraphIndex, complete_query
 from tsnejax.optim import make_optimizer
@@ -90,6 +84,10 @@ PLACEMENTS = ("median", "weighted", "nearest")
 #: 250 exact steps cost ~3 ns per pair on two cores (6000 x 1000: 4.8 s) against ~0.2 s for the
 #: frozen grid at any size up to 60k x 10k; they cross near 1e5 pairs.
 EXACT_MAX_PAIRS = 1e5
+#: ... and up to this many where the frozen grid would be capped wide (3-D): 6 ns per pair
+#: and step there (1500 x 1188 in 3-D: 2.6 s), so ~30 s of exact sums before the wide grid's
+#: >10 % error is taken instead, with a warning.
+EXACT_MAX_PAIRS_WIDE = 2e7
 #: Reference neighbours per new point at the default perplexity 5 (openTSNE's ``k``).
 DEFAULT_K = 25
 
@@ -162,14 +160,6 @@ class TransformConfig:
         return self
 
 
-class ReferenceField(NamedTuple):
-    """The fixed reference's potentials on a frozen grid (a pytree of arrays)."""
-
-    lo: Array  # shape=(): lower corner of the square domain
-    h: Array  # shape=(): box width
-    phi: Array  # (m**d, d + 2): force potentials of charges 1, y_1..y_d; Z potential
-
-
 class Reference(NamedTuple):
     """What the transform gradient needs: the new points' P rows and the fixed reference."""
 
@@ -178,38 +168,6 @@ class Reference(NamedTuple):
     Y_ref: Array  # (N, d)
     field: ReferenceField | None  # None for the exact repulsion
     bounds: Array | None = None  # (2,) new points are clipped to [lo, hi] (grid method)
-
-
-@functools.partial(jax.jit, static_argnames=("dof", "grid", "padding"))
-def reference_field(
-    Y_ref: Array, dof: float, grid: InterpolationGrid, padding: float = 0.25
-) -> ReferenceField:
-    """Spread the reference charges on the padded grid and convolve once by FFT."""
-    n, d = Y_ref.shape
-    nb, p = grid
-    m = nb * p
-    lo0, hi0 = jnp.min(Y_ref), jnp.max(Y_ref)
-    span0 = jnp.maximum(hi0 - lo0, jnp.asarray(1e-6, Y_ref.dtype))
-    lo = lo0 - padding * span0
-    h = span0 * (1 + 2 * padding) / nb
-    idx, w = node_stencil(Y_ref, lo, h, grid)
-    charges = jnp.concatenate([jnp.ones((n, 1), Y_ref.dtype), Y_ref], axis=1)
-    grid_q = spread(idx, w, charges, m**d)
-    fk = even_kernel_spectra(m, h / p, d, dof)
-    pairs = [(c, 0) for c in range(d + 1)] + [(0, 1)]
-    phi, _ = fft_potentials(grid_q, fk, m, pairs)
-    return ReferenceField(lo, h, phi)
-
-
-def field_repulsion(
-    Y: Array, field: ReferenceField, grid: InterpolationGrid
-) -> tuple[Array, Array]:
-    """``(R (m, d), Z (m,))`` at new points from the frozen field (no FFT per step)."""
-    d = Y.shape[1]
-    nb, p = grid
-    idx, w = node_stencil(Y, field.lo, field.h, grid)
-    pot = gather(idx, w, field.phi)
-    return Y * pot[:, :1] - pot[:, 1 : d + 1], pot[:, d + 1]
 
 
 @functools.partial(jax.jit, static_argnames=("dof", "block"))
@@ -438,21 +396,26 @@ def transform(
     Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)
     m, (n, d) = X_new.shape[0], Y_ref.shape
-    method = config.method
-    if method == "auto":
-        method = "exact" if m * n <= EXACT_MAX_PAIRS else "interpolation"
-    # Nothing below waits for the device until the optimisation: each program is compiled
-    # while the one queued before it runs (the field first: it needs only the reference).
     lo0, hi0 = float(Y_host.min()), float(Y_host.max())
     span0 = max(hi0 - lo0, 1e-6)
-    if method == "interpolation":
-        span = span0 * (1 + 2 * config.padding)
-        nb = choose_size(
-            span / config.ints_in_interval,
-            minimum=config.min_num_intervals or DEFAULT_MIN_BOXES[d],
-            maximum=DEFAULT_MAX_BOXES[d],
-            ladder=LADDER,
+    nb, wide = frozen_grid_boxes(
+        span0 * (1 + 2 * config.padding), d, config.ints_in_interval, config.min_num_intervals
+    )
+    method = config.method
+    if method == "auto":
+        exact = m * n <= EXACT_MAX_PAIRS or (wide and m * n <= EXACT_MAX_PAIRS_WIDE)
+        method = "exact" if exact else "interpolation"
+    if method == "interpolation" and wide:
+        warnings.warn(
+            f"transform: the frozen grid is capped at {nb} boxes per axis in {d}-D over a "
+            f"{span0 * (1 + 2 * config.padding):.3g}-unit domain, so its boxes are over "
+            f"{WIDE_BOXES:g}x ints_in_interval and the new points' repulsion is off by more "
+            "than 10 %; method='exact' sums it exactly (O(n_new * n_ref) per step).",
+            stacklevel=2,
         )
+    # Nothing below waits for the device until the optimisation: each program is compiled
+    # while the one queued before it runs (the field first: it needs only the reference).
+    if method == "interpolation":
         grid = InterpolationGrid(nb, config.n_interpolation_points)
         field = reference_field(Y_ref, float(dof), grid, config.padding)
         # Keep new points a little inside the padded domain (the last box edge).

@@ -158,6 +158,14 @@ def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match="line 3 has .* fields, the first has"):
             load_array(tmp_path / name)
+    # "x,y" are coordinates, not a feature and its target: both columns are features (an
+    # embedding's CSV lost y to the labels and the metrics scored a 1-D projection of it).
+    (tmp_path / "xy.csv").write_text("x,y\n1,2\n3,4\n")
+    X, y = load_array(tmp_path / "xy.csv")
+    assert X.tolist() == [[1, 2], [3, 4]] and y is None
+    (tmp_path / "e.csv").write_text("a,label\n1,2\n3,4\n")
+    X, y = load_array(tmp_path / "e.csv", labels=False)  # what the metrics verb reads
+    assert X.tolist() == [[1, 2], [3, 4]] and y is None
     # A labels file: one per line, spaces kept (np.loadtxt split "T cell" into two columns).
     (tmp_path / "labels.txt").write_text("T cell\nB cell\nT cell\n\n")
     assert load_labels(tmp_path / "labels.txt").tolist() == ["T cell", "B cell", "T cell"]

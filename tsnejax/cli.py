@@ -319,7 +319,7 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
 
     out = _writable_dir(args.out)
     X, y = load_array(args.input)
-    Y, _ = load_array(args.embedding)
+    Y, _ = load_array(args.embedding, labels=False)  # every column a coordinate
     X = check_data(X, "--input")
     Y = check_data(Y, "--embedding")
     if args.labels is not None:

@@ -39,12 +39,16 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y.astype(np.int32)
 
 
-def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+def load_array(
+    path: str | os.PathLike, *, labels: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Read features (and labels if present) from ``.npy``, ``.npz`` or ``.csv``.
 
     ``.npz``: array ``X`` (or the only array) and optional ``y``. ``.csv``: numeric, comma
     separated; a non-numeric first row is a header, and a column it names in
-    :data:`LABEL_COLUMNS` holds the labels (read as text), not a feature.
+    :data:`LABEL_COLUMNS` holds the labels (read as text), not a feature — except ``y`` beside
+    an ``x`` column (coordinates), and nothing with ``labels=False`` (an embedding's file: its
+    ``x,y`` header lost ``y`` to the labels, and the metrics scored a 1-D projection).
     """
     p = Path(path)
     if not p.exists():
@@ -67,7 +71,7 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
                 y = z["y"] if "y" in names else None
             return X, y
         if suffix in (".csv", ".txt"):
-            return _load_csv(p)
+            return _load_csv(p, labels)
     except ValueError as err:
         if str(p) in str(err):
             raise
@@ -89,12 +93,15 @@ def load_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class", "cluster", "cell_type")
 
 
-def _load_csv(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     with open(p, newline="", encoding="utf-8-sig") as fh:
         first = next(csv.reader(fh), [])
     names = [v.strip().strip("'") for v in first]
     header = not all(_is_number(v) for v in names if v.strip())
-    label_at = [i for i, v in enumerate(names) if header and v.lower() in LABEL_COLUMNS]
+    lower = [v.lower() for v in names]
+    # "x" beside "y": coordinates (an embedding, 2-D points), not features and their target
+    label_names = set(LABEL_COLUMNS) - ({"y"} if "x" in lower else set())
+    label_at = [i for i, v in enumerate(lower) if labels and header and v in label_names]
     if len(label_at) > 1:
         raise ValueError(
             f"input file {str(p)!r} has several label columns "

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,26 +205,26 @@ def config_fingerprint(config: Any) -> Any:
     return out
 
 
-def run_digests(config: Any, *arrays: Any) -> tuple[str, ...]:
+def run_digests(config: Any, *arrays: Any) -> Iterator[str]:
     """The fingerprints a checkpoint of the run of ``config`` on ``arrays`` (key, initial
-    embedding, P) may carry, the one to write first. Without a schedule the main phase's
-    length is left out: iteration ``t`` of a run does not depend on how long it goes on, so a
-    rerun with a larger ``n_iter`` continues a finished run instead of refusing it (the full
-    config's digest, which earlier checkpoints carry, still matches). With a schedule, whose
-    values are read over the whole run, or an Optax object, whose per-phase step scale is
-    divided by the rate at the run's last step, the digest covers ``n_iter`` too."""
-    full = fingerprint(config_fingerprint(config), *arrays)
+    embedding, P) may carry, the one to write first; the others are computed only when asked
+    for (each hashes P again). Without a schedule or an Optax object the main phase's length
+    is left out: iteration ``t`` of a run does not depend on how long it goes on, so a rerun
+    with a larger ``n_iter`` continues a finished run instead of refusing it (the full config's
+    digest, which earlier checkpoints carry, follows). A schedule's values are read over the
+    whole run, and an Optax object's per-phase step scale is divided by the rate at the run's
+    last step: their digest covers ``n_iter`` too."""
     flat = config.flat()
-    if config.optimizer.is_object or any(callable(flat[name]) for name in SCHEDULE_FIELDS):
-        return (full,)
-    return (fingerprint(config_fingerprint(config.replace(n_iter=0)), *arrays), full)
+    if not config.optimizer.is_object and not any(callable(flat[k]) for k in SCHEDULE_FIELDS):
+        yield fingerprint(config_fingerprint(config.replace(n_iter=0)), *arrays)
+    yield fingerprint(config_fingerprint(config), *arrays)
 
 
 def resume(
     path: Any,
     optimizer: Any,
     state: TSNEState,
-    digest: str | tuple[str, ...],
+    digest: str | Iterable[str],
     total_iter: Any = None,
 ) -> TSNEState:
     """The state saved at ``path`` by a run with one of the fingerprints ``digest`` (``state``
@@ -232,7 +233,7 @@ def resume(
     if not Path(path).exists():
         return state
     meta = load_meta(path)
-    digests = (digest,) if isinstance(digest, str) else tuple(digest)
+    digests = (digest,) if isinstance(digest, str) else digest  # lazy: stops at a match
     if meta.get("fingerprint") not in digests:
         raise ValueError(
             f"checkpoint {str(path)!r} was written by a run with different data, settings or "

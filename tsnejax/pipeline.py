@@ -10,6 +10,7 @@ N / exaggeration, momentum 0.8, gains ``0.8 g + 0.01``, steps clipped to 5.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -311,8 +312,11 @@ def fit(
         saver = None
         if checkpoint is not None:
             digests = ck.run_digests(config, key, Y0, P)
-            state = ck.resume(checkpoint, optimizer, state, digests, config.total_iter)
-            meta = {"fingerprint": digests[0], "total_iter": config.total_iter}
+            first = next(digests)
+            state = ck.resume(
+                checkpoint, optimizer, state, itertools.chain([first], digests), config.total_iter
+            )
+            meta = {"fingerprint": first, "total_iter": config.total_iter}
             saver = ck.Checkpoint(checkpoint, checkpoint_every, meta)
         result = run(
             state=state,

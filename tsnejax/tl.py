@@ -84,6 +84,8 @@ def _check_finite(X: Any, where: str) -> None:
     rows."""
     fix = "drop those cells (adata = adata[mask].copy()) or impute the values first, then rerun"
     if hasattr(X, "tocoo"):
+        if np.isfinite(X.data).all():  # the usual case, without a COO copy of the matrix
+            return
         coo = X.tocoo()
         rows = np.unique(coo.row[~np.isfinite(coo.data)])
         if len(rows):

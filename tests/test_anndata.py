@@ -40,8 +40,8 @@ def test_tl_tsne_writes_obsm_and_uns_like_scanpy(pbmc):
     info = ad.uns["tsne"]
     assert info["params"]["use_rep"] == "X_pca" and info["params"]["perplexity"] == 30.0
     assert info["params"]["metric"] == "euclidean"
-    with pytest.raises(ValueError, match="metric='cosine': tsnejax searches Euclidean"):
-        tl.tsne(ad, metric="cosine")
+    with pytest.raises(ValueError, match="metric='cosin' is not a metric"):
+        tl.tsne(ad, metric="cosin")  # before the representation's PCA
     with pytest.warns(UserWarning, match="n_jobs=4 has no effect"):  # then fails on use_rep
         with pytest.raises(ValueError, match="use_rep='X_umap'"):
             tl.tsne(ad, n_jobs=4, use_rep="X_umap")

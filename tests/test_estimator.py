@@ -85,8 +85,8 @@ def test_opentsne_and_sklearn_signature_parameters():
     est = TSNE(metric="euclidean", n_jobs=None, max_grad_norm=2.0)
     assert est._config().optimizer.max_grad_norm == 2.0
     bad = np.full((20, 3), np.nan)
-    with pytest.raises(ValueError, match="metric='cosine': tsnejax searches Euclidean"):
-        TSNE(metric="cosine").fit(bad)
+    with pytest.raises(ValueError, match="metric='cosin' is not a metric"):
+        TSNE(metric="cosin").fit(bad)  # the metric is checked before the data
     with pytest.warns(UserWarning, match="n_jobs=8 has no effect"):
         with pytest.raises(ValueError, match="NaN"):  # the warning comes first, then X's check
             TSNE(n_jobs=8).fit(bad)

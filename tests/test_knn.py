@@ -4,9 +4,9 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from tsnejax import knn
+from tsnejax._knn_exact import drop_self
 from tsnejax.knn import (
     KNNGraph,
-    _drop_self,
     default_k,
     exact_knn,
     exact_limit,
@@ -71,7 +71,7 @@ def test_exact_k_too_large():
 def test_drop_self_handles_missing_and_misplaced_self():
     idx = np.array([[0, 1, 2], [0, 1, 2], [0, 1, 3]])
     dist = np.array([[0.0, 1, 2], [0.0, 0, 2], [0.1, 0.2, 0.3]])
-    out_idx, out_dist = _drop_self(idx, dist, 2)
+    out_idx, out_dist = drop_self(idx, dist, 2)
     np.testing.assert_array_equal(out_idx, [[1, 2], [0, 2], [0, 1]])
     np.testing.assert_allclose(out_dist, [[1, 2], [0, 2], [0.1, 0.2]])
 

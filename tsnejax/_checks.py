@@ -5,7 +5,6 @@ Runs before anything is traced, so that bad input never reaches a kernel as NaNs
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -402,26 +401,6 @@ def check_hashable(name: str, value: Any, form: str) -> Any:
             f"{name} must be hashable ({form}; a static argument), got {type(value).__name__}."
         ) from None
     return value
-
-
-def check_peer_options(metric: Any, n_jobs: Any) -> None:
-    """openTSNE's and scikit-learn's ``metric`` and ``n_jobs``, accepted for their signatures:
-    a metric other than Euclidean is an error saying what to do, a thread count a warning that
-    it changes nothing (XLA's thread pool is fixed when the backend starts)."""
-    if metric != "euclidean":
-        raise ValueError(
-            f"metric={metric!r}: tsnejax searches Euclidean neighbours only. For cosine, "
-            "L2-normalise the rows (the neighbours are then the cosine ones) and keep "
-            "metric='euclidean'; or pass a kNN graph computed with your metric (neighbors= "
-            "of fit, or neighbors_key= of tsnejax.tl.tsne)."
-        )
-    if n_jobs is not None:
-        warnings.warn(
-            f"n_jobs={n_jobs!r} has no effect: XLA runs on every core this process may use "
-            "(limit those with taskset or a cgroup, e.g. taskset -c 0-3 python ...).",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 def resolve_seed(random_state: Any) -> int:

@@ -36,6 +36,8 @@ def estimator_config(est: Any) -> TSNEConfig:
         initialization=init if isinstance(init, str) else "pca",
         negative_gradient_method=est.negative_gradient_method,
         neighbors=est.neighbors,
+        metric=est.metric,
+        metric_params=est.metric_params,
         n_interpolation_points=est.n_interpolation_points,
         min_num_intervals=est.min_num_intervals,
         ints_in_interval=est.ints_in_interval,

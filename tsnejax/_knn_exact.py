@@ -164,3 +164,13 @@ def unit_for(top: float) -> float:
 def times_unit(dist: Array, unit: float) -> Array:
     """Distances back in the data's unit (nothing to do, and no program, for a unit of 1)."""
     return dist if unit == 1.0 else dist * unit
+
+
+def drop_self(idx: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's self-match, wherever it sits, and keep the first ``k`` others.
+
+    A row without a self-match (exact duplicates can displace it) loses its farthest entry.
+    """
+    is_self = idx == np.arange(idx.shape[0])[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)

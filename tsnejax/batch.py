@@ -27,7 +27,7 @@ from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, precomputed_knn
-from tsnejax.knn import search as knn_search
+from tsnejax.knn_metric import graph_search
 from tsnejax.pipeline import (
     affinities_from_graph,
     as_config,
@@ -178,11 +178,18 @@ def fit_batch(
         for c in configs:
             check_perplexity(c.affinities.perplexity, n)
             wanted.setdefault(affinity_key(c, n), c)
-        graphs: dict[str, KNNGraph] = {}
-        for method in {k[0] for k in wanted}:
-            k_max = max(k[3] for k in wanted if k[0] == method)
-            graphs[method] = knn_search(Xv, k_max, method=method, key=split[0][0])
-        knn = graphs[configs[0].affinities.neighbors]
+        graphs: dict[tuple, KNNGraph] = {}
+        for search in {k[0] for k in wanted}:  # (neighbors, metric, metric_params)
+            k_max = max(k[3] for k in wanted if k[0] == search)
+            graphs[search] = graph_search(
+                Xv,
+                k_max,
+                method=search[0],
+                metric=search[1],
+                metric_params=search[2],
+                key=split[0][0],
+            )
+        knn = graphs[affinity_key(configs[0], n)[0]]
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         built = {}

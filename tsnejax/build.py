@@ -275,12 +275,13 @@ def n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
 
 
 def affinity_key(config: TSNEConfig, n: int) -> tuple:
-    """``(neighbour search, affinity method, perplexities, k)``: what P depends on besides the
-    data. Configs with one key share P; P of several keys comes from one graph of the largest k
-    (its first k columns are the k-neighbour graph)."""
+    """``((neighbour search, metric, metric_params), affinity method, perplexities, k)``: what P
+    depends on besides the data. Configs with one key share P; P of several keys comes from one
+    graph of the largest k (its first k columns are the k-neighbour graph)."""
     a = config.affinities
     perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
-    return (a.neighbors, a.method, perps, n_neighbors(config, n, max(perps)))
+    search = (a.neighbors, a.metric, a.metric_params)
+    return (search, a.method, perps, n_neighbors(config, n, max(perps)))
 
 
 @functools.lru_cache(maxsize=32)

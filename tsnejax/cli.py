@@ -27,6 +27,17 @@ def _lr(value: str) -> float | str:
         return value
 
 
+def _metric_fields(spec: str) -> dict[str, Any]:
+    """``--metric minkowski:p=3`` -> ``metric="minkowski", metric_params={"p": 3}``."""
+    name, _, rest = spec.partition(":")
+    if not rest:
+        return {"metric": name}
+    from tsnejax._spec import parse_spec
+
+    _, params = parse_spec(spec, "metric", (name,))
+    return {"metric": name, "metric_params": params}
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsnejax", description="t-SNE in JAX.")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -71,6 +82,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--neighbors", default="auto", help="auto | exact | ivf | faiss | faiss_hnsw | pynndescent"
+    )
+    e.add_argument(
+        "--metric",
+        default="euclidean",
+        help="input distance: euclidean | cosine | correlation | precomputed (--input is the "
+        "square distance matrix) | a scikit-learn name, with arguments: minkowski:p=3",
     )
     e.add_argument(
         "--preset", default="opentsne", help="peer conventions: opentsne | fitsne | sklearn"
@@ -190,6 +207,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
 
     from tsnejax.config import TSNEConfig
     from tsnejax.data import load_array, load_dataset, load_labels
+    from tsnejax.knn_metric import FAST_METRICS, comparable
     from tsnejax.metrics import evaluate, knn_accuracy
     from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
@@ -231,6 +249,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         initialization=args.initialization,
         negative_gradient_method=args.method,
         neighbors=args.neighbors,
+        **_metric_fields(args.metric),
         optimizer=args.optimizer,  # "adam:learning_rate=2,b1=0.8": parsed by the config
         stopping=args.stopping,
     )
@@ -268,9 +287,12 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     }
     if y is not None:
         metrics["knn_accuracy_10"] = knn_accuracy(Y, y, k=min(10, Y.shape[0] - 1))
-        if args.metrics_queries > 0 and Y.shape[0] > 31:
+        metric = config.affinities.metric
+        if args.metrics_queries > 0 and Y.shape[0] > 31 and metric not in FAST_METRICS:
+            metrics["quality"] = {"skipped": f"neighbour quality is Euclidean (metric={metric})"}
+        elif args.metrics_queries > 0 and Y.shape[0] > 31:
             quality = evaluate(
-                X,
+                comparable(X, metric),  # cosine ranks are the Euclidean ones of unit rows
                 Y,
                 y,
                 n_queries=min(args.metrics_queries, Y.shape[0]),

@@ -42,6 +42,7 @@ from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend, canonical_method
 from tsnejax.knn_ivf import IVFSearch
+from tsnejax.knn_metric import check_metric, frozen_metric_params
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS, as_transformation, check_optimizer_args
 from tsnejax.presets import preset_fields
 from tsnejax.schedules import (
@@ -163,6 +164,8 @@ class AffinityConfig:
         deterministic, optional extra), ``"pynndescent"``, ``"sharded"`` (exact ring search
         over the run's mesh, :mod:`tsnejax.sharded_knn`; needs ``mesh=``).
       method: ``"perplexity"``, ``"uniform"``, or any callable ``KNNGraph -> Affinities``.
+      metric, metric_params: the input distance (:mod:`tsnejax.knn_metric`: ``"euclidean"``,
+        ``"cosine"``, ``"correlation"``, ``"precomputed"``, scikit-learn's names, a callable).
     """
 
     perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
@@ -171,8 +174,13 @@ class AffinityConfig:
         Literal["auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"] | IVFSearch
     ) = field("auto", _neighbor_search, dynamic=True)
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)
+    metric: str | Callable[..., float] = field("euclidean", dynamic=True)
+    metric_params: tuple[tuple[str, Any], ...] = field((), dynamic=True)
 
     def __post_init__(self):
+        params = frozen_metric_params(self.metric_params)
+        object.__setattr__(self, "metric_params", params)  # hashable, like the config
+        check_metric(self.metric, params)
         if not callable(self.method):
             check_option("affinity method", self.method, AFFINITY_METHODS)
         if isinstance(self.perplexity, list | np.ndarray):  # hashable, like a tuple

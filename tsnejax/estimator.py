@@ -14,11 +14,12 @@ import optax
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import check_data, check_int, check_peer_options, resolve_seed
+from tsnejax._checks import check_data, check_int, resolve_seed
 from tsnejax._estimator_config import estimator_config, estimator_initialization
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
+from tsnejax.knn_metric import check_input, check_peer_options, check_query
 from tsnejax.metrics.neighborhood import trustworthiness
 from tsnejax.pipeline import TSNEResult, fit
 from tsnejax.transform import TransformConfig, transform
@@ -117,9 +118,13 @@ default="auto"
         not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
-    metric : str, default="euclidean"
-        The only metric (openTSNE's and scikit-learn's default); another is an error naming
-        what to do instead (normalise rows for cosine, or pass ``neighbors=`` to ``fit``).
+    metric : str or callable, default="euclidean"
+        The input distance (:mod:`tsnejax.knn_metric`): ``"cosine"`` and ``"correlation"``
+        use tsnejax's own searches; ``"precomputed"`` takes ``X`` as a square distance matrix
+        (dense or sparse kNN graph; PCA initialisation becomes spectral); other
+        scikit-learn names and callables search on the host.
+    metric_params : dict or None, default=None
+        Arguments of the metric (``{"p": 3}`` for ``"minkowski"``).
     n_jobs : int or None, default=None
         Accepted for openTSNE's and scikit-learn's signature; XLA uses every core the process
         may run on, so a value other than ``None`` warns that it has no effect.
@@ -226,7 +231,8 @@ default="auto"
         random_state: int | None = None,
         verbose: bool = False,
         mesh: Any = None,
-        metric: str = "euclidean",
+        metric: Any = "euclidean",
+        metric_params: dict | None = None,
         n_jobs: int | None = None,
         max_iter: int | None = None,
         init: str | np.ndarray | None = None,
@@ -261,6 +267,7 @@ default="auto"
         self.verbose = verbose
         self.mesh = mesh
         self.metric = metric
+        self.metric_params = metric_params
         self.n_jobs = n_jobs
         self.max_iter = max_iter
         self.init = init
@@ -310,9 +317,9 @@ default="auto"
         self : TSNE
         """
         del y
-        check_peer_options(self.metric, self.n_jobs)
+        check_peer_options(self.metric, self.n_jobs, self.metric_params)
         if X is not None:
-            Xv = check_data(X)  # tsnejax's messages (NaN rows, AnnData, sparse) come first
+            Xv = check_input(X, self.metric)  # tsnejax's messages (NaN rows, AnnData) first
             validate_data(self, X, skip_check_array=True)  # n_features_in_, feature_names_in_
         else:
             Xv = None
@@ -398,11 +405,12 @@ default="auto"
                 "transform needs the data the embedding was fitted on; this TSNE was fitted "
                 "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
             )
-        Xv = check_data(X, min_rows=1)
+        Xv = check_data(check_query(X, self.metric, len(self.embedding_)), min_rows=1)
         validate_data(self, X, skip_check_array=True, reset=False)
         config = dataclasses.replace(config or TransformConfig(), **overrides)
         key = jax.random.key(self.random_state_)
-        if "graph_index" not in self._cache and self.neighbors_ is not None:
+        euclidean = isinstance(self.metric, str) and self.metric == "euclidean"
+        if "graph_index" not in self._cache and self.neighbors_ is not None and euclidean:
             # fit's kNN graph indexes the reference, as openTSNE keeps its Annoy index.
             self._cache["graph_index"] = build_graph_index(self._X_fit, self.neighbors_, key=key)
         result = transform(
@@ -413,6 +421,8 @@ default="auto"
             dof=self.dof,
             key=key,
             index=self._cache.get("graph_index"),
+            metric=self.metric,
+            metric_params=self.metric_params,
         )
         self._cache["transform_result"] = result
         return np.asarray(result.embedding)
@@ -455,7 +465,7 @@ default="auto"
         # None and generator objects give another seed at every fit.
         tags.non_deterministic = not isinstance(self.random_state, int | np.integer)
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = tags.input_tags.pairwise = self.metric == "precomputed"
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = []  # the embedding is float32 whatever X is
         return tags
@@ -475,7 +485,14 @@ def trustworthiness_scorer(n_neighbors: Any = 5, X: Any = None, y: Any = None):
 
     def scorer(estimator: Any, X: Any, y: Any = None) -> float:
         del y
-        return trustworthiness(check_data(X, min_rows=1), estimator.transform(X), n_neighbors)
+        if estimator.metric == "precomputed":
+            raise ValueError(
+                "trustworthiness_scorer needs the held-out points' distances among themselves; "
+                "with metric='precomputed' transform gets only their distances to the reference."
+            )
+        Y = estimator.transform(X)
+        params = dict(metric=estimator.metric, metric_params=estimator.metric_params)
+        return trustworthiness(check_data(X, min_rows=1), Y, n_neighbors, **params)
 
     scorer.__name__ = f"trustworthiness_{n_neighbors}"
     return scorer

@@ -19,6 +19,7 @@ from tsnejax._device import to_device
 from tsnejax._knn_exact import (
     KNNGraph,
     block_size_for,
+    drop_self,
     exact_knn_rows,
     exact_query,
     largest_magnitude,
@@ -203,7 +204,7 @@ def pynndescent_knn(X: ArrayLike, k: int, *, key: PRNGKey | None = None, **kwarg
     seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
     index = NNDescent(Xn, n_neighbors=k + 1, random_state=seed, **kwargs)
     idx, dist = index.neighbor_graph
-    idx, dist = _drop_self(np.asarray(idx), np.asarray(dist), k)
+    idx, dist = drop_self(np.asarray(idx), np.asarray(dist), k)
     return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist * unit, float_dtype()))
 
 
@@ -263,19 +264,9 @@ def faiss_knn(X: ArrayLike, k: int, *, index: Literal["flat", "hnsw"] = "flat") 
     finally:
         faiss.omp_set_num_threads(threads)
     found = np.where(found < 0, np.arange(n)[:, None], found)  # HNSW may return -1 (too few)
-    idx, _ = _drop_self(found.astype(np.int32), np.zeros(found.shape, np.float32), k)
+    idx, _ = drop_self(found.astype(np.int32), np.zeros(found.shape, np.float32), k)
     idx, dist = remeasured(Xs, jnp.asarray(idx), block_size_for(n, k, d))
     return KNNGraph(idx, times_unit(dist, unit))
-
-
-def _drop_self(idx: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each row's self-match, wherever it sits, and keep the first ``k`` others.
-
-    A row without a self-match (exact duplicates can displace it) loses its farthest entry.
-    """
-    is_self = idx == np.arange(idx.shape[0])[:, None]
-    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
 
 def precomputed_knn(indices: ArrayLike, distances: ArrayLike) -> KNNGraph:

@@ -13,6 +13,7 @@ import functools
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ import scipy.sparse as sp
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
 from tsnejax import memory, shard
-from tsnejax._checks import check_data, check_key, check_option, check_perplexity
+from tsnejax._checks import check_key, check_option, check_perplexity
 from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -36,7 +37,7 @@ from tsnejax.affinity import (
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
 from tsnejax.knn import IVFSearch, KNNGraph, precomputed_knn
-from tsnejax.knn import search as knn_search
+from tsnejax.knn_metric import FAST_METRICS, check_input, comparable, from_euclidean, graph_search
 from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
@@ -72,7 +73,7 @@ class Prepared(NamedTuple):
 
 
 def _graph(
-    X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey, mesh: Any = None
+    X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey, mesh: Any = None, config=None
 ) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
@@ -81,11 +82,15 @@ def _graph(
         return precomputed_knn(*neighbors)
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")
-    if neighbors == "sharded" and mesh is not None:
+    a = config.affinities
+    if neighbors == "sharded" and mesh is not None and a.metric in FAST_METRICS:
         from tsnejax.sharded_knn import sharded_knn
 
-        return sharded_knn(X, k, mesh)
-    return knn_search(X, k, method=neighbors, key=key)  # X passed check_data in prepare
+        return from_euclidean(sharded_knn(comparable(X, a.metric), k, mesh), a.metric)
+    # X passed check_data in prepare
+    return graph_search(
+        X, k, method=neighbors, metric=a.metric, metric_params=a.metric_params, key=key
+    )
 
 
 def as_config(config: TSNEConfig | Mapping[str, Any]) -> TSNEConfig:
@@ -131,7 +136,7 @@ def prepare(
     (``mesh``: where ``neighbors="sharded"`` searches)."""
     timings: dict[str, float] = {}
     k_knn, k_init = jax.random.split(key)
-    Xv = check_data(X) if X is not None else None
+    Xv = check_input(X, config.affinities.metric) if X is not None else None
     shards = 1 if mesh is None else shard.points_axis_size(mesh)
     check_fit_memory(config, Xv, affinities=affinities, neighbors=neighbors, shards=shards)
     t0 = time.perf_counter()
@@ -145,7 +150,7 @@ def prepare(
             raise ValueError("X is required unless affinities or precomputed neighbors are given.")
         perps = check_perplexity(config.affinities.perplexity, n)
         spec = neighbors if neighbors is not None else config.affinities.neighbors
-        knn = _graph(Xv, spec, n_neighbors(config, n, max(perps)), k_knn, mesh)
+        knn = _graph(Xv, spec, n_neighbors(config, n, max(perps)), k_knn, mesh, config)
         jax.block_until_ready(knn)
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -187,11 +192,12 @@ def check_fit_memory(
     else:
         return
     d = None if X is None else int(X.shape[1])
+    given = config.affinities.metric == "precomputed"  # X is the distances: nothing to search
     plan = memory_plan(
         config,
         n,
         d,
-        search=affinities is None and neighbors is None,
+        search=affinities is None and neighbors is None and not given,
         calibrate=affinities is None,
         batch=batch,
         shards=shards,
@@ -215,6 +221,16 @@ def initial_embedding(
         if spec == "spectral":
             if affinities is None:
                 raise ValueError("initialization='spectral' needs the affinities P.")
+            Y0 = init_lib.spectral(affinities, config.n_components, key)
+        elif spec == "pca" and config.affinities.metric == "precomputed":
+            # openTSNE's rule: the PCA of a distance matrix is no embedding of the points
+            warnings.warn(
+                "initialization='pca' with metric='precomputed': X holds distances, not "
+                "features, so the initial embedding is the spectral one of P (openTSNE does "
+                "the same); pass initialization='spectral' or 'random' to choose.",
+                UserWarning,
+                stacklevel=3,
+            )
             Y0 = init_lib.spectral(affinities, config.n_components, key)
         elif spec == "pca":
             if X is None:

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, check_peer_options, raise_bad_rows
+from tsnejax._checks import check_finite_rows, raise_bad_rows
 from tsnejax.estimator import TSNE
+from tsnejax.knn_metric import check_peer_options
 
 __all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
 
@@ -214,8 +215,9 @@ def tsne(
         scanpy does (see :func:`representation`).
       perplexity, early_exaggeration, learning_rate, random_state: as in :class:`tsnejax.TSNE`
         (``learning_rate="auto"``: N / early exaggeration, not scanpy's fixed 1000).
-      metric: ``"euclidean"`` only (scanpy's default); another metric is an error naming
-        what to do instead.
+      metric: the distance in the representation (scanpy's default ``"euclidean"``;
+        ``"cosine"``, ``"correlation"``, any of :mod:`tsnejax.knn_metric`); ``metric_params``
+        goes in ``kwargs``.
       use_fast_tsne: accepted for scanpy's signature; tsnejax always runs its own gradient
         (``negative_gradient_method``; its interpolation is FIt-SNE's algorithm).
       n_jobs: accepted for scanpy's signature; XLA uses every core the process may run on, so
@@ -236,7 +238,7 @@ def tsne(
             f"adata must be an AnnData object, got {type(adata).__name__}; for arrays use "
             "tsnejax.TSNE().fit_transform(X)."
         )
-    check_peer_options(metric, n_jobs)  # before the representation's PCA, not after
+    check_peer_options(metric, n_jobs, kwargs.get("metric_params"))  # before the PCA
     if copy:
         adata = adata.copy()
     X, rep = representation(adata, use_rep, n_pcs)
@@ -257,6 +259,7 @@ def tsne(
         early_exaggeration=early_exaggeration,
         learning_rate=learning_rate,
         random_state=random_state,
+        metric=metric,
         **kwargs,
     )
     est.fit(X, neighbors=neighbors)

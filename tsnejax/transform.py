@@ -59,6 +59,7 @@ from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
 from tsnejax.gradients.interpolation import WIDE_BOXES, InterpolationGrid
 from tsnejax.knn import KNNGraph, knn_query
 from tsnejax.knn_index import GraphIndex, complete_query
+from tsnejax.knn_metric import check_input, metric_query
 from tsnejax.optim import make_optimizer
 from tsnejax.run import build_step, init_state, optimize
 from tsnejax.schedules import Phases
@@ -316,18 +317,24 @@ def prepare_partial(
     key: PRNGKey | None = None,
     neighbors: KNNGraph | None = None,
     index: GraphIndex | None = None,
+    metric: Any = "euclidean",
+    metric_params: Any = None,
     _complete: bool = True,
 ) -> tuple[Array, KNNGraph, Array]:
     """Place new points without optimising: ``(Y_init (m, d), kNN into X_ref, P rows)``.
 
     ``index``: a :func:`tsnejax.knn_index.build_graph_index` of ``X_ref`` (from the kNN graph
     of its fit) for the approximate neighbour search; see :func:`tsnejax.knn.knn_query`.
+    ``metric``: the reference's (:mod:`tsnejax.knn_metric`; ``"precomputed"``: ``X_new`` holds
+    the ``(m, N)`` distances to the reference points).
     """
     config.validate()
     Xn = check_data(X_new, name="X_new", min_rows=1)
-    Xr = check_data(X_ref, name="X_ref")
+    Xr = check_input(X_ref, metric, name="X_ref")
     Y_ref = jnp.asarray(_check_reference(Y_ref, Xr.shape[0]))
-    if Xn.shape[1] != Xr.shape[1]:
+    if index is not None and metric != "euclidean":
+        raise ValueError(f"index= is a Euclidean graph index; metric={metric!r} cannot use it.")
+    if Xn.shape[1] != Xr.shape[1] and metric != "precomputed":
         raise ValueError(
             f"X_new has {Xn.shape[1]} features but X_ref has {Xr.shape[1]}; transform needs "
             "the same features (and preprocessing) as the reference data."
@@ -338,9 +345,14 @@ def prepare_partial(
             f"perplexity={config.perplexity:g} needs 3 * perplexity <= k = {k} (the reference "
             "has too few points); lower the perplexity."
         )
-    knn = neighbors or knn_query(
-        Xr, Xn, k, method=config.neighbors, key=key, index=index, complete=_complete
-    )
+    if neighbors is not None:
+        knn = neighbors
+    elif metric == "euclidean":
+        knn = knn_query(
+            Xr, Xn, k, method=config.neighbors, key=key, index=index, complete=_complete
+        )
+    else:
+        knn = metric_query(Xr, Xn, k, metric=metric, metric_params=metric_params, key=key)
     Y0, P = _calibrate_and_place(
         Y_ref, knn.indices, knn.distances, float(config.perplexity), config.initialization
     )
@@ -376,6 +388,8 @@ def transform(
     key: PRNGKey | None = None,
     neighbors: KNNGraph | None = None,
     index: GraphIndex | None = None,
+    metric: Any = "euclidean",
+    metric_params: Any = None,
     verbose: bool = False,
 ) -> TransformResult:
     """Embed ``X_new (m, D)`` into the fixed embedding ``Y_ref (N, d)`` of ``X_ref (N, D)``.
@@ -387,12 +401,13 @@ def transform(
       neighbors: precomputed kNN of the new points into ``X_ref``.
       index: a graph index of ``X_ref`` (:func:`tsnejax.knn_index.build_graph_index` of the
         fit's kNN graph): the approximate neighbour search openTSNE's Annoy index plays.
+      metric, metric_params: the reference's input distance (:func:`prepare_partial`).
     """
     config.validate()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     X_new = check_data(X_new, name="X_new", min_rows=1)
-    X_ref = check_data(X_ref, name="X_ref")
+    X_ref = check_input(X_ref, metric, name="X_ref")
     Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)
     m, (n, d) = X_new.shape[0], Y_ref.shape
@@ -432,6 +447,8 @@ def transform(
         key=key,
         neighbors=neighbors,
         index=index,
+        metric=metric,
+        metric_params=metric_params,
         _complete=False,
     )
     timings["queue"] = time.perf_counter() - t_start

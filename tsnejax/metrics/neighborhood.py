@@ -170,17 +170,35 @@ def _trust_penalty(X: Array, emb_idx: Array, k: int, block_size: int) -> Array:
     return jnp.sum(jax.lax.map(one_block, blocks))
 
 
-def trustworthiness(X: ArrayLike, Y: ArrayLike, n_neighbors: int = 5) -> float:
+def trustworthiness(
+    X: ArrayLike, Y: ArrayLike, n_neighbors: int = 5, *, metric="euclidean", metric_params=None
+) -> float:
     """Trustworthiness (Venna & Kaski 2001), the definition of ``sklearn.manifold.trustworthiness``:
 
     .. math:: T(k) = 1 - \\frac{2}{n k (2n - 3k - 1)} \\sum_i \\sum_{j \\in U_i^k}
               \\max(0, r(i, j) - k)
 
     with ``U_i^k`` the embedding's k nearest neighbours of ``i`` and ``r(i, j)`` the rank of
-    ``j`` among ``i``'s neighbours in ``X`` (Euclidean). Blocked: memory O(block * n * k).
+    ``j`` among ``i``'s neighbours in ``X`` (Euclidean; or ``metric``: cosine and correlation
+    ranks are the Euclidean ones of unit rows; other metrics rank the full pairwise matrix,
+    which ``"precomputed"`` takes as ``X``). Blocked: memory O(block * n * k).
     Requires ``n_neighbors < n / 2`` (as scikit-learn).
     """
+    from tsnejax.knn_metric import FAST_METRICS, check_metric, comparable, metric_params_dict
+
+    check_metric(metric, metric_params)
+    if metric not in FAST_METRICS:  # ranks from the full matrix, as scikit-learn computes them
+        from sklearn.manifold import trustworthiness as full_matrix_trustworthiness
+        from sklearn.metrics import pairwise_distances
+
+        D, Y = pair(X, Y)
+        if metric != "precomputed":
+            D = pairwise_distances(D, metric=metric, **metric_params_dict(metric_params))
+        return float(
+            full_matrix_trustworthiness(D, Y, n_neighbors=n_neighbors, metric="precomputed")
+        )
     X, Y = pair(X, Y)
+    X = comparable(X, metric)
     n = X.shape[0]
     k = check_int("n_neighbors", n_neighbors, minimum=1)
     if k >= n / 2:

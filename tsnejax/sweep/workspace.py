@@ -19,7 +19,8 @@ from tsnejax.affinity import Affinities
 from tsnejax.build import affinity_key
 from tsnejax.config import TSNEConfig
 from tsnejax.data import load_array, load_dataset, load_labels, shared_data_dir
-from tsnejax.knn import KNNGraph, nearest_neighbors, precomputed_knn
+from tsnejax.knn import KNNGraph, precomputed_knn
+from tsnejax.knn_metric import graph_search
 from tsnejax.pipeline import affinities_from_graph, initial_embedding
 from tsnejax.sweep.spec import DataSpec, Trial
 
@@ -79,21 +80,30 @@ class Workspace:
         self.X, self.labels = data.X, data.labels
         self.n = int(data.X.shape[0])
         self.key = jax.random.key(seed)
-        self._k_max: dict[str, int] = {}
+        self._k_max: dict[tuple, int] = {}
         for t in trials:
             method, _, _, k = affinity_key(t.config, self.n)
             self._k_max[method] = max(self._k_max.get(method, 0), k)
-        self._graphs: dict[str, KNNGraph] = {}
+        self._graphs: dict[tuple, KNNGraph] = {}
         self._P: dict[Any, Affinities] = {}
         self._init: dict[Any, jax.Array] = {}
         self.x_neighbors = None
         self.timings = {"knn": 0.0, "affinities": 0.0}
 
-    def graph(self, method: str) -> KNNGraph:
-        """The kNN graph for the largest k any trial needs (computed once per method)."""
+    def graph(self, method: tuple) -> KNNGraph:
+        """The kNN graph for the largest k any trial needs (computed once per search:
+        ``(neighbors, metric, metric_params)``)."""
         if method not in self._graphs:
             t0 = time.perf_counter()
-            g = nearest_neighbors(self.X, self._k_max[method], method=method, key=self.key)
+            search, metric, params = method
+            g = graph_search(
+                self.X,
+                self._k_max[method],
+                method=search,
+                metric=metric,
+                metric_params=params,
+                key=self.key,
+            )
             self._graphs[method] = jax.block_until_ready(g)
             self.timings["knn"] += time.perf_counter() - t0
         return self._graphs[method]

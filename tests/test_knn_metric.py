@@ -1,0 +1,191 @@
+"""Input metrics other than Euclidean and precomputed distances (tsnejax.knn_metric): the
+affinities against openTSNE's, the precomputed forms against the searched ones, and the
+estimator, transform, sweeps and command line with a metric."""
+
+import json
+import pickle
+import warnings
+
+import jax
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import kneighbors_graph
+
+import tsnejax
+from tsnejax import TSNE
+from tsnejax.affinity import to_scipy
+from tsnejax.config import TSNEConfig
+from tsnejax.knn_metric import distance_matrix_knn, graph_search, metric_query
+from tsnejax.metrics import knn_accuracy, trustworthiness
+from tsnejax.pipeline import prepare
+
+SHORT = dict(early_exaggeration_iter=40, n_iter=60, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def Xy(digits):
+    X, y = digits
+    # jitter: integer pixels tie many distances, and ties may be broken either way
+    X = X[:400].astype(np.float64) + np.random.default_rng(0).normal(0, 0.01, (400, 64))
+    return X, y[:400]
+
+
+def _P(X, **flat):
+    flat.setdefault("initialization", "random")
+    return to_scipy(prepare(jax.random.key(0), X, TSNEConfig.make(**flat)).P).toarray()
+
+
+@pytest.mark.parametrize(
+    "metric, params", [("cosine", None), ("manhattan", None), ("minkowski", {"p": 3})]
+)
+def test_affinities_equal_opentsnes_in_the_metric(Xy, metric, params):
+    openTSNE = pytest.importorskip("openTSNE")
+    X, _ = Xy
+    with warnings.catch_warnings():  # openTSNE passes p twice to scikit-learn (its warning)
+        warnings.simplefilter("ignore")
+        ref = openTSNE.affinity.PerplexityBasedNN(
+            X, perplexity=30, metric=metric, metric_params=params, method="exact"
+        ).P.toarray()
+    P = _P(X, metric=metric, metric_params=params)
+    assert np.abs(P - ref).max() <= 1e-5 * ref.max()
+    assert np.abs(P - _P(X)).max() > 0.05 * ref.max()  # not the Euclidean P
+
+
+def test_correlation_equals_precomputed_correlation_distances(Xy):
+    openTSNE = pytest.importorskip("openTSNE")
+    X, _ = Xy
+    D = pairwise_distances(X, metric="correlation")
+    ref = openTSNE.affinity.PerplexityBasedNN(D, perplexity=30, metric="precomputed").P
+    P = _P(X, metric="correlation")
+    assert np.abs(P - ref.toarray()).max() <= 1e-5 * P.max()
+    np.testing.assert_allclose(_P(D, metric="precomputed"), P, rtol=0, atol=1e-6 * P.max())
+
+
+def test_precomputed_dense_and_sparse_give_the_searched_graph(Xy):
+    X, _ = Xy
+    g = graph_search(X, 20, metric="euclidean", method="exact")
+    for D in (pairwise_distances(X), kneighbors_graph(X, 25, mode="distance")):
+        h = distance_matrix_knn(D, 20)
+        np.testing.assert_array_equal(np.asarray(h.indices), np.asarray(g.indices))
+        np.testing.assert_allclose(h.distances, g.distances, rtol=1e-4)
+    # a stored diagonal is skipped, stored zeros elsewhere are neighbours (duplicates)
+    # rows 1 and 2 store an explicit 0 for each other
+    D = sp.csr_matrix(([1.0, 2.0, 1.0, 0.0, 2.0, 0.0], ([0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1])))
+    h = distance_matrix_knn(D, 1)
+    assert np.asarray(h.indices)[:, 0].tolist() == [1, 2, 1]
+
+
+def test_precomputed_fit_and_transform_match_the_metric(Xy):
+    """TSNE(metric='precomputed') on Manhattan distances is TSNE(metric='manhattan'): the same
+    graph, P, embedding; transform takes the new points' distances to the reference."""
+    X, _ = Xy
+    ref, new = X[:350], X[350:]
+    a = TSNE(metric="manhattan", initialization="random", **SHORT).fit(ref)
+    with pytest.warns(UserWarning, match="spectral one of P"):
+        TSNE(metric="precomputed", **SHORT).fit(pairwise_distances(ref, metric="manhattan"))
+    b = TSNE(metric="precomputed", initialization="random", **SHORT)
+    b.fit(pairwise_distances(ref, metric="manhattan"))
+    np.testing.assert_allclose(b.embedding_, a.embedding_, atol=1e-3 * np.abs(a.embedding_).max())
+    Ya = a.transform(new)
+    Yb = b.transform(pairwise_distances(new, ref, metric="manhattan"))
+    np.testing.assert_allclose(Yb, Ya, atol=1e-3 * np.abs(a.embedding_).max())
+    with pytest.raises(ValueError, match=r"\(n_new, 350\) distances"):
+        b.transform(new)
+
+
+def test_the_metric_reaches_transform_and_the_scorer(Xy):
+    X, y = Xy
+    est = TSNE(metric="cosine", **SHORT).fit(X[:350])
+    g = metric_query(X[:350], X[350:], 10, metric="cosine")
+    cos = pairwise_distances(X[350:], X[:350], metric="cosine")
+    np.testing.assert_array_equal(np.asarray(g.indices), np.argsort(cos, axis=1)[:, :10])
+    np.testing.assert_allclose(g.distances, np.sort(cos, axis=1)[:, :10], atol=1e-5)
+    Y = est.transform(X[350:])
+    assert est.transform_result_.neighbors.indices[0, 0] == g.indices[0, 0]
+    assert knn_accuracy(np.vstack([est.embedding_, Y]), y) > 0.9
+    scorer = tsnejax.trustworthiness_scorer(5)
+    from sklearn.manifold import trustworthiness as sk
+
+    assert scorer(est, X[350:]) == pytest.approx(sk(X[350:], Y, n_neighbors=5, metric="cosine"))
+    Yr = np.random.default_rng(0).normal(size=(50, 2))
+    for metric in ("correlation", "manhattan"):
+        ref = sk(X[:50], Yr, n_neighbors=5, metric=metric)
+        assert trustworthiness(X[:50], Yr, 5, metric=metric) == pytest.approx(ref, abs=1e-6)
+
+
+def test_bad_metric_input_is_named(Xy):
+    X, _ = Xy
+    with pytest.raises(ValueError, match="metric='cosin' is not a metric"):
+        TSNEConfig.make(metric="cosin")
+    with pytest.raises(ValueError, match="do not apply to metric='cosine'"):
+        TSNEConfig.make(metric="cosine", metric_params={"p": 3})
+    Z = X.copy()
+    Z[[3, 7]] = 0.0
+    with pytest.raises(ValueError, match=r"metric='cosine': X has 2 row\(s\).*all zeros.*\[3, 7\]"):
+        TSNE(metric="cosine", **SHORT).fit(Z)
+    Z[[3, 7]] = 5.0
+    with pytest.raises(ValueError, match=r"metric='correlation'.*constant.*\[3, 7\]"):
+        TSNE(metric="correlation", **SHORT).fit(Z)
+    with pytest.raises(ValueError, match="neighbors='ivf' searches in Euclidean space"):
+        TSNE(metric="manhattan", neighbors="ivf", **SHORT).fit(X)
+    with pytest.raises(ValueError, match=r"square \(n, n\) distance matrix, got shape \(400, 64\)"):
+        TSNE(metric="precomputed", **SHORT).fit(X)
+    with pytest.raises(ValueError, match="negative distances"):
+        TSNE(metric="precomputed", initialization="random", **SHORT).fit(-pairwise_distances(X))
+    G = kneighbors_graph(X, 20, mode="distance")
+    with pytest.raises(ValueError, match=r"stores 20 distance\(s\).*k=90"):
+        TSNE(metric="precomputed", initialization="random", **SHORT).fit(G)
+
+
+def test_a_callable_metric_pickles_and_batches_key_graphs_by_metric(Xy):
+    X, _ = Xy
+    est = TSNE(metric=_l1, **SHORT).fit(X[:200])
+    ref = TSNE(metric="manhattan", **SHORT).fit(X[:200])
+    Pa, Pb = to_scipy(est.affinities_).toarray(), to_scipy(ref.affinities_).toarray()
+    np.testing.assert_allclose(Pa, Pb, rtol=0, atol=1e-5 * Pb.max())  # float32 vs float64 sums
+    back = pickle.loads(pickle.dumps(est))
+    assert back.metric is _l1 and back.get_params()["metric_params"] is None
+    # two metrics in one batch: each trial gets its own graph (graphs were keyed by search only)
+    cfgs = [
+        TSNEConfig.make(metric=m, early_exaggeration_iter=20, n_iter=20)
+        for m in ("euclidean", "cosine")
+    ]
+    keys = jax.random.split(jax.random.key(0), 2)
+    batch = tsnejax.fit_batch(keys, X[:200], cfgs)
+    for i, c in enumerate(cfgs):
+        single = tsnejax.fit(keys[i], X[:200], c)
+        assert (
+            np.abs(batch.embeddings[i] - single.embedding).max()
+            <= 1e-4 * np.abs(single.embedding).max()
+        )
+    assert np.abs(batch.embeddings[0] - batch.embeddings[1]).max() > 0.1
+
+
+def _l1(a, b):
+    return float(np.abs(a - b).sum())
+
+
+def test_cli_metric_spec(tmp_path):
+    from tsnejax.cli import main
+
+    out = tmp_path / "m"
+    main(
+        [
+            "embed",
+            "--out",
+            str(out),
+            "--metric",
+            "minkowski:p=3",
+            "--n-iter",
+            "30",
+            "--early-exaggeration-iter",
+            "30",
+            "--metrics-queries",
+            "100",
+        ]
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["metric"] == "minkowski" and m["config"]["metric_params"] == [["p", 3]]
+    assert "Euclidean" in m["quality"]["skipped"] and m["knn_accuracy_10"] > 0.8

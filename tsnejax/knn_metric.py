@@ -1,0 +1,347 @@
+"""Neighbours in a metric other than Euclidean, and from precomputed distances.
+
+The perplexity calibration only needs each point's ``k`` nearest distances, so any metric
+works as in openTSNE and scikit-learn (the calibration squares them, as both do):
+
+- ``"euclidean"`` (the default), ``"sqeuclidean"``: the searches of :mod:`tsnejax.knn`
+  (``neighbors=`` chooses which); squared distances for the latter.
+- ``"cosine"`` and ``"correlation"``: the same searches on the L2-normalised (correlation:
+  row-centred, then normalised) rows, exactly: ``1 - cos(a, b) = |a' - b'|^2 / 2`` for the
+  unit vectors ``a', b'``, so the Euclidean order is the cosine order. All-zero rows
+  (correlation: constant rows) have no cosine distance and are refused.
+- ``"precomputed"``: ``X`` is a ``(n, n)`` distance matrix (dense; or sparse holding at least
+  ``k`` distances per row besides the diagonal, scikit-learn's kNN-graph convention, e.g.
+  ``kneighbors_graph(X, k, mode="distance")``). For ``transform`` the new points are
+  ``(m, n)`` distances to the reference points.
+- any other name scikit-learn's ``NearestNeighbors`` takes (``"manhattan"``, ``"chebyshev"``,
+  ``"minkowski"`` with ``metric_params={"p": 3}``, ...) or a callable ``f(a, b) -> float``:
+  scikit-learn's exact search (trees or brute force, on the host), or pynndescent's with
+  ``neighbors="pynndescent"``. ``neighbors="auto"`` takes the exact search below
+  :data:`tsnejax.knn_ivf.IVF_MIN_POINTS` points and pynndescent from there (openTSNE's rule
+  for metrics Annoy lacks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from tsnejax._checks import check_data, check_int, float_dtype
+from tsnejax._knn_exact import KNNGraph, drop_self
+from tsnejax._types import PRNGKey
+from tsnejax.knn import knn_query, search
+from tsnejax.knn_ivf import IVF_MIN_POINTS, IVFSearch
+
+__all__ = [
+    "FAST_METRICS",
+    "check_metric",
+    "metric_params_dict",
+    "frozen_metric_params",
+    "graph_search",
+    "metric_query",
+    "comparable",
+    "from_euclidean",
+    "distance_matrix_knn",
+    "check_input",
+    "check_query",
+    "check_peer_options",
+]
+
+#: Metrics searched by tsnejax's own searches (any ``neighbors=``), after a row transform.
+FAST_METRICS = ("euclidean", "sqeuclidean", "cosine", "correlation")
+#: Searches a host (scikit-learn or pynndescent) metric may use.
+_HOST_SEARCHES = ("auto", "exact", "pynndescent")
+
+
+def check_metric(metric: Any, metric_params: Any = None) -> None:
+    """Raise naming ``metric`` unless it is one of the forms the module docstring lists."""
+    if callable(metric):
+        return
+    if not isinstance(metric, str):
+        raise ValueError(
+            f"metric must be a name or a callable f(a, b) -> float, got {type(metric).__name__}."
+        )
+    if metric in (*FAST_METRICS, "precomputed"):
+        if metric_params_dict(metric_params):
+            raise ValueError(
+                f"metric_params={metric_params!r} do not apply to metric={metric!r}; "
+                "leave them None."
+            )
+        return
+    from sklearn.neighbors import VALID_METRICS
+
+    known = set(VALID_METRICS["brute"]) | set(VALID_METRICS["ball_tree"])
+    if metric not in known:
+        raise ValueError(
+            f"metric={metric!r} is not a metric scikit-learn's NearestNeighbors knows; use one "
+            f"of {', '.join(FAST_METRICS)}, 'precomputed', e.g. 'manhattan', 'chebyshev', "
+            "'minkowski' (metric_params={'p': 3}), or a callable f(a, b) -> float."
+        )
+
+
+def metric_params_dict(metric_params: Any) -> dict[str, Any]:
+    """``metric_params`` (``None``, a mapping, or the config's ``((name, value), ...)``)."""
+    if metric_params is None:
+        return {}
+    if isinstance(metric_params, Mapping):
+        return dict(metric_params)
+    try:
+        return dict(metric_params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"metric_params must be a dict (e.g. {{'p': 3}}), got {metric_params!r}."
+        ) from err
+
+
+def frozen_metric_params(metric_params: Any) -> tuple[tuple[str, Any], ...]:
+    """``metric_params`` as sorted ``(name, value)`` pairs with arrays as nested tuples, so a
+    config holding them stays hashable (``{"V": np.array(...)}`` for ``"seuclidean"``)."""
+
+    def frozen(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        return tuple(frozen(x) for x in v) if isinstance(v, list | tuple) else v
+
+    return tuple(sorted((str(k), frozen(v)) for k, v in metric_params_dict(metric_params).items()))
+
+
+def comparable(X: np.ndarray, metric: Any, name: str = "X") -> np.ndarray:
+    """``X`` transformed so that Euclidean distances order pairs as ``metric`` does (cosine,
+    correlation: unit rows); other metrics: ``X`` unchanged."""
+    if metric not in ("cosine", "correlation"):
+        return X
+    Xf = np.asarray(X, np.float64)
+    if metric == "correlation":
+        Xf = Xf - Xf.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(Xf, axis=1, keepdims=True)
+    # A row with no direction (all zeros; a constant row for correlation) has no cosine
+    # distance; 1e-12 of the largest norm catches rounding of a constant row's centring.
+    flat = norms[:, 0] <= 1e-12 * max(float(norms.max()), np.finfo(np.float64).tiny)
+    if flat.any():
+        rows = np.flatnonzero(flat)
+        what = "all zeros" if metric == "cosine" else "constant"
+        raise ValueError(
+            f"metric={metric!r}: {name} has {len(rows)} row(s) that are {what} (first: "
+            f"{rows[:5].tolist()}), which have no {metric} distance to anything; drop them or "
+            "use metric='euclidean'."
+        )
+    return (Xf / norms).astype(float_dtype())
+
+
+def from_euclidean(graph: KNNGraph, metric: str) -> KNNGraph:
+    """A graph searched on :func:`comparable` rows with the distances of ``metric``."""
+    d = graph.distances
+    if metric == "sqeuclidean":
+        d = d * d
+    elif metric in ("cosine", "correlation"):
+        d = jnp.clip(0.5 * d * d, 0.0, 2.0)  # 1 - cos of unit vectors
+    return KNNGraph(graph.indices, d)
+
+
+def _host_graph(idx: np.ndarray, dist: np.ndarray) -> KNNGraph:
+    order = np.argsort(dist, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    dist = np.take_along_axis(dist, order, axis=1)
+    return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
+
+
+def _host_method(method: Any, metric: Any, n: int) -> str:
+    if isinstance(method, IVFSearch) or method not in _HOST_SEARCHES:
+        raise ValueError(
+            f"neighbors={method!r} searches in Euclidean space (and so cosine and correlation); "
+            f"metric={metric!r} needs neighbors='auto', 'exact' (scikit-learn's exact search) "
+            "or 'pynndescent'."
+        )
+    if method == "auto":
+        return "exact" if n < IVF_MIN_POINTS else "pynndescent"
+    return method
+
+
+def _sklearn_search(k: int, metric: Any, params: dict[str, Any]):
+    from sklearn.neighbors import NearestNeighbors
+
+    p = params.pop("p", 2)  # Minkowski's p is a constructor argument there
+    return NearestNeighbors(
+        n_neighbors=k, metric=metric, p=p, metric_params=params or None, n_jobs=-1
+    )
+
+
+def graph_search(
+    X: Any,
+    k: int,
+    *,
+    method: Any = "auto",
+    metric: str | Callable[..., float] = "euclidean",
+    metric_params: Any = None,
+    key: PRNGKey | None = None,
+) -> KNNGraph:
+    """The ``k``-neighbour graph of ``X`` (checked data; for ``"precomputed"`` the distance
+    matrix) in ``metric``, self excluded, nearest first; ``method``: ``neighbors=``."""
+    check_metric(metric, metric_params)
+    if metric == "precomputed":
+        return distance_matrix_knn(X, k)
+    if metric in FAST_METRICS:
+        return from_euclidean(search(comparable(X, metric), k, method=method, key=key), metric)
+    n = X.shape[0]
+    k = check_int("k", k, minimum=1)
+    if k > n - 1:
+        raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
+    params = metric_params_dict(metric_params)
+    if _host_method(method, metric, n) == "pynndescent":
+        from pynndescent import NNDescent
+
+        seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
+        index = NNDescent(
+            X, n_neighbors=k + 1, metric=metric, metric_kwds=params, random_state=seed
+        )
+        idx, dist = index.neighbor_graph
+        return _host_graph(*drop_self(np.asarray(idx), np.asarray(dist), k))
+    nn = _sklearn_search(k, metric, params)
+    dist, idx = nn.fit(X).kneighbors()  # without a query: each point is not its own neighbour
+    return _host_graph(idx, dist)
+
+
+def metric_query(
+    X_ref: Any,
+    Q: Any,
+    k: int,
+    *,
+    metric: Any,
+    metric_params: Any = None,
+    key: PRNGKey | None = None,
+) -> KNNGraph:
+    """The ``k`` nearest reference rows of each new row in ``metric`` (``"precomputed"``:
+    ``Q`` holds the ``(m, n)`` distances from the new points to the reference points)."""
+    check_metric(metric, metric_params)
+    n = X_ref.shape[0]
+    if metric == "precomputed":
+        D = check_query(Q, metric, n)
+        return _smallest(D, k, exclude_self=False, name="the new points' distances")
+    if metric in FAST_METRICS:
+        R, Qc = comparable(X_ref, metric, "X_ref"), comparable(Q, metric, "X_new")
+        return from_euclidean(knn_query(R, Qc, k, key=key), metric)
+    nn = _sklearn_search(k, metric, metric_params_dict(metric_params))
+    dist, idx = nn.fit(X_ref).kneighbors(Q)
+    return _host_graph(idx, dist)
+
+
+def distance_matrix_knn(D: Any, k: int) -> KNNGraph:
+    """The ``k`` smallest off-diagonal distances of each row of a ``(n, n)`` matrix (dense, or
+    sparse with the distances it stores: absent entries are not neighbours)."""
+    shape = np.shape(D) if not sp.issparse(D) else D.shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(
+            f"metric='precomputed' needs X as a square (n, n) distance matrix, got shape {shape}."
+        )
+    k = check_int("k", k, minimum=1)
+    if sp.issparse(D):
+        return _sparse_smallest(sp.csr_matrix(D), k)
+    return _smallest(np.asarray(D), k, exclude_self=True, name="X")
+
+
+def _check_distances(values: np.ndarray, name: str) -> None:
+    if not np.isfinite(values).all():
+        raise ValueError(f"metric='precomputed': {name} holds NaN or inf distances.")
+    if (values < 0).any():
+        raise ValueError(
+            f"metric='precomputed': {name} holds negative distances (smallest "
+            f"{float(values.min()):g}); distances must be >= 0 (was a similarity passed?)."
+        )
+
+
+def _smallest(D: np.ndarray, k: int, *, exclude_self: bool, name: str) -> KNNGraph:
+    m, n = D.shape
+    top = n - 1 if exclude_self else n
+    if k > top:
+        raise ValueError(f"k={k} is too large for {n} reference points; the largest is {top}.")
+    _check_distances(D, name)
+    rows = np.arange(m)
+    idx = np.empty((m, k), np.int64)
+    dist = np.empty((m, k), np.float64)
+    block = max(1, (1 << 24) // max(n, 1))
+    for s in range(0, m, block):
+        Db = np.array(D[s : s + block], np.float64)
+        if exclude_self:
+            Db[np.arange(len(Db)), rows[s : s + block]] = np.inf
+        part = np.argpartition(Db, k - 1, axis=1)[:, :k]
+        idx[s : s + block] = part
+        dist[s : s + block] = np.take_along_axis(Db, part, axis=1)
+    return _host_graph(idx, dist)
+
+
+def _sparse_smallest(D: sp.csr_matrix, k: int) -> KNNGraph:
+    n = D.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(D.indptr))
+    keep = D.indices != rows  # a stored diagonal is no neighbour; stored zeros elsewhere are
+    _check_distances(D.data[keep], "X")
+    counts = np.bincount(rows[keep], minlength=n)
+    if counts.min() < k:
+        r = int(np.argmin(counts))
+        raise ValueError(
+            f"metric='precomputed': row {r} of the sparse X stores {counts[r]} distance(s) "
+            f"besides its diagonal, but k={k} neighbours are needed (3 x perplexity); store at "
+            f"least {k} per row (kneighbors_graph(X, {k}, mode='distance')) or lower the "
+            "perplexity."
+        )
+    idx = np.empty((n, k), np.int64)
+    dist = np.empty((n, k), np.float64)
+    cols, vals, r_of = D.indices[keep], D.data[keep], rows[keep]
+    # one lexsort (row, distance) ranks every row's stored entries at once
+    order = np.lexsort((vals, r_of))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    take = (starts[:, None] + np.arange(k)[None, :]).ravel()
+    idx[:] = cols[order][take].reshape(n, k)
+    dist[:] = vals[order][take].reshape(n, k)
+    return _host_graph(idx, dist)
+
+
+def check_input(X: Any, metric: Any, name: str = "X") -> Any:
+    """``X`` checked for ``metric``: a data matrix (:func:`tsnejax._checks.check_data`), or for
+    ``"precomputed"`` a square distance matrix (a sparse one is kept sparse, as CSR)."""
+    if metric != "precomputed":
+        return check_data(X, name)
+    if sp.issparse(X):
+        if X.shape[0] != X.shape[1]:
+            raise ValueError(
+                f"metric='precomputed' needs {name} as a square (n, n) distance matrix, got "
+                f"shape {X.shape}."
+            )
+        check_data(np.zeros((X.shape[0], 1)), name)  # the row count's own rules
+        return sp.csr_matrix(X)
+    D = check_data(X, name)
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(
+            f"metric='precomputed' needs {name} as a square (n, n) distance matrix, got shape "
+            f"{D.shape}; for data rows use a metric such as 'euclidean'."
+        )
+    return D
+
+
+def check_query(Q: Any, metric: Any, n_ref: int) -> Any:
+    """``Q``; for ``"precomputed"`` checked to be the ``(m, n_ref)`` distances to the reference."""
+    if metric == "precomputed" and (np.ndim(Q) != 2 or np.shape(Q)[1] != n_ref):
+        raise ValueError(
+            f"metric='precomputed': the new points must be given as their (n_new, {n_ref}) "
+            f"distances to the {n_ref} reference points, got shape {np.shape(Q)}."
+        )
+    return np.asarray(Q) if metric == "precomputed" else Q
+
+
+def check_peer_options(metric: Any, n_jobs: Any, metric_params: Any = None) -> None:
+    """openTSNE's and scikit-learn's ``metric`` (:func:`tsnejax.knn_metric.check_metric`) and
+    ``n_jobs``, accepted for their signatures: a thread count is a warning that it changes
+    nothing (XLA's thread pool is fixed when the backend starts)."""
+    check_metric(metric, metric_params)
+    if n_jobs is not None:
+        warnings.warn(
+            f"n_jobs={n_jobs!r} has no effect: XLA runs on every core this process may use "
+            "(limit those with taskset or a cgroup, e.g. taskset -c 0-3 python ...).",
+            UserWarning,
+            stacklevel=3,
+        )

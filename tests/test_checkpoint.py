@@ -70,6 +70,33 @@ def test_a_schedule_setting_resumes_from_a_new_object(digits, key, tmp_path):
     np.testing.assert_array_equal(resumed.embedding, full.embedding)
 
 
+def test_a_callable_metric_or_affinity_method_resumes_in_another_process(digits, key, tmp_path):
+    """A callable's repr is its address, so a checkpoint of a run with metric= or
+    affinity_method= a function was refused in every new process; they are fingerprinted by
+    their qualified name (what they compute is in P, which is hashed). A callback that stops
+    the run between saves (a time budget) saves where it stopped (that state was lost)."""
+    from tsnejax import perplexity_affinities
+
+    X = digits[0][:300]
+    short = dict(early_exaggeration_iter=20, n_iter=20, negative_gradient_method="exact")
+
+    def make():  # a new function object each call, as a new process defines it
+        def l1(a, b):
+            return float(np.abs(a - b).sum())
+
+        def p10(knn):
+            return perplexity_affinities(knn, 10.0)
+
+        return TSNEConfig.make(metric=l1, affinity_method=p10, **short)
+
+    full = fit(key, X, make())
+    ck = tmp_path / "m.npz"
+    fit(key, X, make(), checkpoint=ck, callbacks=[lambda it, kl, Y: it >= 20], callbacks_every=10)
+    assert load_meta(ck)["iteration"] == 20
+    resumed = fit(key, X, make(), checkpoint=ck)
+    np.testing.assert_array_equal(resumed.embedding, full.embedding)
+
+
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):
     X = digits[0][:300]
     ck = tmp_path / "d.npz"

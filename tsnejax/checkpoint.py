@@ -179,6 +179,8 @@ def fingerprint(*parts: Any) -> str:
 
 #: Settings that may hold a schedule of the iteration.
 SCHEDULE_FIELDS = ("learning_rate", "exaggeration_decay")
+#: Settings that may hold a callable whose results P holds.
+P_FIELDS = ("metric", "affinity_method")
 
 
 def config_fingerprint(config: Any) -> Any:
@@ -187,14 +189,19 @@ def config_fingerprint(config: Any) -> Any:
     at iterations ``0 .. total_iter``, which is all the run sees of it, rather than by its
     ``repr`` (a memory address). Optax and Backend objects keep their ``repr``: a checkpoint
     written with one resumes only in the same process. A config without schedules is
-    returned as it is (its ``repr`` is stable), so earlier checkpoints still match."""
+    returned as it is (its ``repr`` is stable), so earlier checkpoints still match. A callable
+    metric or affinity method is described by its qualified name: what it computes is in P,
+    which the digest hashes."""
     flat = config.flat()
     schedules = {name for name in SCHEDULE_FIELDS if callable(flat[name])}
-    if not schedules:
+    named = {name for name in P_FIELDS if callable(flat[name])}
+    if not schedules and not named:
         return config
     n = max(int(config.total_iter), 1)
     out: dict[str, Any] = {}
     for name, value in flat.items():
+        if name in named:
+            value = f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
         if name in schedules:
             try:
                 steps = jnp.arange(n + 1, dtype=jnp.int32)

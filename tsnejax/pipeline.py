@@ -281,8 +281,9 @@ def fit(
       verbose: progress bar with KL.
       checkpoint: path of an ``.npz`` state file. If it exists (from an interrupted run with the
         same data, config and key) the run resumes from it; the state is saved there every
-        ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end and on
-        divergence. A resumed run ends with the same embedding as an uninterrupted one.
+        ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end, when a
+        callback stops the run, and on divergence. A resumed run ends with the same
+        embedding as an uninterrupted one.
       mesh: a ``jax.sharding.Mesh`` with an axis ``"points"``: the embedding, P and the
         optimizer state are split by points over it (also across processes joined by
         ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays

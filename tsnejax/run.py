@@ -435,6 +435,8 @@ def optimize(
                 v = value[:n_trials] if batched else value
                 if any([bool(cb(t, v, Y)) for cb in callbacks]):
                     stopped = True
+                    if checkpoint is not None and not (t % ck_every == 0 or t == end):
+                        checkpoint.save(_unpad(state, n_trials), iteration=t)  # resumable
                     break
         if collapsed and t < end:  # stopped early: judge the earlier collapses now
             live = {b: c for b, c in collapsed.items() if diverged[b] < 0}

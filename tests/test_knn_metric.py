@@ -189,3 +189,44 @@ def test_cli_metric_spec(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["metric"] == "minkowski" and m["config"]["metric_params"] == [["p", 3]]
     assert "Euclidean" in m["quality"]["skipped"] and m["knn_accuracy_10"] > 0.8
+
+
+def test_a_small_sparse_matrix_is_the_dense_one(Xy):
+    """scikit-learn's and openTSNE's TSNE take sparse X (TF-IDF, counts): up to
+    SPARSE_DENSE_ELEMENTS cells it is made dense, so fit and transform give the dense result."""
+    X, _ = Xy
+    X = X.astype(np.float32)
+    a = TSNE(**SHORT).fit(X[:300])
+    b = TSNE(**SHORT).fit(sp.csr_matrix(X[:300]))
+    np.testing.assert_array_equal(b.embedding_, a.embedding_)
+    np.testing.assert_array_equal(b.transform(sp.csc_matrix(X[300:])), a.transform(X[300:]))
+    bad = sp.csr_matrix(X[:300])
+    bad.data[7] = np.nan
+    with pytest.raises(ValueError, match=r"X has 1 row\(s\) with NaN"):
+        TSNE(**SHORT).fit(bad)
+
+
+def test_a_large_sparse_matrix_is_searched_and_reduced_on_the_host(Xy, monkeypatch):
+    """Above SPARSE_DENSE_ELEMENTS cells X stays sparse: scikit-learn's exact search (the same
+    graph and P) and its ARPACK PCA (the same initial embedding to 1e-4)."""
+    from tsnejax import init, knn_metric
+
+    X, _ = Xy
+    S = sp.csr_matrix(X.astype(np.float32))
+    monkeypatch.setattr(knn_metric, "SPARSE_DENSE_ELEMENTS", 100)
+    np.testing.assert_allclose(
+        init.pca(S), init.pca(X), rtol=0, atol=1e-4 * np.abs(init.pca(X)).max()
+    )
+    for metric in ("euclidean", "cosine"):
+        P, ref = _P(S, metric=metric), _P(X.astype(np.float32), metric=metric)
+        np.testing.assert_allclose(P, ref, rtol=0, atol=1e-5 * ref.max())
+    est = TSNE(metric="cosine", **SHORT).fit(S[:350])
+    est.transform(S[350:])
+    dense = metric_query(X[:350], X[350:], 25, metric="cosine")
+    np.testing.assert_array_equal(
+        np.asarray(est.transform_result_.neighbors.indices), np.asarray(dense.indices)
+    )
+    with pytest.raises(ValueError, match="'correlation' on a sparse X"):
+        TSNE(metric="correlation", **SHORT).fit(S)
+    with pytest.raises(ValueError, match="sparse X over 100 cells .* searched on the host"):
+        TSNE(neighbors="ivf", **SHORT).fit(S)

@@ -193,7 +193,7 @@ def test_memory_guard_raises_before_any_allocation(monkeypatch, digits):
     calls = []
     # digits: PCA ~1 MB, the exact kNN blocks ~120 MB (the (block, k, d) re-ranking buffer)
     monkeypatch.setattr(memory, "available_bytes", lambda device="device": 50e6)
-    monkeypatch.setattr("tsnejax.pipeline.knn_search", lambda *a, **k: calls.append("knn"))
+    monkeypatch.setattr("tsnejax.pipeline.graph_search", lambda *a, **k: calls.append("knn"))
     with pytest.raises(memory.InsufficientMemoryError, match="neighbors='ivf'") as e:
         tsnejax.TSNE(negative_gradient_method="exact").fit(digits[0])
     assert isinstance(e.value, ValueError) and isinstance(e.value, MemoryError)

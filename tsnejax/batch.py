@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_data, check_key, check_perplexity
+from tsnejax._checks import check_key, check_perplexity
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.knn import KNNGraph, precomputed_knn
-from tsnejax.knn_metric import graph_search
+from tsnejax.knn_metric import check_input, graph_search
 from tsnejax.pipeline import (
     affinities_from_graph,
     as_config,
@@ -164,7 +164,7 @@ def fit_batch(
             )
     timings: dict[str, float] = {}
     split = [jax.random.split(k) for k in keys]
-    Xv = check_data(X) if X is not None else None
+    Xv = check_input(X, configs[0].affinities.metric) if X is not None else None
     if Xv is None and affinities is None:
         raise ValueError("fit_batch needs X unless affinities are given.")
     shared = None if affinities is None else _as_list(affinities, n_trials, "affinities")[0]

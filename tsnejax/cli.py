@@ -204,10 +204,11 @@ def _writable_dir(path: str) -> Path:
 
 def _embed(args: argparse.Namespace) -> dict[str, Any]:
     import jax
+    import scipy.sparse as sp
 
     from tsnejax.config import TSNEConfig
     from tsnejax.data import load_array, load_dataset, load_labels
-    from tsnejax.knn_metric import FAST_METRICS, comparable
+    from tsnejax.knn_metric import FAST_METRICS, comparable, sparse_data
     from tsnejax.metrics import evaluate, knn_accuracy
     from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
@@ -257,6 +258,8 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     config = TSNEConfig.from_preset(args.preset, **fields)
+    if sp.issparse(X) and config.affinities.metric != "precomputed":
+        X = sparse_data(X)  # dense when small, as fit would make it: the metrics read it
     result = fit(
         jax.random.key(args.seed),
         X,
@@ -288,7 +291,9 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     if y is not None:
         metrics["knn_accuracy_10"] = knn_accuracy(Y, y, k=min(10, Y.shape[0] - 1))
         metric = config.affinities.metric
-        if args.metrics_queries > 0 and Y.shape[0] > 31 and metric not in FAST_METRICS:
+        if args.metrics_queries > 0 and Y.shape[0] > 31 and sp.issparse(X):
+            metrics["quality"] = {"skipped": "the input is a large sparse matrix"}
+        elif args.metrics_queries > 0 and Y.shape[0] > 31 and metric not in FAST_METRICS:
             metrics["quality"] = {"skipped": f"neighbour quality is Euclidean (metric={metric})"}
         elif args.metrics_queries > 0 and Y.shape[0] > 31:
             quality = evaluate(

@@ -44,7 +44,8 @@ def load_array(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read features (and labels if present) from ``.npy``, ``.npz`` or ``.csv``.
 
-    ``.npz``: array ``X`` (or the only array) and optional ``y``. ``.csv``: numeric, comma
+    ``.npz``: array ``X`` (or the only array) and optional ``y``, or a sparse matrix written
+    by ``scipy.sparse.save_npz``. ``.csv``: numeric, comma
     separated; a non-numeric first row is a header, and a column it names in
     :data:`LABEL_COLUMNS` holds the labels (read as text), not a feature — except ``y`` beside
     an ``x`` column (coordinates), and nothing with ``labels=False`` (an embedding's file: its
@@ -60,6 +61,10 @@ def load_array(
         if suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:
                 names = list(z.files)
+                if {"data", "indices", "indptr", "format", "shape"} <= set(names):
+                    import scipy.sparse as sp  # scipy.sparse.save_npz's layout
+
+                    return sp.load_npz(p), None
                 if "X" in names:
                     X = z["X"]
                 elif len(names) == 1:

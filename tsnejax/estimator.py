@@ -11,16 +11,17 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import check_data, check_int, resolve_seed
+from tsnejax._checks import resolve_seed
 from tsnejax._estimator_config import estimator_config, estimator_initialization
+from tsnejax._scorer import trustworthiness_scorer
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
 from tsnejax.knn_metric import check_input, check_peer_options, check_query
-from tsnejax.metrics.neighborhood import trustworthiness
 from tsnejax.pipeline import TSNEResult, fit
 from tsnejax.transform import TransformConfig, transform
 
@@ -405,11 +406,15 @@ default="auto"
                 "transform needs the data the embedding was fitted on; this TSNE was fitted "
                 "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
             )
-        Xv = check_data(check_query(X, self.metric, len(self.embedding_)), min_rows=1)
+        Xv = check_query(X, self.metric, len(self.embedding_))
+        Xv = check_input(
+            Xv, "euclidean" if self.metric == "precomputed" else self.metric, min_rows=1
+        )
         validate_data(self, X, skip_check_array=True, reset=False)
         config = dataclasses.replace(config or TransformConfig(), **overrides)
         key = jax.random.key(self.random_state_)
         euclidean = isinstance(self.metric, str) and self.metric == "euclidean"
+        euclidean = euclidean and not sp.issparse(self._X_fit)  # a graph index needs rows
         if "graph_index" not in self._cache and self.neighbors_ is not None and euclidean:
             # fit's kNN graph indexes the reference, as openTSNE keeps its Annoy index.
             self._cache["graph_index"] = build_graph_index(self._X_fit, self.neighbors_, key=key)
@@ -465,34 +470,8 @@ default="auto"
         # None and generator objects give another seed at every fit.
         tags.non_deterministic = not isinstance(self.random_state, int | np.integer)
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = tags.input_tags.pairwise = self.metric == "precomputed"
+        tags.input_tags.sparse = True  # dense up to knn_metric.SPARSE_DENSE_ELEMENTS cells
+        tags.input_tags.pairwise = self.metric == "precomputed"
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = []  # the embedding is float32 whatever X is
         return tags
-
-
-def trustworthiness_scorer(n_neighbors: Any = 5, X: Any = None, y: Any = None):
-    """A scikit-learn scorer ``scorer(estimator, X, y=None) -> float``: the trustworthiness of
-    ``estimator.transform(X)`` for ``X`` (held-out points placed into the fitted embedding),
-    for ``GridSearchCV(TSNE(), {...}, scoring=trustworthiness_scorer())``. Higher is better.
-
-    Given without the call (``scoring=trustworthiness_scorer``), scikit-learn calls it as the
-    scorer itself, ``(estimator, X, y)``, and it scores with 5 neighbours (every fold used to
-    fail with a TypeError that GridSearchCV turned into NaN scores)."""
-    if hasattr(n_neighbors, "transform") and X is not None:
-        return trustworthiness_scorer()(n_neighbors, X, y)
-    n_neighbors = check_int("n_neighbors", n_neighbors, minimum=1)
-
-    def scorer(estimator: Any, X: Any, y: Any = None) -> float:
-        del y
-        if estimator.metric == "precomputed":
-            raise ValueError(
-                "trustworthiness_scorer needs the held-out points' distances among themselves; "
-                "with metric='precomputed' transform gets only their distances to the reference."
-            )
-        Y = estimator.transform(X)
-        params = dict(metric=estimator.metric, metric_params=estimator.metric_params)
-        return trustworthiness(check_data(X, min_rows=1), Y, n_neighbors, **params)
-
-    scorer.__name__ = f"trustworthiness_{n_neighbors}"
-    return scorer

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from tsnejax._checks import check_embedding, check_n_components, check_option, float_dtype
 from tsnejax._device import to_device
@@ -116,6 +117,12 @@ def pca(X: ArrayLike, n_components: int = 2, *, target_std: float = TARGET_STD) 
       ``(n, n_components)`` embedding.
     """
     n_components = check_n_components(n_components)
+    if sp.issparse(X):  # above tsnejax.knn_metric.SPARSE_DENSE_ELEMENTS cells: ARPACK
+        from sklearn.decomposition import PCA
+
+        fitted = PCA(n_components, svd_solver="arpack", random_state=0).fit(X)
+        Y, _ = _flip(fitted.transform(X), fitted.components_.T)
+        return to_device(Y * (target_std / max(Y[:, 0].std(), 1e-300)), float_dtype())
     X = np.asarray(X)
     if X.shape[1] < n_components:
         raise ValueError(

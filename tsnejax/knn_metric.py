@@ -51,6 +51,8 @@ __all__ = [
     "check_input",
     "check_query",
     "check_peer_options",
+    "sparse_data",
+    "SPARSE_DENSE_ELEMENTS",
 ]
 
 #: Metrics searched by tsnejax's own searches (any ``neighbors=``), after a row transform.
@@ -151,12 +153,17 @@ def _host_graph(idx: np.ndarray, dist: np.ndarray) -> KNNGraph:
     return KNNGraph(jnp.asarray(idx, jnp.int32), jnp.asarray(dist, float_dtype()))
 
 
-def _host_method(method: Any, metric: Any, n: int) -> str:
+def _host_method(method: Any, metric: Any, n: int, sparse: bool = False) -> str:
     if isinstance(method, IVFSearch) or method not in _HOST_SEARCHES:
+        what = (
+            f"a sparse X over {SPARSE_DENSE_ELEMENTS} cells (kept sparse) is searched on the host"
+            if sparse
+            else f"neighbors={method!r} searches in Euclidean space (and so cosine and "
+            f"correlation); metric={metric!r} is searched on the host"
+        )
         raise ValueError(
-            f"neighbors={method!r} searches in Euclidean space (and so cosine and correlation); "
-            f"metric={metric!r} needs neighbors='auto', 'exact' (scikit-learn's exact search) "
-            "or 'pynndescent'."
+            f"{what}: use neighbors='auto', 'exact' (scikit-learn's exact search) or "
+            "'pynndescent' (or reduce the features first, e.g. TruncatedSVD to 50)."
         )
     if method == "auto":
         return "exact" if n < IVF_MIN_POINTS else "pynndescent"
@@ -186,14 +193,16 @@ def graph_search(
     check_metric(metric, metric_params)
     if metric == "precomputed":
         return distance_matrix_knn(X, k)
-    if metric in FAST_METRICS:
+    if metric in FAST_METRICS and not sp.issparse(X):
         return from_euclidean(search(comparable(X, metric), k, method=method, key=key), metric)
     n = X.shape[0]
     k = check_int("k", k, minimum=1)
     if k > n - 1:
         raise ValueError(f"k={k} is too large for {n} points; the largest allowed is {n - 1}.")
     params = metric_params_dict(metric_params)
-    if _host_method(method, metric, n) == "pynndescent":
+    if metric == "cosine" and sp.issparse(X):  # as comparable() names them for a dense X
+        comparable(np.asarray(abs(X).sum(axis=1)), metric)
+    if _host_method(method, metric, n, sp.issparse(X)) == "pynndescent":
         from pynndescent import NNDescent
 
         seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
@@ -203,7 +212,16 @@ def graph_search(
         idx, dist = index.neighbor_graph
         return _host_graph(*drop_self(np.asarray(idx), np.asarray(dist), k))
     nn = _sklearn_search(k, metric, params)
-    dist, idx = nn.fit(X).kneighbors()  # without a query: each point is not its own neighbour
+    try:
+        dist, idx = nn.fit(X).kneighbors()  # without a query: no point is its own neighbour
+    except (ValueError, TypeError) as err:
+        if not sp.issparse(X):
+            raise
+        raise ValueError(
+            f"metric={metric!r} on a sparse X (kept sparse above {SPARSE_DENSE_ELEMENTS} "
+            f"cells): scikit-learn's search says {err}; use 'euclidean' or 'cosine', or reduce "
+            "the features first (e.g. TruncatedSVD to 50)."
+        ) from err
     return _host_graph(idx, dist)
 
 
@@ -223,7 +241,9 @@ def metric_query(
     if metric == "precomputed":
         D = check_query(Q, metric, n)
         return _smallest(D, k, exclude_self=False, name="the new points' distances")
-    if metric in FAST_METRICS:
+    if sp.issparse(Q) and not sp.issparse(X_ref):
+        Q = check_data(Q.toarray(), "X_new", min_rows=1)
+    if metric in FAST_METRICS and not sp.issparse(X_ref):
         R, Qc = comparable(X_ref, metric, "X_ref"), comparable(Q, metric, "X_new")
         return from_euclidean(knn_query(R, Qc, k, key=key), metric)
     nn = _sklearn_search(k, metric, metric_params_dict(metric_params))
@@ -301,11 +321,16 @@ def _sparse_smallest(D: sp.csr_matrix, k: int) -> KNNGraph:
     return _host_graph(idx, dist)
 
 
-def check_input(X: Any, metric: Any, name: str = "X") -> Any:
-    """``X`` checked for ``metric``: a data matrix (:func:`tsnejax._checks.check_data`), or for
+def check_input(X: Any, metric: Any, name: str = "X", *, min_rows: int | None = None) -> Any:
+    """``X`` checked for ``metric``: a data matrix (:func:`tsnejax._checks.check_data`; a
+    sparse one is made dense up to :data:`SPARSE_DENSE_ELEMENTS`, else kept as CSR), or for
     ``"precomputed"`` a square distance matrix (a sparse one is kept sparse, as CSR)."""
     if metric != "precomputed":
-        return check_data(X, name)
+        return (
+            sparse_data(X, name, min_rows)
+            if sp.issparse(X)
+            else check_data(X, name, min_rows=min_rows)
+        )
     if sp.issparse(X):
         if X.shape[0] != X.shape[1]:
             raise ValueError(
@@ -345,3 +370,30 @@ def check_peer_options(metric: Any, n_jobs: Any, metric_params: Any = None) -> N
             UserWarning,
             stacklevel=3,
         )
+
+
+#: A sparse data matrix up to this many cells (1 GiB in float32) is made dense: the searches,
+#: the PCA and the metrics then run as on the dense array (and give its result). A larger one
+#: is searched on the host (scikit-learn, or pynndescent from 40k points) and its PCA
+#: initialisation is scikit-learn's sparse ARPACK PCA.
+SPARSE_DENSE_ELEMENTS = 1 << 28
+
+
+def sparse_data(X: Any, name: str = "X", min_rows: int | None = None) -> Any:
+    """A checked sparse data matrix: dense (:func:`check_data`) when it has at most
+    :data:`SPARSE_DENSE_ELEMENTS` cells, else CSR in the compute dtype with finite values."""
+    n, d = X.shape
+    if n * d <= SPARSE_DENSE_ELEMENTS:
+        return check_data(X.toarray(), name, min_rows=min_rows)
+    check_data(np.zeros((n, 1)), name, min_rows=min_rows)  # the row count's rules
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has dtype {X.dtype}; pass a real-valued sparse matrix.")
+    X = sp.csr_matrix(X, dtype=float_dtype())
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        rows = np.unique(np.repeat(np.arange(n), np.diff(X.indptr))[bad])
+        raise ValueError(
+            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {rows[:5].tolist()}); "
+            "drop or impute them before embedding."
+        )
+    return X

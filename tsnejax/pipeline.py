@@ -191,7 +191,8 @@ def check_fit_memory(
         n = int(np.shape(neighbors[0])[0])
     else:
         return
-    d = None if X is None else int(X.shape[1])
+    # a sparse X kept sparse is searched and reduced on the host, in scikit-learn's memory
+    d = None if X is None or sp.issparse(X) else int(X.shape[1])
     given = config.affinities.metric == "precomputed"  # X is the distances: nothing to search
     plan = memory_plan(
         config,

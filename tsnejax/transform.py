@@ -35,9 +35,9 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from tsnejax._checks import (
-    check_data,
     check_finite_rows,
     check_int,
     check_momentum,
@@ -329,7 +329,7 @@ def prepare_partial(
     the ``(m, N)`` distances to the reference points).
     """
     config.validate()
-    Xn = check_data(X_new, name="X_new", min_rows=1)
+    Xn = check_input(X_new, "euclidean", "X_new", min_rows=1)  # metric: of X_ref
     Xr = check_input(X_ref, metric, name="X_ref")
     Y_ref = jnp.asarray(_check_reference(Y_ref, Xr.shape[0]))
     if index is not None and metric != "euclidean":
@@ -347,7 +347,7 @@ def prepare_partial(
         )
     if neighbors is not None:
         knn = neighbors
-    elif metric == "euclidean":
+    elif metric == "euclidean" and not (sp.issparse(Xr) or sp.issparse(Xn)):
         knn = knn_query(
             Xr, Xn, k, method=config.neighbors, key=key, index=index, complete=_complete
         )
@@ -406,7 +406,7 @@ def transform(
     config.validate()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    X_new = check_data(X_new, name="X_new", min_rows=1)
+    X_new = check_input(X_new, "euclidean", "X_new", min_rows=1)  # metric: of X_ref
     X_ref = check_input(X_ref, metric, name="X_ref")
     Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)

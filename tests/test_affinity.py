@@ -245,7 +245,9 @@ def test_perplexity_one_and_equidistant_rows_give_finite_p():
     same = rows(np.full((2, 3), 3.2e-9), 1.0)
     np.testing.assert_allclose(same, 1.0 / 3.0, rtol=1e-6)
     X = np.ones((40, 5), np.float32)
-    P = tsnejax.pipeline.prepare(jax.random.key(0), X, tsnejax.TSNEConfig.make(perplexity=1.0)).P
+    config = tsnejax.TSNEConfig.make(perplexity=1.0)
+    with pytest.warns(tsnejax.EmbeddingScaleWarning, match="all 40 rows are identical"):
+        P = tsnejax.pipeline.prepare(jax.random.key(0), X, config).P
     assert np.isfinite(np.asarray(P.weights)).all()
     np.testing.assert_allclose(float(np.sum(P.weights) + np.sum(P.extra_weights)), 1.0, rtol=1e-5)
 

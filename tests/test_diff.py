@@ -124,6 +124,31 @@ def test_differentiable_p_equals_tsnejax_p_and_its_implicit_derivative(X):
     np.testing.assert_allclose(grad, fd, rtol=0.02, atol=1e-6)
 
 
+def test_the_metric_reaches_the_differentiable_p(X):
+    """diff.fit(metric=...) calibrates on that metric's graph (it searched Euclidean only)."""
+    from tsnejax.config import TSNEConfig
+    from tsnejax.pipeline import prepare as pipeline_prepare
+
+    key = jax.random.key(0)
+    prep = diff.prepare(X, key=key, n_neighbors=60, metric="cosine")
+    ours = jax.jit(diff.perplexity_affinities)(prep.distances, prep.layout, 15.0)
+    config = TSNEConfig.make(metric="cosine", perplexity=15.0, n_neighbors=60)
+    ref = pipeline_prepare(key, X, config).P
+    np.testing.assert_allclose(ours.weights, ref.weights, rtol=1e-4, atol=1e-9)
+    euclidean = diff.prepare(X, key=key, n_neighbors=60)
+    assert (np.asarray(euclidean.indices) != np.asarray(prep.indices)).any()
+    Y, kl = diff.fit(X, {"perplexity": 15.0}, key=key, metric="cosine", n_neighbors=60, **RUN)
+    assert (
+        np.isfinite(float(kl))
+        and jax.grad(
+            lambda p: diff.fit(
+                X, {"perplexity": p}, key=key, metric="cosine", n_neighbors=60, **RUN
+            )[1]
+        )(15.0)
+        != 0
+    )
+
+
 def test_jit_of_the_whole_fit_and_tracers_pass_the_checks(X):
     key = jax.random.key(0)
     diff.clear_cache()  # the kNN search and grid sizing then run inside the jit trace

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_data, check_hashable, check_int, check_key
+from tsnejax._checks import check_hashable, check_int, check_key
 from tsnejax._diff_setup import (
     DEFAULT_MOMENTUM,
     DEFAULTS,
@@ -67,7 +67,7 @@ from tsnejax.affinity import (
     symmetrize,
 )
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.knn import search as knn_search
+from tsnejax.knn_metric import check_input, frozen_metric_params, graph_search
 from tsnejax.run import TSNEState
 
 __all__ = [
@@ -168,24 +168,35 @@ def prepare(
     n_neighbors: int = 90,
     initialization: str | Any = "pca",
     n_components: int = 2,
+    metric: Any = "euclidean",
+    metric_params: Any = None,
 ) -> Prepared:
-    """kNN graph, P's layout and the initial embedding of ``X`` (cached by content)."""
+    """kNN graph (in ``metric``), P's layout and the initial embedding of ``X`` (cached by
+    content)."""
     if isinstance(X, jax.core.Tracer):
         raise ValueError(
             "diff.fit: X must be a concrete array (the kNN graph is computed once, outside "
             "the trace); differentiate with respect to the hyperparameters."
         )
-    Xv = check_data(X)
+    Xv = check_input(X, metric)
     n = Xv.shape[0]
+    if metric == "precomputed" and isinstance(initialization, str) and initialization == "pca":
+        raise ValueError(
+            "diff.fit: X holds distances (metric='precomputed'); pass initialization='random' "
+            "or an (n, d) array."
+        )
     if not isinstance(n_neighbors, int) or not 1 <= n_neighbors < n:
         raise ValueError(f"n_neighbors={n_neighbors!r} must be an int in [1, {n - 1}].")
     from tsnejax import init as init_lib
 
     init_key = "pca" if isinstance(initialization, str) and initialization == "pca" else None
-    cache_key = (_digest(Xv), n_neighbors, n_components, init_key)
+    cache_key = (_digest(Xv), n_neighbors, n_components, init_key, metric)
+    cache_key += (frozen_metric_params(metric_params),)
 
     def make() -> Prepared:
-        knn = knn_search(Xv, n_neighbors, method="exact")  # Xv passed check_data
+        knn = graph_search(
+            Xv, n_neighbors, method="exact", metric=metric, metric_params=metric_params
+        )
         top = float(np.max(np.asarray(knn.distances)))
         unit = 2.0 ** round(math.log2(top)) if top > 0 else 1.0  # as affinity._conditional
         Y0 = init_lib.pca(Xv, n_components) if init_key == "pca" else None
@@ -214,6 +225,8 @@ def size_grid(
     optimizer: str | optax.GradientTransformation = "sgd",
     n_components: int = 2,
     chunk_size: int = 50,
+    metric: Any = "euclidean",
+    metric_params: Any = None,
 ) -> tuple[tuple[int, Hashable], ...]:
     """The grid schedule :func:`fit` holds fixed: ``((start_iteration, grid), ...)``, the grids a
     forward :func:`tsnejax.fit` with the same method, optimizer and iteration counts and
@@ -222,9 +235,9 @@ def size_grid(
     backend = get_backend(method)
     if backend.name == "exact":
         return ()
-    Xv = check_data(X)
+    Xv = check_input(X, metric)
     cache_key = (_digest(Xv), backend, optimizer, n_iter, early_exaggeration_iter, n_components)
-    cache_key += (chunk_size,)
+    cache_key += (chunk_size, metric, frozen_metric_params(metric_params))
 
     def make() -> tuple[tuple[int, Hashable], ...]:
         from tsnejax.config import TSNEConfig
@@ -238,6 +251,9 @@ def size_grid(
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
             chunk_size=chunk_size,
+            metric=metric,
+            metric_params=metric_params,
+            initialization="random" if metric == "precomputed" else "pca",
         )
         if isinstance(optimizer, str) and optimizer in ("sgd", "classic"):
             config = config.replace(
@@ -350,6 +366,8 @@ def fit(
     initialization: str | Any = "pca",
     grid: Hashable | None = None,
     checkpoint_every: int | None = None,
+    metric: Any = "euclidean",
+    metric_params: Any = None,
 ) -> tuple[Array, Array]:
     """t-SNE as a differentiable function of ``hyperparams``: returns ``(Y, kl)``.
 
@@ -373,6 +391,7 @@ def fit(
       grid: one grid held over the whole run, or a schedule ``((start_iteration, grid), ...)``
         (default: :func:`size_grid`, the grids a forward run chose).
       checkpoint_every: steps per rematerialised chunk (default ``ceil(sqrt(total))``).
+      metric, metric_params: the input distance of the kNN graph (:mod:`tsnejax.knn_metric`).
 
     Returns:
       ``Y (n, n_components)`` after ``early_exaggeration_iter + n_iter`` steps and its KL
@@ -388,6 +407,8 @@ def fit(
         n_neighbors=n_neighbors,
         initialization=initialization,
         n_components=n_components,
+        metric=metric,
+        metric_params=metric_params,
     )
     n = prep.Y0.shape[0]
     hp = check_hyperparams(hyperparams, HYPERPARAMS, n_neighbors, n)
@@ -405,6 +426,8 @@ def fit(
             n_iter=n_iter,
             early_exaggeration_iter=early_exaggeration_iter,
             n_components=n_components,
+            metric=metric,
+            metric_params=metric_params,
         )
     early, main = phase_values(hp, n, name)
     dtype = prep.Y0.dtype

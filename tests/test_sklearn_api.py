@@ -99,6 +99,12 @@ def test_grid_search_over_perplexity_with_trustworthiness(digits):
     assert trustworthiness_scorer(best, X[:60]) == t
     with pytest.raises(ValueError, match="n_neighbors must be"):
         trustworthiness_scorer("5")
+    # ... and it is the estimator's score, so no scoring= is needed (was "should have a
+    # 'score' method")
+    assert best.score(X[:60]) == t
+    from sklearn.model_selection import cross_val_score
+
+    assert np.isfinite(cross_val_score(TSNE(**SHORT), X, cv=2)).all()
 
 
 def test_scikit_learn_max_iter_and_init():

@@ -432,6 +432,12 @@ default="auto"
         self._cache["transform_result"] = result
         return np.asarray(result.embedding)
 
+    def score(self, X: Any, y: Any = None) -> float:
+        """Trustworthiness (k = 5) of ``transform(X)``: how well held-out points are placed,
+        so ``GridSearchCV(TSNE(), grid)`` and ``cross_val_score(TSNE(), X)`` need no
+        ``scoring=`` (:func:`trustworthiness_scorer` chooses k)."""
+        return trustworthiness_scorer(5)(self, X, y)
+
     def fit_transform(self, X: Any = None, y: Any = None, **kwargs: Any) -> np.ndarray:
         """``fit(X, **kwargs)`` and return ``embedding_`` (not ``transform(X)``: see Notes)."""
         return self.fit(X, y, **kwargs).embedding_

@@ -230,3 +230,41 @@ def test_a_large_sparse_matrix_is_searched_and_reduced_on_the_host(Xy, monkeypat
         TSNE(metric="correlation", **SHORT).fit(S)
     with pytest.raises(ValueError, match="sparse X over 100 cells .* searched on the host"):
         TSNE(neighbors="ivf", **SHORT).fit(S)
+
+
+def test_cli_sparse_input_and_cosine_quality(tmp_path, digits):
+    """A scipy.sparse.save_npz file is an --input (it was "name the features 'X'"); embed's
+    quality and the metrics verb rank the input's neighbours in the run's metric."""
+    from tsnejax.cli import main
+
+    X, y = digits[0][:300], digits[1][:300]
+    sp.save_npz(tmp_path / "s.npz", sp.csr_matrix(X))
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "e"
+    common = ["--labels", str(tmp_path / "y.npy"), "--metrics-queries", "300"]
+    short = ["--n-iter", "30", "--early-exaggeration-iter", "30"]
+    main(
+        ["embed", "--input", str(tmp_path / "s.npz"), "--out", str(out), "--metric", "cosine"]
+        + common
+        + short
+    )
+    q = json.loads((out / "metrics.json").read_text())["quality"]
+    mout = tmp_path / "m"
+    args = [
+        "metrics",
+        "--input",
+        str(tmp_path / "s.npz"),
+        "--embedding",
+        str(out / "embedding.npy"),
+    ]
+    main([*args, "--labels", str(tmp_path / "y.npy"), "--out", str(mout), "--metric", "cosine"])
+    m = json.loads((mout / "metrics.json").read_text())
+    assert m["metric"] == "cosine" and m["trustworthiness_5"] == pytest.approx(
+        q["trustworthiness_5"]
+    )
+    from sklearn.manifold import trustworthiness as sk
+
+    Y = np.load(out / "embedding.npy")
+    assert m["trustworthiness_5"] == pytest.approx(
+        sk(X, Y, n_neighbors=5, metric="cosine"), abs=1e-6
+    )

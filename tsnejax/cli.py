@@ -127,6 +127,12 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--k-max", type=int, default=30, help="ground-truth neighbours K")
     m.add_argument("--n-queries", type=int, default=None, help="random subset (default: all)")
     m.add_argument("--seed", type=int, default=0, help="seed for the subsets")
+    m.add_argument(
+        "--metric",
+        default="euclidean",
+        choices=("euclidean", "cosine", "correlation"),
+        help="distance of the input's neighbours (the embedding's are Euclidean)",
+    )
     return parser
 
 
@@ -338,16 +344,21 @@ def _obs_codes(adata: Any, key: str | None) -> np.ndarray | None:
 
 def _metrics(args: argparse.Namespace) -> dict[str, Any]:
     import jax
+    import scipy.sparse as sp
 
     from tsnejax._checks import check_data
     from tsnejax.data import load_array, load_labels
+    from tsnejax.knn_metric import check_input, comparable
     from tsnejax.metrics import evaluate
     from tsnejax.plot import plot_precision_recall
 
     out = _writable_dir(args.out)
     X, y = load_array(args.input)
     Y, _ = load_array(args.embedding, labels=False)  # every column a coordinate
-    X = check_data(X, "--input")
+    X = check_input(X, "euclidean", "--input")  # a sparse one dense (if small enough)
+    if sp.issparse(X):
+        raise ValueError("--input is a sparse matrix too large to score; reduce it first.")
+    X = comparable(X, args.metric, "--input")  # cosine ranks: the Euclidean ones of unit rows
     Y = check_data(Y, "--embedding")
     if args.labels is not None:
         y = load_labels(args.labels)
@@ -355,6 +366,7 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
         X, Y, y, k_max=args.k_max, n_queries=args.n_queries, key=jax.random.key(args.seed)
     )
     result = {"input": str(args.input), "embedding": str(args.embedding), **result}
+    result["metric"] = args.metric
     atomic_write_json(out / "metrics.json", result, indent=2, sort_keys=False, default=_json)
     with atomic_path(out / "precision_recall.png", suffix=".png") as tmp:
         plot_precision_recall(

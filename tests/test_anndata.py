@@ -55,6 +55,18 @@ def test_tl_tsne_writes_obsm_and_uns_like_scanpy(pbmc):
     assert knn_accuracy(Y, y, k=10) > 0.6  # cell types stay together (10 types, 700 cells)
 
 
+def test_tl_tsne_metric_reaches_the_run(pbmc):
+    """scanpy's metric= (it was refused unless 'euclidean') embeds in that metric."""
+    adata, _ = pbmc
+    ad = adata.copy()
+    tl.tsne(ad, use_rep="X_pca", metric="cosine", random_state=0, **SHORT)
+    assert ad.uns["tsne"]["params"]["metric"] == "cosine"
+    ref = TSNE(metric="cosine", random_state=0, **SHORT).fit_transform(adata.obsm["X_pca"])
+    np.testing.assert_allclose(ad.obsm["X_tsne"], ref, rtol=1e-5, atol=1e-5)
+    euclidean = TSNE(random_state=0, **SHORT).fit_transform(adata.obsm["X_pca"])
+    assert np.abs(euclidean - ref).max() > 1.0
+
+
 def test_tl_tsne_key_added_copy_n_pcs_and_h5ad_round_trip(pbmc, tmp_path):
     adata, _ = pbmc
     out = tl.tsne(adata, n_pcs=20, key_added="X_tsne20", copy=True, random_state=1, **SHORT)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.metrics import pairwise_distances
-from sklearn.neighbors import kneighbors_graph
+from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
 import tsnejax
 from tsnejax import TSNE
@@ -93,6 +93,11 @@ def test_precomputed_fit_and_transform_match_the_metric(Xy):
     np.testing.assert_allclose(Yb, Ya, atol=1e-3 * np.abs(a.embedding_).max())
     with pytest.raises(ValueError, match=r"\(n_new, 350\) distances"):
         b.transform(new)
+    # a sparse kNN graph of the new points (absent entries are not distances, not zeros)
+    nn = NearestNeighbors(n_neighbors=30, metric="manhattan").fit(ref)
+    np.testing.assert_array_equal(b.transform(nn.kneighbors_graph(new, 30, mode="distance")), Yb)
+    with pytest.raises(ValueError, match=r"sparse X_new stores 10 distance\(s\), but k=25"):
+        b.transform(nn.kneighbors_graph(new, 10, mode="distance"))
 
 
 def test_the_metric_reaches_transform_and_the_scorer(Xy):

@@ -21,7 +21,7 @@ from tsnejax._scorer import trustworthiness_scorer
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_index import build_graph_index
-from tsnejax.knn_metric import check_input, check_peer_options, check_query
+from tsnejax.knn_metric import check_input, check_new_points, check_peer_options, check_query
 from tsnejax.pipeline import TSNEResult, fit
 from tsnejax.transform import TransformConfig, transform
 
@@ -406,10 +406,7 @@ default="auto"
                 "transform needs the data the embedding was fitted on; this TSNE was fitted "
                 "from precomputed affinities. Use tsnejax.transform.transform(X_new, X_ref, Y)."
             )
-        Xv = check_query(X, self.metric, len(self.embedding_))
-        Xv = check_input(
-            Xv, "euclidean" if self.metric == "precomputed" else self.metric, min_rows=1
-        )
+        Xv = check_new_points(check_query(X, self.metric, len(self.embedding_)), self.metric)
         validate_data(self, X, skip_check_array=True, reset=False)
         config = dataclasses.replace(config or TransformConfig(), **overrides)
         key = jax.random.key(self.random_state_)

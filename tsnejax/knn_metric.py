@@ -50,6 +50,7 @@ __all__ = [
     "distance_matrix_knn",
     "check_input",
     "check_query",
+    "check_new_points",
     "check_peer_options",
     "sparse_data",
     "SPARSE_DENSE_ELEMENTS",
@@ -240,6 +241,8 @@ def metric_query(
     n = X_ref.shape[0]
     if metric == "precomputed":
         D = check_query(Q, metric, n)
+        if sp.issparse(D):
+            return _sparse_smallest(D, k, exclude_self=False, name="X_new")
         return _smallest(D, k, exclude_self=False, name="the new points' distances")
     if sp.issparse(Q) and not sp.issparse(X_ref):
         Q = check_data(Q.toarray(), "X_new", min_rows=1)
@@ -295,19 +298,22 @@ def _smallest(D: np.ndarray, k: int, *, exclude_self: bool, name: str) -> KNNGra
     return _host_graph(idx, dist)
 
 
-def _sparse_smallest(D: sp.csr_matrix, k: int) -> KNNGraph:
+def _sparse_smallest(
+    D: sp.csr_matrix, k: int, *, exclude_self: bool = True, name: str = "X"
+) -> KNNGraph:
     n = D.shape[0]
     rows = np.repeat(np.arange(n), np.diff(D.indptr))
-    keep = D.indices != rows  # a stored diagonal is no neighbour; stored zeros elsewhere are
-    _check_distances(D.data[keep], "X")
+    # a stored diagonal is no neighbour (of a square X); stored zeros elsewhere are
+    keep = D.indices != rows if exclude_self else np.ones(len(rows), bool)
+    _check_distances(D.data[keep], name)
     counts = np.bincount(rows[keep], minlength=n)
     if counts.min() < k:
         r = int(np.argmin(counts))
+        besides = " besides its diagonal" if exclude_self else ""
         raise ValueError(
-            f"metric='precomputed': row {r} of the sparse X stores {counts[r]} distance(s) "
-            f"besides its diagonal, but k={k} neighbours are needed (3 x perplexity); store at "
-            f"least {k} per row (kneighbors_graph(X, {k}, mode='distance')) or lower the "
-            "perplexity."
+            f"metric='precomputed': row {r} of the sparse {name} stores {counts[r]} "
+            f"distance(s){besides}, but k={k} neighbours are needed; store at least {k} per "
+            f"row (kneighbors_graph(X, {k}, mode='distance')) or lower the perplexity."
         )
     idx = np.empty((n, k), np.int64)
     dist = np.empty((n, k), np.float64)
@@ -355,7 +361,17 @@ def check_query(Q: Any, metric: Any, n_ref: int) -> Any:
             f"metric='precomputed': the new points must be given as their (n_new, {n_ref}) "
             f"distances to the {n_ref} reference points, got shape {np.shape(Q)}."
         )
+    if metric == "precomputed" and sp.issparse(Q):  # absent entries are not distances: keep it
+        return sp.csr_matrix(Q)
     return np.asarray(Q) if metric == "precomputed" else Q
+
+
+def check_new_points(X_new: Any, metric: Any, name: str = "X_new") -> Any:
+    """New points for a transform into a reference of ``metric``: checked data rows (sparse
+    ones dense when small), or a sparse ``"precomputed"`` distance graph kept as it is."""
+    if metric == "precomputed" and sp.issparse(X_new):
+        return sp.csr_matrix(X_new)
+    return check_input(X_new, "euclidean", name, min_rows=1)
 
 
 def check_peer_options(metric: Any, n_jobs: Any, metric_params: Any = None) -> None:

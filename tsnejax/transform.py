@@ -59,7 +59,7 @@ from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
 from tsnejax.gradients.interpolation import WIDE_BOXES, InterpolationGrid
 from tsnejax.knn import KNNGraph, knn_query
 from tsnejax.knn_index import GraphIndex, complete_query
-from tsnejax.knn_metric import check_input, metric_query
+from tsnejax.knn_metric import check_input, check_new_points, metric_query
 from tsnejax.optim import make_optimizer
 from tsnejax.run import build_step, init_state, optimize
 from tsnejax.schedules import Phases
@@ -329,7 +329,7 @@ def prepare_partial(
     the ``(m, N)`` distances to the reference points).
     """
     config.validate()
-    Xn = check_input(X_new, "euclidean", "X_new", min_rows=1)  # metric: of X_ref
+    Xn = check_new_points(X_new, metric)
     Xr = check_input(X_ref, metric, name="X_ref")
     Y_ref = jnp.asarray(_check_reference(Y_ref, Xr.shape[0]))
     if index is not None and metric != "euclidean":
@@ -406,7 +406,7 @@ def transform(
     config.validate()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    X_new = check_input(X_new, "euclidean", "X_new", min_rows=1)  # metric: of X_ref
+    X_new = check_new_points(X_new, metric)
     X_ref = check_input(X_ref, metric, name="X_ref")
     Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)

@@ -154,8 +154,12 @@ def test_without_x_pca_a_pca_is_computed_as_scanpy_does(pbmc):
         with warnings.catch_warnings():  # the stored X_pca is used from then on, silently
             warnings.simplefilter("error")
             assert tl.representation(bare)[1] == "X_pca"
-    with pytest.raises(ValueError, match="adata.X is sparse with 765 variables"):
-        tl.representation(anndata.AnnData(X=sp.csr_matrix(adata.X)), "X")
+    # use_rep="X" on a wide sparse X embeds X itself, sparse (it was refused): as dense X
+    counts = anndata.AnnData(X=sp.csr_matrix(adata.X))
+    assert sp.issparse(tl.representation(counts, "X")[0])
+    tl.tsne(counts, use_rep="X", metric="cosine", random_state=0, **SHORT)
+    ref = TSNE(metric="cosine", random_state=0, **SHORT).fit_transform(np.asarray(adata.X))
+    np.testing.assert_array_equal(counts.obsm["X_tsne"], ref)
     small = anndata.AnnData(X=sp.csr_matrix(adata.obsm["X_pca"][:, :10]))
     np.testing.assert_array_equal(tl.representation(small)[0], adata.obsm["X_pca"][:, :10])
     with pytest.raises(ValueError, match="n_comps=700 must be an int in"):

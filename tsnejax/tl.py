@@ -32,7 +32,8 @@ def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = N
     ``None`` takes ``obsm["X_pca"]`` when present, else ``adata.X`` when it has at most 50
     variables, else (as scanpy does, with a warning) a PCA of ``adata.X`` with ``n_pcs`` (or
     50) components, stored in ``obsm["X_pca"]`` (:func:`pca`). ``n_pcs`` keeps the first
-    columns. Returns ``(X (n_obs, d), name)``."""
+    columns. ``use_rep="X"`` on a sparse ``adata.X`` with more variables keeps it sparse
+    (:class:`tsnejax.TSNE` takes sparse input). Returns ``(X (n_obs, d), name)``."""
     keys = list(adata.obsm.keys())
     if use_rep is None:
         if "X_pca" in keys:
@@ -57,18 +58,14 @@ def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = N
             use_rep = "X_pca"
     if use_rep == "X":
         X = adata.X
-        if hasattr(X, "toarray"):
-            if X.shape[1] > N_PCS:
-                raise ValueError(
-                    f"use_rep='X': adata.X is sparse with {X.shape[1]} variables; reduce it "
-                    "first (tsnejax.tl.pca(adata) or sc.pp.pca(adata), then use_rep='X_pca')."
-                )
+        if hasattr(X, "toarray") and X.shape[1] <= N_PCS:
             X = X.toarray()  # at most 50 columns: small
+        # a wider sparse X stays sparse: TSNE takes it (dense when small, else on the host)
     elif use_rep in adata.obsm.keys():
         X = adata.obsm[use_rep]
     else:
         raise ValueError(f"use_rep={use_rep!r} is not in adata.obsm (keys: {keys}) nor 'X'.")
-    X = np.asarray(X)
+    X = X if hasattr(X, "toarray") else np.asarray(X)
     if n_pcs is not None:
         if not isinstance(n_pcs, int | np.integer) or not 1 <= n_pcs <= X.shape[1]:
             raise ValueError(

@@ -139,6 +139,13 @@ def test_bad_metric_input_is_named(Xy):
         TSNE(metric="precomputed", **SHORT).fit(X)
     with pytest.raises(ValueError, match="negative distances"):
         TSNE(metric="precomputed", initialization="random", **SHORT).fit(-pairwise_distances(X))
+    with pytest.raises(ValueError, match=r"metric_params=\{'p': -1\}: scikit-learn's search"):
+        TSNE(metric="minkowski", metric_params={"p": -1}, **SHORT).fit(X)
+    with pytest.raises(ValueError, match=r"metric_params=\{'q': 1\}.*unexpected keyword"):
+        TSNE(metric="manhattan", metric_params={"q": 1}, **SHORT).fit(X)
+    # a callable's NaN or negative distances were calibrated into a P (KL 0.28, no word)
+    with pytest.raises(ValueError, match="gave NaN, inf or negative distances for 400 point"):
+        TSNE(metric=_nan_metric, **SHORT).fit(X)
     G = kneighbors_graph(X, 20, mode="distance")
     with pytest.raises(ValueError, match=r"stores 20 distance\(s\).*k=90"):
         TSNE(metric="precomputed", initialization="random", **SHORT).fit(G)
@@ -166,6 +173,10 @@ def test_a_callable_metric_pickles_and_batches_key_graphs_by_metric(Xy):
             <= 1e-4 * np.abs(single.embedding).max()
         )
     assert np.abs(batch.embeddings[0] - batch.embeddings[1]).max() > 0.1
+
+
+def _nan_metric(a, b):
+    return float("nan")
 
 
 def _l1(a, b):
@@ -231,7 +242,7 @@ def test_a_large_sparse_matrix_is_searched_and_reduced_on_the_host(Xy, monkeypat
     np.testing.assert_array_equal(
         np.asarray(est.transform_result_.neighbors.indices), np.asarray(dense.indices)
     )
-    with pytest.raises(ValueError, match="'correlation' on a sparse X"):
+    with pytest.raises(ValueError, match="'correlation' not valid for sparse.*on a sparse X"):
         TSNE(metric="correlation", **SHORT).fit(S)
     with pytest.raises(ValueError, match="sparse X over 100 cells .* searched on the host"):
         TSNE(neighbors="ivf", **SHORT).fit(S)

@@ -23,6 +23,7 @@ works as in openTSNE and scikit-learn (the calibration squares them, as both do)
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -147,7 +148,13 @@ def from_euclidean(graph: KNNGraph, metric: str) -> KNNGraph:
     return KNNGraph(graph.indices, d)
 
 
-def _host_graph(idx: np.ndarray, dist: np.ndarray) -> KNNGraph:
+def _host_graph(idx: np.ndarray, dist: np.ndarray, metric: Any = None) -> KNNGraph:
+    if metric is not None and (not np.isfinite(dist).all() or (dist < 0).any()):
+        bad = np.flatnonzero(~(np.isfinite(dist) & (dist >= 0)).all(axis=1))
+        raise ValueError(
+            f"metric={metric!r} gave NaN, inf or negative distances for {len(bad)} point(s) "
+            f"(first: {bad[:5].tolist()}); a metric must return finite values >= 0."
+        )
     order = np.argsort(dist, axis=1, kind="stable")
     idx = np.take_along_axis(idx, order, axis=1)
     dist = np.take_along_axis(dist, order, axis=1)
@@ -174,6 +181,7 @@ def _host_method(method: Any, metric: Any, n: int, sparse: bool = False) -> str:
 def _sklearn_search(k: int, metric: Any, params: dict[str, Any]):
     from sklearn.neighbors import NearestNeighbors
 
+    params = dict(params)
     p = params.pop("p", 2)  # Minkowski's p is a constructor argument there
     return NearestNeighbors(
         n_neighbors=k, metric=metric, p=p, metric_params=params or None, n_jobs=-1
@@ -211,19 +219,31 @@ def graph_search(
             X, n_neighbors=k + 1, metric=metric, metric_kwds=params, random_state=seed
         )
         idx, dist = index.neighbor_graph
-        return _host_graph(*drop_self(np.asarray(idx), np.asarray(dist), k))
-    nn = _sklearn_search(k, metric, params)
+        return _host_graph(*drop_self(np.asarray(idx), np.asarray(dist), k), metric)
+    with _named_search_errors(metric, params, sp.issparse(X)):
+        # without a query: no point is its own neighbour
+        dist, idx = _sklearn_search(k, metric, params).fit(X).kneighbors()
+    return _host_graph(idx, dist, metric)
+
+
+@contextlib.contextmanager
+def _named_search_errors(metric: Any, params: dict[str, Any], sparse: bool):
+    """scikit-learn's errors about the metric or its arguments, with the parameters named (an
+    unknown argument was ``__init__() got an unexpected keyword argument``)."""
     try:
-        dist, idx = nn.fit(X).kneighbors()  # without a query: no point is its own neighbour
+        yield
     except (ValueError, TypeError) as err:
-        if not sp.issparse(X):
-            raise
+        if sparse:
+            fix = (
+                f"on a sparse X (kept sparse above {SPARSE_DENSE_ELEMENTS} cells) use "
+                "'euclidean' or 'cosine', or reduce the features first (e.g. TruncatedSVD to 50)"
+            )
+        else:
+            fix = "check metric_params against scikit-learn's DistanceMetric for this metric"
         raise ValueError(
-            f"metric={metric!r} on a sparse X (kept sparse above {SPARSE_DENSE_ELEMENTS} "
-            f"cells): scikit-learn's search says {err}; use 'euclidean' or 'cosine', or reduce "
-            "the features first (e.g. TruncatedSVD to 50)."
+            f"metric={metric!r} with metric_params={params or None}: scikit-learn's search "
+            f"says: {err}; {fix}."
         ) from err
-    return _host_graph(idx, dist)
 
 
 def metric_query(
@@ -249,9 +269,10 @@ def metric_query(
     if metric in FAST_METRICS and not sp.issparse(X_ref):
         R, Qc = comparable(X_ref, metric, "X_ref"), comparable(Q, metric, "X_new")
         return from_euclidean(knn_query(R, Qc, k, key=key), metric)
-    nn = _sklearn_search(k, metric, metric_params_dict(metric_params))
-    dist, idx = nn.fit(X_ref).kneighbors(Q)
-    return _host_graph(idx, dist)
+    params = metric_params_dict(metric_params)
+    with _named_search_errors(metric, params, sp.issparse(X_ref)):
+        dist, idx = _sklearn_search(k, metric, params).fit(X_ref).kneighbors(Q)
+    return _host_graph(idx, dist, metric)
 
 
 def distance_matrix_knn(D: Any, k: int) -> KNNGraph:

@@ -284,3 +284,13 @@ def test_cli_sparse_input_and_cosine_quality(tmp_path, digits):
     assert m["trustworthiness_5"] == pytest.approx(
         sk(X, Y, n_neighbors=5, metric="cosine"), abs=1e-6
     )
+
+
+def test_auto_keeps_a_plain_callable_off_pynndescent():
+    """pynndescent calls only numba-compiled metrics: from 40k points "auto" sent a plain
+    Python callable there (a numba typing error after the data was loaded)."""
+    from tsnejax.knn_metric import _host_method
+
+    assert _host_method("auto", "manhattan", 50_000) == "pynndescent"
+    assert _host_method("auto", _l1, 50_000) == "exact"
+    assert _host_method("auto", "manhattan", 5_000) == "exact"

@@ -174,7 +174,9 @@ def _host_method(method: Any, metric: Any, n: int, sparse: bool = False) -> str:
             "'pynndescent' (or reduce the features first, e.g. TruncatedSVD to 50)."
         )
     if method == "auto":
-        return "exact" if n < IVF_MIN_POINTS else "pynndescent"
+        # pynndescent calls only numba-compiled callables (they have .py_func)
+        plain = callable(metric) and not hasattr(metric, "py_func")
+        return "exact" if n < IVF_MIN_POINTS or plain else "pynndescent"
     return method
 
 
@@ -215,10 +217,11 @@ def graph_search(
         from pynndescent import NNDescent
 
         seed = 0 if key is None else int(jax.random.randint(key, (), 0, 2**31 - 1))
-        index = NNDescent(
-            X, n_neighbors=k + 1, metric=metric, metric_kwds=params, random_state=seed
-        )
-        idx, dist = index.neighbor_graph
+        with _named_search_errors(metric, params, sp.issparse(X), "pynndescent"):
+            index = NNDescent(
+                X, n_neighbors=k + 1, metric=metric, metric_kwds=params, random_state=seed
+            )
+            idx, dist = index.neighbor_graph
         return _host_graph(*drop_self(np.asarray(idx), np.asarray(dist), k), metric)
     with _named_search_errors(metric, params, sp.issparse(X)):
         # without a query: no point is its own neighbour
@@ -227,8 +230,10 @@ def graph_search(
 
 
 @contextlib.contextmanager
-def _named_search_errors(metric: Any, params: dict[str, Any], sparse: bool):
-    """scikit-learn's errors about the metric or its arguments, with the parameters named (an
+def _named_search_errors(
+    metric: Any, params: dict[str, Any], sparse: bool, who: str = "scikit-learn"
+):
+    """The search's errors about the metric or its arguments, with the parameters named (an
     unknown argument was ``__init__() got an unexpected keyword argument``)."""
     try:
         yield
@@ -239,10 +244,10 @@ def _named_search_errors(metric: Any, params: dict[str, Any], sparse: bool):
                 "'euclidean' or 'cosine', or reduce the features first (e.g. TruncatedSVD to 50)"
             )
         else:
-            fix = "check metric_params against scikit-learn's DistanceMetric for this metric"
+            fix = f"check metric_params against {who}'s documentation of this metric"
         raise ValueError(
-            f"metric={metric!r} with metric_params={params or None}: scikit-learn's search "
-            f"says: {err}; {fix}."
+            f"metric={metric!r} with metric_params={params or None}: {who}'s search says: "
+            f"{err}; {fix}."
         ) from err
 
 

@@ -294,3 +294,20 @@ def test_auto_keeps_a_plain_callable_off_pynndescent():
     assert _host_method("auto", "manhattan", 50_000) == "pynndescent"
     assert _host_method("auto", _l1, 50_000) == "exact"
     assert _host_method("auto", "manhattan", 5_000) == "exact"
+
+
+def test_fit_takes_a_sparse_knn_graph_as_neighbors(Xy):
+    """neighbors= a sparse distance graph (scikit-learn's kneighbors_graph, scanpy's obsp) was
+    refused; k is the fewest distances a row stores."""
+    X, _ = Xy
+    G = kneighbors_graph(X, 60, mode="distance")
+    g = graph_search(X, 60, metric="euclidean", method="exact")
+    a = TSNE(perplexity=20, **SHORT).fit(X, neighbors=G)
+    b = TSNE(perplexity=20, **SHORT).fit(
+        X, neighbors=(np.asarray(g.indices), np.asarray(g.distances))
+    )
+    Pa, Pb = to_scipy(a.affinities_).toarray(), to_scipy(b.affinities_).toarray()
+    np.testing.assert_allclose(Pa, Pb, rtol=0, atol=1e-5 * Pb.max())  # float64 vs 32 distances
+    np.testing.assert_array_equal(np.asarray(a.neighbors_.indices), np.asarray(g.indices))
+    c = TSNE(perplexity=20, initialization="random", **SHORT).fit(None, neighbors=G)
+    assert c.embedding_.shape == (400, 2)

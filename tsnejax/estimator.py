@@ -304,8 +304,9 @@ default="auto"
             Ignored (scikit-learn API).
         affinities : tsnejax.Affinities or scipy.sparse matrix, optional
             A precomputed symmetric P instead of the perplexity calibration.
-        neighbors : tsnejax.KNNGraph or (indices, distances), optional
-            A precomputed kNN graph (self excluded) to calibrate P on.
+        neighbors : tsnejax.KNNGraph, (indices, distances) or sparse matrix, optional
+            A precomputed kNN graph (self excluded) to calibrate P on; a sparse one as
+            ``kneighbors_graph(X, k, mode="distance")`` writes it.
         callbacks : callable or sequence of callables
             ``callback(iteration, kl, embedding) -> stop`` every ``callbacks_every``
             iterations; a true return value stops the run.

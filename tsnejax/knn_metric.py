@@ -52,6 +52,7 @@ __all__ = [
     "check_input",
     "check_query",
     "check_new_points",
+    "sparse_knn_graph",
     "check_peer_options",
     "sparse_data",
     "SPARSE_DENSE_ELEMENTS",
@@ -322,6 +323,24 @@ def _smallest(D: np.ndarray, k: int, *, exclude_self: bool, name: str) -> KNNGra
         idx[s : s + block] = part
         dist[s : s + block] = np.take_along_axis(Db, part, axis=1)
     return _host_graph(idx, dist)
+
+
+def sparse_knn_graph(D: Any, name: str = "the sparse graph") -> KNNGraph:
+    """The kNN graph a sparse ``(n, n)`` distance matrix stores (scikit-learn's
+    ``kneighbors_graph(mode="distance")``, scanpy's ``obsp["distances"]``): each row's stored
+    off-diagonal distances, nearest first, ``k`` = the fewest any row stores."""
+    D = sp.csr_matrix(D)
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(f"{name} must be a square (n, n) matrix, got shape {D.shape}.")
+    n = D.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(D.indptr))
+    counts = np.bincount(rows[D.indices != rows], minlength=n)
+    if counts.min() < 1:
+        raise ValueError(
+            f"{name} has a row with no neighbours (row {int(np.argmin(counts))}); recompute it "
+            "with every point's neighbours stored."
+        )
+    return _sparse_smallest(D, int(counts.min()), name=name)
 
 
 def _sparse_smallest(

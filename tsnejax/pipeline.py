@@ -37,7 +37,14 @@ from tsnejax.affinity import (
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
 from tsnejax.knn import IVFSearch, KNNGraph, precomputed_knn
-from tsnejax.knn_metric import FAST_METRICS, check_input, comparable, from_euclidean, graph_search
+from tsnejax.knn_metric import (
+    FAST_METRICS,
+    check_input,
+    comparable,
+    from_euclidean,
+    graph_search,
+    sparse_knn_graph,
+)
 from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
@@ -72,11 +79,18 @@ class Prepared(NamedTuple):
     timings: dict[str, float]
 
 
+def _n_points(neighbors: Any) -> int:
+    """Points a precomputed kNN graph describes (a sparse matrix's rows, else its indices')."""
+    return int(neighbors.shape[0] if sp.issparse(neighbors) else np.shape(neighbors[0])[0])
+
+
 def _graph(
     X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey, mesh: Any = None, config=None
 ) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
+    if sp.issparse(neighbors):  # kneighbors_graph(mode="distance"), scanpy's obsp distances
+        return sparse_knn_graph(neighbors, "neighbors")
     effort = isinstance(neighbors, IVFSearch)  # a search's effort, not (indices, distances)
     if isinstance(neighbors, tuple | list) and len(neighbors) == 2 and not effort:
         return precomputed_knn(*neighbors)
@@ -128,7 +142,7 @@ def prepare(
     config: TSNEConfig,
     *,
     affinities: Affinities | sp.spmatrix | None = None,
-    neighbors: KNNGraph | tuple[Any, Any] | None = None,
+    neighbors: KNNGraph | tuple[Any, Any] | sp.spmatrix | None = None,
     initialization: Any = None,
     mesh: Any = None,
 ) -> Prepared:
@@ -145,7 +159,7 @@ def prepare(
         if Xv is not None:
             n = Xv.shape[0]
         elif neighbors is not None:
-            n = np.shape(neighbors[0])[0]
+            n = _n_points(neighbors)
         else:
             raise ValueError("X is required unless affinities or precomputed neighbors are given.")
         perps = check_perplexity(config.affinities.perplexity, n)
@@ -188,7 +202,7 @@ def check_fit_memory(
     elif X is not None:
         n = int(X.shape[0])
     elif neighbors is not None:
-        n = int(np.shape(neighbors[0])[0])
+        n = _n_points(neighbors)
     else:
         return
     # a sparse X kept sparse is searched and reduced on the host, in scikit-learn's memory
@@ -255,7 +269,7 @@ def fit(
     config: TSNEConfig = TSNEConfig(),
     *,
     affinities: Affinities | sp.spmatrix | None = None,
-    neighbors: KNNGraph | tuple[Any, Any] | None = None,
+    neighbors: KNNGraph | tuple[Any, Any] | sp.spmatrix | None = None,
     initialization: Any = None,
     callbacks: Sequence[Any] = (),
     callbacks_every: int | None = None,
@@ -273,7 +287,9 @@ def fit(
       config: a :class:`tsnejax.TSNEConfig` (``TSNEConfig.make(perplexity=50, ...)``), or a dict
         of the same flat names.
       affinities: precomputed P (:class:`Affinities` or symmetric scipy sparse matrix).
-      neighbors: precomputed kNN as a :class:`KNNGraph` or ``(indices, distances)``.
+      neighbors: precomputed kNN as a :class:`KNNGraph`, ``(indices, distances)`` or a sparse
+        ``(n, n)`` distance matrix (``kneighbors_graph(X, k, mode="distance")``, scanpy's
+        ``obsp["distances"]``; k = the fewest distances a row stores).
       initialization: overrides ``config.initialization`` with an ``(n, d)`` array.
       callbacks: ``callback(iteration, kl, embedding) -> stop`` (one, or a sequence) every
         ``callbacks_every`` iterations (any interval, default ``config.chunk_size``; the

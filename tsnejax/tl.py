@@ -18,7 +18,7 @@ import numpy as np
 
 from tsnejax._checks import check_finite_rows, raise_bad_rows
 from tsnejax.estimator import TSNE
-from tsnejax.knn_metric import check_peer_options
+from tsnejax.knn_metric import check_peer_options, sparse_knn_graph
 
 __all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
 
@@ -139,25 +139,8 @@ def graph_from_obsp(adata: Any, neighbors_key: str = "neighbors"):
     dist_key = adata.uns[neighbors_key].get("distances_key", "distances")
     if dist_key not in adata.obsp:
         raise ValueError(f"adata.obsp has no {dist_key!r} (named by uns[{neighbors_key!r}]).")
-    D = adata.obsp[dist_key].tocsr()
-    counts = np.diff(D.indptr)
-    k = int(counts.min())
-    if k < 1:
-        raise ValueError(
-            f"adata.obsp[{dist_key!r}] has a row with no neighbours (row "
-            f"{int(np.argmin(counts))}); recompute the graph with sc.pp.neighbors."
-        )
-    n = D.shape[0]
-    indices = np.empty((n, k), np.int64)
-    distances = np.empty((n, k), np.float32)
-    for i in range(n):  # rows are short (k ~ 15-90); the loop is not the cost
-        lo, hi = D.indptr[i], D.indptr[i + 1]
-        cols, vals = D.indices[lo:hi], D.data[lo:hi]
-        keep = cols != i
-        cols, vals = cols[keep], vals[keep]
-        order = np.argsort(vals, kind="stable")[:k]
-        indices[i], distances[i] = cols[order], vals[order]
-    return indices, distances
+    graph = sparse_knn_graph(adata.obsp[dist_key], f"adata.obsp[{dist_key!r}]")
+    return np.asarray(graph.indices, np.int64), np.asarray(graph.distances, np.float32)
 
 
 def store(adata: Any, embedding: np.ndarray, info: dict[str, Any], key_added: str | None):

@@ -311,3 +311,11 @@ def test_fit_takes_a_sparse_knn_graph_as_neighbors(Xy):
     np.testing.assert_array_equal(np.asarray(a.neighbors_.indices), np.asarray(g.indices))
     c = TSNE(perplexity=20, initialization="random", **SHORT).fit(None, neighbors=G)
     assert c.embedding_.shape == (400, 2)
+    # every row storing its diagonal (include_self=True) broke scanpy's graph conversion
+    from tsnejax.tl import graph_from_obsp
+
+    with_self = kneighbors_graph(X, 61, mode="distance", include_self=True)
+    assert with_self[0, 0] == 0 and with_self.nnz == 400 * 61
+    ad = type("AD", (), {"uns": {"neighbors": {}}, "obsp": {"distances": with_self}})()
+    idx, dist = graph_from_obsp(ad)
+    np.testing.assert_array_equal(idx, np.asarray(g.indices))

@@ -319,3 +319,22 @@ def test_fit_takes_a_sparse_knn_graph_as_neighbors(Xy):
     ad = type("AD", (), {"uns": {"neighbors": {}}, "obsp": {"distances": with_self}})()
     idx, dist = graph_from_obsp(ad)
     np.testing.assert_array_equal(idx, np.asarray(g.indices))
+
+
+def test_evaluate_ranks_input_neighbours_in_the_metric(Xy):
+    from sklearn.manifold import trustworthiness as sk
+
+    from tsnejax.metrics import evaluate
+    from tsnejax.metrics.report import input_neighbors
+
+    X, y = Xy
+    Y = np.random.default_rng(1).normal(size=(400, 2))
+    q = evaluate(X, Y, y, metric="cosine", global_scores=False)
+    assert q["trustworthiness_5"] == pytest.approx(sk(X, Y, n_neighbors=5, metric="cosine"))
+    cos = pairwise_distances(X, metric="cosine")
+    np.fill_diagonal(cos, np.inf)
+    ref = np.sort(np.argsort(cos, axis=1)[:, :30], axis=1)
+    ours = np.sort(np.asarray(input_neighbors(X, metric="cosine")), axis=1)
+    assert (ours == ref).mean() > 0.999  # the same 30 neighbours of every point
+    with pytest.raises(ValueError, match="metric='manhattan': the quality metrics rank"):
+        evaluate(X, Y, y, metric="manhattan")

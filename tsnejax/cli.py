@@ -214,7 +214,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
 
     from tsnejax.config import TSNEConfig
     from tsnejax.data import load_array, load_dataset, load_labels
-    from tsnejax.knn_metric import FAST_METRICS, comparable, sparse_data
+    from tsnejax.knn_metric import FAST_METRICS, sparse_data
     from tsnejax.metrics import evaluate, knn_accuracy
     from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
@@ -303,11 +303,12 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             metrics["quality"] = {"skipped": f"neighbour quality is Euclidean (metric={metric})"}
         elif args.metrics_queries > 0 and Y.shape[0] > 31:
             quality = evaluate(
-                comparable(X, metric),  # cosine ranks are the Euclidean ones of unit rows
+                X,
                 Y,
                 y,
                 n_queries=min(args.metrics_queries, Y.shape[0]),
                 key=jax.random.key(args.seed),
+                metric=metric,  # cosine ranks: the Euclidean ones of unit rows
             )
             metrics["quality"] = quality
             plot_precision_recall(
@@ -348,7 +349,7 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
 
     from tsnejax._checks import check_data
     from tsnejax.data import load_array, load_labels
-    from tsnejax.knn_metric import check_input, comparable
+    from tsnejax.knn_metric import check_input
     from tsnejax.metrics import evaluate
     from tsnejax.plot import plot_precision_recall
 
@@ -358,12 +359,12 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
     X = check_input(X, "euclidean", "--input")  # a sparse one dense (if small enough)
     if sp.issparse(X):
         raise ValueError("--input is a sparse matrix too large to score; reduce it first.")
-    X = comparable(X, args.metric, "--input")  # cosine ranks: the Euclidean ones of unit rows
     Y = check_data(Y, "--embedding")
     if args.labels is not None:
         y = load_labels(args.labels)
+    key = jax.random.key(args.seed)
     result = evaluate(
-        X, Y, y, k_max=args.k_max, n_queries=args.n_queries, key=jax.random.key(args.seed)
+        X, Y, y, k_max=args.k_max, n_queries=args.n_queries, key=key, metric=args.metric
     )
     result = {"input": str(args.input), "embedding": str(args.embedding), **result}
     result["metric"] = args.metric

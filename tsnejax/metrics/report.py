@@ -36,11 +36,12 @@ def input_neighbors(
     k_max: int = 30,
     n_queries: int | None = None,
     key: PRNGKey | None = None,
+    metric: str = "euclidean",
 ) -> Array:
     """``(m, k_max)`` exact neighbours in ``X`` of the query rows :func:`evaluate` uses for the
-    same ``k_max``, ``n_queries`` and ``key``; pass it back as ``x_neighbors`` to score many
-    embeddings of one dataset (a sweep) with one search in X."""
-    X = jnp.asarray(X)
+    same ``k_max``, ``n_queries``, ``key`` and ``metric``; pass it back as ``x_neighbors`` to
+    score many embeddings of one dataset (a sweep) with one search in X."""
+    X = jnp.asarray(_in_metric(X, metric))
     n = X.shape[0]
     k_max = check_k("k_max", k_max, n)
     key = jax.random.key(0) if key is None else key
@@ -62,6 +63,7 @@ def evaluate(
     global_scores: bool = True,
     trustworthiness: bool = True,
     x_neighbors: ArrayLike | None = None,
+    metric: str = "euclidean",
 ) -> dict[str, Any]:
     """NN precision/recall curves (k = 1..k_max), 10-NN preservation, trustworthiness and,
     with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds each took.
@@ -70,8 +72,11 @@ def evaluate(
     serve the curves, the preservation, the accuracy and trustworthiness. ``global_scores=False``
     skips KNC and CPD; ``trustworthiness=False`` skips trustworthiness. ``x_neighbors`` is the
     search in X from :func:`input_neighbors` (same ``k_max``, ``n_queries``, ``key``), reused.
+    ``metric``: the input distance the neighbours in X are ranked by (``"cosine"`` and
+    ``"correlation"``: Euclidean ranks of the unit rows, exactly; KNC's class means and CPD's
+    distances are then those of the unit rows, CPD's ranks exactly the metric's).
     """
-    X, Y = pair(X, Y)
+    X, Y = pair(_in_metric(X, metric), Y)
     n = X.shape[0]
     k_max = check_k("k_max", k_max, n)
     key = jax.random.key(0) if key is None else key
@@ -126,3 +131,16 @@ def evaluate(
         timings["knc_cpd"] = time.perf_counter() - t0
     out["timings_seconds"] = timings
     return out
+
+
+def _in_metric(X: ArrayLike, metric: str) -> ArrayLike:
+    """``X`` with Euclidean ranks equal to ``metric``'s (tsnejax.knn_metric.comparable)."""
+    from tsnejax.knn_metric import FAST_METRICS, comparable
+
+    if not isinstance(metric, str) or metric not in FAST_METRICS:
+        raise ValueError(
+            f"metric={metric!r}: the quality metrics rank input neighbours in one of "
+            f"{FAST_METRICS}; for another, tsnejax.metrics.trustworthiness(X, Y, k, "
+            "metric=...) ranks in any metric scikit-learn knows."
+        )
+    return comparable(np.asarray(X), metric)

@@ -153,6 +153,20 @@ def test_sequential_trials_equal_fit():
     assert len({id(stepper_for(t.config, len(data.X))[0]) for t in trials}) == 1
 
 
+def test_a_grid_over_metric_gives_each_trial_its_graph():
+    """The workspace keyed its kNN graphs by the search alone: a grid over metric would have
+    calibrated every trial on the first metric's graph."""
+    spec = _spec(grid={"metric": ["euclidean", "cosine"], "perplexity": [10]})
+    data = load_data(spec.data)
+    trials = expand_trials(spec, len(data.X), data.digest)
+    ws = Workspace(data, trials)
+    for t in trials:
+        run = run_trial(ws, t)
+        ref = fit(jax.random.key(t.seed), data.X, t.config)
+        np.testing.assert_array_equal(run.embedding, ref.embedding)
+    assert len(ws._graphs) == 2  # one graph per (search, metric, metric_params)
+
+
 def test_vmapped_group_equals_fit_and_random_init():
     """A vmapped group (one batched program) equals fit trial by trial (<= 1e-5; on a CPU the
     batch runs its trials with lax.map). Seeds change the random initialisation."""

@@ -291,3 +291,21 @@ def test_z_alone_equals_z_of_the_repulsion(dim):
     z_alone = jax.jit(interpolation_z, static_argnums=(1, 2))(Y, 0.7, grid)
     assert float(z_alone) == pytest.approx(float(Z), rel=1e-5)
     assert float(Z) == pytest.approx(float(_exact(Y, 0.7)[1]), rel=5e-3)
+
+
+def test_a_small_grid_floor_with_long_chunks_warns():
+    """min_num_intervals=5 with 50-iteration chunks left a grid of 8 boxes for a chunk in which
+    the embedding expands ~10x (digits: KL 2.27 against 0.76 with chunk_size=10)."""
+    import warnings
+
+    from tsnejax.build import stepper_for
+    from tsnejax.config import TSNEConfig
+
+    small = dict(min_num_intervals=5, negative_gradient_method="interpolation")
+    with pytest.warns(UserWarning, match=r"Use chunk_size <= 15 or min_num_intervals >= 17"):
+        stepper_for(TSNEConfig.make(**small), 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stepper_for(TSNEConfig.make(chunk_size=15, **small), 1000)
+        stepper_for(TSNEConfig.make(negative_gradient_method="interpolation"), 1000)
+        stepper_for(TSNEConfig.make(n_components=3, negative_gradient_method="interpolation"), 1000)

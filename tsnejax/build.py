@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -308,8 +309,33 @@ def stepper_for(
     same static signature (so its compiled chunk programs are reused); with a ``mesh``, the
     point-sharded step over its axis ``"points"`` (:mod:`tsnejax.shard`)."""
     method = resolve_method(config.gradient.method, n, config.n_components)
+    _warn_stale_grid(config, method)
     sig = static_signature(config).replace(negative_gradient_method=method)
     return _stepper(sig, method, mesh)
+
+
+#: A chunk longer than this many times ``min_num_intervals`` can outgrow its grid while the
+#: embedding expands. Digits, interpolation, KL at the end (chunk 50 / 25 / 10 / 5):
+#: floor 5: 2.273 / 0.832 / 0.764 / 0.762; floor 10: 0.863 / 0.772 / 0.767 / 0.768;
+#: floor 20: 0.762 / - / - / 0.760; the 3-D default 18 at chunk 50 is as good as at 5.
+STALE_GRID_RATIO = 3
+
+
+def _warn_stale_grid(config: TSNEConfig, method: Any) -> None:
+    g, chunk = config.gradient, config.chunk_size
+    floor = g.min_num_intervals
+    if method not in ("interpolation", "adaptive") or floor is None:
+        return
+    if chunk > STALE_GRID_RATIO * floor:
+        warnings.warn(
+            f"min_num_intervals={floor} with chunk_size={chunk}: the grid is sized at each "
+            "chunk's start, and while the embedding expands (after early exaggeration) a chunk "
+            "outgrows a grid that coarse (digits: KL 2.27 at min_num_intervals=5, chunk_size=50; "
+            f"0.76 at chunk_size=10). Use chunk_size <= {STALE_GRID_RATIO * floor} or "
+            f"min_num_intervals >= {math.ceil(chunk / STALE_GRID_RATIO)}.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def grid_nodes(config: TSNEConfig, n: int) -> int:

@@ -121,10 +121,17 @@ def comparable(X: np.ndarray, metric: Any, name: str = "X") -> np.ndarray:
     correlation: unit rows); other metrics: ``X`` unchanged."""
     if metric not in ("cosine", "correlation"):
         return X
-    Xf = np.asarray(X, np.float64)
-    if metric == "correlation":
-        Xf = Xf - Xf.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(Xf, axis=1, keepdims=True)
+    X = np.asarray(X)
+    out = np.empty(X.shape, float_dtype())
+    norms = np.empty((X.shape[0], 1))
+    # In row blocks with float64 sums: a whole float64 copy of a 2^28-cell matrix was 2 GiB.
+    step = max(1, (1 << 22) // max(X.shape[1], 1))
+    for s in range(0, X.shape[0], step):
+        Xf = np.asarray(X[s : s + step], np.float64)
+        if metric == "correlation":
+            Xf = Xf - Xf.mean(axis=1, keepdims=True)
+        norms[s : s + step] = np.linalg.norm(Xf, axis=1, keepdims=True)
+        out[s : s + step] = Xf / np.where(norms[s : s + step] > 0, norms[s : s + step], 1.0)
     # A row with no direction (all zeros; a constant row for correlation) has no cosine
     # distance; 1e-12 of the largest norm catches rounding of a constant row's centring.
     flat = norms[:, 0] <= 1e-12 * max(float(norms.max()), np.finfo(np.float64).tiny)
@@ -136,7 +143,7 @@ def comparable(X: np.ndarray, metric: Any, name: str = "X") -> np.ndarray:
             f"{rows[:5].tolist()}), which have no {metric} distance to anything; drop them or "
             "use metric='euclidean'."
         )
-    return (Xf / norms).astype(float_dtype())
+    return out
 
 
 def from_euclidean(graph: KNNGraph, metric: str) -> KNNGraph:

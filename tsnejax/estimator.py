@@ -296,10 +296,11 @@ default="auto"
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or None
-            The data (float, int or bool; no NaN/inf). May be ``None`` when ``affinities`` or
-            ``neighbors`` are given (``transform`` then needs the reference data, so it is
-            unavailable).
+        X : array-like or sparse matrix of shape (n_samples, n_features), or None
+            The data (float, int or bool; no NaN/inf); with ``metric="precomputed"`` the
+            ``(n, n)`` distances (dense or a sparse kNN graph). May be ``None`` when
+            ``affinities`` or ``neighbors`` are given (``transform`` then needs the reference
+            data, so it is unavailable).
         y : None
             Ignored (scikit-learn API).
         affinities : tsnejax.Affinities or scipy.sparse matrix, optional

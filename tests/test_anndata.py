@@ -101,6 +101,12 @@ def test_tl_tsne_reuses_the_scanpy_neighbors_graph(pbmc):
         tl.tsne(ad, perplexity=30.5, neighbors_key="neighbors")
     with pytest.raises(ValueError, match="neighbors_key='nn' is not in adata.uns"):
         tl.tsne(ad, neighbors_key="nn")
+    # the graph's metric (sc.pp.neighbors records it) is the run's; another one is named
+    ad.uns["neighbors"]["params"]["metric"] = "cosine"
+    with pytest.raises(ValueError, match="metric='manhattan', but the graph .* metric='cosine'"):
+        tl.tsne(ad, perplexity=10, neighbors_key="neighbors", metric="manhattan")
+    tl.tsne(ad, perplexity=10, neighbors_key="neighbors", random_state=0, **SHORT)
+    assert ad.uns["tsne"]["params"]["metric"] == "cosine"  # was recorded as 'euclidean'
 
 
 def test_representation_rules_and_errors(pbmc):

@@ -18,7 +18,7 @@ import numpy as np
 
 from tsnejax._checks import check_finite_rows, raise_bad_rows
 from tsnejax.estimator import TSNE
-from tsnejax.knn_metric import check_peer_options, sparse_knn_graph
+from tsnejax.knn_metric import check_metric, check_peer_options, sparse_knn_graph
 
 __all__ = ["tsne", "representation", "pca", "graph_from_obsp", "store", "read_h5ad"]
 
@@ -225,6 +225,20 @@ def tsne(
     neighbors = None
     if neighbors_key is not None:
         neighbors = graph_from_obsp(adata, neighbors_key)
+        # the graph's own metric (sc.pp.neighbors records it): the run's P is in that one
+        graph_metric = adata.uns[neighbors_key].get("params", {}).get("metric")
+        if graph_metric is not None and metric != "euclidean" and metric != graph_metric:
+            raise ValueError(
+                f"metric={metric!r}, but the graph in uns[{neighbors_key!r}] was computed with "
+                f"metric={graph_metric!r}; drop metric= or neighbors_key=, or recompute the "
+                f"graph with sc.pp.neighbors(adata, metric={metric!r})."
+            )
+        if graph_metric is not None:
+            try:  # transform then searches new cells in the graph's metric too
+                check_metric(graph_metric)
+                metric = graph_metric
+            except ValueError:  # a metric only pynndescent knows: P is the graph's anyway
+                pass
         k = neighbors[0].shape[1]
         perps = np.atleast_1d(np.asarray(perplexity, float))
         if perps.max() > k:

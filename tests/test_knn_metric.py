@@ -338,3 +338,19 @@ def test_evaluate_ranks_input_neighbours_in_the_metric(Xy):
     assert (ours == ref).mean() > 0.999  # the same 30 neighbours of every point
     with pytest.raises(ValueError, match="metric='manhattan': the quality metrics rank"):
         evaluate(X, Y, y, metric="manhattan")
+
+
+def test_the_memory_plan_of_precomputed_distances_has_no_pca_or_search(Xy, monkeypatch):
+    """The plan read a (n, n) distance matrix as n features: a PCA of n x n and a search over
+    n-dimensional points, neither of which runs (at 50k points: tens of GB, refused)."""
+    from tsnejax import memory
+    from tsnejax.pipeline import check_fit_memory
+
+    seen = []
+    monkeypatch.setattr(memory, "check_plan", lambda plan: seen.append(plan))
+    D = np.zeros((400, 400), np.float32)
+    check_fit_memory(TSNEConfig.make(metric="precomputed"), D)
+    check_fit_memory(TSNEConfig.make(), Xy[0])
+    names = [[stage.name for stage in plan] for plan in seen]
+    assert not any("PCA" in n or "kNN" in n for n in names[0]), names[0]
+    assert any("PCA" in n for n in names[1]) and any("kNN" in n for n in names[1])

@@ -84,9 +84,7 @@ def _n_points(neighbors: Any) -> int:
     return int(neighbors.shape[0] if sp.issparse(neighbors) else np.shape(neighbors[0])[0])
 
 
-def _graph(
-    X: np.ndarray | None, neighbors: Any, k: int, key: PRNGKey, mesh: Any = None, config=None
-) -> KNNGraph:
+def _graph(X: Any, neighbors: Any, k: int, key: PRNGKey, mesh: Any, config: TSNEConfig) -> KNNGraph:
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
     if sp.issparse(neighbors):  # kneighbors_graph(mode="distance"), scanpy's obsp distances
@@ -205,14 +203,15 @@ def check_fit_memory(
         n = _n_points(neighbors)
     else:
         return
-    # a sparse X kept sparse is searched and reduced on the host, in scikit-learn's memory
-    d = None if X is None or sp.issparse(X) else int(X.shape[1])
-    given = config.affinities.metric == "precomputed"  # X is the distances: nothing to search
+    # A sparse X kept sparse is searched and reduced on the host, in scikit-learn's memory;
+    # precomputed distances are neither searched nor reduced (PCA becomes spectral).
+    host = X is None or sp.issparse(X) or config.affinities.metric == "precomputed"
+    d = None if host else int(X.shape[1])
     plan = memory_plan(
         config,
         n,
         d,
-        search=affinities is None and neighbors is None and not given,
+        search=affinities is None and neighbors is None,
         calibrate=affinities is None,
         batch=batch,
         shards=shards,

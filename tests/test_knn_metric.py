@@ -354,3 +354,23 @@ def test_the_memory_plan_of_precomputed_distances_has_no_pca_or_search(Xy, monke
     names = [[stage.name for stage in plan] for plan in seen]
     assert not any("PCA" in n or "kNN" in n for n in names[0]), names[0]
     assert any("PCA" in n for n in names[1]) and any("kNN" in n for n in names[1])
+
+
+def test_sample_transform_optimize_in_the_metric(Xy, monkeypatch):
+    """The large-data recipe placed the rest by Euclidean neighbours whatever the metric, and
+    with precomputed distances it failed (the sample's rows of D are not square)."""
+    from tsnejax import knn_metric
+    from tsnejax.large_data import sample_transform_optimize
+
+    X, y = Xy
+    short = dict(early_exaggeration_iter=20, n_iter=20)
+    cfg = TSNEConfig.make(metric="precomputed", initialization="random", **short)
+    r = sample_transform_optimize(jax.random.key(0), pairwise_distances(X), cfg, n_sample=200)
+    assert r.result.embedding.shape == (400, 2) and knn_accuracy(r.result.embedding, y) > 0.8
+    seen = []
+    query = knn_metric.metric_query
+    monkeypatch.setattr(
+        "tsnejax.transform.metric_query", lambda *a, **k: seen.append(k["metric"]) or query(*a, **k)
+    )
+    sample_transform_optimize(jax.random.key(0), X, cfg.replace(metric="cosine"), n_sample=200)
+    assert seen == ["cosine"]

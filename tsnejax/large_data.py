@@ -8,12 +8,14 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
-from tsnejax._checks import check_data, check_int, check_option, check_perplexity
+from tsnejax._checks import check_int, check_option, check_perplexity
 from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.config import TSNEConfig
 from tsnejax.init import rescale
 from tsnejax.knn_index import build_graph_index
+from tsnejax.knn_metric import check_input
 from tsnejax.pipeline import TSNEResult, fit
 from tsnejax.transform import PLACEMENTS, TransformConfig, prepare_partial
 
@@ -52,7 +54,8 @@ def sample_transform_optimize(
     cluster-pruned ``"ivf"`` search from 40k points); nothing is O(N^2).
     """
     config = TSNEConfig() if config is None else config
-    Xc = check_data(X)
+    metric, params = config.affinities.metric, config.affinities.metric_params
+    Xc = check_input(X, metric)
     n = Xc.shape[0]
     n_sample = check_int("n_sample", n_sample, minimum=4)
     check_option("placement", placement, PLACEMENTS)  # before the sample's fit, by its own name
@@ -68,16 +71,27 @@ def sample_transform_optimize(
     rows = np.sort(np.asarray(jax.random.choice(k_rows, n, (n_sample,), replace=False)))
     rest = np.setdiff1d(np.arange(n), rows)
     t0 = time.perf_counter()
-    sample = fit(k_fit, Xc[rows], config, verbose=verbose)
+    # precomputed distances: the sample's among themselves, the rest's to the sample
+    pre = metric == "precomputed"
+    X_sample, X_rest = (Xc[rows][:, rows], Xc[rest][:, rows]) if pre else (Xc[rows], Xc[rest])
+    sample = fit(k_fit, X_sample, config, verbose=verbose)
     timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     k = 1 if placement == "nearest" else 25
     tconf = TransformConfig(initialization=placement, k=k, perplexity=k / 3)
     # The sample's kNN graph indexes it for the placement query (as openTSNE's Annoy index).
     index = None
-    if sample.neighbors is not None:
-        index = build_graph_index(Xc[rows], sample.neighbors, key=jax.random.fold_in(k_rows, 1))
-    Y_rest, _, _ = prepare_partial(Xc[rest], Xc[rows], sample.embedding, config=tconf, index=index)
+    if sample.neighbors is not None and metric == "euclidean" and not sp.issparse(Xc):
+        index = build_graph_index(X_sample, sample.neighbors, key=jax.random.fold_in(k_rows, 1))
+    Y_rest, _, _ = prepare_partial(
+        X_rest,
+        X_sample,
+        sample.embedding,
+        config=tconf,
+        index=index,
+        metric=metric,  # the rest is placed by the run's own distance
+        metric_params=params,
+    )
     Y0 = np.empty((n, config.n_components), np.float32)
     Y0[rows], Y0[rest] = sample.embedding, np.asarray(Y_rest)
     Y0 = rescale(jnp.asarray(Y0))

@@ -374,3 +374,15 @@ def test_sample_transform_optimize_in_the_metric(Xy, monkeypatch):
     )
     sample_transform_optimize(jax.random.key(0), X, cfg.replace(metric="cosine"), n_sample=200)
     assert seen == ["cosine"]
+
+
+def test_a_sweep_reads_a_sparse_npz(tmp_path, digits):
+    """A scipy.sparse.save_npz data file failed in a sweep (np.asarray of a sparse matrix)."""
+    from tsnejax.sweep import spec_from_dict
+    from tsnejax.sweep.workspace import load_data
+
+    X = digits[0][:300]
+    sp.save_npz(tmp_path / "s.npz", sp.csr_matrix(X))
+    spec = spec_from_dict({"name": "s", "data": {"path": "s.npz"}, "grid": {"metric": ["cosine"]}})
+    data = load_data(spec.data, data_dir=tmp_path)
+    np.testing.assert_array_equal(data.X, X)

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from tsnejax._checks import check_data
@@ -20,7 +21,7 @@ from tsnejax.build import affinity_key
 from tsnejax.config import TSNEConfig
 from tsnejax.data import load_array, load_dataset, load_labels, shared_data_dir
 from tsnejax.knn import KNNGraph, precomputed_knn
-from tsnejax.knn_metric import graph_search
+from tsnejax.knn_metric import graph_search, sparse_data
 from tsnejax.pipeline import affinities_from_graph, initial_embedding
 from tsnejax.sweep.spec import DataSpec, Trial
 
@@ -52,6 +53,13 @@ def load_data(spec: DataSpec, data_dir: str | os.PathLike | None = None) -> Data
         X, y = load_dataset(spec.name)
     else:
         X, y = load_array(_find(spec.path, "path", data_dir))
+        if sp.issparse(X):  # scipy.sparse.save_npz files: dense when small, as fit does
+            X = sparse_data(X, "data.path")
+            if sp.issparse(X):
+                raise ValueError(
+                    f"data.path holds a sparse matrix of {X.shape[0]} x {X.shape[1]}, too large "
+                    "to make dense for a sweep; reduce it first (e.g. TruncatedSVD to 50)."
+                )
         if spec.labels is not None:
             y = load_labels(_find(spec.labels, "labels", data_dir))
             if len(y) != len(X):

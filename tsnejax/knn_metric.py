@@ -83,10 +83,11 @@ def check_metric(metric: Any, metric_params: Any = None) -> None:
 
     known = set(VALID_METRICS["brute"]) | set(VALID_METRICS["ball_tree"])
     if metric not in known:
+        names = ", ".join(repr(m) for m in (*FAST_METRICS, "precomputed"))
         raise ValueError(
-            f"metric={metric!r} is not a metric scikit-learn's NearestNeighbors knows; use one "
-            f"of {', '.join(FAST_METRICS)}, 'precomputed', e.g. 'manhattan', 'chebyshev', "
-            "'minkowski' (metric_params={'p': 3}), or a callable f(a, b) -> float."
+            f"metric={metric!r} is not a metric scikit-learn's NearestNeighbors knows; use "
+            f"{names}, another of scikit-learn's (e.g. 'manhattan', 'chebyshev', 'minkowski' "
+            "with metric_params={'p': 3}) or a callable f(a, b) -> float."
         )
 
 

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
@@ -386,3 +388,26 @@ def test_a_sweep_reads_a_sparse_npz(tmp_path, digits):
     spec = spec_from_dict({"name": "s", "data": {"path": "s.npz"}, "grid": {"metric": ["cosine"]}})
     data = load_data(spec.data, data_dir=tmp_path)
     np.testing.assert_array_equal(data.X, X)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    metric=st.sampled_from(["cosine", "correlation", "manhattan", "sqeuclidean"]),
+)
+def test_every_metric_graph_is_the_brute_force_one(seed, metric):
+    """For continuous data (no ties) each metric's graph is scikit-learn's brute-force one, with
+    its distances, and a precomputed matrix or kNN graph of them gives it back (shapes fixed:
+    a drawn shape would compile anew)."""
+    X = np.random.default_rng(seed).normal(size=(60, 5)).astype(np.float32) + 0.5
+    D = pairwise_distances(X.astype(np.float64), metric=metric)
+    np.fill_diagonal(D, np.inf)
+    ref_idx = np.argsort(D, axis=1, kind="stable")[:, :12]
+    ref_dist = np.take_along_axis(D, ref_idx, axis=1)
+    g = graph_search(X, 12, metric=metric)
+    np.testing.assert_array_equal(np.asarray(g.indices), ref_idx)
+    np.testing.assert_allclose(g.distances, ref_dist, rtol=2e-4, atol=2e-5)
+    np.fill_diagonal(D, 0.0)
+    for given_ in (D, kneighbors_graph(X.astype(np.float64), 15, metric=metric, mode="distance")):
+        h = distance_matrix_knn(given_, 12)
+        np.testing.assert_array_equal(np.asarray(h.indices), ref_idx)

@@ -12,13 +12,16 @@ works as in openTSNE and scikit-learn (the calibration squares them, as both do)
 - ``"precomputed"``: ``X`` is a ``(n, n)`` distance matrix (dense; or sparse holding at least
   ``k`` distances per row besides the diagonal, scikit-learn's kNN-graph convention, e.g.
   ``kneighbors_graph(X, k, mode="distance")``). For ``transform`` the new points are
-  ``(m, n)`` distances to the reference points.
+  ``(m, n)`` distances to the reference points (dense, or such a sparse graph).
 - any other name scikit-learn's ``NearestNeighbors`` takes (``"manhattan"``, ``"chebyshev"``,
   ``"minkowski"`` with ``metric_params={"p": 3}``, ...) or a callable ``f(a, b) -> float``:
   scikit-learn's exact search (trees or brute force, on the host), or pynndescent's with
   ``neighbors="pynndescent"``. ``neighbors="auto"`` takes the exact search below
   :data:`tsnejax.knn_ivf.IVF_MIN_POINTS` points and pynndescent from there (openTSNE's rule
-  for metrics Annoy lacks).
+  for metrics Annoy lacks); a plain Python callable stays on scikit-learn's.
+
+A sparse data matrix is made dense up to :data:`SPARSE_DENSE_ELEMENTS` cells (the dense
+array's result, bit for bit); a larger one is searched on the host as the last item says.
 """
 
 from __future__ import annotations

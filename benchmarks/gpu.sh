@@ -5,7 +5,8 @@
 # the cluster-pruned ivf search on the GPU, recall), cache (compile cache), gradient
 # (bench_gradient 10k/70k/250k, openTSNE on all host cores), large (1M mixture, exact kNN on the
 # GPU), sweep (bench_sweep, vmap batches), transform (bench_transform), e2e (bench_end_to_end
-# digits + 70k, cold/warm, determinism). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
+# digits + 70k, cold/warm, determinism), metric (bench_metric: cosine/correlation/Manhattan and
+# sparse input at 10k). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
 # copies there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,9 @@ for stage in "$@"; do
       ;;
     large)
       python3 benchmarks/bench_large.py --n 1000000 --neighbors exact --tag "$TAG"
+      ;;
+    metric)
+      python3 benchmarks/bench_metric.py --tag "${TAG}_metric"
       ;;
     sweep)
       # openTSNE left out here: the GPU target is vmapped vs one-by-one on the same device.

@@ -222,3 +222,14 @@ def test_default_search_recall_on_mnist(data_dir):
     found = np.take_along_axis(d2, np.asarray(g.indices)[rows], axis=1)
     recall = np.mean(found <= kth * (1 + 1e-6))
     assert recall >= 0.99, recall
+
+
+@pytest.mark.parametrize("name, fix", [("annoy", "'ivf'"), ("approx", "'ivf'"), ("hnsw", "faiss")])
+def test_opentsnes_search_names_are_answered(name, fix):
+    """openTSNE's neighbors= names were listed as unknown options; the error says what to use."""
+    from tsnejax import TSNE
+
+    with pytest.raises(ValueError, match=f"neighbors='{name}' is openTSNE's search.*{fix}"):
+        TSNE(neighbors=name)._config()
+    with pytest.raises(ValueError, match=f"is openTSNE's search.*{fix}"):
+        nearest_neighbors(np.zeros((10, 2)), 3, method=name)

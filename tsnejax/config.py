@@ -41,6 +41,7 @@ from tsnejax._checks import (
 from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend, canonical_method
+from tsnejax.knn import check_search
 from tsnejax.knn_ivf import IVFSearch
 from tsnejax.knn_metric import check_metric, frozen_metric_params
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS, as_transformation, check_optimizer_args
@@ -87,7 +88,7 @@ def _decay(name: str, v: Any) -> None:
 
 def _neighbor_search(name: str, v: Any) -> None:
     if not isinstance(v, IVFSearch):  # the ivf search with a chosen effort
-        check_option(name, v, NEIGHBOR_METHODS)
+        check_search(name, v, NEIGHBOR_METHODS)
 
 
 #: Where a schedule of a number-only field goes (a bare "must be a real number" left users there).

@@ -64,6 +64,24 @@ EXACT_BUDGET = 1.7e12
 NEIGHBOR_SEARCHES = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 
 
+#: openTSNE's searches tsnejax does not have, and what to take instead.
+PEER_SEARCHES = {
+    "annoy": "tsnejax's approximate searches are 'ivf' (the 'auto' choice from 40k points) and "
+    "'faiss_hnsw'",
+    "hnsw": "tsnejax runs HNSW through FAISS: neighbors='faiss_hnsw' (pip install "
+    "'tsnejax[faiss]')",
+}
+PEER_SEARCHES["approx"] = PEER_SEARCHES["annoy"]
+
+
+def check_search(name: str, value: object, allowed: tuple = NEIGHBOR_SEARCHES) -> None:
+    """``check_option`` for a search name, with openTSNE's ``"annoy"``/``"approx"``/``"hnsw"``
+    answered by what to use instead (they were listed as unknown)."""
+    if isinstance(value, str) and value in PEER_SEARCHES:
+        raise ValueError(f"{name}={value!r} is openTSNE's search; {PEER_SEARCHES[value]}.")
+    check_option(name, value, allowed)
+
+
 def default_k(n: int, perplexity: float) -> int:
     """openTSNE's rule: ``min(n - 1, int(3 * perplexity))``."""
     return int(min(n - 1, int(3 * perplexity)))
@@ -349,7 +367,7 @@ def search(
         Xs, unit = rescaled(X)
         graph = ivf_knn(Xs, k, search=method)
         return KNNGraph(graph.indices, times_unit(graph.distances, unit))
-    check_option("neighbors", method, NEIGHBOR_SEARCHES)
+    check_search("neighbors", method)
     if method == "sharded":
         raise ValueError(
             "neighbors='sharded' searches over a device mesh: pass mesh= to tsnejax.fit (or "

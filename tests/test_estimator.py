@@ -75,8 +75,8 @@ def test_params_roundtrip():
     assert t.get_params()["perplexity"] == 10
     t.set_params(perplexity=20)
     assert t.perplexity == 20
-    with pytest.raises(ValueError, match="Invalid parameter .theta."):
-        t.set_params(theta=0.5)
+    with pytest.raises(ValueError, match="Invalid parameter .thetta."):
+        t.set_params(thetta=0.5)
 
 
 def test_opentsne_and_sklearn_signature_parameters():

@@ -4,6 +4,8 @@ for what openTSNE calls otherwise (``init``, ``max_iter``)."""
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,47 @@ def estimator_initialization(est: Any) -> str | np.ndarray:
     return est.init
 
 
+#: Peers' parameters tsnejax takes for their signatures but that change nothing here.
+NO_EFFECT = {
+    "angle": "Barnes-Hut's accuracy (tsnejax has no Barnes-Hut)",
+    "theta": "Barnes-Hut's accuracy (tsnejax has no Barnes-Hut)",
+    "min_grad_norm": "scikit-learn's stopping rule (the schedule is fixed; stopping='optsne' "
+    "stops on the KL)",
+    "n_iter_without_progress": "scikit-learn's stopping rule (the schedule is fixed; "
+    "stopping='optsne' stops on the KL)",
+}
+
+
+def gradient_method(est: Any) -> Any:
+    """``negative_gradient_method``, or scikit-learn's ``method`` when that is given."""
+    if est.method is None or est.method == "barnes_hut":  # barnes_hut: the fast default
+        return est.negative_gradient_method
+    if est.method != "exact":
+        raise ValueError(
+            f"method={est.method!r} (scikit-learn's) must be 'exact' or 'barnes_hut'; "
+            "tsnejax's methods are negative_gradient_method='auto', 'exact', 'interpolation', "
+            "'splat' or 'adaptive'."
+        )
+    if not (
+        isinstance(est.negative_gradient_method, str)
+        and est.negative_gradient_method in ("auto", "exact")
+    ):
+        raise ValueError(
+            "method (scikit-learn's) and negative_gradient_method (openTSNE's) are both set; "
+            "keep one."
+        )
+    return "exact"
+
+
 def estimator_config(est: Any) -> TSNEConfig:
     """The config a :class:`tsnejax.TSNE` ``est`` runs: its parameters over its preset's."""
+    for name, what in NO_EFFECT.items():
+        if getattr(est, name) is not None:
+            warnings.warn(
+                f"{name}={getattr(est, name)!r} has no effect: it is {what}.",
+                UserWarning,
+                stacklevel=3,
+            )
     init = estimator_initialization(est)
     fields: dict[str, Any] = dict(
         n_components=est.n_components,
@@ -34,7 +75,7 @@ def estimator_config(est: Any) -> TSNEConfig:
         learning_rate=est.learning_rate,
         dof=est.dof,
         initialization=init if isinstance(init, str) else "pca",
-        negative_gradient_method=est.negative_gradient_method,
+        negative_gradient_method=gradient_method(est),
         neighbors=est.neighbors,
         metric=est.metric,
         metric_params=est.metric_params,
@@ -89,3 +130,20 @@ def _main_iterations(est: Any, config: TSNEConfig) -> int:
             f"early_exaggeration_iter={early}; raise it (scikit-learn's default is 1000)."
         )
     return total - early
+
+
+def check_picklable(state: dict[str, Any]) -> None:
+    """A clear error for an estimator parameter that cannot be pickled (closures of Optax
+    objects, lambdas), naming it and the picklable form."""
+    names = ("optimizer", "negative_gradient_method", "learning_rate", "callbacks", "metric")
+    for name in names:
+        value = state.get(name)
+        if value is not None and not isinstance(value, str | dict | int | float):
+            try:
+                pickle.dumps(value)
+            except Exception as err:  # closures of Optax objects: PicklingError, TypeError, ...
+                raise TypeError(
+                    f"TSNE cannot be pickled: its {name}={type(value).__name__} object "
+                    f"cannot ({err}). Give {name} as a name or spec (e.g. "
+                    "optimizer='adam:b1=0.9') or as a module-level function."
+                ) from err

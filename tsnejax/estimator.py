@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tsnejax._checks import resolve_seed
-from tsnejax._estimator_config import estimator_config, estimator_initialization
+from tsnejax._estimator_config import check_picklable, estimator_config, estimator_initialization
 from tsnejax._scorer import trustworthiness_scorer
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
@@ -136,6 +135,12 @@ default="auto"
     init : {"pca", "spectral", "random"} or ndarray or None, default=None
         scikit-learn's name for ``initialization`` (``TSNE(init="random")`` as its docs write
         it); setting both is an error.
+    method, angle, theta, min_grad_norm, n_iter_without_progress : default=None
+        scikit-learn's and openTSNE's, so their calls run: ``method="exact"`` is
+        ``negative_gradient_method="exact"``, ``"barnes_hut"`` leaves the choice to it
+        (``"auto"``: tsnejax has no Barnes-Hut); the Barnes-Hut accuracy ``angle``/``theta``
+        and scikit-learn's stopping rules warn that they change nothing (``stopping="optsne"``
+        stops on the KL).
     callbacks, callbacks_every_iters : openTSNE's constructor form of ``fit``'s ``callbacks``
         and ``callbacks_every`` (those of ``fit``, when given, take precedence).
     mesh : jax.sharding.Mesh or None, default=None
@@ -237,6 +242,11 @@ default="auto"
         n_jobs: int | None = None,
         max_iter: int | None = None,
         init: str | np.ndarray | None = None,
+        method: str | None = None,
+        angle: float | None = None,
+        theta: float | None = None,
+        min_grad_norm: float | None = None,
+        n_iter_without_progress: int | None = None,
         max_grad_norm: float | None = None,
         callbacks: Any = None,
         callbacks_every_iters: int | None = None,
@@ -272,6 +282,11 @@ default="auto"
         self.n_jobs = n_jobs
         self.max_iter = max_iter
         self.init = init
+        self.method = method
+        self.angle = angle
+        self.theta = theta
+        self.min_grad_norm = min_grad_norm
+        self.n_iter_without_progress = n_iter_without_progress
         self.max_grad_norm = max_grad_norm
         self.callbacks = callbacks
         self.callbacks_every_iters = callbacks_every_iters
@@ -453,17 +468,7 @@ default="auto"
         if "_cache" in state:
             state["_cache"] = {}
         state["mesh"] = None  # devices belong to a process
-        for name in ("optimizer", "negative_gradient_method", "learning_rate", "callbacks"):
-            value = state.get(name)
-            if value is not None and not isinstance(value, str | dict | int | float):
-                try:
-                    pickle.dumps(value)
-                except Exception as err:  # closures of Optax objects: PicklingError, TypeError, ...
-                    raise TypeError(
-                        f"TSNE cannot be pickled: its {name}={type(value).__name__} object "
-                        f"cannot ({err}). Give {name} as a name or spec (e.g. "
-                        "optimizer='adam:b1=0.9') or as a module-level function."
-                    ) from err
+        check_picklable(state)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -411,3 +411,20 @@ def test_every_metric_graph_is_the_brute_force_one(seed, metric):
     for given_ in (D, kneighbors_graph(X.astype(np.float64), 15, metric=metric, mode="distance")):
         h = distance_matrix_knn(given_, 12)
         np.testing.assert_array_equal(np.asarray(h.indices), ref_idx)
+
+
+def test_the_metrics_take_a_sparse_input_as_fit_does(Xy):
+    """The quality metrics read a sparse X as a 0-d object array ("X and Y must be 2-D, got
+    shapes ()"); it is now the dense array's score."""
+    from tsnejax.metrics import evaluate, knn_preservation
+
+    X, y = Xy
+    Y = np.random.default_rng(1).normal(size=(400, 2))
+    S = sp.csr_matrix(X)
+    assert trustworthiness(S, Y, 5) == trustworthiness(X, Y, 5)
+    assert knn_preservation(S, Y) == knn_preservation(X, Y)
+    a = evaluate(S, Y, y, metric="cosine", global_scores=False)
+    b = evaluate(X, Y, y, metric="cosine", global_scores=False)
+    assert (
+        a["trustworthiness_5"] == b["trustworthiness_5"] and a["nn_precision"] == b["nn_precision"]
+    )

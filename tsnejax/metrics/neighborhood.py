@@ -13,6 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from tsnejax._checks import check_finite_rows, check_int, check_labels, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
@@ -37,8 +38,24 @@ class PrecisionRecall(NamedTuple):
     queries: np.ndarray  # (m,) row indices the means are over
 
 
+def dense_input(X: ArrayLike) -> ArrayLike:
+    """``X``, a sparse one read as fit reads it: dense up to
+    :data:`tsnejax.knn_metric.SPARSE_DENSE_ELEMENTS` cells, else an error saying to reduce it."""
+    if not sp.issparse(X):
+        return X
+    from tsnejax.knn_metric import sparse_data
+
+    X = sparse_data(X, "X", min_rows=1)
+    if sp.issparse(X):
+        raise ValueError(
+            f"X is a sparse matrix of {X.shape[0]} x {X.shape[1]}, too large to score "
+            "densely; reduce it first (e.g. TruncatedSVD to 50) and score that."
+        )
+    return X
+
+
 def pair(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    X, Y = np.asarray(X), np.asarray(Y)
+    X, Y = np.asarray(dense_input(X)), np.asarray(Y)
     if X.ndim != 2 or Y.ndim != 2:
         raise ValueError(f"X and Y must be 2-D, got shapes {X.shape} and {Y.shape}.")
     if X.shape[0] != Y.shape[0]:

@@ -15,6 +15,7 @@ from tsnejax.knn import exact_knn
 from tsnejax.metrics.global_structure import cpd_score, knc_score
 from tsnejax.metrics.neighborhood import (
     check_k,
+    dense_input,
     hits,
     pair,
     query_rows,
@@ -143,4 +144,4 @@ def _in_metric(X: ArrayLike, metric: str) -> ArrayLike:
             f"{FAST_METRICS}; for another, tsnejax.metrics.trustworthiness(X, Y, k, "
             "metric=...) ranks in any metric scikit-learn knows."
         )
-    return comparable(np.asarray(X), metric)
+    return comparable(np.asarray(dense_input(X)), metric)

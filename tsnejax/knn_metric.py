@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_data, check_int, float_dtype
+from tsnejax._checks import check_data, check_int, float_dtype, raise_bad_rows
 from tsnejax._knn_exact import KNNGraph, drop_self
 from tsnejax._types import PRNGKey
 from tsnejax.knn import knn_query, search
@@ -98,8 +98,6 @@ def metric_params_dict(metric_params: Any) -> dict[str, Any]:
     """``metric_params`` (``None``, a mapping, or the config's ``((name, value), ...)``)."""
     if metric_params is None:
         return {}
-    if isinstance(metric_params, Mapping):
-        return dict(metric_params)
     try:
         return dict(metric_params)
     except (TypeError, ValueError) as err:
@@ -343,26 +341,26 @@ def sparse_knn_graph(D: Any, name: str = "the sparse graph") -> KNNGraph:
     D = sp.csr_matrix(D)
     if D.shape[0] != D.shape[1]:
         raise ValueError(f"{name} must be a square (n, n) matrix, got shape {D.shape}.")
-    n = D.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(D.indptr))
-    counts = np.bincount(rows[D.indices != rows], minlength=n)
-    if counts.min() < 1:
-        raise ValueError(
-            f"{name} has a row with no neighbours (row {int(np.argmin(counts))}); recompute it "
-            "with every point's neighbours stored."
-        )
-    return _sparse_smallest(D, int(counts.min()), name=name)
+    return _sparse_smallest(D, None, name=name)
 
 
 def _sparse_smallest(
-    D: sp.csr_matrix, k: int, *, exclude_self: bool = True, name: str = "X"
+    D: sp.csr_matrix, k: int | None, *, exclude_self: bool = True, name: str = "X"
 ) -> KNNGraph:
+    """Each row's ``k`` smallest stored distances (``None``: as many as the fewest row has)."""
     n = D.shape[0]
     rows = np.repeat(np.arange(n), np.diff(D.indptr))
     # a stored diagonal is no neighbour (of a square X); stored zeros elsewhere are
     keep = D.indices != rows if exclude_self else np.ones(len(rows), bool)
     _check_distances(D.data[keep], name)
     counts = np.bincount(rows[keep], minlength=n)
+    if k is None:
+        k = int(counts.min())
+        if k < 1:
+            raise ValueError(
+                f"{name} has a row with no neighbours (row {int(np.argmin(counts))}); "
+                "recompute it with every point's neighbours stored."
+            )
     if counts.min() < k:
         r = int(np.argmin(counts))
         besides = " besides its diagonal" if exclude_self else ""
@@ -393,33 +391,28 @@ def check_input(X: Any, metric: Any, name: str = "X", *, min_rows: int | None = 
             if sp.issparse(X)
             else check_data(X, name, min_rows=min_rows)
         )
-    if sp.issparse(X):
-        if X.shape[0] != X.shape[1]:
-            raise ValueError(
-                f"metric='precomputed' needs {name} as a square (n, n) distance matrix, got "
-                f"shape {X.shape}."
-            )
-        check_data(np.zeros((X.shape[0], 1)), name)  # the row count's own rules
-        return sp.csr_matrix(X)
-    D = check_data(X, name)
+    D = sp.csr_matrix(X) if sp.issparse(X) else check_data(X, name)
     if D.shape[0] != D.shape[1]:
         raise ValueError(
             f"metric='precomputed' needs {name} as a square (n, n) distance matrix, got shape "
             f"{D.shape}; for data rows use a metric such as 'euclidean'."
         )
+    if sp.issparse(D):
+        check_data(np.zeros((D.shape[0], 1)), name)  # the row count's own rules
     return D
 
 
 def check_query(Q: Any, metric: Any, n_ref: int) -> Any:
-    """``Q``; for ``"precomputed"`` checked to be the ``(m, n_ref)`` distances to the reference."""
-    if metric == "precomputed" and (np.ndim(Q) != 2 or np.shape(Q)[1] != n_ref):
+    """``Q``; for ``"precomputed"`` checked to be the ``(m, n_ref)`` distances to the reference
+    (a sparse graph of them kept sparse: its absent entries are not distances)."""
+    if metric != "precomputed":
+        return Q
+    if np.ndim(Q) != 2 or np.shape(Q)[1] != n_ref:
         raise ValueError(
             f"metric='precomputed': the new points must be given as their (n_new, {n_ref}) "
             f"distances to the {n_ref} reference points, got shape {np.shape(Q)}."
         )
-    if metric == "precomputed" and sp.issparse(Q):  # absent entries are not distances: keep it
-        return sp.csr_matrix(Q)
-    return np.asarray(Q) if metric == "precomputed" else Q
+    return sp.csr_matrix(Q) if sp.issparse(Q) else np.asarray(Q)
 
 
 def check_new_points(X_new: Any, metric: Any, name: str = "X_new") -> Any:
@@ -464,8 +457,5 @@ def sparse_data(X: Any, name: str = "X", min_rows: int | None = None) -> Any:
     bad = ~np.isfinite(X.data)
     if bad.any():
         rows = np.unique(np.repeat(np.arange(n), np.diff(X.indptr))[bad])
-        raise ValueError(
-            f"{name} has {len(rows)} row(s) with NaN or inf values (first: {rows[:5].tolist()}); "
-            "drop or impute them before embedding."
-        )
+        raise_bad_rows(rows, name, "drop or impute them before embedding")
     return X

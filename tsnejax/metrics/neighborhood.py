@@ -18,6 +18,13 @@ import scipy.sparse as sp
 from tsnejax._checks import check_finite_rows, check_int, check_labels, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
+from tsnejax.knn_metric import (
+    FAST_METRICS,
+    check_metric,
+    comparable,
+    metric_params_dict,
+    sparse_data,
+)
 
 __all__ = [
     "PrecisionRecall",
@@ -43,8 +50,6 @@ def dense_input(X: ArrayLike) -> ArrayLike:
     :data:`tsnejax.knn_metric.SPARSE_DENSE_ELEMENTS` cells, else an error saying to reduce it."""
     if not sp.issparse(X):
         return X
-    from tsnejax.knn_metric import sparse_data
-
     X = sparse_data(X, "X", min_rows=1)
     if sp.issparse(X):
         raise ValueError(
@@ -201,8 +206,6 @@ def trustworthiness(
     which ``"precomputed"`` takes as ``X``). Blocked: memory O(block * n * k).
     Requires ``n_neighbors < n / 2`` (as scikit-learn).
     """
-    from tsnejax.knn_metric import FAST_METRICS, check_metric, comparable, metric_params_dict
-
     check_metric(metric, metric_params)
     if metric not in FAST_METRICS:  # ranks from the full matrix, as scikit-learn computes them
         from sklearn.manifold import trustworthiness as full_matrix_trustworthiness

@@ -12,6 +12,7 @@ import numpy as np
 from tsnejax._checks import check_labels
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
+from tsnejax.knn_metric import FAST_METRICS, comparable
 from tsnejax.metrics.global_structure import cpd_score, knc_score
 from tsnejax.metrics.neighborhood import (
     check_k,
@@ -136,8 +137,6 @@ def evaluate(
 
 def _in_metric(X: ArrayLike, metric: str) -> ArrayLike:
     """``X`` with Euclidean ranks equal to ``metric``'s (tsnejax.knn_metric.comparable)."""
-    from tsnejax.knn_metric import FAST_METRICS, comparable
-
     if not isinstance(metric, str) or metric not in FAST_METRICS:
         raise ValueError(
             f"metric={metric!r}: the quality metrics rank input neighbours in one of "

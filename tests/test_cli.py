@@ -67,6 +67,12 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
     assert main(["embed", "--out", str(out), "--stopping", "optsne"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["early_exaggeration_iter"] < 250 and m["total_iter"] < 750
+    # scikit-learn's stopping settings turn its rule on, as the estimator's do.
+    out = tmp_path / "sklearn_stop"
+    assert main(["embed", "--out", str(out), "--preset", "sklearn", "--min-grad-norm", "1e-2"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["stopping"] == "sklearn" and m["config"]["min_grad_norm"] == 1e-2
+    assert m["early_exaggeration_iter"] < 250 and m["total_iter"] < 1000
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,30 @@ def test_same_random_state_gives_identical_embedding(digits):
     assert gen.random_state_ == np.random.default_rng(7).integers(2**31 - 1)
 
 
+def test_random_state_may_be_a_jax_key(digits):
+    # A JAX library's own randomness: the key is used as given (it was a ValueError), and
+    # jax.random.key(3) is what random_state=3 means.
+    import pickle
+
+    import jax
+
+    X = digits[0][:300]
+    kw = dict(initialization="random", early_exaggeration_iter=50, n_iter=50)
+    by_seed = TSNE(random_state=3, **kw).fit(X)
+    by_key = TSNE(random_state=jax.random.key(3), **kw).fit(X)
+    np.testing.assert_array_equal(by_key.embedding_, by_seed.embedding_)
+    raw = TSNE(random_state=jax.random.PRNGKey(3), **kw).fit(X)
+    np.testing.assert_array_equal(raw.embedding_, by_seed.embedding_)
+    assert not by_key.__sklearn_tags__().non_deterministic
+    new = X[:20] + 0.5
+    again = pickle.loads(pickle.dumps(by_key))
+    np.testing.assert_array_equal(again.transform(new), by_seed.transform(new))
+    with pytest.raises(ValueError, match="random_state must be one key"):
+        TSNE(random_state=jax.random.split(jax.random.key(0), 3), **kw).fit(X)
+    with pytest.raises(ValueError, match="random_state must be an int seed, a jax.random.key"):
+        TSNE(random_state="3", **kw).fit(X)
+
+
 def test_perplexity_as_a_numpy_array_is_a_tuple():
     # np.array([5, 30]) was an unhashable config (TypeError) until it became a tuple.
     est = TSNE(perplexity=np.array([5.0, 30.0]))

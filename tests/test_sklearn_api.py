@@ -124,7 +124,8 @@ def test_scikit_learn_max_iter_and_init():
 
 def test_scikit_learn_and_opentsne_signature_parameters():
     """scikit-learn's method, angle, min_grad_norm, n_iter_without_progress and openTSNE's theta
-    were TypeErrors in a drop-in call; method maps onto negative_gradient_method, the others
+    were TypeErrors in a drop-in call; method maps onto negative_gradient_method, the
+    stopping settings turn on stopping="sklearn" (tests/test_stopping.py), angle and theta
     warn that they change nothing."""
     import pickle
     import warnings
@@ -135,7 +136,7 @@ def test_scikit_learn_and_opentsne_signature_parameters():
         TSNE(method="fft")._config()
     with pytest.raises(ValueError, match="method .* and negative_gradient_method .* both set"):
         TSNE(method="exact", negative_gradient_method="splat")._config()
-    for name, value in [("angle", 0.5), ("theta", 0.5), ("min_grad_norm", 1e-7)]:
+    for name, value in [("angle", 0.5), ("theta", 0.5)]:
         with pytest.warns(UserWarning, match=f"{name}={value!r} has no effect"):
             TSNE(**{name: value})._config()
     with warnings.catch_warnings():

@@ -83,7 +83,8 @@ def check_key(key: Any, name: str = "key") -> Any:
     if not (typed or raw):
         raise ValueError(
             f"{name} must be a JAX random key such as jax.random.key(0), got "
-            f"{type(key).__name__} {key!r:.40}; the estimator TSNE takes an int random_state."
+            f"{type(key).__name__} {key!r:.40}; the estimator TSNE takes an int or a key as "
+            "random_state."
         )
     batch = np.shape(key)[:-1] if raw else np.shape(key)
     if batch:
@@ -403,19 +404,37 @@ def check_hashable(name: str, value: Any, form: str) -> Any:
     return value
 
 
-def resolve_seed(random_state: Any) -> int:
-    """An int seed from scikit-learn's ``random_state`` forms: ``None`` draws a fresh one, a
-    ``RandomState`` or ``Generator`` draws one from itself (advancing it, as scikit-learn
-    estimators do), an int is used as is."""
+def resolve_seed(random_state: Any) -> Any:
+    """An int seed or a JAX key from scikit-learn's ``random_state`` forms: ``None`` draws a
+    fresh seed, a ``RandomState`` or ``Generator`` draws one from itself (advancing it, as
+    scikit-learn estimators do), an int is used as is, and a ``jax.random.key`` (or a raw
+    ``jax.random.PRNGKey``) is the key itself."""
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**31))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(2**31 - 1))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**31 - 1))
+    if is_key(random_state):
+        return check_key(random_state, "random_state")
     if not isinstance(random_state, int | np.integer):
         raise ValueError(
-            "random_state must be an int seed, a numpy RandomState or Generator, or None, "
-            f"got {type(random_state).__name__}; tsnejax draws from jax.random.key(random_state)."
+            "random_state must be an int seed, a jax.random.key, a numpy RandomState or "
+            f"Generator, or None, got {type(random_state).__name__}; tsnejax draws from "
+            "jax.random.key(random_state)."
         )
     return int(random_state)
+
+
+def is_key(x: Any) -> bool:
+    """Whether ``x`` is meant as a JAX key (typed, or a raw ``uint32`` array)."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return False
+    # A uint32 array is a raw key; a numpy uint32 scalar is a seed.
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == np.uint32 and np.ndim(x))
+
+
+def key_of(seed: Any) -> Any:
+    """``jax.random.key(seed)`` for an int seed; a key as it is (see :func:`resolve_seed`)."""
+    return jax.random.key(seed) if isinstance(seed, int | np.integer) else seed

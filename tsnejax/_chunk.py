@@ -45,6 +45,9 @@ class StepInfo(NamedTuple):
     finite: Array  # bool: embedding and gradient finite, and no exploded step (optim)
     grad_norm: Array  # Frobenius norm of the (scaled) gradient
     cause: Array  # int32: why the step is not finite (tsnejax._diverge.CAUSES; 0 = it is)
+    # norm of gains * gradient with the classic optimizer (scikit-learn's grad_norm), else of
+    # the gradient: what stopping rules read
+    gained_norm: Array
 
 
 def grad_norm(state: TSNEState, info: StepInfo) -> Array:
@@ -55,17 +58,18 @@ def grad_norm(state: TSNEState, info: StepInfo) -> Array:
 
 def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record: Callable):
     """``(state, P, values, active, n_steps, want_kl) -> (state, ok, bad_at, bad_cause, records,
-    kl)``
-    for one state; ``static`` holds the phase's schedules and a compiled-in dof."""
+    kl, norm)`` for one state (``norm``: the last step's ``gained_norm``, for stopping rules);
+    ``static`` holds the phase's schedules and a compiled-in dof."""
 
     def chunk(state, P, values, active, n_steps, want_kl):
         merged = {**static, **values}
-        info0 = StepInfo(jnp.bool_(True), jnp.zeros((), state.embedding.dtype), jnp.int32(0))
+        zero = jnp.zeros((), state.embedding.dtype)
+        info0 = StepInfo(jnp.bool_(True), zero, jnp.int32(0), zero)
         shapes = jax.eval_shape(record, state, info0)
         buf = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
 
         def body(i, carry):
-            st, ok, bad_at, bad_cause, buf = carry
+            st, ok, bad_at, bad_cause, buf, norm = carry
             new, info = stepper.step(st, P, values_at(merged, st.iteration), grid)
             good = ok & info.finite
             # Freeze on the last finite state so the host can report and save it.
@@ -73,19 +77,20 @@ def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record:
             bad_at = jnp.where(ok & ~info.finite, new.iteration, bad_at)
             bad_cause = jnp.where(ok & ~info.finite, info.cause, bad_cause)
             buf = jax.tree.map(lambda b, r: b.at[i].set(r), buf, record(new, info))
-            return st, good, bad_at, bad_cause, buf
+            norm = jnp.where(good, info.gained_norm.astype(norm.dtype), norm)
+            return st, good, bad_at, bad_cause, buf, norm
 
-        init = (state, active, jnp.int32(-1), jnp.int32(0), buf)
-        state, ok, bad_at, bad_cause, buf = jax.lax.fori_loop(0, n_steps, body, init)
-        dof = values_at(merged, state.iteration).get("dof", STEP_INPUTS["dof"])
         nan = jnp.asarray(jnp.nan, state.embedding.dtype)
+        init = (state, active, jnp.int32(-1), jnp.int32(0), buf, nan)
+        state, ok, bad_at, bad_cause, buf, norm = jax.lax.fori_loop(0, n_steps, body, init)
+        dof = values_at(merged, state.iteration).get("dof", STEP_INPUTS["dof"])
         # The KL of the chunk's last embedding, in the same program (2 % of a 50-step chunk).
         kl = jax.lax.cond(
             want_kl,
             lambda: stepper.kl_divergence(state.embedding, P, dof, grid).astype(nan.dtype),
             lambda: nan,
         )
-        return state, ok, bad_at, bad_cause, buf, kl
+        return state, ok, bad_at, bad_cause, buf, kl, norm.astype(nan.dtype)
 
     return chunk
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from tsnejax._checks import check_int
 from tsnejax.config import TSNEConfig
+from tsnejax.stopping import SKLEARN_SETTINGS
 
 
 def estimator_initialization(est: Any) -> str | np.ndarray:
@@ -29,10 +30,6 @@ def estimator_initialization(est: Any) -> str | np.ndarray:
 NO_EFFECT = {
     "angle": "Barnes-Hut's accuracy (tsnejax has no Barnes-Hut)",
     "theta": "Barnes-Hut's accuracy (tsnejax has no Barnes-Hut)",
-    "min_grad_norm": "scikit-learn's stopping rule (the schedule is fixed; stopping='optsne' "
-    "stops on the KL)",
-    "n_iter_without_progress": "scikit-learn's stopping rule (the schedule is fixed; "
-    "stopping='optsne' stops on the KL)",
 }
 
 
@@ -92,6 +89,15 @@ def estimator_config(est: Any) -> TSNEConfig:
     for name in ("early_exaggeration_iter", "n_iter", "initial_momentum", "final_momentum"):
         if getattr(est, name) is not None:
             fields[name] = getattr(est, name)
+    given = [name for name in SKLEARN_SETTINGS if getattr(est, name) is not None]
+    if given:
+        if not (isinstance(est.stopping, str) and est.stopping in ("fixed", "sklearn")):
+            raise ValueError(
+                f"{given[0]} is scikit-learn's stopping rule and stopping={est.stopping!r} is "
+                f"another; keep one (with {given[0]}, stopping='sklearn')."
+            )
+        fields["stopping"] = "sklearn"
+        fields.update({name: getattr(est, name) for name in given})
     if not (isinstance(est.max_step_norm, str) and est.max_step_norm == "auto"):
         fields["max_step_norm"] = est.max_step_norm
     opt = est.optimizer

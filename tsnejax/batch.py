@@ -151,6 +151,13 @@ def fit_batch(
     for i, k in enumerate(keys):
         check_key(k, f"keys[{i}]")
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
+    for i, c in enumerate(configs):
+        if c.schedule.stopping != "fixed":  # it used to run the fixed schedule without a word
+            raise ValueError(
+                f"fit_batch runs the fixed schedule, but configs[{i}] has stopping="
+                f"{c.schedule.stopping!r}, which decides each run's phase lengths on the fly; "
+                "use tsnejax.fit per trial (a sweep does so for such trials) or stopping='fixed'."
+            )
     sig = static_signature(configs[0]).flat()
     for i, c in enumerate(configs[1:], 1):
         other = static_signature(c).flat()

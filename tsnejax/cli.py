@@ -99,7 +99,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "arguments: adam:learning_rate=2,b1=0.8",
     )
     e.add_argument(
-        "--stopping", default="fixed", help="fixed | optsne (opt-SNE automatic phase lengths)"
+        "--stopping",
+        default="fixed",
+        help="fixed | optsne (opt-SNE automatic phase lengths) | sklearn (scikit-learn's "
+        "min_grad_norm and n_iter_without_progress)",
+    )
+    e.add_argument("--min-grad-norm", type=float, default=None, help="with --stopping sklearn")
+    e.add_argument(
+        "--n-iter-without-progress", type=int, default=None, help="with --stopping sklearn"
     )
     e.add_argument("--seed", type=int, default=0, help="seed for jax.random.key")
     e.add_argument("--verbose", action="store_true", help="progress bar with KL")
@@ -218,6 +225,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     from tsnejax.metrics import evaluate, knn_accuracy
     from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
+    from tsnejax.stopping import SKLEARN_SETTINGS
 
     out = _writable_dir(args.out)
     t0 = time.perf_counter()
@@ -260,9 +268,11 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         optimizer=args.optimizer,  # "adam:learning_rate=2,b1=0.8": parsed by the config
         stopping=args.stopping,
     )
-    for name in ("early_exaggeration_iter", "n_iter"):
+    for name in ("early_exaggeration_iter", "n_iter", "min_grad_norm", "n_iter_without_progress"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
+            if name in SKLEARN_SETTINGS and args.stopping == "fixed":
+                fields["stopping"] = "sklearn"  # as the estimator's parameters do
     config = TSNEConfig.from_preset(args.preset, **fields)
     if sp.issparse(X) and config.affinities.metric != "precomputed":
         X = sparse_data(X)  # dense when small, as fit would make it: the metrics read it

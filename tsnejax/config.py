@@ -29,29 +29,28 @@ from typing import Any, Literal
 import numpy as np
 import optax
 
-from tsnejax._checks import (
-    check_dof,
-    check_int,
-    check_momentum,
-    check_n_components,
-    check_option,
-    check_perplexity_value,
-    check_positive,
+from tsnejax._checks import check_momentum, check_n_components, check_option
+from tsnejax._config_checks import (
+    NEIGHBOR_METHODS,
+    decay,
+    dof_value,
+    integer,
+    n_neighbors_value,
+    neighbor_search,
+    number,
+    option,
+    perplexity_values,
+    positive,
 )
 from tsnejax._fields import field, is_dynamic, validate_fields
 from tsnejax._spec import parse_spec
 from tsnejax.gradients import BACKENDS, Backend, canonical_method
-from tsnejax.knn import check_search
 from tsnejax.knn_ivf import IVFSearch
 from tsnejax.knn_metric import check_metric, frozen_metric_params
 from tsnejax.optim import GAINS_RULES, OPTIMIZERS, as_transformation, check_optimizer_args
 from tsnejax.presets import preset_fields
-from tsnejax.schedules import (
-    EXAGGERATION_DECAYS,
-    LR_RULES,
-    check_learning_rate,
-    resolve_learning_rate,
-)
+from tsnejax.schedules import LR_RULES, check_learning_rate, resolve_learning_rate
+from tsnejax.stopping import STOPPING_RULES, Stopping, check_stopping
 
 __all__ = [
     "AffinityConfig",
@@ -71,83 +70,8 @@ __all__ = [
 ]
 
 GRADIENT_METHODS = ("auto", *BACKENDS)
-NEIGHBOR_METHODS = ("auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded")
 AFFINITY_METHODS = ("perplexity", "uniform")
-STOPPING_RULES = ("fixed", "optsne")
 INIT_METHODS = ("pca", "spectral", "random")
-
-
-def _option(*allowed: Any) -> Callable[[str, Any], Any]:
-    return lambda name, v: check_option(name, v, allowed)
-
-
-def _decay(name: str, v: Any) -> None:
-    if not callable(v):  # a schedule object is accepted wherever a name selects one
-        check_option(name, v, EXAGGERATION_DECAYS)
-
-
-def _neighbor_search(name: str, v: Any) -> None:
-    if not isinstance(v, IVFSearch):  # the ivf search with a chosen effort
-        check_search(name, v, NEIGHBOR_METHODS)
-
-
-#: Where a schedule of a number-only field goes (a bare "must be a real number" left users there).
-_SCHEDULE_HOME = {
-    "exaggeration": "exaggeration_decay=<schedule of the steps after early exaggeration>",
-    "early_exaggeration": "exaggeration_decay=<schedule of the steps after early exaggeration>",
-    "dof": "a tsnejax.schedules.Phases table whose values are Optax schedules, run with "
-    "tsnejax.run.optimize (docs/loop.md, 'Phases are data')",
-}
-_SCHEDULE_HOME["initial_momentum"] = _SCHEDULE_HOME["final_momentum"] = _SCHEDULE_HOME["dof"]
-
-
-def _number(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    """``check``, with a callable (a schedule) refused by naming where schedules go."""
-
-    def checked(name: str, v: Any) -> Any:
-        if callable(v) and name in _SCHEDULE_HOME:
-            raise ValueError(
-                f"{name} takes a number, got a {type(v).__name__}; a schedule of it goes in "
-                f"{_SCHEDULE_HOME[name]}."
-            )
-        return check(name, v)
-
-    return checked
-
-
-def _positive(allow_zero: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, v: Any) -> None:
-        if not (optional and v is None):
-            check_positive(name, v, allow_zero=allow_zero)
-
-    return check
-
-
-def _integer(minimum: int = 0, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, v: Any) -> None:
-        if not (optional and v is None):
-            check_int(name, v, minimum=minimum)
-
-    return check
-
-
-def _check_perplexity(name: str, v: Any) -> None:
-    values = (v,) if np.ndim(v) == 0 else tuple(v)
-    if len(values) == 0:
-        raise ValueError(f"{name} is an empty list; give at least one value (e.g. 30).")
-    for p in values:
-        check_perplexity_value(name, p)
-
-
-def _check_n_neighbors(name: str, v: Any) -> None:
-    if isinstance(v, str):
-        check_option(name, v, ("3p", "3p+1"))
-    else:
-        check_int(name, v, minimum=1)
-
-
-def _check_dof(name: str, v: Any) -> None:
-    check_dof(name, v)  # inf: the Gaussian kernel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +93,11 @@ class AffinityConfig:
         ``"cosine"``, ``"correlation"``, ``"precomputed"``, scikit-learn's names, a callable).
     """
 
-    perplexity: float | tuple[float, ...] = field(30.0, _check_perplexity, dynamic=True)
-    n_neighbors: int | Literal["3p", "3p+1"] = field("3p", _check_n_neighbors, dynamic=True)
+    perplexity: float | tuple[float, ...] = field(30.0, perplexity_values, dynamic=True)
+    n_neighbors: int | Literal["3p", "3p+1"] = field("3p", n_neighbors_value, dynamic=True)
     neighbors: (
         Literal["auto", "exact", "ivf", "faiss", "faiss_hnsw", "pynndescent", "sharded"] | IVFSearch
-    ) = field("auto", _neighbor_search, dynamic=True)
+    ) = field("auto", neighbor_search, dynamic=True)
     method: str | Callable[..., Any] = field("perplexity", dynamic=True)
     metric: str | Callable[..., float] = field("euclidean", dynamic=True)
     metric_params: tuple[tuple[str, Any], ...] = field((), dynamic=True)
@@ -201,21 +125,42 @@ class ScheduleConfig:
         ``exaggeration_decay_iter`` iterations after early exaggeration; or any schedule (an
         Optax schedule, a hashable callable) of the steps since early exaggeration ended,
         giving the exaggeration over those iterations (then ``exaggeration``).
-      stopping: ``"fixed"`` or ``"optsne"`` (Belkina et al. 2019: each phase ends when the
-        relative KL decrease says so); ``optsne_tol`` is the main phase's threshold.
+      stopping: ``"fixed"``, ``"optsne"`` (Belkina et al. 2019: each phase ends when the
+        relative KL decrease says so; ``optsne_tol`` is the main phase's threshold),
+        ``"sklearn"`` (scikit-learn's ``min_grad_norm`` and ``n_iter_without_progress``,
+        checked every 50 iterations), or any rule set (:mod:`tsnejax.stopping`). With a rule,
+        ``early_exaggeration_iter`` and ``n_iter`` cap the phases.
     """
 
-    early_exaggeration: float = field(12.0, _number(_positive()), dynamic=True)
-    early_exaggeration_iter: int = field(250, _integer(0), dynamic=True)
-    n_iter: int = field(500, _integer(0), dynamic=True)
-    exaggeration: float = field(1.0, _number(_positive()), dynamic=True)
+    early_exaggeration: float = field(12.0, number(positive()), dynamic=True)
+    early_exaggeration_iter: int = field(250, integer(0), dynamic=True)
+    n_iter: int = field(500, integer(0), dynamic=True)
+    exaggeration: float = field(1.0, number(positive()), dynamic=True)
     # A decay is a schedule compiled into the program, so these two are static.
     exaggeration_decay: Literal["step", "linear", "exponential"] | Callable[[Any], Any] = field(
-        "step", _decay
+        "step", decay
     )
-    exaggeration_decay_iter: int = field(150, _integer(0))
-    stopping: Literal["fixed", "optsne"] = field("fixed", _option(*STOPPING_RULES), dynamic=True)
-    optsne_tol: float = field(1e-4, _positive(), dynamic=True)
+    exaggeration_decay_iter: int = field(150, integer(0))
+    stopping: Literal["fixed", "optsne", "sklearn"] | Stopping = field(
+        "fixed", check_stopping, dynamic=True
+    )
+    optsne_tol: float = field(1e-4, positive(), dynamic=True)
+    min_grad_norm: float = field(1e-7, positive(allow_zero=True), dynamic=True)
+    n_iter_without_progress: int = field(300, integer(1), dynamic=True)
+
+    def __post_init__(self):
+        # A rule's setting without its rule used to change nothing without a word.
+        for name, rule in (
+            ("optsne_tol", "optsne"),
+            ("min_grad_norm", "sklearn"),
+            ("n_iter_without_progress", "sklearn"),
+        ):
+            default = ScheduleConfig.__dataclass_fields__[name].default
+            if getattr(self, name) != default and self.stopping != rule:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} applies with stopping={rule!r}, but "
+                    f"stopping={self.stopping!r}; set stopping={rule!r} or leave {name} out."
+                )
 
     @property
     def total_iter(self) -> int:
@@ -261,18 +206,18 @@ class OptimizerConfig:
         "auto", check_learning_rate, dynamic=True
     )
     learning_rate_rule: Literal["opentsne", "fitsne", "sklearn", "cuml"] = field(
-        "opentsne", _option(*LR_RULES), dynamic=True
+        "opentsne", option(*LR_RULES), dynamic=True
     )
-    initial_momentum: float = field(0.8, _number(check_momentum), dynamic=True)
-    final_momentum: float = field(0.8, _number(check_momentum), dynamic=True)
-    momentum_switch_iter: int | None = field(None, _integer(0, optional=True), dynamic=True)
-    gains_rule: Literal["opentsne", "fitsne", "sklearn"] = field("opentsne", _option(*GAINS_RULES))
-    min_gain: float = field(0.01, _positive(allow_zero=True))
-    max_step_norm: float | None = field(5.0, _positive(optional=True))
-    max_grad_norm: float | None = field(None, _positive(optional=True))
-    gradient_scale: float = field(1.0, _positive())
-    recenter: bool = field(True, _option(True, False))
-    phase_scaling: bool | Literal["auto"] = field("auto", _option("auto", True, False))
+    initial_momentum: float = field(0.8, number(check_momentum), dynamic=True)
+    final_momentum: float = field(0.8, number(check_momentum), dynamic=True)
+    momentum_switch_iter: int | None = field(None, integer(0, optional=True), dynamic=True)
+    gains_rule: Literal["opentsne", "fitsne", "sklearn"] = field("opentsne", option(*GAINS_RULES))
+    min_gain: float = field(0.01, positive(allow_zero=True))
+    max_step_norm: float | None = field(5.0, positive(optional=True))
+    max_grad_norm: float | None = field(None, positive(optional=True))
+    gradient_scale: float = field(1.0, positive())
+    recenter: bool = field(True, option(True, False))
+    phase_scaling: bool | Literal["auto"] = field("auto", option("auto", True, False))
 
     def __post_init__(self):
         kwargs = self.kwargs
@@ -327,11 +272,11 @@ class GradientConfig:
     """
 
     method: str | Backend = "auto"
-    n_interpolation_points: int = field(3, _integer(1))
-    min_num_intervals: int | None = field(None, _integer(1, optional=True))
-    ints_in_interval: float = field(1.0, _positive())
-    max_boxes: int | None = field(None, _integer(1, optional=True))
-    pixels_per_unit: float = field(4.0, _positive())
+    n_interpolation_points: int = field(3, integer(1))
+    min_num_intervals: int | None = field(None, integer(1, optional=True))
+    ints_in_interval: float = field(1.0, positive())
+    max_boxes: int | None = field(None, integer(1, optional=True))
+    pixels_per_unit: float = field(4.0, positive())
     deterministic_scatter: bool = False
 
     def __post_init__(self):
@@ -375,11 +320,11 @@ class TSNEConfig:
     """
 
     n_components: int = field(2, lambda name, v: check_n_components(v))
-    dof: float = field(1.0, _number(_check_dof), dynamic=True)
+    dof: float = field(1.0, number(dof_value), dynamic=True)
     initialization: Literal["pca", "spectral", "random"] = field(
-        "pca", _option(*INIT_METHODS), dynamic=True
+        "pca", option(*INIT_METHODS), dynamic=True
     )
-    chunk_size: int = field(50, _integer(1))
+    chunk_size: int = field(50, integer(1))
     affinities: AffinityConfig = AffinityConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     optimizer: OptimizerConfig = OptimizerConfig()

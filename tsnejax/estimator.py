@@ -7,14 +7,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 import optax
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import resolve_seed
+from tsnejax._checks import is_key, key_of, resolve_seed
 from tsnejax._estimator_config import check_picklable, estimator_config, estimator_initialization
 from tsnejax._scorer import trustworthiness_scorer
 from tsnejax.build import stepper_for
@@ -107,15 +106,17 @@ default="auto"
     exaggeration_decay : {"step", "linear", "exponential"} or schedule, default="step"
         How early exaggeration ends: at once, or decayed over 150 iterations; a schedule
         (e.g. ``optax.cosine_decay_schedule``) of the steps since it ended gives the decay.
-    stopping : {"fixed", "optsne"}, default="fixed"
+    stopping : {"fixed", "optsne", "sklearn"} or rule set, default="fixed"
         ``"optsne"`` ends each phase when the relative KL decrease says so (Belkina et al.
-        2019); ``early_exaggeration_iter`` and ``n_iter`` then cap the phases.
-    random_state : int, numpy RandomState or Generator, or None, default=None
+        2019), ``"sklearn"`` by scikit-learn's rules (``min_grad_norm``,
+        ``n_iter_without_progress``); ``early_exaggeration_iter`` and ``n_iter`` then cap the
+        phases. Any rule set of :mod:`tsnejax.stopping` is accepted too.
+    random_state : int, jax.random.key, numpy RandomState or Generator, or None, default=None
         Seed of the ``jax.random.key`` that drives the kNN search, the random initialisation and
-        the transform; ``None`` draws a fresh seed, and a RandomState or Generator draws one
-        from itself (advancing it, as scikit-learn estimators do); the seed used is stored in
-        ``random_state_``. With PCA initialisation and the exact kNN search the result does
-        not depend on it.
+        the transform, or that key itself; ``None`` draws a fresh seed, and a RandomState or
+        Generator draws one from itself (advancing it, as scikit-learn estimators do); the seed
+        (or key) used is stored in ``random_state_``. With PCA initialisation and the exact kNN
+        search the result does not depend on it.
     verbose : bool, default=False
         Progress bar with the KL.
     metric : str or callable, default="euclidean"
@@ -135,12 +136,15 @@ default="auto"
     init : {"pca", "spectral", "random"} or ndarray or None, default=None
         scikit-learn's name for ``initialization`` (``TSNE(init="random")`` as its docs write
         it); setting both is an error.
-    method, angle, theta, min_grad_norm, n_iter_without_progress : default=None
+    min_grad_norm, n_iter_without_progress : float, int or None, default=None
+        scikit-learn's stopping rules; either given turns on ``stopping="sklearn"`` (``None``:
+        scikit-learn's 1e-7 and 300 when ``stopping="sklearn"``). Checked every 50 iterations
+        as scikit-learn does; the gradient norm is of the gradient the optimizer receives.
+    method, angle, theta : default=None
         scikit-learn's and openTSNE's, so their calls run: ``method="exact"`` is
         ``negative_gradient_method="exact"``, ``"barnes_hut"`` leaves the choice to it
         (``"auto"``: tsnejax has no Barnes-Hut); the Barnes-Hut accuracy ``angle``/``theta``
-        and scikit-learn's stopping rules warn that they change nothing (``stopping="optsne"``
-        stops on the KL).
+        warns that it changes nothing.
     callbacks, callbacks_every_iters : openTSNE's constructor form of ``fit``'s ``callbacks``
         and ``callbacks_every`` (those of ``fit``, when given, take precedence).
     mesh : jax.sharding.Mesh or None, default=None
@@ -178,8 +182,8 @@ default="auto"
         Seconds per stage (kNN, affinities, compile, optimisation, ...).
     grids_, n_compiles_ : list, int
         Grid structures used and the number of programs compiled.
-    random_state_ : int
-        The seed used.
+    random_state_ : int or jax.random.key
+        The seed (or key) used.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
@@ -233,7 +237,7 @@ default="auto"
         max_boxes: int | None = None,
         pixels_per_unit: float = 4.0,
         exaggeration_decay: Any = "step",
-        stopping: str = "fixed",
+        stopping: Any = "fixed",
         random_state: int | None = None,
         verbose: bool = False,
         mesh: Any = None,
@@ -349,7 +353,7 @@ default="auto"
         init = None if isinstance(init, str) else init
         config = self._config()
         result: TSNEResult = fit(
-            jax.random.key(int(seed)),
+            key_of(seed),
             Xv,
             config,
             affinities=affinities,
@@ -371,7 +375,7 @@ default="auto"
         self.method_ = result.method
         self.grids_ = result.grids
         self.n_compiles_ = result.n_compiles
-        self.random_state_ = int(seed)
+        self.random_state_ = seed
         self.early_exaggeration_iter_ = result.early_exaggeration_iter
         self.neighbors_ = result.neighbors  # the kNN graph of X (None when P was given)
         # Memoised derived objects (the compiled step; the transform's graph index, built on
@@ -426,7 +430,7 @@ default="auto"
         Xv = check_new_points(check_query(X, self.metric, len(self.embedding_)), self.metric)
         validate_data(self, X, skip_check_array=True, reset=False)
         config = dataclasses.replace(config or TransformConfig(), **overrides)
-        key = jax.random.key(self.random_state_)
+        key = key_of(self.random_state_)
         euclidean = isinstance(self.metric, str) and self.metric == "euclidean"
         euclidean = euclidean and not sp.issparse(self._X_fit)  # a graph index needs rows
         if "graph_index" not in self._cache and self.neighbors_ is not None and euclidean:
@@ -478,7 +482,8 @@ default="auto"
         tags = super().__sklearn_tags__()
         tags.requires_fit = True  # a stateful transform: transform places points into embedding_
         # None and generator objects give another seed at every fit.
-        tags.non_deterministic = not isinstance(self.random_state, int | np.integer)
+        fixed = isinstance(self.random_state, int | np.integer) or is_key(self.random_state)
+        tags.non_deterministic = not fixed
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = True  # dense up to knn_metric.SPARSE_DENSE_ELEMENTS cells
         tags.input_tags.pairwise = self.metric == "precomputed"

@@ -182,6 +182,16 @@ def step_exploded(opt_state: optax.OptState) -> Array:
     return jnp.any(jnp.stack([x.step_ratio > DIVERGENCE_STEP_RATIO for x in found]))
 
 
+def gains_of(opt_state: optax.OptState) -> Array | None:
+    """The gains of the first :func:`classic` in ``opt_state`` (``None`` when there is none)."""
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=_is_classic) if _is_classic(x)]
+    return found[0].gains if found else None
+
+
+def _is_classic(x: Any) -> bool:
+    return isinstance(x, ClassicState)
+
+
 def _has_ratio(x: Any) -> bool:
     return isinstance(x, ClassicState | StepClipState)
 

@@ -45,9 +45,9 @@ from tsnejax.knn_metric import (
     graph_search,
     sparse_knn_graph,
 )
-from tsnejax.opt_sne import run_optsne
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
+from tsnejax.stopping import check_staged, get_stopping, run_staged
 
 __all__ = ["TSNEResult", "fit", "prepare", "initial_embedding", "Prepared", "check_fit_memory"]
 
@@ -341,7 +341,8 @@ def fit(
         verbose=verbose,
         host_embedding=view,
     )
-    if s.stopping == "fixed":
+    stopping = get_stopping(s)
+    if stopping is None:
         saver = None
         if checkpoint is not None:
             digests = ck.run_digests(config, key, Y0, P)
@@ -361,25 +362,16 @@ def fit(
         )
         early_iter = s.early_exaggeration_iter
     else:
-        if checkpoint is not None:
-            raise ValueError(
-                "checkpoint is not supported with stopping='optsne' (its phase switch is "
-                "decided on the fly); use stopping='fixed'."
-            )
-        if s.exaggeration_decay != "step":
-            raise ValueError(
-                "exaggeration_decay must be 'step' with stopping='optsne' (opt-SNE decides "
-                "when early exaggeration ends)."
-            )
-        result, early_iter, phases = run_optsne(
+        check_staged(config, checkpoint)
+        result, early_iter, phases = run_staged(
             run,
             state,
             phases,
             early_iter=s.early_exaggeration_iter,
             n_iter=s.n_iter,
-            tol=s.optsne_tol,
+            stopping=stopping,
             callbacks=callbacks,
-            every=min(config.chunk_size, 10),
+            callbacks_every=callbacks_every,
         )
     timings = dict(prep.timings)
     timings["compile"] = result.compile_seconds

@@ -47,10 +47,11 @@ from tsnejax._chunk import (
 from tsnejax._compile import ahead_enabled
 from tsnejax._device import auto_axes
 from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
+from tsnejax._loop_host import advance_bar, boundaries, stack_records, stop_trials, unpad
 from tsnejax._scale import EmbeddingScaleWarning, scale_messages, unrecovered
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, checked_backend, get_backend
-from tsnejax.optim import set_hyperparams, step_exploded
+from tsnejax.optim import gains_of, set_hyperparams, step_exploded
 from tsnejax.schedules import STEP_INPUTS, Phases
 
 __all__ = [
@@ -89,6 +90,9 @@ class OptimizeResult(NamedTuple):
     ahead_seconds: float = 0.0
     # batched: (n_trials,) why each diverged ("gradient", "update", "step"; "" if finite)
     diverged_cause: np.ndarray | None = None
+    # where the ``stop`` check ended the run (None if it did not); batched: (n_trials,), -1
+    # for trials it did not stop
+    stop_rule_at: Any = None
 
     @property
     def grad_norms(self) -> Any:
@@ -175,19 +179,12 @@ def build_step(
         elif recenter:
             Y = Y - jnp.mean(Y, axis=0, keepdims=True)
         cause = step_cause(grad, Y, step_exploded(opt_state))
-        info = StepInfo(cause == 0, jnp.linalg.norm(grad), cause)
+        gains = gains_of(opt_state)
+        gained = jnp.linalg.norm(grad if gains is None else gains * grad)
+        info = StepInfo(cause == 0, jnp.linalg.norm(grad), cause, gained.astype(grad.dtype))
         return TSNEState(Y, opt_state, state.iteration + 1), info
 
     return Stepper(step, checked.allocate, checked.kl_divergence, backend)
-
-
-def _boundaries(t: int, end: int, every: Sequence[int], phases: Phases) -> int:
-    nxt = [end]
-    nxt += [(t // e + 1) * e for e in every if e]
-    s = phases.next_start(t)
-    if s is not None:
-        nxt.append(s)
-    return min(x for x in nxt if x > t)
 
 
 def optimize(
@@ -211,6 +208,8 @@ def optimize(
     batch: str = "auto",
     check_scale: bool = True,
     host_embedding: Callable[[Array], np.ndarray] | None = None,
+    stop: Callable[[int, Any, Any], Any] | None = None,
+    stop_every: int | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -255,6 +254,13 @@ def optimize(
         collapsed, exploded or (at the end) never expanded (:mod:`tsnejax._scale`).
       host_embedding: ``Y -> numpy array`` that callbacks receive (default ``np.asarray``;
         a point-sharded run passes :func:`tsnejax.shard.gather_points`, dropping padding).
+      stop: a stopping check ``(iteration, kl, grad_norm) -> stop`` (:mod:`tsnejax.stopping`)
+        called every ``stop_every`` iterations (default ``chunk_size``) with the KL there and
+        the last step's ``StepInfo.gained_norm`` (gains x gradient with the classic optimizer,
+        scikit-learn's ``grad_norm``; else the gradient's norm). A truthy return ends the run;
+        in a batch, ``kl`` and ``grad_norm`` are ``(n_trials,)`` and each trial it stops is
+        frozen there while the others go on (the run ends when none is left).
+        ``stop_rule_at`` says where.
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -272,6 +278,9 @@ def optimize(
     chk.check_state_points(P, state, mesh)
     mesh = None if mesh is None else auto_axes(mesh)
     callbacks = chk.check_callbacks(callbacks)
+    if stop is not None:
+        chk.check_callable("stop", stop, "(iteration, kl, grad_norm)")
+        stop_every = check_int("stop_every", stop_every or chunk_size, minimum=1)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
     if batched:
@@ -305,6 +314,7 @@ def optimize(
     active = jnp.ones((size,), bool) if batched else jnp.bool_(True)
     diverged = np.full(size or 1, -1, np.int64)
     causes = np.zeros(size or 1, np.int64)
+    stop_at = np.full(size or 1, -1, np.int64)
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -329,7 +339,8 @@ def optimize(
     collapsed: dict[int, tuple[float, str]] = {}  # earlier phases' collapses (tsnejax._scale)
     try:
         while t < end:
-            seg_end = _boundaries(t, end, [chunk_size, every if callbacks else 0, ck_every], phases)
+            points = [chunk_size, every if callbacks else 0, ck_every, stop_every if stop else 0]
+            seg_end = boundaries(t, end, points, phases)
             length = seg_end - t
             if t == start or t % chunk_size == 0:
                 # With compiling ahead, one host copy serves this allocation and the guess.
@@ -349,7 +360,8 @@ def optimize(
             static, values = split_values(phases.at(t), dtype, size)
             at_report = seg_end % chunk_size == 0 or seg_end == end
             at_callback = bool(callbacks) and seg_end % every == 0
-            want_kl = kl and (at_report or at_callback)
+            at_stop = stop is not None and seg_end % stop_every == 0
+            want_kl = (kl and (at_report or at_callback)) or at_stop
             args = (state, P, values, active, jnp.int32(length), jnp.bool_(want_kl))
             c = chunk_program(
                 stepper, chunk_size, static, grid, record, args, size, mesh, P_axis, batch
@@ -358,7 +370,7 @@ def optimize(
             ahead_s += c.ahead_seconds
             n_compiles += c.fresh
             t0 = time.perf_counter()
-            new_state, ok, bad_at, bad_cause, buf, kl_value = c.program(*args)
+            new_state, ok, bad_at, bad_cause, buf, kl_value, norm = c.program(*args)
             if factor is not None and seg_end < end and seg_end % chunk_size == 0:
                 nxt = phases.at(seg_end)
                 nxt_static = static_values(nxt)
@@ -398,7 +410,7 @@ def optimize(
             cut = (slice(None), slice(length)) if batched else (slice(length),)
             recs.append(jax.tree.map(lambda b, cut=cut: np.asarray(b)[cut], buf))
             if checkpoint is not None and (t % ck_every == 0 or t == end):
-                checkpoint.save(_unpad(state, n_trials), iteration=t)
+                checkpoint.save(unpad(state, n_trials), iteration=t)
             if check_scale and (t == end or t in phases.starts):
                 s_now = spread(state.embedding)
                 for msg in scale_messages(
@@ -423,7 +435,7 @@ def optimize(
                 value = float(value) if not batched else np.where(diverged >= 0, np.nan, value)
                 history.append((t, value if not batched else value[:n_trials]))
             if bar is not None:
-                _advance(bar, length, value if not batched else None, last=t == end)
+                advance_bar(bar, length, value if not batched else None, last=t == end)
             if not want_kl:
                 continue
             if at_callback:
@@ -433,11 +445,20 @@ def optimize(
                     else (host_embedding or np.asarray)(state.embedding)
                 )
                 v = value[:n_trials] if batched else value
-                if any([bool(cb(t, v, Y)) for cb in callbacks]):
-                    stopped = True
-                    if checkpoint is not None and not (t % ck_every == 0 or t == end):
-                        checkpoint.save(_unpad(state, n_trials), iteration=t)  # resumable
-                    break
+                stopped = any([bool(cb(t, v, Y)) for cb in callbacks])
+            if at_stop and not stopped:
+                if batched:
+                    go_on, hit = stop_trials(stop, t, value, norm, active, n_trials)
+                    stop_at[hit] = t
+                    active = jnp.asarray(go_on)
+                    stopped = not go_on.any()
+                else:
+                    stopped = bool(stop(t, value, float(norm)))
+                    stop_at[0] = t if stopped else -1
+            if stopped:
+                if checkpoint is not None and not (t % ck_every == 0 or t == end):
+                    checkpoint.save(unpad(state, n_trials), iteration=t)  # resumable
+                break
         if collapsed and t < end:  # stopped early: judge the earlier collapses now
             live = {b: c for b, c in collapsed.items() if diverged[b] < 0}
             for msg in unrecovered(live, spread(state.embedding)):
@@ -446,9 +467,9 @@ def optimize(
         if bar is not None:
             bar.close()
     return OptimizeResult(
-        _unpad(state, n_trials),
+        unpad(state, n_trials),
         history,
-        _stack_records(recs, batched, n_trials),
+        stack_records(recs, batched, n_trials),
         compile_s,
         run_s,
         n_compiles,
@@ -457,27 +478,5 @@ def optimize(
         diverged[:n_trials] if batched else None,
         ahead_s,
         np.asarray(CAUSES, object)[causes[:n_trials]].astype(str) if batched else None,
+        stop_at[:n_trials] if batched else (int(stop_at[0]) if stop_at[0] >= 0 else None),
     )
-
-
-def _advance(bar: Any, length: int, kl: float | None, *, last: bool) -> None:
-    """Move the progress bar, drawing it once per call (the KL set without a redraw; the last
-    segment is drawn by ``close``), so a log shows one line per update and one at 100 %."""
-    if kl is not None:
-        bar.set_postfix(kl=f"{kl:.4f}", refresh=False)
-    if last:
-        bar.n += length
-    else:
-        bar.update(length)
-
-
-def _unpad(tree: Any, n_trials: int | None) -> Any:
-    return tree if n_trials is None else jax.tree.map(lambda x: x[:n_trials], tree)
-
-
-def _stack_records(recs: list, batched: bool, n_trials: int | None) -> Any:
-    if not recs:
-        return np.zeros((n_trials, 0) if batched else (0,))
-    axis = 1 if batched else 0
-    out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *recs)
-    return _unpad(out, n_trials)

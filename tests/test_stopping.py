@@ -1,0 +1,159 @@
+"""Stopping rules (tsnejax.stopping): scikit-learn's and opt-SNE's, any rule set, in batches."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tsnejax
+from tsnejax import TSNE, TSNEConfig, fit
+from tsnejax.affinity import perplexity_affinities
+from tsnejax.gradients import exact_backend
+from tsnejax.init import pca
+from tsnejax.knn import exact_knn
+from tsnejax.optim import make_optimizer
+from tsnejax.run import build_step, init_state, optimize
+from tsnejax.schedules import Phases
+from tsnejax.stopping import SklearnStopping
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    X = digits[0][:300]
+    P = perplexity_affinities(exact_knn(X, 45), 15.0)
+    opt = make_optimizer("classic", learning_rate=1.0, momentum=0.8)
+    n = len(X)
+    phases = Phases.of(
+        {
+            0: {"exaggeration": 12.0, "learning_rate": n / 12.0, "momentum": 0.8},
+            50: {"exaggeration": 1.0, "learning_rate": float(n)},
+        }
+    )
+    return X, P, build_step(exact_backend(), opt), opt, phases
+
+
+def test_sklearn_rule_stops_where_scikit_learn_does(digits):
+    """Same threshold, same stops: scikit-learn's TSNE (Barnes-Hut, PCA init) and preset
+    "sklearn" end early exaggeration at the same check and the run within one check."""
+    from sklearn.manifold import TSNE as SKTSNE
+
+    X, _ = digits
+    ref = SKTSNE(random_state=0, init="pca", min_grad_norm=1e-2).fit(X)
+    ours = TSNE(random_state=0, preset="sklearn", min_grad_norm=1e-2).fit(X)
+    assert ours.config_.schedule.stopping == "sklearn"
+    assert ours.early_exaggeration_iter_ < 250  # it stopped early exaggeration...
+    assert ours.n_iter_ < 1000  # ...and the run (scikit-learn: at 100 and 400)
+    assert abs(ours.n_iter_ - (ref.n_iter_ + 1)) <= 50  # its n_iter_ is the last index
+    # scikit-learn's grad_norm is of gains x gradient: the raw gradient's norm (below 1e-2
+    # from iteration ~100 of the main phase) would stop far earlier.
+    assert ours.n_iter_ > ours.early_exaggeration_iter_ + 100
+
+
+def test_sklearn_check_semantics():
+    check = SklearnStopping(min_grad_norm=1e-3, n_iter_without_progress=100).check("main")
+    said = [bool(check(t, kl, 1.0)) for t, kl in [(300, 2.0), (350, 1.9), (400, 1.95)]]
+    said += [bool(check(t, 1.95, 1.0)) for t in (450,)]  # 100 after the best: not yet
+    assert said == [False, False, False, False]
+    assert check(500, 1.95, 1.0)  # 150 > 100 iterations without progress
+    assert SklearnStopping().check("main")(50, 1.0, 1e-8)  # gradient norm below 1e-7
+    # Early exaggeration: no patience (scikit-learn's equals the phase length there).
+    early = SklearnStopping(n_iter_without_progress=1).check("early")
+    assert not any(bool(early(t, 5.0, 1.0)) for t in (50, 100, 150, 200))
+    # One decision per trial.
+    batch = SklearnStopping(min_grad_norm=0.5).check("main")
+    np.testing.assert_array_equal(batch(50, np.array([1.0, 1.0]), np.array([1.0, 0.1])), [0, 1])
+
+
+def test_a_stop_check_freezes_each_trial_of_a_batch(small):
+    X, P, step, opt, phases = small
+    Y0 = pca(X)
+
+    def stop(t, kl, norm):  # trial 0 at iteration 80, trial 1 never
+        return np.array([t >= 80, False])
+
+    batch = optimize(
+        step, init_state(jnp.stack([Y0, Y0]), opt), P, 150, phases=Phases.stack([phases] * 2),
+        stop=stop, stop_every=40, batch="map",
+    )  # fmt: skip
+    np.testing.assert_array_equal(batch.stop_rule_at, [80, -1])
+    assert not batch.stopped_early and (batch.diverged_at == -1).all()
+    np.testing.assert_array_equal(np.asarray(batch.state.iteration), [80, 150])
+    for b, n_iter in ((0, 80), (1, 150)):
+        single = optimize(step, init_state(Y0, opt), P, n_iter, phases=phases)
+        np.testing.assert_array_equal(
+            np.asarray(batch.state.embedding[b]), np.asarray(single.state.embedding)
+        )
+    # A single run ends where its check says, and says where.
+    one = optimize(step, init_state(Y0, opt), P, 150, phases=phases, stop=lambda t, k, g: t >= 60)
+    assert one.stopped_early and one.stop_rule_at == 100  # checks at chunk_size (50) by default
+    assert int(one.state.iteration) == 100
+
+
+def test_the_check_sees_the_kl_and_gains_times_gradient(small):
+    X, P, step, opt, phases = small
+    seen = []
+    norms = lambda state, info: (info.grad_norm, info.gained_norm)  # noqa: E731
+    res = optimize(
+        step, init_state(pca(X), opt), P, 100, phases=phases, record=norms,
+        stop=lambda t, kl, g: seen.append((t, kl, g)), stop_every=25,
+    )  # fmt: skip
+    assert [t for t, _, _ in seen] == [25, 50, 75, 100]
+    history = dict(res.kl_history)
+    raw, gained = (np.asarray(r) for r in res.records)
+    for t, kl, g in seen:
+        assert kl == history[t]
+        assert g == pytest.approx(float(gained[t - 1]))
+    assert not np.allclose(raw, gained)  # the gains grew
+
+
+@dataclasses.dataclass(frozen=True)
+class KLBelow:
+    """A user's rule set: early exaggeration ends at once, the main phase below a KL."""
+
+    kl: float
+    every: int = 10
+    keeps_total: bool = True
+
+    def check(self, phase):
+        if phase == "early":
+            return lambda t, kl, g: True
+        return lambda t, kl, g: kl < self.kl
+
+
+def test_any_rule_set_is_a_stopping(digits, key):
+    X = digits[0][:400]
+    cfg = TSNEConfig.make(stopping=KLBelow(0.37), early_exaggeration_iter=100, n_iter=600)
+    seen = []
+    res = fit(key, X, cfg, callbacks=lambda t, kl, Y: seen.append(t), callbacks_every=35)
+    assert res.early_exaggeration_iter == 10
+    assert res.kl_history[-1][1] < 0.37 and res.total_iter < 700
+    assert res.kl_history[-2][1] >= 0.37
+    assert seen[:3] == [35, 70, 105]  # the user's interval, not the rule's
+    est = TSNE(stopping=KLBelow(0.37), random_state=0, early_exaggeration_iter=100).fit(X)
+    assert est.early_exaggeration_iter_ == 10
+    with pytest.raises(ValueError, match="stopping must be one of .* or a rule set"):
+        TSNEConfig.make(stopping=object())
+    with pytest.raises(ValueError, match="'fixed', 'optsne', 'sklearn'"):
+        TSNEConfig.make(stopping="sklearn-ish")
+
+
+def test_stopping_settings_need_their_rule(digits, key):
+    with pytest.raises(ValueError, match="min_grad_norm=0.001 applies with stopping='sklearn'"):
+        TSNEConfig.make(min_grad_norm=1e-3)
+    with pytest.raises(ValueError, match="optsne_tol=0.001 applies with stopping='optsne'"):
+        TSNEConfig.make(optsne_tol=1e-3, stopping="sklearn")
+    assert TSNEConfig.make(stopping="sklearn", n_iter_without_progress=50)
+    # The estimator's scikit-learn parameters turn the rule on; with another rule, an error.
+    cfg = TSNE(n_iter_without_progress=50)._config()
+    assert (cfg.schedule.stopping, cfg.schedule.n_iter_without_progress) == ("sklearn", 50)
+    with pytest.raises(ValueError, match="min_grad_norm is scikit-learn's stopping rule"):
+        TSNE(min_grad_norm=1e-3, stopping="optsne")._config()
+    # fit_batch runs the fixed schedule; it used to ignore stopping without a word.
+    X = digits[0][:200]
+    for rule in ("optsne", "sklearn"):
+        with pytest.raises(ValueError, match=f"configs\\[0\\] has stopping='{rule}'"):
+            tsnejax.fit_batch(jax.random.split(key, 2), X, TSNEConfig.make(stopping=rule))
+    with pytest.raises(ValueError, match="checkpoint is not supported with stopping='sklearn'"):
+        fit(key, X, TSNEConfig.make(stopping="sklearn"), checkpoint="never.npz")

@@ -82,7 +82,12 @@ def test_integer_and_bool_inputs_are_converted():
         ({"final_momentum": 1.0}, r"final_momentum=1.0: a momentum must be in \[0, 1\)"),
         ({"initial_momentum": 1.5}, "initial_momentum=1.5"),
         ({"dof": 0.0}, "dof must be finite and > 0"),
-        ({"n_components": 4}, "n_components=4"),
+        ({"n_components": 0}, "n_components=0 must be a positive integer"),
+        ({"n_components": 2.5}, "n_components=2.5 must be a positive integer"),
+        (
+            {"n_components": 4, "negative_gradient_method": "interpolation"},
+            "n_components=4 needs the exact gradient: negative_gradient_method='interpolation'",
+        ),
         ({"n_iter": -1}, "n_iter must be >= 0"),
         ({"early_exaggeration": float("nan")}, "early_exaggeration must be finite"),
     ],

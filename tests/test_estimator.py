@@ -94,6 +94,33 @@ def test_other_dimensions(digits, dim):
     assert Y.shape == (500, dim) and np.isfinite(Y).all()
 
 
+def test_more_than_three_components_run_the_exact_gradient(digits):
+    """scikit-learn's method="exact" embeds in any dimension; the grid methods cannot (their
+    cost grows as boxes ** d), so "auto" picks the exact gradient above 3-D."""
+    import pickle
+
+    from tsnejax.metrics import trustworthiness
+
+    X, y = digits[0][:500], digits[1][:500]
+    kw = dict(random_state=0, n_iter=300)
+    flat = TSNE(n_components=2, **kw).fit(X)
+    est = TSNE(n_components=5, **kw).fit(X)
+    assert est.embedding_.shape == (500, 5) and est.method_ == "exact"
+    # More room: a lower KL and neighbourhoods kept at least as well.
+    assert est.kl_divergence_ < 0.9 * flat.kl_divergence_
+    assert trustworthiness(X, est.embedding_, 10) >= trustworthiness(X, flat.embedding_, 10)
+    assert knn_accuracy(est.embedding_, y, 10) >= knn_accuracy(flat.embedding_, y, 10) - 0.01
+    # transform places new points with the exact repulsion (the frozen field is 1-3 D).
+    new = pickle.loads(pickle.dumps(est)).transform(digits[0][500:520])
+    assert new.shape == (20, 5) and np.isfinite(new).all()
+    with pytest.raises(ValueError, match="method='interpolation' runs in 1-3 dimensions"):
+        est.transform(digits[0][500:520], method="interpolation")
+    from tsnejax.build import stepper_for
+
+    with pytest.warns(UserWarning, match="n_components=4 runs the exact gradient"):
+        stepper_for(TSNEConfig.make(n_components=4), 70_000)  # O(N^2): said before it runs
+
+
 def test_params_roundtrip():
     t = TSNE(perplexity=10)
     assert t.get_params()["perplexity"] == 10

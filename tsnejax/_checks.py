@@ -257,10 +257,30 @@ def check_embedding(Y: Any, n: int, n_components: int, name: str = "initializati
     return arr
 
 
+#: The grid gradients (interpolation, splat, adaptive) and the transform's frozen field run in
+#: up to this many dimensions (their cost grows as boxes ** d); above it, the exact gradient.
+GRID_MAX_COMPONENTS = 3
+
+
 def check_n_components(n_components: Any) -> int:
-    if isinstance(n_components, bool) or n_components not in (1, 2, 3):
-        raise ValueError(f"n_components={n_components!r} is not supported; choose 1, 2 or 3.")
+    """A positive int (above :data:`GRID_MAX_COMPONENTS` only the exact gradient runs)."""
+    ok = isinstance(n_components, int | np.integer) and not isinstance(n_components, bool)
+    if not ok or n_components < 1:
+        raise ValueError(
+            f"n_components={n_components!r} must be a positive integer (1, 2 or 3 with every "
+            "gradient method; more with negative_gradient_method='exact')."
+        )
     return int(n_components)
+
+
+def check_grid_components(method: Any, n_components: int, name: str) -> None:
+    """Raise unless gradient ``method`` (a name) runs in ``n_components`` dimensions."""
+    if n_components > GRID_MAX_COMPONENTS and method not in ("auto", "exact"):
+        raise ValueError(
+            f"n_components={n_components} needs the exact gradient: {name}={method!r} runs in "
+            f"1-{GRID_MAX_COMPONENTS} dimensions (its grid grows as boxes ** n_components). Use "
+            f"{name}='exact' (or 'auto', which picks it), O(N^2) per step."
+        )
 
 
 def check_transformation(optimizer: Any, name: str = "optimizer") -> Any:

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from tsnejax import memory
+from tsnejax._checks import GRID_MAX_COMPONENTS
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import auto_block
@@ -91,11 +92,11 @@ ADAPTIVE_AUTO_LEARNING_RATE = {
 
 
 def resolve_method(method: str | Backend, n: int, n_components: int) -> str | Backend:
-    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS`, ``"adaptive"`` up to
-    :data:`AUTO_ADAPTIVE_MAX_POINTS`, else ``"interpolation"``."""
+    """``"auto"`` -> ``"exact"`` up to :data:`AUTO_EXACT_MAX_POINTS` (and in more than 3-D),
+    ``"adaptive"`` up to :data:`AUTO_ADAPTIVE_MAX_POINTS`, else ``"interpolation"``."""
     if not isinstance(method, str) or method != "auto":
         return method
-    if n <= AUTO_EXACT_MAX_POINTS[n_components]:
+    if n_components > GRID_MAX_COMPONENTS or n <= AUTO_EXACT_MAX_POINTS[n_components]:
         return "exact"
     return "adaptive" if n <= AUTO_ADAPTIVE_MAX_POINTS[n_components] else "interpolation"
 
@@ -310,6 +311,16 @@ def stepper_for(
     point-sharded step over its axis ``"points"`` (:mod:`tsnejax.shard`)."""
     method = resolve_method(config.gradient.method, n, config.n_components)
     _warn_stale_grid(config, method)
+    d = config.n_components
+    if d > GRID_MAX_COMPONENTS and n > AUTO_EXACT_MAX_POINTS[GRID_MAX_COMPONENTS]:
+        warnings.warn(
+            f"n_components={d} runs the exact gradient (the grid methods stop at "
+            f"{GRID_MAX_COMPONENTS}-D): O(N^2) per step, {float(n) ** 2:.2g} pairs per iteration "
+            f"at {n} points, where a 2-D run's grid gradient is O(N). Expect a long run; "
+            "n_components <= 3 is the fast path.",
+            UserWarning,
+            stacklevel=3,
+        )
     sig = static_signature(config).replace(negative_gradient_method=method)
     return _stepper(sig, method, mesh)
 

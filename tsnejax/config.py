@@ -29,7 +29,12 @@ from typing import Any, Literal
 import numpy as np
 import optax
 
-from tsnejax._checks import check_momentum, check_n_components, check_option
+from tsnejax._checks import (
+    check_grid_components,
+    check_momentum,
+    check_n_components,
+    check_option,
+)
 from tsnejax._config_checks import (
     NEIGHBOR_METHODS,
     decay,
@@ -310,7 +315,7 @@ class TSNEConfig:
     """Every setting of a t-SNE run (hashable; defaults = openTSNE 1.0.4).
 
     Attributes:
-      n_components: embedding dimension (1, 2 or 3).
+      n_components: embedding dimension (1, 2 or 3; more with the exact gradient).
       dof: degrees of freedom of the output kernel (1: Cauchy, inf: Gaussian, < 1: heavier
         tails, Kobak et al. 2019).
       initialization: ``"pca"`` (PC1 std 1e-4), ``"spectral"`` (P's diffusion map) or ``"random"``.
@@ -382,6 +387,10 @@ class TSNEConfig:
                     f"{name} must be a {_PARTS[name].__name__}, got {type(part).__name__}."
                 )
             validate_fields(part)
+        method = self.gradient.method
+        if isinstance(method, str) or method.name in BACKENDS:  # a user's backend says itself
+            name = method if isinstance(method, str) else method.name
+            check_grid_components(name, self.n_components, "negative_gradient_method")
         return self
 
     def flat(self) -> dict[str, Any]:

@@ -39,7 +39,8 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     n_components : int, default=2
-        Dimension of the embedding: 1, 2 or 3.
+        Dimension of the embedding: 1, 2 or 3 with every gradient method; more with the exact
+        gradient (which ``"auto"`` then picks), as scikit-learn's ``method="exact"``.
     perplexity : float or sequence of float, default=30.0
         Effective number of neighbours each point's affinities are calibrated to. A sequence
         averages the conditionals of each (multi-scale). Needs ``1 <= perplexity`` and

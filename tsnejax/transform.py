@@ -38,7 +38,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from tsnejax._checks import (
+    GRID_MAX_COMPONENTS,
     check_finite_rows,
+    check_grid_components,
     check_int,
     check_momentum,
     check_option,
@@ -299,10 +301,10 @@ def place(
 
 def _check_reference(Y_ref: ArrayLike, n_ref: int) -> np.ndarray:
     Y = np.asarray(Y_ref, float_dtype())  # float64 under jax_enable_x64, as fit computes
-    if Y.ndim != 2 or Y.shape[0] != n_ref or Y.shape[1] not in (1, 2, 3):
+    if Y.ndim != 2 or Y.shape[0] != n_ref or Y.shape[1] < 1:
         raise ValueError(
             f"Y_ref has shape {Y.shape}; it must be (n_ref, n_components) with n_ref = {n_ref} "
-            "rows of X_ref and 1, 2 or 3 components."
+            "rows of X_ref and at least 1 component."
         )
     # NaN rows made the first step "diverge", which blamed the learning rate.
     return check_finite_rows(Y, "Y_ref", "the reference embedding must be finite")
@@ -411,12 +413,17 @@ def transform(
     Y_host = _check_reference(Y_ref, X_ref.shape[0])
     Y_ref = jnp.asarray(Y_host)
     m, (n, d) = X_new.shape[0], Y_ref.shape
+    check_grid_components(config.method, d, "method")  # the frozen field runs in 1-3 D
     lo0, hi0 = float(Y_host.min()), float(Y_host.max())
     span0 = max(hi0 - lo0, 1e-6)
-    nb, wide = frozen_grid_boxes(
-        span0 * (1 + 2 * config.padding), d, config.ints_in_interval, config.min_num_intervals
-    )
     method = config.method
+    nb, wide = 0, False
+    if d <= GRID_MAX_COMPONENTS:
+        nb, wide = frozen_grid_boxes(
+            span0 * (1 + 2 * config.padding), d, config.ints_in_interval, config.min_num_intervals
+        )
+    else:
+        method = "exact"
     if method == "auto":
         exact = m * n <= EXACT_MAX_PAIRS or (wide and m * n <= EXACT_MAX_PAIRS_WIDE)
         method = "exact" if exact else "interpolation"

@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_dof, check_option, check_positive, float_dtype
+from tsnejax._checks import (
+    GRID_MAX_COMPONENTS,
+    check_dof,
+    check_option,
+    check_positive,
+    float_dtype,
+)
 from tsnejax._types import ArrayLike
 from tsnejax.affinity import Affinities, precomputed_affinities
 from tsnejax.gradients import exact_kl_divergence, get_backend
@@ -58,6 +64,11 @@ def kl_divergence(
     if method == "exact":
         kl = float(jax.jit(exact_kl_divergence, static_argnums=2)(Y, P, dof))
     else:
+        if Y.shape[1] > GRID_MAX_COMPONENTS:
+            raise ValueError(
+                f"method='approx' sums Z on the interpolation grid, which runs in 1-"
+                f"{GRID_MAX_COMPONENTS} dimensions; Y has {Y.shape[1]}: use method='exact'."
+            )
         backend = get_backend("interpolation", **grid_params)
         grid = backend.allocate(Y)
         kl = float(jax.jit(backend.kl_divergence, static_argnums=(2, 3))(Y, P, dof, grid))

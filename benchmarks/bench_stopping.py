@@ -1,0 +1,113 @@
+"""Stopping rules against their peers, same run: scikit-learn's ``min_grad_norm`` and
+``n_iter_without_progress`` (``stopping="sklearn"``) and opt-SNE (``stopping="optsne"``).
+
+- ``sklearn``: for each ``--thresholds`` value, scikit-learn's ``TSNE(init="pca",
+  min_grad_norm=t)`` and tsnejax's ``TSNE(preset="sklearn", min_grad_norm=t)``: where early
+  exaggeration ended, where the run ended (scikit-learn's ``n_iter_`` is the last index, so
+  +1), the final KL and seconds. Where they differ, the gradient norms crossed the threshold at
+  different checks (two P's, two gradient approximations).
+- ``optsne``: tsnejax's fixed 250 + 500 against ``stopping="optsne"``: iterations, KL, seconds.
+
+    python benchmarks/bench_stopping.py      # digits, ~1 min
+    python benchmarks/bench_stopping.py --size 10000 --thresholds 1e-2
+
+Writes benchmarks/out/bench_stopping{tag}.{csv,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import benchmark_data, machine_info, print_table, write_results  # noqa: E402
+
+
+def _sklearn_early_end(log: str) -> int | None:
+    """Where scikit-learn's early exaggeration ended, from its verbose report."""
+    m = re.search(r"KL divergence after (\d+) iterations with early exaggeration", log)
+    return int(m.group(1)) if m else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="digits", help="digits, or MNIST rows (PCA-50)")
+    ap.add_argument("--thresholds", nargs="+", type=float, default=[1e-2, 5e-3, 3e-3, 1e-3])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args(argv)
+
+    import contextlib
+    import io
+
+    import numpy as np
+    from sklearn.manifold import TSNE as SKTSNE
+
+    import tsnejax
+
+    data = benchmark_data(args.size, Path(args.data_dir) if args.data_dir else None)
+    if data is None:
+        print(f"skipped {args.size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
+        return 0
+    X, _ = data
+    tsnejax.TSNE(random_state=0, preset="sklearn", n_iter=10).fit(X)  # compile once
+    rows = []
+    for t in args.thresholds:
+        out = io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(out):
+            ref = SKTSNE(init="pca", min_grad_norm=t, random_state=0, verbose=2).fit(
+                X.astype(np.float64)
+            )
+        rows.append(
+            {
+                "rule": "sklearn",
+                "min_grad_norm": t,
+                "library": "scikit-learn",
+                "early_end": _sklearn_early_end(out.getvalue()),
+                "end": int(ref.n_iter_) + 1,
+                "kl": float(ref.kl_divergence_),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        t0 = time.perf_counter()
+        est = tsnejax.TSNE(random_state=0, preset="sklearn", min_grad_norm=t).fit(X)
+        rows.append(
+            {
+                "rule": "sklearn",
+                "min_grad_norm": t,
+                "library": "tsnejax",
+                "early_end": est.early_exaggeration_iter_,
+                "end": est.n_iter_,
+                "kl": est.kl_divergence_,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        print_table(rows[-2:], list(rows[-1]))
+    for stopping in ("fixed", "optsne"):
+        t0 = time.perf_counter()
+        est = tsnejax.TSNE(random_state=0, stopping=stopping).fit(X)
+        rows.append(
+            {
+                "rule": stopping,
+                "library": "tsnejax",
+                "early_end": est.early_exaggeration_iter_,
+                "end": est.n_iter_,
+                "kl": est.kl_divergence_,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    cols = ["rule", "min_grad_norm", "library", "early_end", "end", "kl", "seconds"]
+    print()
+    print_table(rows, cols)
+    meta = {**machine_info(), "size": args.size, "n": int(X.shape[0])}
+    csv_path, json_path = write_results(f"bench_stopping{args.tag}", rows, meta)
+    print(f"wrote {csv_path} and {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,7 +62,11 @@ CASES = {
     "negative perplexity": (_fit(_X(), perplexity=-5), "perplexity must be finite and > 0"),
     "negative learning rate": (_fit(_X(), learning_rate=-1.0), "learning_rate must be"),
     "zero dof": (_fit(_X(), dof=0.0), "dof must be finite and > 0"),
-    "n_components 4": (_fit(_X(), n_components=4), "n_components=4"),
+    "n_components 0": (_fit(_X(), n_components=0), "n_components=0 must be a positive integer"),
+    "n_components 4 on a grid": (
+        _fit(_X(), n_components=4, negative_gradient_method="interpolation"),
+        "n_components=4 needs the exact gradient",
+    ),
     "unknown method": (_fit(_X(), negative_gradient_method="bh"), "negative_gradient_method"),
     "unknown preset": (_fit(_X(), preset="cuml"), "preset='cuml'"),
     "unknown optimizer": (_fit(_X(), optimizer="adamw_typo"), "optimizer='adamw_typo'"),

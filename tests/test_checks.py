@@ -42,7 +42,7 @@ def test_perplexity_too_large_gives_largest_allowed():
 @pytest.mark.parametrize(
     "X, fragment",
     [
-        (np.zeros(10), "must be 2-D"),
+        (np.zeros(10), r"must be 2-D .* X\[None, :\] for a single sample"),
         (np.zeros((2, 3, 4)), "must be 2-D"),
         (np.zeros((3, 2)), "at least 4 points"),
         (np.zeros((0, 2)), "empty"),

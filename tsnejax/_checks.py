@@ -173,7 +173,8 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}. Reshape your "
-            "data: X.reshape(len(X), -1) for images or X[:, None] for a single feature."
+            "data: X.reshape(len(X), -1) for images, X[:, None] for a single feature, or "
+            "X[None, :] for a single sample."
         )
     n, d = arr.shape
     least = MIN_POINTS if min_rows is None else min_rows

@@ -157,3 +157,35 @@ def test_stopping_settings_need_their_rule(digits, key):
             tsnejax.fit_batch(jax.random.split(key, 2), X, TSNEConfig.make(stopping=rule))
     with pytest.raises(ValueError, match="checkpoint is not supported with stopping='sklearn'"):
         fit(key, X, TSNEConfig.make(stopping="sklearn"), checkpoint="never.npz")
+
+
+def test_a_sweep_over_stopping_rules_records_where_each_ended(tmp_path):
+    """A grid over rule sets (names and objects) runs each trial as its own fit, and the
+    results say where a rule ended early exaggeration; a rule object's label is its fields
+    (config_json failed on it: 'KLBelow' object is not iterable)."""
+    from tsnejax.sweep import load_data, read_table, run_sweep, spec_from_dict
+    from tsnejax.sweep.spec import config_json, expand_trials
+
+    spec = spec_from_dict(
+        {
+            "name": "rules",
+            "data": {"name": "digits", "n_points": 400},
+            "fixed": {"n_iter": 200, "early_exaggeration_iter": 100},
+            "grid": {"stopping": {"fixed": "fixed", "optsne": "optsne", "kl": KLBelow(0.37)}},
+            "run": {"metrics": ["kl"]},
+        }
+    )
+    run_sweep(spec, tmp_path / "out")
+    rows = {r["stopping"]: r for r in read_table(tmp_path / "out" / "results.csv")}
+    data = load_data(spec.data)
+    for t in expand_trials(spec, len(data.X), data.digest):
+        ref = fit(jax.random.key(t.seed), data.X, t.config)
+        label = {"fixed": "fixed", "optsne": "optsne"}.get(t.config.schedule.stopping, "kl")
+        row = rows[label]
+        assert int(row["n_iter"]) == ref.total_iter and float(row["kl"]) == ref.kl_divergence
+        ended = row.get("early_exaggeration_iter")
+        assert (
+            (ended in ("", None)) if label == "fixed" else int(ended) == ref.early_exaggeration_iter
+        )
+    assert int(rows["kl"]["early_exaggeration_iter"]) == 10
+    assert config_json(TSNEConfig.make(stopping=KLBelow(0.37)))["stopping"] == repr(KLBelow(0.37))

@@ -65,8 +65,16 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
         it = int(err.state.iteration)
         return TrialRun(Y, float("nan"), [], it, err.iteration, 0.0, 0.0, err.cause)
     t = r.timings
+    ruled = cfg.schedule.stopping != "fixed"  # a stopping rule decided where the phases ended
     return TrialRun(
-        r.embedding, r.kl_divergence, r.kl_history, r.total_iter, None, t["optimize"], t["compile"]
+        r.embedding,
+        r.kl_divergence,
+        r.kl_history,
+        r.total_iter,
+        None,
+        t["optimize"],
+        t["compile"],
+        early_exaggeration_iter=r.early_exaggeration_iter if ruled else None,
     )
 
 

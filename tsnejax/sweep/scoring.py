@@ -26,6 +26,7 @@ class TrialRun(NamedTuple):
     seconds: float  # optimisation time (a vmapped batch's time divided by its size)
     compile_seconds: float
     diverged_cause: str = ""  # "gradient", "update" or "step" (tsnejax.DivergenceError.cause)
+    early_exaggeration_iter: int | None = None  # where a stopping rule ended it (else None)
 
 
 def _summary_quality(m: dict) -> dict:
@@ -43,6 +44,11 @@ def score(ws: Workspace, trial: Trial, run: TrialRun, metrics: Sequence[str]) ->
         "diverged_at": run.diverged_at,
         "diverged_cause": run.diverged_cause or None,
         "n_iter": run.n_iter,
+        **(
+            {}
+            if run.early_exaggeration_iter is None
+            else {"early_exaggeration_iter": run.early_exaggeration_iter}
+        ),
         "kl": run.kl,
         "kl_history": run.kl_history,
         "seconds": run.seconds,

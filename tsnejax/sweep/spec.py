@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import numbers
 import runpy
 import tomllib
 from pathlib import Path
@@ -308,6 +309,12 @@ def label_of(value: Any) -> Any:
         return f"optax:{type(value).__name__}"
     if callable(value):
         return f"callable:{getattr(value, '__qualname__', type(value).__name__)}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return repr(value)  # a rule set such as SklearnStopping(...): its fields, no address
+    if isinstance(value, numbers.Number) and hasattr(value, "item"):
+        return value.item()  # a numpy scalar
+    if not isinstance(value, str | numbers.Number | tuple | list | dict | type(None)):
+        return f"object:{type(value).__qualname__}"
     return value
 
 

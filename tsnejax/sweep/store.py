@@ -52,6 +52,7 @@ TABLE_COLUMNS = (
     "diverged_at",
     "diverged_cause",
     "n_iter",
+    "early_exaggeration_iter",
     "kl",
     "kl_exact",
     "knn_accuracy_10",

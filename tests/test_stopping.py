@@ -89,6 +89,8 @@ def test_a_stop_check_freezes_each_trial_of_a_batch(small):
     one = optimize(step, init_state(Y0, opt), P, 150, phases=phases, stop=lambda t, k, g: t >= 60)
     assert one.stopped_early and one.stop_rule_at == 100  # checks at chunk_size (50) by default
     assert int(one.state.iteration) == 100
+    with pytest.raises(ValueError, match="stop_every must be >= 1"):
+        optimize(step, init_state(Y0, opt), P, 10, phases=phases, stop=stop, stop_every=0)
 
 
 def test_the_check_sees_the_kl_and_gains_times_gradient(small):

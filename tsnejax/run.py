@@ -280,7 +280,8 @@ def optimize(
     callbacks = chk.check_callbacks(callbacks)
     if stop is not None:
         chk.check_callable("stop", stop, "(iteration, kl, grad_norm)")
-        stop_every = check_int("stop_every", stop_every or chunk_size, minimum=1)
+        stop_every = chunk_size if stop_every is None else stop_every  # 0 is an error
+        stop_every = check_int("stop_every", stop_every, minimum=1)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
     if batched:

@@ -453,7 +453,9 @@ def is_key(x: Any) -> bool:
     if dtype is None:
         return False
     # A uint32 array is a raw key; a numpy uint32 scalar is a seed.
-    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == np.uint32 and np.ndim(x))
+    return bool(
+        jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == np.uint32 and np.ndim(x))
+    )
 
 
 def key_of(seed: Any) -> Any:

@@ -7,6 +7,10 @@
   +1), the final KL and seconds. Where they differ, the gradient norms crossed the threshold at
   different checks (two P's, two gradient approximations).
 - ``optsne``: tsnejax's fixed 250 + 500 against ``stopping="optsne"``: iterations, KL, seconds.
+- ``batch``: a 4-trial batched ``run.optimize`` (the CPU's ``lax.map``; exact and interpolation
+  gradients) of 750 iterations with no trial stopped, and with a ``stop=`` check freezing three
+  of them at 300: a frozen trial runs no steps, so the second costs about 1 + 3 x 300/750
+  trials' worth (warm times).
 
     python benchmarks/bench_stopping.py      # digits, ~1 min
     python benchmarks/bench_stopping.py --size 10000 --thresholds 1e-2
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": time.perf_counter() - t0,
             }
         )
+    rows += _batch_rows(X)
     cols = ["rule", "min_grad_norm", "library", "early_end", "end", "kl", "seconds"]
     print()
     print_table(rows, cols)
@@ -107,6 +112,52 @@ def main(argv: list[str] | None = None) -> int:
     csv_path, json_path = write_results(f"bench_stopping{args.tag}", rows, meta)
     print(f"wrote {csv_path} and {json_path}")
     return 0
+
+
+def _batch_rows(X) -> list[dict]:
+    import jax.numpy as jnp
+    import numpy as np
+
+    from tsnejax.affinity import perplexity_affinities
+    from tsnejax.gradients import get_backend
+    from tsnejax.init import pca
+    from tsnejax.knn import exact_knn
+    from tsnejax.optim import make_optimizer
+    from tsnejax.run import build_step, init_state, optimize
+    from tsnejax.schedules import Phases
+
+    n = len(X)
+    P = perplexity_affinities(exact_knn(X, 90), 30.0)
+    opt = make_optimizer("classic", learning_rate=1.0, momentum=0.8)
+    early = {"exaggeration": 12.0, "learning_rate": n / 12, "momentum": 0.8}
+    table = Phases.of({0: early, 250: {"exaggeration": 1.0, "learning_rate": float(n)}})
+    state = init_state(jnp.stack([pca(X)] * 4), opt)
+
+    def three_at_300(t, kl, grad_norm):
+        return np.array([t >= 300] * 3 + [False])
+
+    rows = []
+    for method in ("exact", "interpolation"):
+        step = build_step(get_backend(method), opt)
+        for label, kw in (
+            ("batch, none stopped", {}),
+            ("batch, 3 of 4 at 300", {"stop": three_at_300}),
+        ):
+            phases = Phases.stack([table] * 4)
+            optimize(step, state, P, 750, phases=phases, **kw)  # compile
+            t0 = time.perf_counter()
+            r = optimize(step, state, P, 750, phases=phases, **kw)
+            rows.append(
+                {
+                    "rule": label,
+                    "library": f"tsnejax {method}",
+                    "end": int(np.asarray(r.state.iteration).max()),
+                    "kl": float(np.nanmax(r.kl_history[-1][1])),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            print_table(rows[-1:], list(rows[-1]))
+    return rows
 
 
 if __name__ == "__main__":

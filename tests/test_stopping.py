@@ -78,6 +78,9 @@ def test_a_stop_check_freezes_each_trial_of_a_batch(small):
         stop=stop, stop_every=40, batch="map",
     )  # fmt: skip
     np.testing.assert_array_equal(batch.stop_rule_at, [80, -1])
+    # A frozen trial runs no more steps (batch="map"): nothing is recorded for it after 80.
+    norms = np.asarray(batch.records)
+    assert (norms[0, 80:] == 0).all() and (norms[0, :80] > 0).all() and (norms[1] > 0).all()
     assert not batch.stopped_early and (batch.diverged_at == -1).all()
     np.testing.assert_array_equal(np.asarray(batch.state.iteration), [80, 150])
     for b, n_iter in ((0, 80), (1, 150)):

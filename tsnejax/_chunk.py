@@ -128,12 +128,14 @@ def split_values(values: dict, dtype: Any, n_trials: int | None) -> tuple[dict, 
 
 
 def over_trials(fn: Callable, P_axis: int | None) -> Callable:
-    """``fn`` over the trial axis one trial after another inside one program (``lax.map``)."""
+    """``fn`` over the trial axis one trial after another inside one program (``lax.map``).
+    A frozen trial (diverged, or stopped by a rule) runs no steps: its chunk costs its KL."""
 
     def mapped(state, P, values, active, n_steps, want_kl):
         def one(xs):
             st, p, v, a = xs
-            return fn(st, p if P_axis == 0 else P, v, a, n_steps, want_kl)
+            steps = jnp.where(a, n_steps, 0)
+            return fn(st, p if P_axis == 0 else P, v, a, steps, want_kl)
 
         return jax.lax.map(one, (state, P if P_axis == 0 else None, values, active))
 

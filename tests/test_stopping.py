@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tsnejax
 from tsnejax import TSNE, TSNEConfig, fit
@@ -64,6 +66,42 @@ def test_sklearn_check_semantics():
     # One decision per trial.
     batch = SklearnStopping(min_grad_norm=0.5).check("main")
     np.testing.assert_array_equal(batch(50, np.array([1.0, 1.0]), np.array([1.0, 0.1])), [0, 1])
+
+
+def _sklearn_loop(kls, norms, min_grad_norm, patience, every=50):
+    """scikit-learn's _gradient_descent checks, transcribed: the index where it breaks."""
+    best_error, best_iter = np.finfo(float).max, 0
+    for c, (error, grad_norm) in enumerate(zip(kls, norms, strict=True)):
+        i = (c + 1) * every - 1  # its iteration index at the c-th check
+        if error < best_error:
+            best_error, best_iter = error, i
+        elif i - best_iter > patience:
+            return c
+        if grad_norm <= min_grad_norm:
+            return c
+    return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.1, 3.0), st.floats(1e-4, 1.0)), min_size=1, max_size=25
+    ),  # (KL, gradient norm) at each check
+    st.sampled_from([1e-3, 1e-2, 0.1]),
+    st.sampled_from([50, 100, 300]),
+)
+def test_sklearn_check_stops_where_scikit_learns_loop_does(checks, min_grad_norm, patience):
+    kls, norms = zip(*checks, strict=True)
+    rule = SklearnStopping(min_grad_norm, patience).check("main")
+    ours = next((c for c, (k, g) in enumerate(checks) if rule(50 * (c + 1), k, g)), None)
+    assert ours == _sklearn_loop(kls, norms, min_grad_norm, patience)
+    # Per trial in a batch: the same decisions, each trial its own state.
+    batch = SklearnStopping(min_grad_norm, patience).check("main")
+    rev = [(k, g) for k, g in reversed(checks)]
+    said = [batch(50 * (c + 1), np.array([a[0], b[0]]), np.array([a[1], b[1]]))
+            for c, (a, b) in enumerate(zip(checks, rev, strict=True))]  # fmt: skip
+    first = [next((c for c, s in enumerate(said) if s[t]), None) for t in (0, 1)]
+    assert first == [ours, _sklearn_loop(*zip(*rev, strict=True), min_grad_norm, patience)]
 
 
 def test_a_stop_check_freezes_each_trial_of_a_batch(small):

@@ -4,7 +4,7 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.kn
 ``tsnejax.affinity``, ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``,
 ``tsnejax.schedules``, ``tsnejax.config``, ``tsnejax.build``, ``tsnejax.run``,
 ``tsnejax.pipeline``, ``tsnejax.batch``, ``tsnejax.opt_sne``, ``tsnejax.metrics``,
-``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``).
+``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``, ``tsnejax.stopping``).
 """
 
 from tsnejax._jax_cache import configure_compilation_cache
@@ -29,6 +29,7 @@ from tsnejax import optim as optim
 from tsnejax import presets as presets
 from tsnejax import run as run
 from tsnejax import schedules as schedules
+from tsnejax import stopping as stopping
 from tsnejax.affinity import Affinities as Affinities
 from tsnejax.affinity import perplexity_affinities as perplexity_affinities
 from tsnejax.affinity import precomputed_affinities as precomputed_affinities
@@ -102,6 +103,7 @@ __all__ = [
     "presets",
     "run",
     "schedules",
+    "stopping",
     "uniform_affinities",
 ]
 

@@ -286,8 +286,9 @@ def test_kernels_and_classic_step_obey_strict_dtype_promotion(small):
     X, P = small
     with jax.numpy_dtype_promotion("strict"):
         step, opt = _step()
-        res = optimize(step, init_state(pca(X), opt), P, 10, phases=_phases(len(X)))
-    assert res.state.embedding.dtype == jnp.float32
+        Y0 = pca(X)  # float32, or float64 under JAX_ENABLE_X64 (it failed there)
+        res = optimize(step, init_state(Y0, opt), P, 10, phases=_phases(len(X)))
+    assert res.state.embedding.dtype == Y0.dtype
 
 
 def test_phases_table_checks():

@@ -2,11 +2,12 @@
 error type and a fragment of the message (the cases that are accepted are tested elsewhere:
 integer inputs, huge/tiny magnitudes, constant rows)."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tsnejax import TSNE
+from tsnejax import TSNE, TSNEConfig, fit_batch
 from tsnejax.affinity import precomputed_affinities
 from tsnejax.checkpoint import load_state
 from tsnejax.data import load_array, load_labels
@@ -62,6 +63,20 @@ CASES = {
     "negative perplexity": (_fit(_X(), perplexity=-5), "perplexity must be finite and > 0"),
     "negative learning rate": (_fit(_X(), learning_rate=-1.0), "learning_rate must be"),
     "zero dof": (_fit(_X(), dof=0.0), "dof must be finite and > 0"),
+    "stopping object without check": (
+        _fit(_X(), stopping=object()),
+        "stopping must be one of ('fixed', 'optsne', 'sklearn') or a rule set",
+    ),
+    "min_grad_norm without its rule": (
+        lambda t: TSNEConfig.make(min_grad_norm=1e-3),
+        "min_grad_norm=0.001 applies with stopping='sklearn'",
+    ),
+    "fit_batch with a rule": (
+        lambda t: fit_batch(
+            [jax.random.key(0), jax.random.key(1)], _X(), TSNEConfig.make(stopping="optsne")
+        ),
+        "fit_batch runs the fixed schedule, but configs[0] has stopping='optsne'",
+    ),
     "n_components 0": (_fit(_X(), n_components=0), "n_components=0 must be a positive integer"),
     "n_components 4 on a grid": (
         _fit(_X(), n_components=4, negative_gradient_method="interpolation"),

@@ -6,7 +6,7 @@
 # (bench_gradient 10k/70k/250k, openTSNE on all host cores), large (1M mixture, exact kNN on the
 # GPU), sweep (bench_sweep, vmap batches), transform (bench_transform), e2e (bench_end_to_end
 # digits + 70k, cold/warm, determinism), metric (bench_metric: cosine/correlation/Manhattan and
-# sparse input at 10k). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
+# sparse input at 10k), dims (bench_dimensions: MNIST-20k in 2/5/10-D, exact above 3-D). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
 # copies there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,10 @@ for stage in "$@"; do
       ;;
     metric)
       python3 benchmarks/bench_metric.py --tag "${TAG}_metric"
+      ;;
+    dims)
+      # n_components above 3 runs the exact gradient: MNIST-20k in 2/5/10-D (no CPU peer here)
+      python3 benchmarks/bench_dimensions.py --size 20000 --dims 2 5 10 --no-peers --tag "${TAG}_dims"
       ;;
     sweep)
       # openTSNE left out here: the GPU target is vmapped vs one-by-one on the same device.

@@ -127,15 +127,23 @@ def benchmark_data(size: str, data_dir: Path | None = None):
     return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y
 
 
+def found_benchmark_data(size: str, data_dir: str | None):
+    """:func:`benchmark_data` of ``size`` from a ``--data-dir`` string, or ``None`` after
+    saying that MNIST was not found."""
+    data = benchmark_data(size, Path(data_dir) if data_dir else None)
+    if data is None:
+        print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
+    return data
+
+
 def saved_benchmark_data(sizes, data_dir: str | None, tmp: Path):
     """For each size with data: ``(size, X, y, path of X saved as .npy in tmp)``; sizes
     without MNIST are reported and skipped."""
     import numpy as np
 
     for size in sizes:
-        data = benchmark_data(size, Path(data_dir) if data_dir else None)
+        data = found_benchmark_data(size, data_dir)
         if data is None:
-            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
             continue
         path = tmp / f"X_{size}.npy"
         np.save(path, data[0])

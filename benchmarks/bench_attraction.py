@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import benchmark_data, machine_info, print_table, write_results
+from _common import found_benchmark_data, machine_info, print_table, write_results
 
 
 def previous_form(Y, P, dof=1.0):
@@ -63,9 +62,8 @@ def main() -> None:
     forms = {"tsnejax": jax.jit(attraction), "previous": jax.jit(previous_form)}
     rows = []
     for size in args.sizes:
-        data = benchmark_data(size, Path(args.data_dir) if args.data_dir else None)
+        data = found_benchmark_data(size, args.data_dir)
         if data is None:
-            print(f"skipped {size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
             continue
         P = tsnejax.perplexity_affinities(tsnejax.nearest_neighbors(data[0], 90), 30.0)
         for dim in args.dims:

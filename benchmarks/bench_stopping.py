@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import benchmark_data, machine_info, print_table, write_results  # noqa: E402
+from _common import found_benchmark_data, machine_info, print_table, write_results  # noqa: E402
 
 
 def _sklearn_early_end(log: str) -> int | None:
@@ -52,9 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import tsnejax
 
-    data = benchmark_data(args.size, Path(args.data_dir) if args.data_dir else None)
+    data = found_benchmark_data(args.size, args.data_dir)
     if data is None:
-        print(f"skipped {args.size}: MNIST not found (set TSNEJAX_DATA or --data-dir)")
         return 0
     X, _ = data
     tsnejax.TSNE(random_state=0, preset="sklearn", n_iter=10).fit(X)  # compile once

@@ -34,7 +34,6 @@ class OptSNEStop:
         self.last: tuple[int, Any] | None = None
         self.rate: Any = -np.inf
         self.decreases: Any = 0
-        self.stopped_at: int | None = None
 
     def __call__(self, iteration: int, kl: Any, grad_norm: Any = None) -> Any:
         del grad_norm
@@ -49,8 +48,6 @@ class OptSNEStop:
             stop = self.decreases >= self.patience
         else:
             stop = rate < self.tol
-        if np.all(stop) and self.stopped_at is None:
-            self.stopped_at = iteration
         return stop
 
 

@@ -189,8 +189,7 @@ def run_staged(
     Returns:
       ``(result, iteration where early exaggeration ended, the phase table that ran)``.
     """
-    every = check_int("stopping.every", stopping.every, minimum=1)
-    kw = dict(callbacks=callbacks, callbacks_every=callbacks_every, stop_every=every)
+    kw = dict(callbacks=callbacks, callbacks_every=callbacks_every, stop_every=stopping.every)
     first = run(state=state, n_iter=early_iter, phases=phases, stop=stopping.check("early"), **kw)
     ended = int(first.state.iteration)
     if first.stopped_early and first.stop_rule_at is None:  # a user callback asked to stop

@@ -127,6 +127,18 @@ def benchmark_data(size: str, data_dir: Path | None = None):
     return PCA(50, random_state=0).fit_transform(X).astype(np.float32), y
 
 
+def size_parser(doc: str):
+    """An ``argparse`` parser with the options every one-data-set benchmark takes:
+    ``--size`` (digits, or MNIST rows PCA-reduced to 50), ``--data-dir`` and ``--tag``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--size", default="digits", help="digits, or MNIST rows (PCA-50)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--tag", default="")
+    return ap
+
+
 def found_benchmark_data(size: str, data_dir: str | None):
     """:func:`benchmark_data` of ``size`` from a ``--data-dir`` string, or ``None`` after
     saying that MNIST was not found."""

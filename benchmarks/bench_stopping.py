@@ -20,14 +20,19 @@ Writes benchmarks/out/bench_stopping{tag}.{csv,json}.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import found_benchmark_data, machine_info, print_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    found_benchmark_data,
+    machine_info,
+    print_table,
+    size_parser,
+    write_results,
+)
 
 
 def _sklearn_early_end(log: str) -> int | None:
@@ -37,11 +42,8 @@ def _sklearn_early_end(log: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="digits", help="digits, or MNIST rows (PCA-50)")
+    ap = size_parser(__doc__)
     ap.add_argument("--thresholds", nargs="+", type=float, default=[1e-2, 5e-3, 3e-3, 1e-3])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
 
     import contextlib

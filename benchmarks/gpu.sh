@@ -6,7 +6,9 @@
 # (bench_gradient 10k/70k/250k, openTSNE on all host cores), large (1M mixture, exact kNN on the
 # GPU), sweep (bench_sweep, vmap batches), transform (bench_transform), e2e (bench_end_to_end
 # digits + 70k, cold/warm, determinism), metric (bench_metric: cosine/correlation/Manhattan and
-# sparse input at 10k), dims (bench_dimensions: MNIST-20k in 2/5/10-D, exact above 3-D). Output: benchmarks/out/*_gpu.* and, when $OUT is set,
+# sparse input at 10k), dims (bench_dimensions: MNIST-20k in 2/5/10-D, exact above 3-D),
+# perplexity (bench_perplexity: MNIST-10k, candidates sequential and as one vmapped batch).
+# Output: benchmarks/out/*_gpu.* and, when $OUT is set,
 # copies there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +64,12 @@ for stage in "$@"; do
     dims)
       # n_components above 3 runs the exact gradient: MNIST-20k in 2/5/10-D (no CPU peer here)
       python3 benchmarks/bench_dimensions.py --size 20000 --dims 2 5 10 --no-peers --tag "${TAG}_dims"
+      ;;
+    perplexity)
+      # select_perplexity on the device: single fits vs one vmapped batch (openTSNE on the host)
+      for mode in sequential vmap; do
+        python3 benchmarks/bench_perplexity.py --size 10000 --mode $mode --tag "${TAG}_perplexity_$mode"
+      done
       ;;
     sweep)
       # openTSNE left out here: the GPU target is vmapped vs one-by-one on the same device.

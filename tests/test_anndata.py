@@ -109,6 +109,29 @@ def test_tl_tsne_reuses_the_scanpy_neighbors_graph(pbmc):
     assert ad.uns["tsne"]["params"]["metric"] == "cosine"  # was recorded as 'euclidean'
 
 
+@pytest.mark.slow  # 6 candidates + the fit (~20 s); the estimator's path is in the fast tier
+def test_tl_tsne_chooses_the_perplexity_by_pbic(pbmc, tmp_path):
+    adata, _ = pbmc
+    out = tl.tsne(adata, perplexity="pbic", copy=True, random_state=0, **SHORT)
+    params = out.uns["tsne"]["params"]
+    pbic = {float(p): v for p, v in params["pbic"].items()}
+    assert params["perplexity"] == "pbic" and sorted(pbic) == [5, 10, 20, 30, 50, 100]
+    assert params["perplexity_chosen"] == min(pbic, key=pbic.get)
+    out.write_h5ad(tmp_path / "a.h5ad")  # storable (string keys)
+    assert anndata.read_h5ad(tmp_path / "a.h5ad").uns["tsne"]["params"]["pbic"] == params["pbic"]
+    import scipy.sparse as sp
+
+    from tsnejax.knn import exact_knn
+
+    g = exact_knn(out.obsm["X_pca"], 30)  # a scanpy graph: each candidate needs its own k
+    rows = np.repeat(np.arange(out.n_obs), 30)
+    cols = np.asarray(g.indices).ravel()
+    out.obsp["distances"] = sp.csr_matrix((np.asarray(g.distances).ravel(), (rows, cols)))
+    out.uns["neighbors"] = {"distances_key": "distances", "params": {"n_neighbors": 31}}
+    with pytest.raises(ValueError, match=r"'pbic'.*needs X and no \['neighbors'\]"):
+        tl.tsne(out, perplexity="pbic", neighbors_key="neighbors")
+
+
 def test_representation_rules_and_errors(pbmc):
     adata, _ = pbmc
     X, name = tl.representation(adata)

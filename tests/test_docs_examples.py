@@ -31,6 +31,9 @@ SHRINK = {
     "docs/hypergradients.md#0": [
         ("n_iter=500, early_exaggeration_iter=250", "n_iter=20, early_exaggeration_iter=10")
     ],
+    "docs/metrics.md#0": [
+        ("n_iter=500, early_exaggeration_iter=250", "n_iter=20, early_exaggeration_iter=10")
+    ],
 }
 
 #: What the blocks assume is already defined (a page's prose says where each comes from).

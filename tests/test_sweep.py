@@ -300,12 +300,17 @@ def test_sweep_store_resume_and_report(tmp_path):
     assert (s.n_trials, s.n_run, s.n_skipped) == (4, 4, 0)
     rows = read_table(tmp_path / "results.csv")
     assert len(rows) == 4 and all(float(r["knn_accuracy_10"]) > 0.8 for r in rows)
+    for r in rows:  # Cao & Wang's pBIC of each trial's KL (perplexity 30, 400 points)
+        want = 2 * float(r["kl"]) + np.log(400) * 30 / 400
+        assert float(r["pbic"]) == pytest.approx(want, rel=1e-6)
     with pytest.raises(ValueError, match="pass resume=True"):
         run_sweep(spec, tmp_path)
     again = run_sweep(spec, tmp_path, resume=True)
     assert (again.n_run, again.n_skipped) == (0, 4)
     written = make_report(tmp_path)
-    assert {"table", "embeddings", "heatmap_kl", "heatmap_knn_accuracy_10"} <= set(written)
+    assert {"table", "embeddings", "heatmap_kl", "heatmap_pbic", "heatmap_knn_accuracy_10"} <= set(
+        written
+    )
     assert all(p.stat().st_size > 5000 for k, p in written.items() if k != "table")
     assert "| learning_rate | exaggeration | seed |" in (tmp_path / "report/table.md").read_text()
     with pytest.raises(ValueError, match="not a sweep folder"):

@@ -4,7 +4,8 @@ Public API (the modules underneath are public too: ``tsnejax.knn``, ``tsnejax.kn
 ``tsnejax.affinity``, ``tsnejax.init``, ``tsnejax.gradients``, ``tsnejax.optim``,
 ``tsnejax.schedules``, ``tsnejax.config``, ``tsnejax.build``, ``tsnejax.run``,
 ``tsnejax.pipeline``, ``tsnejax.batch``, ``tsnejax.opt_sne``, ``tsnejax.metrics``,
-``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``, ``tsnejax.stopping``).
+``tsnejax.presets``, ``tsnejax.checkpoint``, ``tsnejax.memory``, ``tsnejax.stopping``,
+``tsnejax.perplexity_selection``).
 """
 
 from tsnejax._jax_cache import configure_compilation_cache
@@ -50,6 +51,8 @@ from tsnejax.knn import nearest_neighbors as nearest_neighbors
 from tsnejax.knn_ivf import IVFSearch as IVFSearch
 from tsnejax.memory import InsufficientMemoryError as InsufficientMemoryError
 from tsnejax.optim import classic as classic
+from tsnejax.perplexity_selection import PerplexitySelection as PerplexitySelection
+from tsnejax.perplexity_selection import select_perplexity as select_perplexity
 from tsnejax.pipeline import TSNEResult as TSNEResult
 from tsnejax.pipeline import fit as fit
 from tsnejax.run import DivergenceError as DivergenceError
@@ -76,6 +79,7 @@ __all__ = [
     "DivergenceError",
     "EmbeddingScaleWarning",
     "InsufficientMemoryError",
+    "PerplexitySelection",
     "KNNGraph",
     "IVFSearch",
     "TSNE",
@@ -103,6 +107,7 @@ __all__ = [
     "presets",
     "run",
     "schedules",
+    "select_perplexity",
     "stopping",
     "uniform_affinities",
 ]

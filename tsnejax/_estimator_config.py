@@ -12,7 +12,11 @@ import numpy as np
 
 from tsnejax._checks import check_int
 from tsnejax.config import TSNEConfig
+from tsnejax.perplexity_selection import select_perplexity
 from tsnejax.stopping import SKLEARN_SETTINGS
+
+#: ``TSNE(perplexity=...)``'s name for choosing it by pBIC (:func:`tsnejax.select_perplexity`).
+PBIC = "pbic"
 
 
 def estimator_initialization(est: Any) -> str | np.ndarray:
@@ -114,6 +118,13 @@ def estimator_config(est: Any) -> TSNEConfig:
         fields["optimizer_kwargs"] = tuple(sorted(spec.items()))
     elif opt is not None:
         fields["optimizer"] = opt  # a name, a "name:key=value" spec or an Optax object
+    if isinstance(est.perplexity, str):
+        if est.perplexity != PBIC:
+            raise ValueError(
+                f"perplexity={est.perplexity!r} is not a number, a list of numbers or {PBIC!r} "
+                "(chosen by Cao & Wang's criterion, tsnejax.select_perplexity)."
+            )
+        del fields["perplexity"]  # the preset's stands in until fit chooses
     config = TSNEConfig.from_preset(est.preset or "opentsne", **fields)
     if est.max_iter is not None:
         config = config.replace(n_iter=_main_iterations(est, config))
@@ -153,3 +164,23 @@ def check_picklable(state: dict[str, Any]) -> None:
                     f"cannot ({err}). Give {name} as a name or spec (e.g. "
                     "optimizer='adam:b1=0.9') or as a module-level function."
                 ) from err
+
+
+def pbic_perplexity(
+    est: Any, key: Any, X: Any, config: TSNEConfig, affinities: Any, neighbors: Any
+) -> tuple[TSNEConfig, dict[float, float] | None]:
+    """``config`` with the perplexity ``TSNE(perplexity="pbic")`` chooses on ``X``, and the
+    candidates' pBIC (``None`` when the perplexity was given)."""
+    if not (isinstance(est.perplexity, str) and est.perplexity == PBIC):
+        return config, None
+    given = {"affinities": affinities, "neighbors": neighbors, "mesh": est.mesh}
+    blocked = [k for k, v in given.items() if v is not None]
+    if X is None or blocked:
+        raise ValueError(
+            f"perplexity={PBIC!r} calibrates P on X for each candidate, so it needs X and no "
+            f"{blocked or ['X=None']}; run tsnejax.select_perplexity and pass its perplexity."
+        )
+    sel = select_perplexity(key, X, config=config)
+    return config.replace(perplexity=sel.perplexity), dict(
+        zip(sel.perplexities.tolist(), sel.pbic.tolist(), strict=True)
+    )

@@ -60,10 +60,11 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument(
         "--perplexity",
-        type=float,
+        type=_lr,
         nargs="+",
         default=[30.0],
-        help="one value, or several for multiscale affinities (5 30: the mean of their P's)",
+        help="one value, several for multiscale affinities (5 30: the mean of their P's), or "
+        "'pbic': the least pBIC of tsnejax.select_perplexity's candidates",
     )
     e.add_argument("--n-components", type=int, default=2)
     e.add_argument("--early-exaggeration", type=float, default=12.0)
@@ -223,6 +224,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     from tsnejax.data import load_array, load_dataset, load_labels
     from tsnejax.knn_metric import FAST_METRICS, sparse_data
     from tsnejax.metrics import evaluate, knn_accuracy
+    from tsnejax.perplexity_selection import select_perplexity
     from tsnejax.pipeline import fit
     from tsnejax.plot import plot_embedding, plot_precision_recall
     from tsnejax.stopping import SKLEARN_SETTINGS
@@ -254,9 +256,15 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             f"labels must have shape ({np.shape(X)[0]},) to match the data, got {np.shape(y)}."
         )
     load_s = time.perf_counter() - t0
+    perplexity = args.perplexity[0] if len(args.perplexity) == 1 else tuple(args.perplexity)
+    pbic = isinstance(perplexity, str) and perplexity == "pbic"
+    if not pbic and any(isinstance(p, str) for p in args.perplexity):
+        raise ValueError(
+            f"--perplexity {' '.join(map(str, args.perplexity))}: give numbers, or 'pbic' alone."
+        )
     fields: dict[str, Any] = dict(
         n_components=args.n_components,
-        perplexity=args.perplexity[0] if len(args.perplexity) == 1 else tuple(args.perplexity),
+        perplexity=30.0 if pbic else perplexity,
         early_exaggeration=args.early_exaggeration,
         exaggeration=args.exaggeration,
         learning_rate=args.learning_rate,
@@ -276,6 +284,18 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     config = TSNEConfig.from_preset(args.preset, **fields)
     if sp.issparse(X) and config.affinities.metric != "precomputed":
         X = sparse_data(X)  # dense when small, as fit would make it: the metrics read it
+    selection = None
+    if pbic:
+        t0 = time.perf_counter()
+        sel = select_perplexity(jax.random.key(args.seed), X, config=config)
+        config = config.replace(perplexity=sel.perplexity)
+        selection = {
+            "perplexity": sel.perplexity,
+            "candidates": sel.perplexities.tolist(),
+            "kl": sel.kl.tolist(),
+            "pbic": sel.pbic.tolist(),
+            "seconds": time.perf_counter() - t0,
+        }
     result = fit(
         jax.random.key(args.seed),
         X,
@@ -299,6 +319,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         "grids": [list(g) if g is not None else None for g in result.grids],
         "n_compiles": result.n_compiles,
         "timings_seconds": {"load": load_s, **result.timings},
+        **({} if selection is None else {"perplexity_selection": selection}),
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
         "jax_version": jax.__version__,

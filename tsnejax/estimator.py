@@ -14,7 +14,12 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from tsnejax._checks import is_key, key_of, resolve_seed
-from tsnejax._estimator_config import check_picklable, estimator_config, estimator_initialization
+from tsnejax._estimator_config import (
+    check_picklable,
+    estimator_config,
+    estimator_initialization,
+    pbic_perplexity,
+)
 from tsnejax._scorer import trustworthiness_scorer
 from tsnejax.build import stepper_for
 from tsnejax.config import TSNEConfig
@@ -41,10 +46,11 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_components : int, default=2
         Dimension of the embedding: 1, 2 or 3 with every gradient method; more with the exact
         gradient (which ``"auto"`` then picks), as scikit-learn's ``method="exact"``.
-    perplexity : float or sequence of float, default=30.0
+    perplexity : float, sequence of float or "pbic", default=30.0
         Effective number of neighbours each point's affinities are calibrated to. A sequence
         averages the conditionals of each (multi-scale). Needs ``1 <= perplexity`` and
-        ``3 * perplexity <= n - 1``.
+        ``3 * perplexity <= n - 1``. ``"pbic"``: the candidate of
+        :func:`tsnejax.select_perplexity` with the least pBIC (``perplexity_``, ``pbic_``).
     early_exaggeration : float, default=12.0
         Factor on the attraction during the first phase.
     early_exaggeration_iter : int or None, default=None
@@ -185,6 +191,8 @@ default="auto"
         Grid structures used and the number of programs compiled.
     random_state_ : int or jax.random.key
         The seed (or key) used.
+    perplexity_, pbic_ : float or tuple, dict or None
+        The perplexity used; with ``perplexity="pbic"`` each candidate's pBIC, else None.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
@@ -353,6 +361,7 @@ default="auto"
         init = self._initialization()
         init = None if isinstance(init, str) else init
         config = self._config()
+        config, self.pbic_ = pbic_perplexity(self, key_of(seed), Xv, config, affinities, neighbors)
         result: TSNEResult = fit(
             key_of(seed),
             Xv,
@@ -366,6 +375,7 @@ default="auto"
             mesh=self.mesh,
         )
         self.config_ = config
+        self.perplexity_ = config.affinities.perplexity
         self.embedding_ = np.asarray(result.embedding)
         self.kl_divergence_ = float(result.kl_divergence)
         self.n_iter_ = int(result.total_iter)  # both phases (n_iter counts the main phase)
@@ -475,9 +485,6 @@ default="auto"
         state["mesh"] = None  # devices belong to a process
         check_picklable(state)
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -240,8 +240,8 @@ def tsne(
             except ValueError:  # a metric only pynndescent knows: P is the graph's anyway
                 pass
         k = neighbors[0].shape[1]
-        perps = np.atleast_1d(np.asarray(perplexity, float))
-        if perps.max() > k:
+        perps = np.atleast_1d(np.asarray(0.0 if isinstance(perplexity, str) else perplexity, float))
+        if perps.max() > k:  # a name ("pbic") is the estimator's to check
             raise ValueError(
                 f"perplexity={perplexity} needs at least {perps.max():g} neighbours per cell, "
                 f"but the graph in uns[{neighbors_key!r}] has {k}; lower the perplexity "
@@ -270,6 +270,9 @@ def tsne(
         "neighbors_key": neighbors_key,
         **{k: v for k, v in kwargs.items() if isinstance(v, int | float | str | bool)},
     }
+    if est.pbic_ is not None:  # perplexity="pbic": the one chosen, and each candidate's pBIC
+        params["perplexity_chosen"] = float(est.perplexity_)
+        params["pbic"] = {f"{p:g}": v for p, v in est.pbic_.items()}
     store(adata, est.embedding_, _info(est, params), key_added)
     return adata if copy else None
 

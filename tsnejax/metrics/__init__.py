@@ -6,6 +6,8 @@
   ``knn_preservation``, ``trustworthiness`` (scikit-learn's definition), ``knn_accuracy``.
 - :mod:`~tsnejax.metrics.global_structure`: Kobak & Berens 2019 KNN / KNC / CPD, and
   ``class_fragmentation`` (how many pieces each class falls into).
+- :mod:`~tsnejax.metrics.pbic`: ``pbic``, Cao & Wang's criterion for choosing the perplexity
+  (:func:`tsnejax.select_perplexity` ranks candidates by it).
 - :mod:`~tsnejax.metrics.stability`: ``procrustes_disparity``.
 - :mod:`~tsnejax.metrics.soft_recall`: ``soft_knn_recall``, a differentiable surrogate of NN
   precision (for hypergradients).
@@ -29,6 +31,7 @@ from tsnejax.metrics.neighborhood import (
     nn_precision_recall,
     trustworthiness,
 )
+from tsnejax.metrics.pbic import pbic
 from tsnejax.metrics.report import evaluate
 from tsnejax.metrics.soft_recall import soft_knn_recall
 from tsnejax.metrics.stability import procrustes_disparity
@@ -46,6 +49,7 @@ __all__ = [
     "knn_preservation",
     "kobak_berens_scores",
     "nn_precision_recall",
+    "pbic",
     "procrustes_disparity",
     "soft_knn_recall",
     "trustworthiness",

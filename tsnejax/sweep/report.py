@@ -23,7 +23,14 @@ from tsnejax.sweep.store import TABLE_COLUMNS, SweepStore, read_table
 __all__ = ["make_report", "REPORT_METRICS"]
 
 #: Metrics the report plots, when the table has them.
-REPORT_METRICS = ("kl", "knn_accuracy_10", "knn_preservation_10", "trustworthiness_5", "cpd")
+REPORT_METRICS = (
+    "kl",
+    "pbic",
+    "knn_accuracy_10",
+    "knn_preservation_10",
+    "trustworthiness_5",
+    "cpd",
+)
 #: Most embeddings drawn in the small multiples.
 MAX_PANELS = 64
 #: Most points drawn per panel (a fixed random subset above it keeps the PNG small).

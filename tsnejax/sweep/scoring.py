@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tsnejax.metrics import kl_divergence
+from tsnejax.metrics import kl_divergence, pbic
 from tsnejax.metrics.report import evaluate, input_neighbors
 from tsnejax.sweep.spec import Trial
 from tsnejax.sweep.workspace import Workspace
@@ -56,6 +56,9 @@ def score(ws: Workspace, trial: Trial, run: TrialRun, metrics: Sequence[str]) ->
     }
     if run.diverged_at is not None:
         return out
+    perplexity = trial.config.affinities.perplexity
+    if trial.config.affinities.method == "perplexity" and np.ndim(perplexity) == 0:
+        out["pbic"] = pbic(run.kl, perplexity, ws.n)  # one scale: Cao & Wang's criterion
     Y = run.embedding
     if "kl_exact" in metrics and ws.n <= 20000:
         P = ws.affinities(trial.config)

@@ -55,6 +55,7 @@ TABLE_COLUMNS = (
     "early_exaggeration_iter",
     "kl",
     "kl_exact",
+    "pbic",
     "knn_accuracy_10",
     "knn_preservation_10",
     "nn_precision_1",

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,6 +76,11 @@ def test_select_perplexity_ranks_the_candidates_by_pbic(X, selection):
     np.testing.assert_array_equal(s.embedding, alone.embedding)
     # A wider P is easier to match (the trend pBIC's penalty balances).
     assert s.kl[0] < s.kl[2] < s.kl[1]
+    # Sparse rows are the same data (their count was read as 0: "too large for 0 points").
+    sparse = tsnejax.select_perplexity(
+        jax.random.key(7), sp.csr_matrix(X), [40.0, 5.0, 15.0], SHORT
+    )
+    np.testing.assert_array_equal(sparse.embeddings, s.embeddings)
     assert s.table().count("<- least pBIC") == 1 and f"{s.perplexity:10g}" in s.table()
     assert (s.diverged_at == -1).all()
     # A minimum inside the candidates: nothing to warn about (test_a_diverged... has the edge).

@@ -81,10 +81,9 @@ def _candidates(perplexities: Sequence[float] | None, n: int) -> tuple[float, ..
     return values
 
 
-def _sequential(key: Any, X: Any, configs: list[TSNEConfig], verbose: bool) -> tuple:
+def _sequential(key: Any, Xv: Any, configs: list[TSNEConfig], verbose: bool) -> tuple:
     """Each candidate its own :func:`tsnejax.fit` (one kNN graph of the widest k, sliced):
     ``(embeddings, kl, diverged_at, affinities, runs)``."""
-    Xv = check_input(X, configs[0].affinities.metric)
     n = Xv.shape[0]
     a = configs[0].affinities
     k_max = max(affinity_key(c, n)[3] for c in configs)
@@ -156,7 +155,8 @@ def select_perplexity(
             f"select_perplexity compares perplexity-calibrated P, but config has affinity method "
             f"{config.affinities.method!r}; use affinity_method='perplexity'."
         )
-    n = int(np.shape(X)[0]) if np.ndim(X) >= 1 else 0
+    Xv = check_input(X, config.affinities.metric)  # dense or sparse rows, or distances
+    n = int(Xv.shape[0])
     candidates = _candidates(perplexities, n)
     configs = [config.replace(perplexity=p) for p in candidates]
     if mode == "auto":
@@ -164,9 +164,9 @@ def select_perplexity(
     if mode == "sequential":
         if mesh is not None:
             raise ValueError("mesh shards a batch: use mode='vmap' or 'map' with it.")
-        embeddings, values, diverged_at, Ps, runs = _sequential(key, X, configs, verbose)
+        embeddings, values, diverged_at, Ps, runs = _sequential(key, Xv, configs, verbose)
     else:
-        runs = fit_batch([key] * len(configs), X, configs, mesh=mesh, batch=mode, verbose=verbose)
+        runs = fit_batch([key] * len(configs), Xv, configs, mesh=mesh, batch=mode, verbose=verbose)
         embeddings, diverged_at = runs.embeddings, runs.diverged_at
         values = np.asarray(runs.kl_divergence, np.float64)
         P = runs.affinities

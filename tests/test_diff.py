@@ -103,8 +103,9 @@ def test_vmap_over_four_hyperparameter_sets_equals_separate_calls(X):
     assert float(klb[0]) == float(kls[0])
     gb = jax.grad(lambda h: jnp.sum(jax.vmap(run)(h)[1][:1]))(beyond)
     assert all(np.isfinite(g[0]) for g in gb.values())
-    gp = jax.grad(lambda p: run({**{k: v[2] for k, v in beyond.items()}, "perplexity": p})[1])
-    assert np.isnan(float(gp(jnp.float32(95.0))))
+    # The beyond-range trial's hypergradient is NaN (the same compiled programs as above).
+    g2 = jax.grad(lambda h: jnp.sum(jax.vmap(run)(h)[1][2:3]))(beyond)
+    assert np.isnan(float(g2["perplexity"][2]))
 
 
 def test_differentiable_p_equals_tsnejax_p_and_its_implicit_derivative(X):

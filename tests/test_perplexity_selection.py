@@ -160,10 +160,17 @@ def test_estimator_and_cli_choose_the_perplexity_by_pbic(X, tmp_path):
     sel = tsnejax.select_perplexity(jax.random.key(7), X, config=short)
     assert est.pbic_ == dict(zip(sel.perplexities.tolist(), sel.pbic.tolist(), strict=True))
     assert est.perplexity_ == sel.perplexity == est.config_.affinities.perplexity
-    # The fit is a plain run at the chosen perplexity, with the same key; the batch's run of
-    # that candidate differs from it by rounding only (its P padded to the widest candidate's).
+    # The fit is the chosen candidate's run: a plain fit at that perplexity, same key.
     plain = TSNE(perplexity=sel.perplexity, random_state=7, **short).fit(X)
     np.testing.assert_array_equal(est.embedding_, plain.embedding_)
+    assert est.timings_["select_perplexity"] > est.timings_["optimize"]  # the run reused
+    # With a callback to call, the chosen perplexity's fit runs again (and calls it).
+    calls = []
+    refit = TSNE(perplexity="pbic", random_state=7, **short).fit(
+        X, callbacks=lambda it, kl, Y: calls.append(it)
+    )
+    assert calls and "select_perplexity" not in refit.timings_
+    np.testing.assert_array_equal(refit.embedding_, est.embedding_)
     best = int(np.argmin(sel.pbic))
     assert est.kl_divergence_ == pytest.approx(sel.kl[best], rel=1e-3)
     again = pickle.loads(pickle.dumps(est))
@@ -177,6 +184,7 @@ def test_estimator_and_cli_choose_the_perplexity_by_pbic(X, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["perplexity_selection"]["perplexity"] == m["config"]["perplexity"] == sel.perplexity
     np.testing.assert_allclose(m["perplexity_selection"]["pbic"], sel.pbic, rtol=1e-6)
+    np.testing.assert_array_equal(np.load(out / "embedding.npy"), est.embedding_)
 
 
 @pytest.mark.parametrize(

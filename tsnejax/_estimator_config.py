@@ -5,12 +5,13 @@ for what openTSNE calls otherwise (``init``, ``max_iter``)."""
 from __future__ import annotations
 
 import pickle
+import time
 import warnings
 from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_int
+from tsnejax._checks import check_int, is_key
 from tsnejax.config import TSNEConfig
 from tsnejax.perplexity_selection import select_perplexity
 from tsnejax.stopping import SKLEARN_SETTINGS
@@ -167,20 +168,41 @@ def check_picklable(state: dict[str, Any]) -> None:
 
 
 def pbic_perplexity(
-    est: Any, key: Any, X: Any, config: TSNEConfig, affinities: Any, neighbors: Any
-) -> tuple[TSNEConfig, dict[float, float] | None]:
-    """``config`` with the perplexity ``TSNE(perplexity="pbic")`` chooses on ``X``, and the
-    candidates' pBIC (``None`` when the perplexity was given)."""
+    est: Any, key: Any, X: Any, config: TSNEConfig, given: dict[str, Any]
+) -> tuple[TSNEConfig, dict[float, float] | None, Any]:
+    """``config`` with the perplexity ``TSNE(perplexity="pbic")`` chooses on ``X``, the
+    candidates' pBIC and the chosen candidate's fit when it is the one ``fit`` would run (single
+    fits; no callbacks to call, no initial array); ``(config, None, None)`` when the perplexity
+    was given. ``given``: fit's ``affinities``, ``neighbors``, ``callbacks`` and ``init``."""
     if not (isinstance(est.perplexity, str) and est.perplexity == PBIC):
-        return config, None
-    given = {"affinities": affinities, "neighbors": neighbors, "mesh": est.mesh}
-    blocked = [k for k, v in given.items() if v is not None]
+        return config, None, None
+    blocked = [k for k in ("affinities", "neighbors") if given[k] is not None]
+    blocked += ["mesh"] if est.mesh is not None else []
     if X is None or blocked:
         raise ValueError(
             f"perplexity={PBIC!r} calibrates P on X for each candidate, so it needs X and no "
             f"{blocked or ['X=None']}; run tsnejax.select_perplexity and pass its perplexity."
         )
-    sel = select_perplexity(key, X, config=config)
-    return config.replace(perplexity=sel.perplexity), dict(
-        zip(sel.perplexities.tolist(), sel.pbic.tolist(), strict=True)
-    )
+    t0 = time.perf_counter()
+    sel = select_perplexity(key, X, config=config, verbose=est.verbose)
+    pbic = dict(zip(sel.perplexities.tolist(), sel.pbic.tolist(), strict=True))
+    chosen = None
+    if sel.mode == "sequential" and not given["callbacks"] and given["init"] is None:
+        chosen = sel.runs[int(np.nanargmin(sel.pbic))]
+        seconds = time.perf_counter() - t0  # every candidate's run, the kNN search included
+        chosen = chosen._replace(timings={**chosen.timings, "select_perplexity": seconds})
+    return config.replace(perplexity=sel.perplexity), pbic, chosen
+
+
+def estimator_tags(est: Any, tags: Any) -> Any:
+    """scikit-learn's tags of a :class:`tsnejax.TSNE` ``est`` (``__sklearn_tags__``)."""
+    tags.requires_fit = True  # a stateful transform: transform places points into embedding_
+    # None and generator objects give another seed at every fit.
+    fixed = isinstance(est.random_state, int | np.integer) or is_key(est.random_state)
+    tags.non_deterministic = not fixed
+    tags.input_tags.allow_nan = False
+    tags.input_tags.sparse = True  # dense up to knn_metric.SPARSE_DENSE_ELEMENTS cells
+    tags.input_tags.pairwise = est.metric == "precomputed"
+    tags.target_tags.required = False
+    tags.transformer_tags.preserves_dtype = []  # the embedding is float32 whatever X is
+    return tags

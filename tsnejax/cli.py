@@ -284,11 +284,13 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     config = TSNEConfig.from_preset(args.preset, **fields)
     if sp.issparse(X) and config.affinities.metric != "precomputed":
         X = sparse_data(X)  # dense when small, as fit would make it: the metrics read it
-    selection = None
+    selection = chosen = None
     if pbic:
         t0 = time.perf_counter()
-        sel = select_perplexity(jax.random.key(args.seed), X, config=config)
+        sel = select_perplexity(jax.random.key(args.seed), X, config=config, verbose=args.verbose)
         config = config.replace(perplexity=sel.perplexity)
+        if sel.mode == "sequential" and not args.checkpoint:  # that run is the fit
+            chosen = sel.runs[int(np.nanargmin(sel.pbic))]
         selection = {
             "perplexity": sel.perplexity,
             "candidates": sel.perplexities.tolist(),
@@ -296,7 +298,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
             "pbic": sel.pbic.tolist(),
             "seconds": time.perf_counter() - t0,
         }
-    result = fit(
+    result = chosen or fit(
         jax.random.key(args.seed),
         X,
         config,

@@ -13,11 +13,12 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from tsnejax._checks import is_key, key_of, resolve_seed
+from tsnejax._checks import key_of, resolve_seed
 from tsnejax._estimator_config import (
     check_picklable,
     estimator_config,
     estimator_initialization,
+    estimator_tags,
     pbic_perplexity,
 )
 from tsnejax._scorer import trustworthiness_scorer
@@ -361,8 +362,9 @@ default="auto"
         init = self._initialization()
         init = None if isinstance(init, str) else init
         config = self._config()
-        config, self.pbic_ = pbic_perplexity(self, key_of(seed), Xv, config, affinities, neighbors)
-        result: TSNEResult = fit(
+        given = dict(affinities=affinities, neighbors=neighbors, callbacks=callbacks, init=init)
+        config, self.pbic_, chosen = pbic_perplexity(self, key_of(seed), Xv, config, given)
+        result: TSNEResult = chosen or fit(
             key_of(seed),
             Xv,
             config,
@@ -487,14 +489,4 @@ default="auto"
         return state
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True  # a stateful transform: transform places points into embedding_
-        # None and generator objects give another seed at every fit.
-        fixed = isinstance(self.random_state, int | np.integer) or is_key(self.random_state)
-        tags.non_deterministic = not fixed
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = True  # dense up to knn_metric.SPARSE_DENSE_ELEMENTS cells
-        tags.input_tags.pairwise = self.metric == "precomputed"
-        tags.target_tags.required = False
-        tags.transformer_tags.preserves_dtype = []  # the embedding is float32 whatever X is
-        return tags
+        return estimator_tags(self, super().__sklearn_tags__())

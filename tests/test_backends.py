@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tsnejax
+from tsnejax._checks import float_dtype
 from tsnejax.affinity import perplexity_affinities
 from tsnejax.build import phase_table, stepper_for
 from tsnejax.config import TSNEConfig
@@ -107,7 +108,7 @@ def test_backend_contract(problem, backend):
     ref, Z_ref = _exact_gradient(Y, P, 1.0, 1.0)
     g, Z = grad_fn(Y, P, 1.0, 1.0, grid)
     tol = TOLERANCE[backend.name]
-    assert g.shape == Y.shape and g.dtype == jnp.float32
+    assert g.shape == Y.shape and g.dtype == float_dtype()  # float32 unless x64 is on
     # The repulsive force (the total is a small difference of large forces near a minimum).
     attr = _attraction(Y, P, 1.0)
     rep, rep_ref = g - attr, ref - attr
@@ -130,7 +131,7 @@ def test_backend_contract(problem, backend):
 
 @pytest.mark.parametrize("backend", UNDER_TEST, ids=lambda b: b.name)
 def test_backend_in_the_loop(problem, backend):
-    """Through config -> stepper -> optimize: KL falls, float32 kept, no recompilation."""
+    """Through config -> stepper -> optimize: KL falls, the dtype kept, no recompilation."""
     X, P, Y = problem
     config = TSNEConfig.make(early_exaggeration_iter=0, n_iter=60, negative_gradient_method=backend)
     step, opt = stepper_for(config, len(X))
@@ -138,7 +139,7 @@ def test_backend_in_the_loop(problem, backend):
     phases = phase_table(config, len(X))
     first = optimize(step, init_state(Y, opt), P, 60, phases=phases, chunk_size=20)
     kls = [kl for _, kl in first.kl_history]
-    assert kls[-1] < kls[0] and first.state.embedding.dtype == jnp.float32
+    assert kls[-1] < kls[0] and first.state.embedding.dtype == float_dtype()
     again = optimize(step, init_state(Y, opt), P, 60, phases=phases.replace(dof=1.0), chunk_size=20)
     assert again.n_compiles == 0
 

@@ -125,7 +125,7 @@ def test_a_diverged_candidate_is_left_out(X, selection, monkeypatch):
         (dict(perplexities=[]), "empty list"),
         (dict(kl="approx"), "kl='approx' is not a valid option"),
         (dict(config=dict(affinity_method="uniform")), "affinity method 'uniform'"),
-        (dict(config=dict(stopping="optsne"), mode="map"), "fit_batch runs the fixed schedule"),
+        (dict(config=dict(stopping="optsne"), mode="map"), "needs mode='sequential'"),
         (dict(mode="parallel"), "mode='parallel' is not a valid option"),
     ],
 )
@@ -213,3 +213,12 @@ def test_cli_names_a_bad_perplexity(tmp_path, capsys):
 
     assert main(["embed", "--out", str(tmp_path / "o"), "--perplexity", "5", "pbic"]) == 1
     assert "give numbers, or 'pbic' alone" in capsys.readouterr().err
+
+
+def test_candidates_run_singly_take_a_stopping_rule(X):
+    config = {**SHORT, "early_exaggeration_iter": 250, "n_iter": 500, "stopping": "optsne"}
+    s = tsnejax.select_perplexity(jax.random.key(7), X, [5.0, 15.0], config)
+    assert s.mode == "sequential"
+    alone = tsnejax.fit(jax.random.key(7), X, tsnejax.TSNEConfig.make(perplexity=15.0, **config))
+    np.testing.assert_array_equal(s.embeddings[1], alone.embedding)
+    assert s.runs[1].total_iter == alone.total_iter < 750  # opt-SNE's rule ended the run early

@@ -217,7 +217,8 @@ def test_cli_names_a_bad_perplexity(tmp_path, capsys):
 
 def test_candidates_run_singly_take_a_stopping_rule(X):
     config = {**SHORT, "early_exaggeration_iter": 250, "n_iter": 500, "stopping": "optsne"}
-    s = tsnejax.select_perplexity(jax.random.key(7), X, [5.0, 15.0], config)
+    with pytest.warns(UserWarning, match="the least pBIC is at the largest candidate"):
+        s = tsnejax.select_perplexity(jax.random.key(7), X, [5.0, 15.0], config)
     assert s.mode == "sequential"
     alone = tsnejax.fit(jax.random.key(7), X, tsnejax.TSNEConfig.make(perplexity=15.0, **config))
     np.testing.assert_array_equal(s.embeddings[1], alone.embedding)

@@ -17,13 +17,18 @@ Writes benchmarks/out/bench_dimensions{tag}.{csv,json}.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import found_benchmark_data, machine_info, print_table, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    found_benchmark_data,
+    machine_info,
+    print_table,
+    size_parser,
+    write_results,
+)
 
 
 def _quality(X, Y, y) -> dict:
@@ -36,11 +41,8 @@ def _quality(X, Y, y) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = size_parser(__doc__)
     ap.add_argument("--dims", nargs="+", type=int, default=[2, 3, 5, 10])
-    ap.add_argument("--size", default="digits", help="digits, or MNIST rows (PCA-50)")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--tag", default="")
     ap.add_argument("--no-peers", action="store_true", help="skip scikit-learn")
     args = ap.parse_args(argv)
 

@@ -187,8 +187,8 @@ def pbic_perplexity(
     sel = select_perplexity(key, X, config=config, verbose=est.verbose)
     pbic = dict(zip(sel.perplexities.tolist(), sel.pbic.tolist(), strict=True))
     chosen = None
-    if sel.mode == "sequential" and not given["callbacks"] and given["init"] is None:
-        chosen = sel.runs[int(np.nanargmin(sel.pbic))]
+    if sel.best_run is not None and not given["callbacks"] and given["init"] is None:
+        chosen = sel.best_run
         seconds = time.perf_counter() - t0  # every candidate's run, the kNN search included
         chosen = chosen._replace(timings={**chosen.timings, "select_perplexity": seconds})
     return config.replace(perplexity=sel.perplexity), pbic, chosen

@@ -37,7 +37,7 @@ from tsnejax.pipeline import (
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
 
-__all__ = ["BatchResult", "fit_batch", "stack_affinities"]
+__all__ = ["BatchResult", "fit_batch", "shared_graphs", "stack_affinities"]
 
 
 class BatchResult(NamedTuple):
@@ -101,6 +101,29 @@ def _as_list(x: Any, n: int, name: str) -> list:
             raise ValueError(f"{name} has {len(x)} entries for {n} keys.")
         return list(x)
     return [x] * n
+
+
+def shared_graphs(
+    X: Any, configs: Sequence[TSNEConfig], key: Any
+) -> tuple[KNNGraph, dict[tuple, KNNGraph]]:
+    """One kNN search per distinct (neighbours, metric, metric_params) of ``configs``, of the
+    largest k any of them needs, and each config's graph as its first k columns.
+
+    Returns ``(the first config's full graph, {affinity_key(config, n): its graph})``.
+    """
+    n = X.shape[0]
+    wanted = {affinity_key(c, n) for c in configs}
+    graphs: dict[tuple, KNNGraph] = {}
+    for search in {k[0] for k in wanted}:  # (neighbors, metric, metric_params)
+        k_max = max(k[3] for k in wanted if k[0] == search)
+        graphs[search] = graph_search(
+            X, k_max, method=search[0], metric=search[1], metric_params=search[2], key=key
+        )
+    subs = {}
+    for k in wanted:
+        g = graphs[k[0]]
+        subs[k] = precomputed_knn(g.indices[:, : k[3]], g.distances[:, : k[3]])
+    return graphs[affinity_key(configs[0], n)[0]], subs
 
 
 def fit_batch(
@@ -181,29 +204,16 @@ def fit_batch(
     t0 = time.perf_counter()
     if affinities is None:
         n = Xv.shape[0]
-        wanted = {}
         for c in configs:
             check_perplexity(c.affinities.perplexity, n)
-            wanted.setdefault(affinity_key(c, n), c)
-        graphs: dict[tuple, KNNGraph] = {}
-        for search in {k[0] for k in wanted}:  # (neighbors, metric, metric_params)
-            k_max = max(k[3] for k in wanted if k[0] == search)
-            graphs[search] = graph_search(
-                Xv,
-                k_max,
-                method=search[0],
-                metric=search[1],
-                metric_params=search[2],
-                key=split[0][0],
-            )
-        knn = graphs[affinity_key(configs[0], n)[0]]
+        knn, subs = shared_graphs(Xv, configs, split[0][0])
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         built = {}
-        for key, c in wanted.items():
-            g = graphs[key[0]]
-            sub = precomputed_knn(g.indices[:, : key[3]], g.distances[:, : key[3]])
-            built[key] = affinities_from_graph(sub, c, key[2])
+        for c in configs:
+            key = affinity_key(c, n)
+            if key not in built:
+                built[key] = affinities_from_graph(subs[key], c, key[2])
         Ps = [built[affinity_key(c, n)] for c in configs]
     else:
         given = _as_list(affinities, n_trials, "affinities")

@@ -289,8 +289,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         sel = select_perplexity(jax.random.key(args.seed), X, config=config, verbose=args.verbose)
         config = config.replace(perplexity=sel.perplexity)
-        if sel.mode == "sequential" and not args.checkpoint:  # that run is the fit
-            chosen = sel.runs[int(np.nanargmin(sel.pbic))]
+        chosen = None if args.checkpoint else sel.best_run  # that run is the fit
         selection = {
             "perplexity": sel.perplexity,
             "candidates": sel.perplexities.tolist(),

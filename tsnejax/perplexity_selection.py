@@ -18,11 +18,10 @@ import jax
 import numpy as np
 
 from tsnejax._checks import check_option, check_perplexity
-from tsnejax.batch import BatchResult, fit_batch
+from tsnejax.batch import BatchResult, fit_batch, shared_graphs
 from tsnejax.build import affinity_key
 from tsnejax.config import TSNEConfig
-from tsnejax.knn import precomputed_knn
-from tsnejax.knn_metric import check_input, graph_search
+from tsnejax.knn_metric import check_input
 from tsnejax.metrics import kl_divergence
 from tsnejax.metrics.pbic import pbic
 from tsnejax.pipeline import TSNEResult, as_config, fit
@@ -50,11 +49,26 @@ class PerplexitySelection(NamedTuple):
     perplexities: np.ndarray  # (m,) the candidates, in the order given
     pbic: np.ndarray  # (m,) pBIC of each (nan where its run diverged)
     kl: np.ndarray  # (m,) KL(P || Q) of each final embedding (nats), as ``kl=`` chose
-    embedding: np.ndarray  # (n, d) the best candidate's embedding
     embeddings: np.ndarray  # (m, n, d) every candidate's (the last finite one if diverged)
     diverged_at: np.ndarray  # (m,) iteration of divergence, -1 where finite
     mode: str  # "sequential", "vmap" or "map"
     runs: BatchResult | tuple[TSNEResult | None, ...]  # the batch, or each fit (None: diverged)
+
+    @property
+    def best(self) -> int:
+        """Index of the chosen candidate."""
+        return int(np.nanargmin(self.pbic))
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """``(n, d)`` the chosen candidate's embedding."""
+        return self.embeddings[self.best]
+
+    @property
+    def best_run(self) -> TSNEResult | None:
+        """The chosen candidate's :func:`tsnejax.fit` result (candidates run singly), else
+        ``None`` (a batch)."""
+        return self.runs[self.best] if self.mode == "sequential" else None
 
     def table(self) -> str:
         """The candidates as a small text table (perplexity, KL, pBIC, the best marked)."""
@@ -82,38 +96,23 @@ def _candidates(perplexities: Sequence[float] | None, n: int) -> tuple[float, ..
 
 
 def _sequential(key: Any, Xv: Any, configs: list[TSNEConfig], verbose: bool) -> tuple:
-    """Each candidate its own :func:`tsnejax.fit` (one kNN graph of the widest k, sliced):
-    ``(embeddings, kl, diverged_at, affinities, runs)``."""
+    """Each candidate its own :func:`tsnejax.fit` on one kNN graph of the widest k (sliced):
+    ``(embeddings, diverged_at, runs)``, a run ``None`` where it diverged."""
     n = Xv.shape[0]
-    a = configs[0].affinities
-    k_max = max(affinity_key(c, n)[3] for c in configs)
-    graph = graph_search(
-        Xv,
-        k_max,
-        method=a.neighbors,
-        metric=a.metric,
-        metric_params=a.metric_params,
-        key=jax.random.split(key)[0],  # fit's kNN seed
-    )
-    embeddings, kls, diverged, Ps, runs = [], [], [], [], []
+    _, subs = shared_graphs(Xv, configs, jax.random.split(key)[0])  # fit's kNN seed
+    embeddings, diverged, runs = [], [], []
     for c in configs:
-        k = affinity_key(c, n)[3]
-        sub = precomputed_knn(graph.indices[:, :k], graph.distances[:, :k])
         try:
-            r = fit(key, Xv, c, neighbors=sub, verbose=verbose)
+            r = fit(key, Xv, c, neighbors=subs[affinity_key(c, n)], verbose=verbose)
         except DivergenceError as err:
             embeddings.append(np.asarray(err.state.embedding))
-            kls.append(np.nan)
             diverged.append(err.iteration)
-            Ps.append(None)
             runs.append(None)
             continue
         embeddings.append(np.asarray(r.embedding))
-        kls.append(float(r.kl_divergence))
         diverged.append(-1)
-        Ps.append(r.affinities)
         runs.append(r)
-    return np.stack(embeddings), np.array(kls), np.array(diverged), Ps, tuple(runs)
+    return np.stack(embeddings), np.array(diverged), tuple(runs)
 
 
 def select_perplexity(
@@ -171,7 +170,9 @@ def select_perplexity(
     if mode == "sequential":
         if mesh is not None:
             raise ValueError("mesh shards a batch: use mode='vmap' or 'map' with it.")
-        embeddings, values, diverged_at, Ps, runs = _sequential(key, Xv, configs, verbose)
+        embeddings, diverged_at, runs = _sequential(key, Xv, configs, verbose)
+        values = np.array([np.nan if r is None else float(r.kl_divergence) for r in runs])
+        Ps = [None if r is None else r.affinities for r in runs]
     else:
         runs = fit_batch([key] * len(configs), Xv, configs, mesh=mesh, batch=mode, verbose=verbose)
         embeddings, diverged_at = runs.embeddings, runs.diverged_at
@@ -215,7 +216,6 @@ def select_perplexity(
         p,
         scores,
         values,
-        np.asarray(embeddings[best]),
         np.asarray(embeddings),
         np.asarray(diverged_at),
         mode,

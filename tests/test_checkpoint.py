@@ -49,6 +49,79 @@ def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
         fit(key, X, cfg, checkpoint=ck)
 
 
+@pytest.mark.parametrize(
+    "rule, settings",
+    [("optsne", {}), ("sklearn", {"min_grad_norm": 3e-3, "n_iter_without_progress": 50})],
+)
+def test_a_stopping_rule_resumes_where_the_run_would_have_gone_on(
+    digits, key, tmp_path, rule, settings
+):
+    """A rule's run interrupted anywhere (in early exaggeration, where the rule ends it, in the
+    main phase) resumes to the uninterrupted run: same embedding, same phase switch, same end.
+    The checkpoint carries what the rule's check was asked and said (it was refused)."""
+    X = digits[0][:500]
+    cfg = TSNEConfig.make(
+        stopping=rule,
+        negative_gradient_method="exact",
+        early_exaggeration_iter=250,
+        n_iter=500,
+        **settings,
+    )
+    full = fit(key, X, cfg)
+    ended, end = full.early_exaggeration_iter, full.total_iter
+    assert ended < 250 and end < ended + 500  # the rule ended both phases
+    for cut in (ended - 30, ended, ended + 20):
+        ck = tmp_path / f"{rule}{cut}.npz"
+        part = fit(
+            key,
+            X,
+            cfg,
+            checkpoint=ck,
+            callbacks=lambda it, kl, Y, c=cut: it >= c,
+            callbacks_every=10,
+        )
+        assert part.total_iter == cut
+        record = load_meta(ck)["stopping"]
+        assert record["phase"] == ("early" if cut <= ended else "main")
+        resumed = fit(key, X, cfg, checkpoint=ck)
+        assert (resumed.total_iter, resumed.early_exaggeration_iter) == (end, ended)
+        assert resumed.phases == full.phases
+        np.testing.assert_array_equal(resumed.embedding, full.embedding)
+    # A finished run resumed runs nothing more: its rule had stopped it.
+    again = fit(key, X, cfg, checkpoint=ck)
+    assert again.total_iter == end and again.kl_history == []
+    np.testing.assert_array_equal(again.embedding, full.embedding)
+
+
+def _rewrite_meta(path, change):
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    header = json.loads(str(arrays["meta"]))
+    change(header["meta"])
+    arrays["meta"] = np.asarray(json.dumps(header))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_a_stopping_record_that_does_not_replay_is_refused(digits, key, tmp_path):
+    X = digits[0][:300]
+    cfg = TSNEConfig.make(stopping="optsne", negative_gradient_method="exact", n_iter=300)
+    ck = tmp_path / "s.npz"
+    fit(key, X, cfg, checkpoint=ck, callbacks=lambda it, kl, Y: it >= 60, callbacks_every=10)
+    calls = load_meta(ck)["stopping"]["calls"]
+    assert [c[0] for c in calls] == [10, 20, 30, 40, 50, 60]
+
+    def flip(meta):
+        meta["stopping"]["calls"][-1][3] = not meta["stopping"]["calls"][-1][3]
+
+    _rewrite_meta(ck, flip)
+    with pytest.raises(ValueError, match="answers its 'early' check at iteration 60 otherwise"):
+        fit(key, X, cfg, checkpoint=ck)
+    _rewrite_meta(ck, lambda meta: meta.pop("stopping"))
+    with pytest.raises(ValueError, match="holds no record of the stopping rule's checks"):
+        fit(key, X, cfg, checkpoint=ck)
+
+
 def test_a_schedule_setting_resumes_from_a_new_object(digits, key, tmp_path):
     """A schedule is fingerprinted by its values over the run, not its address: the same
     schedule built again (as a new process would) resumes the checkpoint; another is refused."""

@@ -64,9 +64,16 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
     assert main(["embed", "--out", str(out), "--perplexity", "5", "30", *FAST]) == 0
     assert json.loads((out / "metrics.json").read_text())["config"]["perplexity"] == [5.0, 30.0]
     out = tmp_path / "optsne"
-    assert main(["embed", "--out", str(out), "--stopping", "optsne"]) == 0
+    state = tmp_path / "optsne.npz"
+    args = ["embed", "--out", str(out), "--stopping", "optsne", "--checkpoint", str(state)]
+    assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["early_exaggeration_iter"] < 250 and m["total_iter"] < 750
+    # The same command again resumes the finished checkpoint: the rule had stopped the run.
+    Y = np.load(out / "embedding.npy")
+    assert main(args) == 0
+    np.testing.assert_array_equal(np.load(out / "embedding.npy"), Y)
+    assert json.loads((out / "metrics.json").read_text())["total_iter"] == m["total_iter"]
     # scikit-learn's stopping settings turn its rule on, as the estimator's do.
     out = tmp_path / "sklearn_stop"
     assert main(["embed", "--out", str(out), "--preset", "sklearn", "--min-grad-norm", "1e-2"]) == 0

@@ -198,8 +198,6 @@ def test_stopping_settings_need_their_rule(digits, key):
     for rule in ("optsne", "sklearn"):
         with pytest.raises(ValueError, match=f"configs\\[0\\] has stopping='{rule}'"):
             tsnejax.fit_batch(jax.random.split(key, 2), X, TSNEConfig.make(stopping=rule))
-    with pytest.raises(ValueError, match="checkpoint is not supported with stopping='sklearn'"):
-        fit(key, X, TSNEConfig.make(stopping="sklearn"), checkpoint="never.npz")
 
 
 def test_a_sweep_over_stopping_rules_records_where_each_ended(tmp_path):

@@ -299,7 +299,8 @@ def fit(
         same data, config and key) the run resumes from it; the state is saved there every
         ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end, when a
         callback stops the run, and on divergence. A resumed run ends with the same
-        embedding as an uninterrupted one.
+        embedding as an uninterrupted one, with a stopping rule too (each save carries the
+        phase and what the rule's check was asked and said, which a resume replays).
       mesh: a ``jax.sharding.Mesh`` with an axis ``"points"``: the embedding, P and the
         optimizer state are split by points over it (also across processes joined by
         ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays
@@ -342,16 +343,25 @@ def fit(
         host_embedding=view,
     )
     stopping = get_stopping(s)
+    if stopping is not None:
+        check_staged(config)
+    saver = resumed = None
+    if checkpoint is not None:
+        digests = ck.run_digests(config, key, Y0, P)
+        first = next(digests)
+        state = ck.resume(
+            checkpoint, optimizer, state, itertools.chain([first], digests), config.total_iter
+        )
+        if stopping is not None and int(state.iteration) > 0:
+            resumed = ck.load_meta(checkpoint).get("stopping")
+            if resumed is None:
+                raise ValueError(
+                    f"checkpoint {str(checkpoint)!r} holds no record of the stopping rule's "
+                    "checks, so the run cannot go on where it was; delete it."
+                )
+        meta = {"fingerprint": first, "total_iter": config.total_iter}
+        saver = ck.Checkpoint(checkpoint, checkpoint_every, meta)
     if stopping is None:
-        saver = None
-        if checkpoint is not None:
-            digests = ck.run_digests(config, key, Y0, P)
-            first = next(digests)
-            state = ck.resume(
-                checkpoint, optimizer, state, itertools.chain([first], digests), config.total_iter
-            )
-            meta = {"fingerprint": first, "total_iter": config.total_iter}
-            saver = ck.Checkpoint(checkpoint, checkpoint_every, meta)
         result = run(
             state=state,
             n_iter=config.total_iter - int(state.iteration),
@@ -362,7 +372,6 @@ def fit(
         )
         early_iter = s.early_exaggeration_iter
     else:
-        check_staged(config, checkpoint)
         result, early_iter, phases = run_staged(
             run,
             state,
@@ -372,6 +381,8 @@ def fit(
             stopping=stopping,
             callbacks=callbacks,
             callbacks_every=callbacks_every,
+            checkpoint=saver,
+            resumed=resumed,
         )
     timings = dict(prep.timings)
     timings["compile"] = result.compile_seconds

@@ -410,8 +410,6 @@ def optimize(
             t = seg_end
             cut = (slice(None), slice(length)) if batched else (slice(length),)
             recs.append(jax.tree.map(lambda b, cut=cut: np.asarray(b)[cut], buf))
-            if checkpoint is not None and (t % ck_every == 0 or t == end):
-                checkpoint.save(unpad(state, n_trials), iteration=t)
             if check_scale and (t == end or t in phases.starts):
                 s_now = spread(state.embedding)
                 for msg in scale_messages(
@@ -437,9 +435,7 @@ def optimize(
                 history.append((t, value if not batched else value[:n_trials]))
             if bar is not None:
                 advance_bar(bar, length, value if not batched else None, last=t == end)
-            if not want_kl:
-                continue
-            if at_callback:
+            if at_callback and want_kl:
                 Y = (
                     np.asarray(state.embedding)[:n_trials]
                     if batched
@@ -447,18 +443,22 @@ def optimize(
                 )
                 v = value[:n_trials] if batched else value
                 stopped = any([bool(cb(t, v, Y)) for cb in callbacks])
-            if at_stop and not stopped:
-                if batched:
-                    go_on, hit = stop_trials(stop, t, value, norm, active, n_trials)
-                    stop_at[hit] = t
-                    active = jnp.asarray(go_on)
-                    stopped = not go_on.any()
-                else:
-                    stopped = bool(stop(t, value, float(norm)))
-                    stop_at[0] = t if stopped else -1
+            if at_stop and batched and not stopped:
+                go_on, hit = stop_trials(stop, t, value, norm, active, n_trials)
+                stop_at[hit] = t
+                active = jnp.asarray(go_on)
+                stopped = not go_on.any()
+            elif at_stop and not batched:
+                # Asked even when a callback stopped the run here, as it would be had the run
+                # gone on: a checkpoint then records its answer for the resumed run.
+                said = bool(stop(t, value, float(norm)))
+                if not stopped:
+                    stopped, stop_at[0] = said, t if said else -1
+            # Saved after the checks at t, so a save records what they decided (a stopping
+            # rule's record travels in the checkpoint: tsnejax.stopping.run_staged).
+            if checkpoint is not None and (stopped or t % ck_every == 0 or t == end):
+                checkpoint.save(unpad(state, n_trials), iteration=t)
             if stopped:
-                if checkpoint is not None and not (t % ck_every == 0 or t == end):
-                    checkpoint.save(unpad(state, n_trials), iteration=t)  # resumable
                 break
         if collapsed and t < end:  # stopped early: judge the earlier collapses now
             live = {b: c for b, c in collapsed.items() if diverged[b] < 0}

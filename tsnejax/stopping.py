@@ -15,7 +15,9 @@ A rule set is any object with
   ``n_iter`` more (opt-SNE's caps).
 
 :func:`run_staged` runs early exaggeration until its check stops it (or its length), moves the
-main phase's table to start there, and runs it until its check stops it. Built in:
+main phase's table to start there, and runs it until its check stops it. With a checkpoint,
+each save records the phase and what its check was asked and said; a resumed run replays that
+record into a fresh check, so it stops where the uninterrupted run does. Built in:
 :class:`SklearnStopping` (``stopping="sklearn"``) and
 :class:`tsnejax.opt_sne.OptSNEStopping` (``stopping="optsne"``); ``TSNEConfig.stopping``
 takes any such object too.
@@ -45,6 +47,7 @@ __all__ = [
     "check_stopping",
     "check_staged",
     "run_staged",
+    "switched_table",
 ]
 
 #: ``check(iteration, kl, grad_norm) -> stop`` (one bool, or one per trial).
@@ -151,20 +154,67 @@ def check_stopping(name: str, value: Any) -> None:
         ) from None
 
 
-def check_staged(config: Any, checkpoint: Any = None) -> None:
-    """Raise where a stopping rule cannot run: with a checkpoint or a decayed exaggeration."""
+def check_staged(config: Any) -> None:
+    """Raise where a stopping rule cannot run: with a decayed exaggeration."""
     rule = config.schedule.stopping
     name = rule if isinstance(rule, str) else type(rule).__name__
-    if checkpoint is not None:
-        raise ValueError(
-            f"checkpoint is not supported with stopping={name!r} (its phase switch is decided "
-            "on the fly); use stopping='fixed'."
-        )
     if config.schedule.exaggeration_decay != "step":
         raise ValueError(
             f"exaggeration_decay must be 'step' with stopping={name!r} (the rule decides when "
             "early exaggeration ends)."
         )
+
+
+class _Recorded:
+    """A phase's check that keeps what it was asked and said, ``[iteration, kl, grad_norm,
+    stop]`` per call (single runs), for a checkpoint to carry."""
+
+    def __init__(self, check: Check, calls: list):
+        self.check, self.calls = check, calls
+
+    def __call__(self, iteration: int, kl: Any, grad_norm: Any) -> Any:
+        stop = self.check(iteration, kl, grad_norm)
+        self.calls.append([int(iteration), float(kl), float(grad_norm), bool(stop)])
+        return stop
+
+
+def _replayed(stopping: Stopping, phase: str, calls: list) -> _Recorded:
+    """A fresh check for ``phase`` brought to where a checkpoint left it, by asking it again
+    what it was asked before (a check's state is whatever it keeps; its inputs determine it)."""
+    check = _Recorded(stopping.check(phase), [])
+    for iteration, kl, norm, said in calls:
+        if bool(check(iteration, kl, norm)) != bool(said):
+            raise ValueError(
+                f"the stopping rule {stopping!r} answers its {phase!r} check at iteration "
+                f"{iteration} otherwise than when the checkpoint was written ({bool(said)}): a "
+                "resumable check must depend only on the (iteration, kl, grad_norm) it is given."
+            )
+    return check
+
+
+class _StagedSaver:
+    """The run's checkpoint, each save carrying the phase and its check's record."""
+
+    def __init__(self, inner: Any, phase: str, ended: int | None, check: _Recorded):
+        self.inner, self.every = inner, inner.every
+        self.record = {"phase": phase, "ended": ended, "calls": check.calls}
+
+    def save(self, state: Any, **extra: Any) -> Any:
+        return self.inner.save(state, stopping=self.record, **extra)
+
+
+def switched_table(phases: Phases, early_iter: int, ended: int) -> tuple[Phases, Phases]:
+    """``(main, ran)``: the main phase's table (from ``early_iter`` on in ``phases``) moved to
+    start at ``ended``, where early exaggeration ended, and the whole table that then runs."""
+    main = phases.shifted(early_iter)
+    delta = ended - early_iter
+    main = Phases(tuple(s + delta for s in main.starts), main.values)
+    before = [i for i, s in enumerate(phases.starts) if s < ended]
+    ran = Phases(
+        tuple(phases.starts[i] for i in before) + main.starts,
+        tuple(phases.values[i] for i in before) + main.values,
+    )
+    return main, ran
 
 
 def run_staged(
@@ -177,40 +227,66 @@ def run_staged(
     stopping: Stopping,
     callbacks=(),
     callbacks_every: int | None = None,
+    checkpoint: Any = None,
+    resumed: dict | None = None,
 ) -> tuple[OptimizeResult, int, Phases]:
     """Early exaggeration until ``stopping`` ends it, then the main phase until it ends that.
 
     Args:
       run: :func:`tsnejax.run.optimize` with the stepper, P and settings bound.
+      state: the start (one run), at iteration 0 or where a checkpoint left it.
       phases: the fixed schedule's table; its phase at ``early_iter`` is the main phase.
       early_iter, n_iter: the most iterations of each phase (see ``keeps_total``).
       callbacks, callbacks_every: the user's, at their own interval.
+      checkpoint: a :class:`tsnejax.checkpoint.Checkpoint`; every save also holds, under the
+        meta key ``"stopping"``, the phase, where early exaggeration ended and what the phase's
+        check was asked and answered.
+      resumed: that record, read back from the checkpoint ``state`` came from: the check is
+        replayed to where it was, so the resumed run ends as the uninterrupted one.
 
     Returns:
       ``(result, iteration where early exaggeration ended, the phase table that ran)``.
     """
     kw = dict(callbacks=callbacks, callbacks_every=callbacks_every, stop_every=stopping.every)
-    first = run(state=state, n_iter=early_iter, phases=phases, stop=stopping.check("early"), **kw)
-    ended = int(first.state.iteration)
-    if first.stopped_early and first.stop_rule_at is None:  # a user callback asked to stop
-        return first, ended, phases
-    # The main phase's table, moved to start where early exaggeration ended.
-    main_table = phases.shifted(early_iter)
-    delta = ended - early_iter
-    main_table = Phases(tuple(s + delta for s in main_table.starts), main_table.values)
-    main_iter = early_iter + n_iter - ended if stopping.keeps_total else n_iter
+    record = resumed or {"phase": "early", "ended": None, "calls": []}
+    if record["phase"] not in ("early", "main"):
+        raise ValueError(f"a checkpoint's stopping record has phase {record['phase']!r}.")
+    t = int(state.iteration)
+    first = None
+    if record["phase"] == "early":
+        check = _replayed(stopping, "early", record["calls"])
+        over = t >= early_iter or bool(check.calls and check.calls[-1][3])
+        if not over:
+            saver = None if checkpoint is None else _StagedSaver(checkpoint, "early", None, check)
+            first = run(
+                state=state,
+                n_iter=early_iter - t,
+                phases=phases,
+                stop=check,
+                checkpoint=saver,
+                **kw,
+            )
+            state = first.state
+            if first.stopped_early and first.stop_rule_at is None:  # a user callback stopped
+                return first, int(state.iteration), phases
+        ended, main_calls = int(state.iteration), []
+    else:
+        ended, main_calls = int(record["ended"]), record["calls"]
+    main_table, ran = switched_table(phases, early_iter, ended)
+    main_end = ended + (early_iter + n_iter - ended if stopping.keeps_total else n_iter)
+    check = _replayed(stopping, "main", main_calls)
+    done = bool(check.calls and check.calls[-1][3])
+    saver = None if checkpoint is None else _StagedSaver(checkpoint, "main", ended, check)
     second = run(
-        state=first.state,
-        n_iter=main_iter,
+        state=state,
+        n_iter=0 if done else max(main_end - int(state.iteration), 0),
         phases=main_table,
-        stop=stopping.check("main"),
+        stop=check,
+        checkpoint=saver,
         **kw,
     )
-    before = [i for i, s in enumerate(phases.starts) if s < ended]
-    ran = Phases(
-        tuple(phases.starts[i] for i in before) + main_table.starts,
-        tuple(phases.values[i] for i in before) + main_table.values,
-    )
+    if first is None:
+        return second, ended, ran
     records = jax.tree.map(lambda a, b: np.concatenate([a, b]), first.records, second.records)
     return (
         second._replace(

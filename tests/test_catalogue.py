@@ -71,11 +71,13 @@ CASES = {
         lambda t: TSNEConfig.make(min_grad_norm=1e-3),
         "min_grad_norm=0.001 applies with stopping='sklearn'",
     ),
-    "fit_batch with a rule": (
+    "fit_batch with a rule and a decaying exaggeration": (
         lambda t: fit_batch(
-            [jax.random.key(0), jax.random.key(1)], _X(), TSNEConfig.make(stopping="optsne")
+            [jax.random.key(0), jax.random.key(1)],
+            _X(),
+            TSNEConfig.make(stopping="optsne", exaggeration_decay="linear"),
         ),
-        "fit_batch runs the fixed schedule, but configs[0] has stopping='optsne'",
+        "exaggeration_decay must be 'step' with stopping='optsne'",
     ),
     "n_components 0": (_fit(_X(), n_components=0), "n_components=0 must be a positive integer"),
     "n_components 4 on a grid": (

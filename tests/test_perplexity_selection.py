@@ -125,7 +125,6 @@ def test_a_diverged_candidate_is_left_out(X, selection, monkeypatch):
         (dict(perplexities=[]), "empty list"),
         (dict(kl="approx"), "kl='approx' is not a valid option"),
         (dict(config=dict(affinity_method="uniform")), "affinity method 'uniform'"),
-        (dict(config=dict(stopping="optsne"), mode="map"), "needs mode='sequential'"),
         (dict(mode="parallel"), "mode='parallel' is not a valid option"),
     ],
 )
@@ -215,7 +214,7 @@ def test_cli_names_a_bad_perplexity(tmp_path, capsys):
     assert "give numbers, or 'pbic' alone" in capsys.readouterr().err
 
 
-def test_candidates_run_singly_take_a_stopping_rule(X):
+def test_candidates_take_a_stopping_rule_singly_and_as_a_batch(X):
     config = {**SHORT, "early_exaggeration_iter": 250, "n_iter": 500, "stopping": "optsne"}
     with pytest.warns(UserWarning, match="the least pBIC is at the largest candidate"):
         s = tsnejax.select_perplexity(jax.random.key(7), X, [5.0, 15.0], config)
@@ -223,3 +222,9 @@ def test_candidates_run_singly_take_a_stopping_rule(X):
     alone = tsnejax.fit(jax.random.key(7), X, tsnejax.TSNEConfig.make(perplexity=15.0, **config))
     np.testing.assert_array_equal(s.embeddings[1], alone.embedding)
     assert s.runs[1].total_iter == alone.total_iter < 750  # opt-SNE's rule ended the run early
+    # One batch (it was refused): each candidate still ends where its rule says.
+    with pytest.warns(UserWarning, match="the least pBIC is at the largest candidate"):
+        b = tsnejax.select_perplexity(jax.random.key(7), X, [5.0, 15.0], config, mode="map")
+    assert b.runs.trial_iter.tolist() == [r.total_iter for r in s.runs]
+    assert b.runs.early_exaggeration_iter.tolist() == [r.early_exaggeration_iter for r in s.runs]
+    np.testing.assert_allclose(b.kl, s.kl, rtol=1e-2)

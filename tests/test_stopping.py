@@ -193,17 +193,56 @@ def test_stopping_settings_need_their_rule(digits, key):
     assert (cfg.schedule.stopping, cfg.schedule.n_iter_without_progress) == ("sklearn", 50)
     with pytest.raises(ValueError, match="min_grad_norm is scikit-learn's stopping rule"):
         TSNE(min_grad_norm=1e-3, stopping="optsne")._config()
-    # fit_batch runs the fixed schedule; it used to ignore stopping without a word.
-    X = digits[0][:200]
-    for rule in ("optsne", "sklearn"):
-        with pytest.raises(ValueError, match=f"configs\\[0\\] has stopping='{rule}'"):
-            tsnejax.fit_batch(jax.random.split(key, 2), X, TSNEConfig.make(stopping=rule))
 
 
-def test_a_sweep_over_stopping_rules_records_where_each_ended(tmp_path):
-    """A grid over rule sets (names and objects) runs each trial as its own fit, and the
-    results say where a rule ended early exaggeration; a rule object's label is its fields
-    (config_json failed on it: 'KLBelow' object is not iterable)."""
+def test_a_batch_under_stopping_rules_is_each_trials_own_fit(digits, key):
+    """fit_batch takes rules (it refused them): one program in which each trial switches
+    phase and ends where its own fit does, also mixed with the fixed schedule and with other
+    iteration counts, an early phase not a multiple of the rule's interval included."""
+    X = digits[0][:400]
+    base = dict(negative_gradient_method="exact", early_exaggeration_iter=250, n_iter=500)
+    configs = [
+        TSNEConfig.make(stopping="optsne", **base),
+        TSNEConfig.make(stopping="optsne", **{**base, "learning_rate": 100.0}),
+        TSNEConfig.make(stopping="sklearn", min_grad_norm=3e-3, n_iter_without_progress=50, **base),
+        TSNEConfig.make(**{**base, "early_exaggeration_iter": 100, "n_iter": 130}),
+        TSNEConfig.make(
+            stopping="optsne", **{**base, "early_exaggeration_iter": 45, "n_iter": 333}
+        ),
+    ]
+    singles = [fit(key, X, c) for c in configs]
+    diverging = TSNEConfig.make(stopping="optsne", **{**base, "learning_rate": 1e12})
+    res = tsnejax.fit_batch([key] * 6, X, [*configs, diverging], batch="map")
+    assert res.diverged_at[5] > 0 and (res.diverged_at[:5] == -1).all()  # the others go on
+    ended = [s.early_exaggeration_iter for s in singles]
+    assert res.early_exaggeration_iter[:5].tolist() == ended
+    assert res.trial_iter[:5].tolist() == [s.total_iter for s in singles]
+    assert max(ended[:3]) < 250 and ended[4] == 45  # rules fired; the last one's cap did
+    assert len(set(res.trial_iter[:5].tolist())) >= 4
+    assert res.stop_rule_at[3] == -1 and (res.stop_rule_at[[0, 1, 2]] > 0).all()
+    assert res.total_iter == 750 and res.n_compiles <= 2
+    for b, single in enumerate(singles):
+        np.testing.assert_array_equal(res.embeddings[b], single.embedding)
+        assert res.phases.tables[b] == single.phases
+        assert res.kl_divergence[b] == pytest.approx(single.kl_divergence, rel=1e-6)
+
+
+def test_a_batch_of_other_lengths_ends_each_trial_at_its_own(digits, key):
+    """Configs differing only in n_iter (same phase starts) all ran the first one's length
+    without a word; each now ends at its own."""
+    X = digits[0][:300]
+    configs = [TSNEConfig.make(negative_gradient_method="exact", n_iter=n) for n in (100, 300)]
+    res = tsnejax.fit_batch([key, key], X, configs)
+    assert res.trial_iter.tolist() == [350, 550] and res.total_iter == 550
+    for b, c in enumerate(configs):
+        np.testing.assert_array_equal(res.embeddings[b], fit(key, X, c).embedding)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
+def test_a_sweep_over_stopping_rules_records_where_each_ended(tmp_path, mode):
+    """A grid over rule sets (names and objects), each trial its own fit or all one batch,
+    and the results say where a rule ended early exaggeration; a rule object's label is its
+    fields (config_json failed on it: 'KLBelow' object is not iterable)."""
     from tsnejax.sweep import load_data, read_table, run_sweep, spec_from_dict
     from tsnejax.sweep.spec import config_json, expand_trials
 
@@ -216,7 +255,8 @@ def test_a_sweep_over_stopping_rules_records_where_each_ended(tmp_path):
             "run": {"metrics": ["kl"]},
         }
     )
-    run_sweep(spec, tmp_path / "out")
+    summary = run_sweep(spec, tmp_path / "out", mode=mode)
+    assert summary.mode == mode
     rows = {r["stopping"]: r for r in read_table(tmp_path / "out" / "results.csv")}
     data = load_data(spec.data)
     for t in expand_trials(spec, len(data.X), data.digest):

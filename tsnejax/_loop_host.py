@@ -14,8 +14,10 @@ from tsnejax.schedules import Phases
 __all__ = ["boundaries", "stop_trials", "advance_bar", "unpad", "stack_records"]
 
 
-def boundaries(t: int, end: int, every: Sequence[int], phases: Phases) -> int:
-    nxt = [end]
+def boundaries(
+    t: int, end: int, every: Sequence[int], phases: Phases, extra: int | None = None
+) -> int:
+    nxt = [end] if extra is None else [end, extra]
     nxt += [(t // e + 1) * e for e in every if e]
     s = phases.next_start(t)
     if s is not None:

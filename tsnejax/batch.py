@@ -5,10 +5,12 @@ affinity setting (calibrated on the first k columns of the shared graph and padd
 shape), one initial embedding per key, and a single :func:`tsnejax.run.optimize` over the
 stacked states, sharded over a ``Mesh`` axis ``"trials"`` when one is given. Configs may differ
 in any dynamic setting (:data:`tsnejax.config.DYNAMIC_FIELDS`: learning rate, exaggerations,
-momenta, dof, perplexity, initialization) but must share the static signature and the phase
-starts (the iteration counts). Each trial equals its own :func:`tsnejax.fit` with the same
-key and config (exact kNN) up to float rounding, which early exaggeration amplifies
-(docs/loop.md, "Batched states", has the measured sizes).
+momenta, dof, perplexity, initialization, iteration counts, stopping rules) but must share the
+static signature. Trials with a stopping rule, or whose iteration counts differ, each keep
+their own phase table and end at their own iteration (:mod:`tsnejax._staged_batch`); a trial
+that has ended is frozen while the others go on. Each trial equals its own
+:func:`tsnejax.fit` with the same key and config (exact kNN) up to float rounding, which early
+exaggeration amplifies (docs/loop.md, "Batched states", has the measured sizes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_key, check_perplexity
+from tsnejax._staged_batch import TrialPhases, TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
@@ -36,6 +39,7 @@ from tsnejax.pipeline import (
 )
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
+from tsnejax.stopping import check_staged, get_stopping
 
 __all__ = ["BatchResult", "fit_batch", "shared_graphs", "stack_affinities"]
 
@@ -47,9 +51,11 @@ class BatchResult(NamedTuple):
     kl_history: list[tuple[int, np.ndarray]]
     state: TSNEState  # batched final state
     affinities: Affinities  # stacked (n_trials, ...) or shared
-    phases: Phases  # the stacked phase table
+    # the stacked phase table; one table per trial (TrialPhases, ``.tables``) when trials
+    # switch phase or end at their own iterations
+    phases: Phases | TrialPhases
     method: str
-    total_iter: int
+    total_iter: int  # iterations of the longest trial (``trial_iter`` has each one's)
     timings: dict[str, float]
     grids: list
     n_compiles: int
@@ -57,6 +63,13 @@ class BatchResult(NamedTuple):
     neighbors: KNNGraph | None
     # (n_trials,) why each diverged ("gradient", "update", "step"; "" where finite)
     diverged_cause: np.ndarray | None = None
+    # (n_trials,) iterations each trial ran (both phases): ``total_iter`` unless its stopping
+    # rule ended it earlier, or where it diverged
+    trial_iter: np.ndarray | None = None
+    # (n_trials,) where each trial's main phase began (a stopping rule moves it)
+    early_exaggeration_iter: np.ndarray | None = None
+    # (n_trials,) where each trial's stopping rule stopped it (-1: it did not); None without
+    stop_rule_at: np.ndarray | None = None
 
 
 def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
@@ -156,7 +169,10 @@ def fit_batch(
 
     Returns:
       a :class:`BatchResult`. A trial that diverges is frozen at its last finite state and
-      reported in ``diverged_at``; the others finish.
+      reported in ``diverged_at``; the others finish. Under a stopping rule each trial's
+      checks fall where its own ``fit`` checks, its early exaggeration ends where its rule
+      says (``early_exaggeration_iter``) and it stops there too (``trial_iter``,
+      ``stop_rule_at``): with the exact gradient, measured bit for bit equal to its ``fit``.
     """
     t_start = time.perf_counter()
     if not isinstance(keys, list | tuple) and (
@@ -174,13 +190,10 @@ def fit_batch(
     for i, k in enumerate(keys):
         check_key(k, f"keys[{i}]")
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
-    for i, c in enumerate(configs):
-        if c.schedule.stopping != "fixed":  # it used to run the fixed schedule without a word
-            raise ValueError(
-                f"fit_batch runs the fixed schedule, but configs[{i}] has stopping="
-                f"{c.schedule.stopping!r}, which decides each run's phase lengths on the fly; "
-                "use tsnejax.fit per trial (a sweep does so for such trials) or stopping='fixed'."
-            )
+    rules = [get_stopping(c.schedule) for c in configs]
+    for c, rule in zip(configs, rules, strict=True):
+        if rule is not None:
+            check_staged(c)
     sig = static_signature(configs[0]).flat()
     for i, c in enumerate(configs[1:], 1):
         other = static_signature(c).flat()
@@ -248,13 +261,23 @@ def fit_batch(
     timings["init"] = time.perf_counter() - t0
     _warn_repeated_trials(configs, Ps, Y0)
     stepper, optimizer = stepper_for(configs[0], n)
-    phases = Phases.stack([phase_table(c, n) for c in configs])
+    tables = [phase_table(c, n) for c in configs]
+    early = [c.schedule.early_exaggeration_iter for c in configs]
+    lengths = [c.schedule.n_iter for c in configs]
+    stages = None
+    if any(rules) or len(set(zip(early, lengths, strict=True))) > 1:
+        # Trials that switch phase or end at their own iterations: one table each.
+        phases: Phases | TrialPhases = TrialPhases(tables)
+        stages = TrialStages(rules, phases, early, lengths)
+    else:
+        phases = Phases.stack(tables)
+    total = max(c.total_iter for c in configs)
     chunk = configs[0].chunk_size
     result = optimize(
         stepper,
         init_state(Y0, optimizer),
         P,
-        configs[0].total_iter,
+        total,
         phases=phases,
         chunk_size=chunk,
         mesh=mesh,
@@ -263,6 +286,8 @@ def fit_batch(
         callbacks=callbacks,
         callbacks_every=callbacks_every,
         verbose=verbose,
+        stop=stages,
+        stop_every=None if stages is None else stages.next_check,
     )
     timings["compile"] = result.compile_seconds
     timings["compile_ahead"] = result.ahead_seconds
@@ -280,11 +305,14 @@ def fit_batch(
         P,
         phases,
         stepper.backend.name,
-        configs[0].total_iter,
+        total,
         timings,
         result.grids,
         result.n_compiles,
         stepper,
         knn,
         result.diverged_cause,
+        np.asarray(result.state.iteration, np.int64),
+        np.asarray(early, np.int64) if stages is None else stages.ended.copy(),
+        None if stages is None else stages.stopped_at.copy(),
     )

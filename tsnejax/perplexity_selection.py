@@ -138,8 +138,9 @@ def select_perplexity(
       mode: ``"sequential"``: each candidate is its own :func:`tsnejax.fit` (sharing one kNN
         graph), so each embedding is the one ``fit`` gives at that perplexity; ``"vmap"`` or
         ``"map"``: one :func:`tsnejax.fit_batch` (one program; the candidates share a grid, so
-        grid-method runs differ from single fits); ``"auto"`` (:data:`MODES`): sequential on
-        one CPU device (as fast there) or with a stopping rule, else ``"vmap"``.
+        grid-method runs differ from single fits; under a stopping rule each candidate ends
+        where its rule says); ``"auto"`` (:data:`MODES`): sequential on one CPU device (as
+        fast there), else ``"vmap"``.
       mesh: shard a batch's candidates over its axis ``"trials"``.
       verbose: progress lines.
 
@@ -158,15 +159,9 @@ def select_perplexity(
     n = int(Xv.shape[0])
     candidates = _candidates(perplexities, n)
     configs = [config.replace(perplexity=p) for p in candidates]
-    fixed = isinstance(config.schedule.stopping, str) and config.schedule.stopping == "fixed"
     if mode == "auto":
         on_cpu = jax.default_backend() == "cpu" and mesh is None
-        mode = "sequential" if on_cpu or not fixed else "vmap"
-    if mode != "sequential" and not fixed:
-        raise ValueError(
-            f"mode={mode!r} runs the candidates as one fit_batch, which runs the fixed schedule; "
-            f"stopping={config.schedule.stopping!r} needs mode='sequential' (or 'auto')."
-        )
+        mode = "sequential" if on_cpu else "vmap"
     if mode == "sequential":
         if mesh is not None:
             raise ValueError("mesh shards a batch: use mode='vmap' or 'map' with it.")

@@ -21,8 +21,8 @@ max_step_norm             5                   5                   none
 
 Not covered: FIt-SNE's uncapped box count above 200 (tsnejax caps at ``max_boxes``),
 scikit-learn's perplexity tolerance 1e-5 (tsnejax calibrates to 1e-8), its stopping rule (a
-separate setting, ``stopping="sklearn"``: a rule decides phase lengths per run, which
-``fit_batch`` cannot take), scikit-learn's 3-D kernel (it uses a
+separate setting, ``stopping="sklearn"``: with scikit-learn's defaults it ran all 1000
+iterations on digits anyway, docs/optimizers.md), scikit-learn's 3-D kernel (it uses a
 Student-t with ``n_components - 1`` degrees of freedom, ``(1 + d^2/2)^{-3/2}`` in 3-D, which
 the ``(1 + d^2/dof)^{-dof}`` family cannot express; in 1-D and 2-D both are ``(1 + d^2)^{-1}``),
 and each peer's kNN search.

@@ -209,7 +209,7 @@ def optimize(
     check_scale: bool = True,
     host_embedding: Callable[[Array], np.ndarray] | None = None,
     stop: Callable[[int, Any, Any], Any] | None = None,
-    stop_every: int | None = None,
+    stop_every: int | Callable[[int], int | None] | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -223,7 +223,9 @@ def optimize(
       n_iter: iterations to run in this call.
       phases: the phase table (default: exaggeration 1 throughout), or the mapping
         ``Phases.of`` takes (``{0: {...}, 250: {...}}``). Its values are numbers (traced),
-        per-trial arrays in a batch, or schedules of the iteration.
+        per-trial arrays in a batch, or schedules of the iteration. A batch may instead give
+        one table per trial (:class:`tsnejax._staged_batch.TrialPhases`: read afresh at every
+        chunk, so a ``stop`` check may move a trial to another phase).
       dof: shorthand for ``phases.replace(dof=dof)``; a Python number is compiled in (dof = 1
         takes a faster kernel), an array is traced.
       chunk_size: the grid is re-sized and the KL recorded every ``chunk_size`` iterations.
@@ -260,7 +262,8 @@ def optimize(
         scikit-learn's ``grad_norm``; else the gradient's norm). A truthy return ends the run;
         in a batch, ``kl`` and ``grad_norm`` are ``(n_trials,)`` and each trial it stops is
         frozen there while the others go on (the run ends when none is left).
-        ``stop_rule_at`` says where.
+        ``stop_rule_at`` says where. ``stop_every`` may also be a function ``t -> the next
+        iteration to check at`` (``None``: no more), for checks at uneven iterations.
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -280,8 +283,9 @@ def optimize(
     callbacks = chk.check_callbacks(callbacks)
     if stop is not None:
         chk.check_callable("stop", stop, "(iteration, kl, grad_norm)")
-        stop_every = chunk_size if stop_every is None else stop_every  # 0 is an error
-        stop_every = check_int("stop_every", stop_every, minimum=1)
+        if not callable(stop_every):
+            stop_every = chunk_size if stop_every is None else stop_every  # 0 is an error
+            stop_every = check_int("stop_every", stop_every, minimum=1)
     batched = jnp.ndim(state.iteration) == 1
     n_trials = int(state.iteration.shape[0]) if batched else None
     if batched:
@@ -340,8 +344,12 @@ def optimize(
     collapsed: dict[int, tuple[float, str]] = {}  # earlier phases' collapses (tsnejax._scale)
     try:
         while t < end:
-            points = [chunk_size, every if callbacks else 0, ck_every, stop_every if stop else 0]
-            seg_end = boundaries(t, end, points, phases)
+            points = [chunk_size, every if callbacks else 0, ck_every]
+            next_stop = None
+            if stop is not None:
+                every_stop = stop_every if callable(stop_every) else None
+                next_stop = every_stop(t) if every_stop else (t // stop_every + 1) * stop_every
+            seg_end = boundaries(t, end, points, phases, next_stop)
             length = seg_end - t
             if t == start or t % chunk_size == 0:
                 # With compiling ahead, one host copy serves this allocation and the guess.
@@ -361,7 +369,7 @@ def optimize(
             static, values = split_values(phases.at(t), dtype, size)
             at_report = seg_end % chunk_size == 0 or seg_end == end
             at_callback = bool(callbacks) and seg_end % every == 0
-            at_stop = stop is not None and seg_end % stop_every == 0
+            at_stop = next_stop is not None and seg_end == next_stop
             want_kl = (kl and (at_report or at_callback)) or at_stop
             args = (state, P, values, active, jnp.int32(length), jnp.bool_(want_kl))
             c = chunk_program(

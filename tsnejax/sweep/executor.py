@@ -12,7 +12,8 @@ Every trial runs through :func:`tsnejax.run.optimize`, the one loop, in one of t
     :func:`tsnejax.fit_batch`, sharded over ``jax.devices()`` when there are several. The grid
     is shared by the batch (the largest any member needs), so a vmapped trial can differ from
     its sequential run by the interpolation error of a finer grid (exact backend: the same up
-    to rounding); a diverging trial is frozen and recorded while the others finish.
+    to rounding); a diverging trial is frozen and recorded while the others finish, and so is
+    one that has run its own ``n_iter`` or that its stopping rule stops.
 
 ``choose_mode`` picks ``sequential`` on a single CPU device (a vmapped batch measured slower
 per embedding there, ``benchmarks/bench_sweep.py``) and ``vmap`` otherwise.
@@ -65,7 +66,6 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
         it = int(err.state.iteration)
         return TrialRun(Y, float("nan"), [], it, err.iteration, 0.0, 0.0, err.cause)
     t = r.timings
-    ruled = cfg.schedule.stopping != "fixed"  # a stopping rule decided where the phases ended
     return TrialRun(
         r.embedding,
         r.kl_divergence,
@@ -74,12 +74,13 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
         None,
         t["optimize"],
         t["compile"],
-        early_exaggeration_iter=r.early_exaggeration_iter if ruled else None,
+        early_exaggeration_iter=r.early_exaggeration_iter if _ruled(cfg) else None,
     )
 
 
 def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[TrialRun]:
-    """Trials sharing a static signature and phase starts as one vmapped batch."""
+    """Trials sharing a static signature and phase starts as one vmapped batch (each ends at
+    its own iteration: its ``n_iter``, or where its stopping rule stops it)."""
     cfgs = [t.config for t in trials]
     keys = [jax.random.key(t.seed) for t in trials]
     Ps = [ws.affinities(c) for c in cfgs]
@@ -88,7 +89,8 @@ def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[
     size = len(trials)
     out = []
     for b in range(size):
-        hist = [(it, float(v[b])) for it, v in r.kl_history if np.isfinite(v[b])]
+        end = int(r.trial_iter[b])  # a trial that ended early is frozen: its KL repeats
+        hist = [(it, float(v[b])) for it, v in r.kl_history if np.isfinite(v[b]) and it <= end]
         if r.diverged_at[b] >= 0:
             it = int(r.diverged_at[b])
             why = str(r.diverged_cause[b])
@@ -100,10 +102,13 @@ def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[
                 r.embeddings[b],
                 float(r.kl_divergence[b]),
                 hist,
-                r.total_iter,
+                end,
                 None,
                 seconds,
                 r.timings["compile"],
+                early_exaggeration_iter=(
+                    int(r.early_exaggeration_iter[b]) if _ruled(cfgs[b]) else None
+                ),
             )
         )
     return out
@@ -153,9 +158,9 @@ class SweepSummary(NamedTuple):
     n_elsewhere: int = 0  # claimed by other processes running the same folder
 
 
-def _batchable(config: TSNEConfig) -> bool:
-    # opt-SNE decides its phase lengths per trial, on the fly.
-    return config.schedule.stopping == "fixed"
+def _ruled(config: TSNEConfig) -> bool:
+    """A stopping rule decided where the trial's phases ended."""
+    return config.schedule.stopping != "fixed"
 
 
 def _groups(trials: Sequence[Trial], n: int) -> list[list[Trial]]:
@@ -164,8 +169,6 @@ def _groups(trials: Sequence[Trial], n: int) -> list[list[Trial]]:
     for t in trials:
         c = t.config
         key: Any = (static_signature(c), phase_table(c, n).starts)
-        if not _batchable(c):
-            key = (key, t.trial_id)
         groups.setdefault(key, []).append(t)
     return [
         sorted(g, key=lambda t: (max(np.atleast_1d(t.config.affinities.perplexity)), t.seed))
@@ -347,7 +350,7 @@ def _run_registered(
 
     try:
         for group in _groups(share, n):
-            if mode == "sequential" or not _batchable(group[0].config):
+            if mode == "sequential":
                 for trial in group:
                     if claimed([trial]):
                         finish(trial, run_trial(ws, trial))

@@ -189,6 +189,27 @@ def test_vmapped_group_equals_fit_and_random_init():
     assert np.abs(batch[0].embedding - batch[1].embedding).max() > 1.0
 
 
+def test_a_grid_over_phase_lengths_is_one_group_each_trial_ending_at_its_own():
+    """Trials differing in early_exaggeration_iter / n_iter share a signature and run as one
+    batch (they were a group per phase table, and those differing only in n_iter all ran the
+    first one's length); each equals its fit."""
+    from tsnejax.sweep.executor import _groups
+
+    spec = _spec(
+        fixed={"negative_gradient_method": "exact"},
+        grid={"early_exaggeration_iter": [20, 37], "n_iter": [30, 61]},
+    )
+    data = load_data(spec.data)
+    trials = expand_trials(spec, len(data.X), data.digest)
+    assert len(_groups(trials)) == 1
+    batch = run_group(Workspace(data, trials), trials)
+    for t, b in zip(trials, batch, strict=True):
+        ref = fit(jax.random.key(t.seed), data.X, t.config)
+        assert b.n_iter == ref.total_iter and b.kl_history[-1][0] == ref.total_iter
+        np.testing.assert_array_equal(b.embedding, ref.embedding)
+    assert sorted(b.n_iter for b in batch) == [50, 67, 81, 98]
+
+
 def test_custom_backend_and_optax_chain_in_a_python_spec(tmp_path):
     """Objects in a Python spec: a user-defined Backend and an optax.chain, labelled by a dict."""
     (tmp_path / "objects.py").write_text(
@@ -523,7 +544,7 @@ def test_learning_rate_schedules_in_a_python_spec_group_apart():
     trials = expand_trials(spec, 400)
     assert [t.params["learning_rate"] for t in trials] == ["warm-10", "warm-100", "30", "N/12"]
     assert trials[0].config.optimizer.learning_rate is warm["warm-10"]
-    groups = _groups(trials, 400)
+    groups = _groups(trials)
     assert sorted(len(g) for g in groups) == [1, 1, 2]  # the two numbers share one program
     with pytest.raises(ValueError, match="give each its own label with a dict"):
         expand_trials(_spec(grid={"learning_rate": list(warm.values())}), 400)

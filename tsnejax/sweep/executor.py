@@ -8,7 +8,7 @@ Every trial runs through :func:`tsnejax.run.optimize`, the one loop, in one of t
     signature (:func:`tsnejax.config.static_signature`: they differ only in learning rate,
     exaggerations, momenta, dof, perplexity, iteration counts, ...) share the compiled step.
 ``"vmap"``
-    a group of trials with the same signature and phase starts as one vmapped
+    a group of trials with the same signature as one vmapped
     :func:`tsnejax.fit_batch`, sharded over ``jax.devices()`` when there are several. The grid
     is shared by the batch (the largest any member needs), so a vmapped trial can differ from
     its sequential run by the interpolation error of a finer grid (exact backend: the same up
@@ -35,7 +35,7 @@ import numpy as np
 from tsnejax import memory
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
-from tsnejax.build import grid_nodes, phase_table, resolve_method
+from tsnejax.build import grid_nodes, resolve_method
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.pipeline import fit
 from tsnejax.run import DivergenceError
@@ -79,8 +79,8 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
 
 
 def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[TrialRun]:
-    """Trials sharing a static signature and phase starts as one vmapped batch (each ends at
-    its own iteration: its ``n_iter``, or where its stopping rule stops it)."""
+    """Trials sharing a static signature as one vmapped batch (each with its own phase table
+    where they differ, ending at its own iteration: its length, or where its rule stops it)."""
     cfgs = [t.config for t in trials]
     keys = [jax.random.key(t.seed) for t in trials]
     Ps = [ws.affinities(c) for c in cfgs]
@@ -163,13 +163,12 @@ def _ruled(config: TSNEConfig) -> bool:
     return config.schedule.stopping != "fixed"
 
 
-def _groups(trials: Sequence[Trial], n: int) -> list[list[Trial]]:
-    """Trials by (static signature, phase starts), perplexity-sorted inside a group."""
+def _groups(trials: Sequence[Trial]) -> list[list[Trial]]:
+    """Trials by static signature, perplexity-sorted inside a group."""
     groups: dict[Any, list[Trial]] = {}
     for t in trials:
         c = t.config
-        key: Any = (static_signature(c), phase_table(c, n).starts)
-        groups.setdefault(key, []).append(t)
+        groups.setdefault(static_signature(c), []).append(t)
     return [
         sorted(g, key=lambda t: (max(np.atleast_1d(t.config.affinities.perplexity)), t.seed))
         for g in groups.values()
@@ -349,7 +348,7 @@ def _run_registered(
                 bar.update(1)
 
     try:
-        for group in _groups(share, n):
+        for group in _groups(share):
             if mode == "sequential":
                 for trial in group:
                     if claimed([trial]):

@@ -265,7 +265,8 @@ def fit_batch(
     early = [c.schedule.early_exaggeration_iter for c in configs]
     lengths = [c.schedule.n_iter for c in configs]
     stages = None
-    if any(rules) or len(set(zip(early, lengths, strict=True))) > 1:
+    own = len({t.starts for t in tables}) > 1 or len(set(zip(early, lengths, strict=True))) > 1
+    if any(rules) or own:
         # Trials that switch phase or end at their own iterations: one table each.
         phases: Phases | TrialPhases = TrialPhases(tables)
         stages = TrialStages(rules, phases, early, lengths)

@@ -9,7 +9,7 @@ from tsnejax.init import pca
 from tsnejax.knn import exact_knn
 from tsnejax.optim import get_hyperparams, make_optimizer
 from tsnejax.run import DivergenceError, build_step, init_state, optimize
-from tsnejax.schedules import Phases
+from tsnejax.schedules import Phases, TrialPhases
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +304,14 @@ def test_phases_table_checks():
         Phases.stack([ph, Phases.of({0: {"exaggeration": 1.0, "momentum": 0.5}})])
     with pytest.raises(ValueError, match="finite"):
         Phases.of(exaggeration=float("nan"))
+    # Tables that do not share starts are read as one per trial instead.
+    other = Phases.of({0: {"exaggeration": 4.0, "momentum": 0.5}, 100: {"exaggeration": 1.0}})
+    both = TrialPhases([ph, other])
+    assert both.starts == (0, 100, 250) and both.next_start(0) == 100
+    assert both.next_start(100) == 250 and both.next_start(250) is None
+    np.testing.assert_array_equal(both.at(150)["exaggeration"], [12.0, 1.0])
+    assert both.at(150)["momentum"] == 0.5  # equal values stay one number
+    assert "trials [0]" in both.describe(150) and "trials [1]" in both.describe(150)
 
 
 def test_learning_rate_1e12_stops_with_divergence_error(digits, key, tmp_path):

@@ -3,14 +3,14 @@
 :func:`tsnejax.stopping.run_staged` runs one trial as two :func:`tsnejax.run.optimize` calls;
 a batch cannot split there, since its trials switch at different iterations. Instead one call
 runs every trial on the same clock: each trial keeps its own phase table
-(:class:`TrialPhases`, read as one stacked table at every chunk), and the ``stop`` hook
-(:class:`TrialStages`) asks each trial's own check at the rule's iterations — a fresh check per
-trial and phase, as a single run has. A trial whose early check fires gets the main phase from
-that iteration on (its table's main part moved there, as ``run_staged`` does); one whose main
-check fires, or which has run its own length, is frozen while the others go on (so trials
-may also differ in ``early_exaggeration_iter`` and ``n_iter``).
-Schedules see each trial's true iteration, and the checks fall on the iterations a single run
-checks at, so each trial is its own :func:`tsnejax.fit` up to the float rounding of a batch.
+(:class:`tsnejax.schedules.TrialPhases`, read as one stacked table at every chunk), and the
+``stop`` hook (:class:`TrialStages`) asks each trial's own check at the rule's iterations — a
+fresh check per trial and phase, as a single run has. A trial whose early check fires gets the
+main phase from that iteration on (its table's main part moved there, as ``run_staged`` does);
+one whose main check fires, or which has run its own length, is frozen while the others go on
+(so trials may also differ in ``early_exaggeration_iter`` and ``n_iter``). Schedules see each
+trial's true iteration, and the checks fall on the iterations a single run checks at, so each
+trial is its own :func:`tsnejax.fit` up to the float rounding of a batch.
 """
 
 from __future__ import annotations
@@ -20,52 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax.schedules import Phases
+from tsnejax.schedules import TrialPhases
 from tsnejax.stopping import Stopping, switched_table
 
-__all__ = ["TrialPhases", "TrialStages"]
-
-
-class TrialPhases:
-    """One phase table per trial, read by :func:`tsnejax.run.optimize` as one stacked table.
-
-    ``at(t)`` stacks the trials' values at ``t`` (numbers that differ become ``(n_trials,)``
-    arrays, as :meth:`Phases.stack` does); ``starts`` is every trial's starts together, so a
-    chunk ends wherever any trial's phase changes. ``tables[b]`` may be replaced between chunks.
-    """
-
-    def __init__(self, tables: list[Phases]):
-        self.tables = list(tables)
-
-    @property
-    def starts(self) -> tuple[int, ...]:
-        return tuple(sorted({s for table in self.tables for s in table.starts}))
-
-    @property
-    def values(self) -> tuple[dict[str, Any], ...]:
-        return (self.at(0),)
-
-    def at(self, iteration: int) -> dict[str, Any]:
-        now = [Phases((0,), (table.at(iteration),)) for table in self.tables]
-        return Phases.stack(now).values[0]
-
-    def next_start(self, iteration: int) -> int | None:
-        nxt = [s for s in (t.next_start(iteration) for t in self.tables) if s is not None]
-        return min(nxt) if nxt else None
-
-    def replace(self, **values: Any) -> TrialPhases:
-        return TrialPhases([table.replace(**values) for table in self.tables])
-
-    def describe(self, iteration: int) -> str:
-        seen: dict[str, list[int]] = {}
-        for b, table in enumerate(self.tables):
-            seen.setdefault(table.describe(iteration), []).append(b)
-        if len(seen) == 1:
-            return next(iter(seen))
-        return "; ".join(f"trials {trials}: {text}" for text, trials in seen.items())
-
-    def __repr__(self) -> str:
-        return f"TrialPhases({self.tables!r})"
+__all__ = ["TrialStages"]
 
 
 class TrialStages:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax._checks import check_key, check_perplexity
-from tsnejax._staged_batch import TrialPhases, TrialStages
+from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
@@ -38,7 +38,7 @@ from tsnejax.pipeline import (
     initial_embedding,
 )
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
-from tsnejax.schedules import Phases
+from tsnejax.schedules import Phases, TrialPhases
 from tsnejax.stopping import check_staged, get_stopping
 
 __all__ = ["BatchResult", "fit_batch", "shared_graphs", "stack_affinities"]

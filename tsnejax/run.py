@@ -224,7 +224,7 @@ def optimize(
       phases: the phase table (default: exaggeration 1 throughout), or the mapping
         ``Phases.of`` takes (``{0: {...}, 250: {...}}``). Its values are numbers (traced),
         per-trial arrays in a batch, or schedules of the iteration. A batch may instead give
-        one table per trial (:class:`tsnejax._staged_batch.TrialPhases`: read afresh at every
+        one table per trial (:class:`tsnejax.schedules.TrialPhases`: read afresh at every
         chunk, so a ``stop`` check may move a trial to another phase).
       dof: shorthand for ``phases.replace(dof=dof)``; a Python number is compiled in (dof = 1
         takes a faster kernel), an array is traced.
@@ -347,8 +347,9 @@ def optimize(
             points = [chunk_size, every if callbacks else 0, ck_every]
             next_stop = None
             if stop is not None:
-                every_stop = stop_every if callable(stop_every) else None
-                next_stop = every_stop(t) if every_stop else (t // stop_every + 1) * stop_every
+                next_stop = (
+                    stop_every(t) if callable(stop_every) else (t // stop_every + 1) * stop_every
+                )
             seg_end = boundaries(t, end, points, phases, next_stop)
             length = seg_end - t
             if t == start or t % chunk_size == 0:

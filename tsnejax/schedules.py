@@ -174,6 +174,48 @@ class Phases(NamedTuple):
         return Phases(first.starts, tuple(values))
 
 
+class TrialPhases:
+    """One phase table per trial, read by :func:`tsnejax.run.optimize` as one stacked table.
+
+    ``at(t)`` stacks the trials' values at ``t`` (numbers that differ become ``(n_trials,)``
+    arrays, as :meth:`Phases.stack` does); ``starts`` is every trial's starts together, so a
+    chunk ends wherever any trial's phase changes. ``tables[b]`` may be replaced between chunks.
+    """
+
+    def __init__(self, tables: list[Phases]):
+        self.tables = list(tables)
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return tuple(sorted({s for table in self.tables for s in table.starts}))
+
+    @property
+    def values(self) -> tuple[dict[str, Any], ...]:
+        return (self.at(0),)
+
+    def at(self, iteration: int) -> dict[str, Any]:
+        now = [Phases((0,), (table.at(iteration),)) for table in self.tables]
+        return Phases.stack(now).values[0]
+
+    def next_start(self, iteration: int) -> int | None:
+        nxt = [s for s in (t.next_start(iteration) for t in self.tables) if s is not None]
+        return min(nxt) if nxt else None
+
+    def replace(self, **values: Any) -> TrialPhases:
+        return TrialPhases([table.replace(**values) for table in self.tables])
+
+    def describe(self, iteration: int) -> str:
+        seen: dict[str, list[int]] = {}
+        for b, table in enumerate(self.tables):
+            seen.setdefault(table.describe(iteration), []).append(b)
+        if len(seen) == 1:
+            return next(iter(seen))
+        return "; ".join(f"trials {trials}: {text}" for text, trials in seen.items())
+
+    def __repr__(self) -> str:
+        return f"TrialPhases({self.tables!r})"
+
+
 def _check_value(name: str, x: Any) -> None:
     if callable(x):
         return
@@ -197,7 +239,7 @@ def is_static_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
 
 
-__all__ += ["values_at", "is_static_number", "ExaggerationDecay", "PerExaggeration"]
+__all__ += ["values_at", "is_static_number", "ExaggerationDecay", "PerExaggeration", "TrialPhases"]
 
 
 def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:

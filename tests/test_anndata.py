@@ -77,6 +77,7 @@ def test_tl_tsne_key_added_copy_n_pcs_and_h5ad_round_trip(pbmc, tmp_path):
     np.testing.assert_array_equal(back.obsm["X_tsne20"], out.obsm["X_tsne20"])
 
 
+@pytest.mark.float32_only("scanpy's float32 graph against float64 distances")
 def test_tl_tsne_reuses_the_scanpy_neighbors_graph(pbmc):
     import scipy.sparse as sp
 

@@ -139,7 +139,15 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.float32_only("1e300 is within float64's range"))
+        if c == "beyond float32"
+        else c
+        for c in sorted(CASES)
+    ],
+)
 def test_catalogue(case, tmp_path):
     call, fragment = CASES[case]
     with pytest.raises(ValueError) as err:

@@ -170,6 +170,7 @@ def test_a_callable_metric_or_affinity_method_resumes_in_another_process(digits,
     np.testing.assert_array_equal(resumed.embedding, full.embedding)
 
 
+@pytest.mark.float32_only("the divergence it provokes is a float32 one")
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):
     X = digits[0][:300]
     ck = tmp_path / "d.npz"

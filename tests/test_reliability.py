@@ -251,6 +251,7 @@ def test_identical_rows_warn_and_give_one_point():
     assert np.ptp(Y) == 0  # faithful: the points are one point
 
 
+@pytest.mark.float32_only("float64 does not round Z to 0 there, so the run does not diverge")
 def test_huge_initialization_warns_and_its_divergence_names_the_scale():
     X = np.random.default_rng(0).normal(size=(40, 3))
     Y0 = np.random.default_rng(1).normal(size=(40, 2)) * 1e6  # Z rounds to 0 in float32

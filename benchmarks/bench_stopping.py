@@ -18,6 +18,7 @@
 
     python benchmarks/bench_stopping.py      # digits, ~1 min
     python benchmarks/bench_stopping.py --size 10000 --thresholds 1e-2
+    python benchmarks/bench_stopping.py --size 10000 --only ruled   # gpu.sh stage "stopping"
 
 Writes benchmarks/out/bench_stopping{tag}.{csv,json}.
 """
@@ -48,6 +49,12 @@ def _sklearn_early_end(log: str) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     ap = size_parser(__doc__)
     ap.add_argument("--thresholds", nargs="+", type=float, default=[1e-2, 5e-3, 3e-3, 1e-3])
+    ap.add_argument(
+        "--only",
+        choices=["all", "ruled"],
+        default="all",
+        help="'ruled': only the opt-SNE fits against one fit_batch (the GPU stage)",
+    )
     args = ap.parse_args(argv)
 
     import contextlib
@@ -62,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         return 0
     X, _ = data
-    tsnejax.TSNE(random_state=0, preset="sklearn", n_iter=10).fit(X)  # compile once
     rows = []
+    if args.only == "ruled":
+        return _finish(args, X, _ruled_batch_rows(X))
+    tsnejax.TSNE(random_state=0, preset="sklearn", n_iter=10).fit(X)  # compile once
     for t in args.thresholds:
         out = io.StringIO()
         t0 = time.perf_counter()
@@ -111,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     rows += _batch_rows(X)
     rows += _ruled_batch_rows(X)
+    return _finish(args, X, rows)
+
+
+def _finish(args, X, rows: list[dict]) -> int:
     cols = ["rule", "min_grad_norm", "library", "early_end", "end", "kl", "kl_vs_fit", "seconds"]
     print()
-    print_table(rows, cols)
-    meta = {**machine_info(), "size": args.size, "n": int(X.shape[0])}
+    print_table(rows, [c for c in cols if any(c in r for r in rows)])
+    meta = {**machine_info(), "size": args.size, "n": int(X.shape[0]), "only": args.only}
     csv_path, json_path = write_results(f"bench_stopping{args.tag}", rows, meta)
     print(f"wrote {csv_path} and {json_path}")
     return 0

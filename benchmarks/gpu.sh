@@ -7,7 +7,9 @@
 # GPU), sweep (bench_sweep, vmap batches), transform (bench_transform), e2e (bench_end_to_end
 # digits + 70k, cold/warm, determinism), metric (bench_metric: cosine/correlation/Manhattan and
 # sparse input at 10k), dims (bench_dimensions: MNIST-20k in 2/5/10-D, exact above 3-D),
-# perplexity (bench_perplexity: MNIST-10k, candidates sequential and as one vmapped batch).
+# perplexity (bench_perplexity: MNIST-10k, candidates sequential and as one vmapped batch),
+# stopping (bench_stopping --only ruled: MNIST-10k, opt-SNE at four learning rates as four fits
+# and as one fit_batch whose trials switch phase and stop at their own iterations).
 # Output: benchmarks/out/*_gpu.* and, when $OUT is set,
 # copies there.
 set -uo pipefail
@@ -70,6 +72,9 @@ for stage in "$@"; do
       for mode in sequential vmap; do
         python3 benchmarks/bench_perplexity.py --size 10000 --mode $mode --tag "${TAG}_perplexity_$mode"
       done
+      ;;
+    stopping)
+      python3 benchmarks/bench_stopping.py --size 10000 --only ruled --tag "${TAG}_stopping"
       ;;
     sweep)
       # openTSNE left out here: the GPU target is vmapped vs one-by-one on the same device.

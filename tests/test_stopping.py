@@ -211,14 +211,19 @@ def test_a_batch_under_stopping_rules_is_each_trials_own_fit(digits, key):
         ),
     ]
     singles = [fit(key, X, c) for c in configs]
+    # A main phase of no iterations ends where the rule ends early exaggeration (it ran on to
+    # the next check of another trial's rule).
+    configs.append(TSNEConfig.make(stopping="optsne", **{**base, "n_iter": 0}))
+    singles.append(fit(key, X, configs[-1]))
     diverging = TSNEConfig.make(stopping="optsne", **{**base, "learning_rate": 1e12})
-    res = tsnejax.fit_batch([key] * 6, X, [*configs, diverging], batch="map")
-    assert res.diverged_at[5] > 0 and (res.diverged_at[:5] == -1).all()  # the others go on
+    res = tsnejax.fit_batch([key] * 7, X, [*configs, diverging], batch="map")
+    assert res.diverged_at[6] > 0 and (res.diverged_at[:6] == -1).all()  # the others go on
     ended = [s.early_exaggeration_iter for s in singles]
-    assert res.early_exaggeration_iter[:5].tolist() == ended
-    assert res.trial_iter[:5].tolist() == [s.total_iter for s in singles]
+    assert res.early_exaggeration_iter[:6].tolist() == ended
+    assert res.trial_iter[:6].tolist() == [s.total_iter for s in singles]
+    assert singles[5].total_iter == ended[5] < 250
     assert max(ended[:3]) < 250 and ended[4] == 45  # rules fired; the last one's cap did
-    assert len(set(res.trial_iter[:5].tolist())) >= 4
+    assert len(set(res.trial_iter[:6].tolist())) >= 4
     assert res.stop_rule_at[3] == -1 and (res.stop_rule_at[[0, 1, 2]] > 0).all()
     assert res.total_iter == 750 and res.n_compiles <= 2
     for b, single in enumerate(singles):

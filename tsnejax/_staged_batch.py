@@ -92,6 +92,8 @@ class TrialStages:
             if self.stage[b] == "early":
                 if said or t >= self.early_iter[b]:
                     self._to_main(b, t)
+                    if t >= self.ends[b]:  # a main phase of no iterations (n_iter=0)
+                        self.stage[b], hit[b] = "done", True
                 continue
             if said:
                 self.stopped_at[b] = t

@@ -63,13 +63,16 @@ class BatchResult(NamedTuple):
     neighbors: KNNGraph | None
     # (n_trials,) why each diverged ("gradient", "update", "step"; "" where finite)
     diverged_cause: np.ndarray | None = None
-    # (n_trials,) iterations each trial ran (both phases): ``total_iter`` unless its stopping
-    # rule ended it earlier, or where it diverged
-    trial_iter: np.ndarray | None = None
     # (n_trials,) where each trial's main phase began (a stopping rule moves it)
     early_exaggeration_iter: np.ndarray | None = None
     # (n_trials,) where each trial's stopping rule stopped it (-1: it did not); None without
     stop_rule_at: np.ndarray | None = None
+
+    @property
+    def trial_iter(self) -> np.ndarray:
+        """``(n_trials,)`` iterations each trial ran (both phases): its own length unless its
+        stopping rule ended it earlier, or where it diverged (a frozen trial's step count)."""
+        return np.asarray(self.state.iteration, np.int64)
 
 
 def stack_affinities(Ps: Sequence[Affinities]) -> Affinities:
@@ -313,7 +316,6 @@ def fit_batch(
         stepper,
         knn,
         result.diverged_cause,
-        np.asarray(result.state.iteration, np.int64),
         np.asarray(early, np.int64) if stages is None else stages.ended.copy(),
         None if stages is None else stages.stopped_at.copy(),
     )

@@ -301,7 +301,7 @@ SWEEP_SCRIPT = textwrap.dedent(
         "fixed": {"n_iter": 20, "early_exaggeration_iter": 20},
         "grid": {"learning_rate": [30, 100, 300, 1000, 3000]}, "run": {"metrics": ["kl"]}})
     ran = []
-    s = run_sweep(spec, sys.argv[3], mode="sequential",
+    s = run_sweep(spec, sys.argv[3], mode="sequential", checkpoint_every=5,
                   on_trial=lambda t, m: ran.append(t.trial_id))
     print("RESULT" + json.dumps(dict(ran=ran, n_run=s.n_run, n_trials=s.n_trials)))
     """
@@ -326,6 +326,9 @@ def test_sweep_across_two_processes_runs_every_trial_once(tmp_path):
     ]
     assert len({m["runner"] for m in metrics}) == 2
     assert not list((tmp_path / "sweep" / "runs").glob("*.json"))  # both unregistered
+    # Each process saved its own trials' states (a save waited for the other process, which
+    # was running another trial) and removed them once written.
+    assert not list((tmp_path / "sweep" / "checkpoints").glob("*.npz"))
 
 
 def test_sharded_neighbors_option(digits):

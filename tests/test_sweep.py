@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from tsnejax.build import phase_table, stepper_for
+from tsnejax.checkpoint import load_meta
 from tsnejax.config import TSNEConfig
 from tsnejax.pipeline import fit
+from tsnejax.run import DivergenceError
 from tsnejax.sweep import (
     SweepStore,
     Workspace,
@@ -373,17 +375,34 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     )
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tsnejax.cli", "sweep", str(config), "--out", str(out)]
+    cmd += ["--checkpoint-every", "10"]  # vmapped pairs over the two cores' host devices
     proc = subprocess.Popen(cmd + ["--no-progress"], stderr=subprocess.PIPE)
     deadline = time.time() + 300
+    saves = out / "checkpoints"
+
+    def mid_run() -> bool:
+        for path in saves.glob("[!.]*.npz"):
+            try:
+                return 60 <= load_meta(path)["iteration"] < 200  # past the first KL at 50
+            except ValueError:  # removed meanwhile (its trials were written)
+                return False
+        return False
+
     while time.time() < deadline and proc.poll() is None:
-        if len(SweepStore(out).finished_ids()) >= 2:
+        # killed mid-trial: after two trials, once a running one has saved its state
+        if len(SweepStore(out).finished_ids()) >= 2 and mid_run():
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert proc.poll() is None, "the sweep finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = SweepStore(out).finished_ids()
     assert 2 <= len(done_before) < 6
+    # the running trial's state survived (its trial not finished); saves of finished trials
+    # were removed as they were written
+    (left,) = saves.glob("[!.]*.npz")  # (a save being written is a hidden temporary file)
+    killed_at = load_meta(left)["iteration"]
+    assert 60 <= killed_at < 200
     before = {k: v for k, v in _digest_files(out).items() if k.split("/")[0] in done_before}
     res = subprocess.run(cmd + ["--resume", "--no-progress"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -399,6 +418,48 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert not [p for p in (out / "trials").rglob("*.tmp")]
     assert not list((out / "trials").rglob("claim.json"))  # the killed run's claim taken over
     assert not list((out / "runs").glob("*.json"))
+    # The trials resumed from their save (their KL history starts after it), and each is its
+    # own fit.
+    assert not list(saves.glob("[!.]*.npz"))
+    resumed = [r["trial_id"] for r in rows if r["trial_id"] not in done_before]
+    first = json.loads((out / "trials" / resumed[0] / "metrics.json").read_text())["kl_history"]
+    assert first[0][0] > killed_at
+    spec = load_spec(config)
+    data = load_data(spec.data)
+    for t in expand_trials(spec, len(data.X), data.digest):
+        ref = fit(jax.random.key(t.seed), data.X, t.config).embedding
+        emb = np.load(out / "trials" / t.trial_id / "embedding.npy")
+        assert np.abs(emb - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_a_sequential_trial_resumes_from_its_checkpoint(tmp_path):
+    """A trial's save (as a killed sweep leaves it) is resumed to its uninterrupted fit; the
+    save of a trial that diverged is dropped and the trial rerun to its report (resuming it
+    was an error)."""
+    spec = _spec(fixed=ODD, grid={"learning_rate": [30, 1e12]})
+    data = load_data(spec.data)
+    ok, bad = expand_trials(spec, len(data.X), data.digest)
+    ws, store = Workspace(data, [ok, bad]), SweepStore(tmp_path / "out")
+    args = dict(affinities=ws.affinities(ok.config), initialization=ws.initial(ok.config, ok.seed))
+    key = jax.random.key(ok.seed)
+    path = store.checkpoint_path([ok.trial_id])
+    fit(key, None, ok.config, checkpoint=path, callbacks=[lambda t, kl, Y: t >= 100], **args)
+    with pytest.raises(DivergenceError):
+        fit(key, None, bad.config, checkpoint=store.checkpoint_path([bad.trial_id]), **args)
+    run_sweep(spec, store.root, mode="sequential", checkpoint_every=10)
+    metrics = json.loads((store.trial_dir(ok.trial_id) / "metrics.json").read_text())
+    assert metrics["kl_history"][0][0] == 150  # it went on from 100
+    ref = fit(key, None, ok.config, **args).embedding
+    np.testing.assert_array_equal(store.embedding(ok.trial_id), ref)
+    bad_metrics = json.loads((store.trial_dir(bad.trial_id) / "metrics.json").read_text())
+    assert bad_metrics["status"] == "diverged"
+    assert not list((store.root / "checkpoints").glob("[!.]*.npz"))
+
+
+def test_checkpoint_every_is_checked_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1, got 0"):
+        run_sweep(_spec(), tmp_path / "out", checkpoint_every=0)
+    assert not (tmp_path / "out").exists()
 
 
 def test_mode_rule_and_batch_size():

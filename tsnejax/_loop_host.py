@@ -1,17 +1,38 @@
 """Host-side pieces of :func:`tsnejax.run.optimize`: where chunks end, the progress bar, the
-stopping check over a batch, and the records and padding of batched runs."""
+stopping check over a batch, a batch's per-trial bookkeeping (saved with its checkpoints), and
+the records and padding of batched runs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 
+from tsnejax._diverge import CAUSES
 from tsnejax.schedules import Phases
 
-__all__ = ["boundaries", "stop_trials", "advance_bar", "unpad", "stack_records"]
+__all__ = [
+    "Checkpointer",
+    "boundaries",
+    "stop_trials",
+    "advance_bar",
+    "unpad",
+    "stack_records",
+    "trial_book",
+    "trial_meta",
+    "batch_start",
+]
+
+
+class Checkpointer(Protocol):
+    """What :func:`tsnejax.run.optimize` needs to save states (see
+    :class:`tsnejax.checkpoint.Checkpoint`)."""
+
+    every: int
+
+    def save(self, state: Any, **extra: Any) -> Any: ...
 
 
 def boundaries(
@@ -55,3 +76,59 @@ def stack_records(recs: list, batched: bool, n_trials: int | None) -> Any:
     axis = 1 if batched else 0
     out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *recs)
     return unpad(out, n_trials)
+
+
+def trial_book(
+    size: int, n_trials: int | None, saved: Mapping | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(active, diverged_at, cause index, stop_rule_at)``, each ``(size,)``: fresh (every
+    trial running), or a resumed batch's as :func:`trial_meta` saved them (padding repeats the
+    last trial, as :func:`tsnejax._chunk.pad_trials` does)."""
+    if saved is None:
+        return (
+            np.ones(size, bool),
+            np.full(size, -1, np.int64),
+            np.zeros(size, np.int64),
+            np.full(size, -1, np.int64),
+        )
+    if n_trials is None:
+        raise ValueError("trials= describes a batch: the state must have a leading trial axis.")
+    try:
+        cols = [
+            np.asarray(saved["active"], bool),
+            np.asarray(saved["diverged_at"], np.int64),
+            np.asarray([CAUSES.index(c) for c in saved["diverged_cause"]], np.int64),
+            np.asarray(saved["stop_rule_at"], np.int64),
+        ]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            "trials= must be what a batched checkpoint saved under 'trials' (active, "
+            f"diverged_at, diverged_cause, stop_rule_at): {type(e).__name__}: {e}."
+        ) from None
+    if any(c.shape != (n_trials,) for c in cols):
+        raise ValueError(
+            f"trials= describes {[c.shape for c in cols]} trials, the state {n_trials}."
+        )
+    return tuple(np.concatenate([c, np.repeat(c[-1:], size - n_trials)]) for c in cols)
+
+
+def trial_meta(active, diverged, causes, stop_at, n_trials: int) -> dict:
+    """What a batched checkpoint saves under ``"trials"`` (:func:`trial_book` reads it)."""
+    return {
+        "active": np.asarray(active)[:n_trials].tolist(),
+        "diverged_at": diverged[:n_trials].tolist(),
+        "diverged_cause": [CAUSES[c] for c in causes[:n_trials]],
+        "stop_rule_at": stop_at[:n_trials].tolist(),
+    }
+
+
+def batch_start(iterations: np.ndarray, active: np.ndarray) -> int:
+    """The iteration a batch resumes from: where its running trials are (frozen ones stay
+    where they stopped); the last one reached if none runs."""
+    live = iterations[active]
+    if live.size and (live != live[0]).any():
+        raise ValueError(
+            "a batched state must have every running trial at the same iteration, got "
+            f"{sorted(set(live.tolist()))}."
+        )
+    return int(live[0]) if live.size else int(iterations.max())

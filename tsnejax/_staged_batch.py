@@ -10,7 +10,9 @@ main phase from that iteration on (its table's main part moved there, as ``run_s
 one whose main check fires, or which has run its own length, is frozen while the others go on
 (so trials may also differ in ``early_exaggeration_iter`` and ``n_iter``). Schedules see each
 trial's true iteration, and the checks fall on the iterations a single run checks at, so each
-trial is its own :func:`tsnejax.fit` up to the float rounding of a batch.
+trial is its own :func:`tsnejax.fit` up to the float rounding of a batch. :meth:`record` is
+what a batch's checkpoint keeps of it (each trial's phase, switch and check record), and
+:meth:`restore` brings a fresh hook back there, so a resumed batch ends as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from tsnejax._replay import Recorded, replayed
 from tsnejax.schedules import TrialPhases
 from tsnejax.stopping import Stopping, switched_table
 
@@ -48,7 +51,7 @@ class TrialStages:
         self.early_iter = np.asarray(early_iter, np.int64)
         self.n_iter = np.asarray(n_iter, np.int64)
         self.stage = ["early" if r is not None else "fixed" for r in self.rules]
-        self.checks = [None if r is None else r.check("early") for r in self.rules]
+        self.checks = [None if r is None else Recorded(r.check("early"), []) for r in self.rules]
         self.ended = self.early_iter.copy()
         self.ends = self.early_iter + self.n_iter
         self.stopped_at = np.full(len(self.rules), -1, np.int64)
@@ -72,7 +75,35 @@ class TrialStages:
         self.ended[b] = t
         self.ends[b] = (early + self.n_iter[b]) if rule.keeps_total else t + self.n_iter[b]
         self.stage[b] = "main"
-        self.checks[b] = rule.check("main")
+        self.checks[b] = Recorded(rule.check("main"), [])
+
+    def record(self) -> dict:
+        """Each trial's phase (``"early"``, ``"main"``, ``"fixed"``, ``"done"``), where its
+        early exaggeration ended, where its rule stopped it and what its current check was
+        asked and said (``[iteration, kl, grad_norm, stop]`` per call), JSON-serialisable."""
+        return {
+            "stage": list(self.stage),
+            "ended": self.ended.tolist(),
+            "stopped_at": self.stopped_at.tolist(),
+            "calls": [None if c is None else c.calls for c in self.checks],
+        }
+
+    def restore(self, record: dict) -> None:
+        """Bring this fresh hook to where :meth:`record` left another one for the same trials:
+        tables switched where early exaggeration ended, each check replayed from its record."""
+        n = len(self.rules)
+        if any(len(record.get(k) or ()) != n for k in ("stage", "ended", "stopped_at", "calls")):
+            raise ValueError(f"a batch checkpoint's stopping record does not describe {n} trials.")
+        for b, (rule, stage) in enumerate(zip(self.rules, record["stage"], strict=True)):
+            allowed = ("fixed", "done") if rule is None else ("early", "main", "done")
+            if stage not in allowed:
+                raise ValueError(f"a batch checkpoint says trial {b} is in phase {stage!r}.")
+            if rule is not None and stage != "early":
+                self._to_main(b, int(record["ended"][b]))
+            if stage in ("early", "main"):
+                self.checks[b] = replayed(rule, stage, record["calls"][b])
+            self.stage[b] = stage
+        self.stopped_at = np.asarray(record["stopped_at"], np.int64)
 
     def __call__(self, t: int, kl: Any, grad_norm: Any) -> np.ndarray:
         kl, grad_norm = np.asarray(kl, np.float64), np.asarray(grad_norm, np.float64)

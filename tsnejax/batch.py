@@ -10,21 +10,27 @@ static signature. Trials with a stopping rule, or whose iteration counts differ,
 their own phase table and end at their own iteration (:mod:`tsnejax._staged_batch`); a trial
 that has ended is frozen while the others go on. Each trial equals its own
 :func:`tsnejax.fit` with the same key and config (exact kNN) up to float rounding, which early
-exaggeration amplifies (docs/loop.md, "Batched states", has the measured sizes).
+exaggeration amplifies (docs/loop.md, "Batched states", has the measured sizes). With
+``checkpoint=`` a batch killed mid-run resumes where its last save left it: each trial's state,
+which trials are frozen (ended, stopped, diverged) and each stopping rule's record.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tsnejax import checkpoint as ck
 from tsnejax._checks import check_key, check_perplexity
+from tsnejax._loop_host import batch_start
 from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
@@ -154,6 +160,8 @@ def fit_batch(
     callbacks: Sequence[Any] = (),
     callbacks_every: int | None = None,
     verbose: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> BatchResult:
     """Fit one trial per key (and per config) as one vmapped run.
 
@@ -169,6 +177,12 @@ def fit_batch(
       batch: ``"vmap"``, ``"map"`` or ``"auto"`` (:func:`tsnejax.run.optimize`): with
         ``"map"`` (the CPU default) each trial is its own ``fit`` up to rounding.
       callbacks: ``callback(iteration, kl (n_trials,), embeddings) -> stop``.
+      checkpoint: path of an ``.npz`` file. If it exists (from an interrupted batch with the
+        same data, configs and keys) the batch resumes from it: every trial's state, which
+        trials are frozen and where (diverged, stopped by their rule, at their own length)
+        and each rule's record, so it ends as the uninterrupted batch. Saved every
+        ``checkpoint_every`` iterations (default the chunk size), at the end and when a
+        callback stops the batch. ``kl_history`` then holds what this call ran.
 
     Returns:
       a :class:`BatchResult`. A trial that diverges is frozen at its last finite state and
@@ -277,11 +291,19 @@ def fit_batch(
         phases = Phases.stack(tables)
     total = max(c.total_iter for c in configs)
     chunk = configs[0].chunk_size
+    state, trials, saver = init_state(Y0, optimizer), None, None
+    if checkpoint is not None:
+        digest = ck.fingerprint([ck.config_fingerprint(c) for c in configs], keys, Y0, P)
+        state, trials = _resume(checkpoint, optimizer, state, digest, total, stages)
+        meta = {"fingerprint": digest, "total_iter": total}
+        record = None if stages is None else lambda: {"stopping": stages.record()}
+        saver = ck.Checkpoint(checkpoint, checkpoint_every, meta, record)
+    start = batch_start(np.asarray(state.iteration), np.asarray(_live(trials, n_trials)))
     result = optimize(
         stepper,
-        init_state(Y0, optimizer),
+        state,
         P,
-        total,
+        total - start if np.any(_live(trials, n_trials)) else 0,
         phases=phases,
         chunk_size=chunk,
         mesh=mesh,
@@ -292,14 +314,17 @@ def fit_batch(
         verbose=verbose,
         stop=stages,
         stop_every=None if stages is None else stages.next_check,
+        checkpoint=saver,
+        trials=trials,
     )
     timings["compile"] = result.compile_seconds
     timings["compile_ahead"] = result.ahead_seconds
     timings["optimize"] = result.run_seconds
     timings["total"] = time.perf_counter() - t_start
-    kl = np.full(n_trials, np.nan)
     if result.kl_history:
         kl = np.asarray(result.kl_history[-1][1], np.float64)
+    else:  # nothing ran (a finished batch resumed, or no iterations)
+        kl = _final_kl(stepper, result.state, P, P_axis, phases, result.diverged_at)
     return BatchResult(
         np.asarray(result.state.embedding),
         kl,
@@ -319,3 +344,46 @@ def fit_batch(
         np.asarray(early, np.int64) if stages is None else stages.ended.copy(),
         None if stages is None else stages.stopped_at.copy(),
     )
+
+
+def _live(trials: dict | None, n_trials: int) -> list[bool]:
+    return [True] * n_trials if trials is None else trials["active"]
+
+
+def _resume(
+    path: Any, optimizer: Any, state: TSNEState, digest: str, total: int, stages: Any
+) -> tuple[TSNEState, dict | None]:
+    """The batch's state and per-trial bookkeeping saved at ``path`` (fresh if none is)."""
+    if not Path(path).exists():
+        return state, None
+    # Uncommitted, as a fresh state is: optimize lays it out (on a mesh, say) as it does one.
+    saved = ck.resume(path, optimizer, state, digest, total)
+    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), saved)
+    meta = ck.load_meta(path)
+    if "trials" not in meta or (stages is not None and "stopping" not in meta):
+        raise ValueError(
+            f"checkpoint {str(path)!r} was not written by fit_batch (it holds no record of "
+            "the batch's trials); delete it or choose another checkpoint path."
+        )
+    if stages is not None:
+        stages.restore(meta["stopping"])
+    return state, meta["trials"]
+
+
+def _final_kl(
+    stepper: Stepper, state: TSNEState, P: Any, P_axis: int | None, phases: Any, diverged: Any
+) -> np.ndarray:
+    """Each trial's KL where it stands (nan where it diverged), when the loop ran nothing."""
+    kl_fn = jax.jit(stepper.kl_divergence, static_argnums=3)
+    out = []
+    for b, it in enumerate(np.asarray(state.iteration)):
+        if diverged is not None and diverged[b] >= 0:
+            out.append(np.nan)
+            continue
+        Y = state.embedding[b]
+        Pb = P if P_axis is None else jax.tree.map(lambda a, b=b: a[b], P)
+        table = phases.tables[b] if isinstance(phases, TrialPhases) else phases
+        dof = np.asarray(table.at(int(it)).get("dof", 1.0))
+        dof = dof if dof.ndim == 0 else dof[b]
+        out.append(float(kl_fn(Y, Pb, jnp.asarray(dof, Y.dtype), stepper.allocate(Y))))
+    return np.asarray(out, np.float64)

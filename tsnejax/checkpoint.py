@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,21 @@ def _on_host(x: Any) -> np.ndarray:
 def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
     """Write ``state`` (and JSON-serialisable ``meta``) to ``path`` atomically; returns the path.
 
-    A point-sharded state is saved whole (padding rows included); across processes every one
-    gathers it and process 0 writes, so ``path`` must be on a file system all of them read.
+    A point-sharded state is saved whole (padding rows included); a state split across
+    processes is gathered by every one of them and written by process 0, so ``path`` must be
+    on a file system all of them read. A state each process holds whole (a sweep's trials run
+    by one process each) is written by the process that holds it, with no wait for the others.
     """
     path = Path(path)
     leaves = jax.tree.leaves(state)
+    spans = any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves)
     arrays = {f"leaf_{i:04d}": _on_host(x) for i, x in enumerate(leaves)}
-    if jax.process_index() == 0:
+    if not spans or jax.process_index() == 0:
         header = {"format": _FORMAT, "n_leaves": len(leaves), "meta": meta}
         arrays["meta"] = np.asarray(json.dumps(header))
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
-    if jax.process_count() > 1:  # no process reads it (a resume) before it is written
+    if spans:  # no process reads it (a resume) before it is written
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(f"tsnejax checkpoint {path}")
@@ -150,14 +153,18 @@ class Checkpoint:
       every: save when the iteration count reaches a multiple of it (``None``: the run's
         ``chunk_size``); also at the end and on divergence.
       meta: JSON-serialisable metadata stored with every save.
+      annotate: ``() -> dict`` of more metadata, asked at each save (what changes during the
+        run: e.g. a batch's stopping rules' records).
     """
 
     path: str | os.PathLike
     every: int | None = None
     meta: dict = dataclasses.field(default_factory=dict)
+    annotate: Callable[[], dict] | None = None
 
     def save(self, state: TSNEState, **extra: Any) -> Path:
-        return save_state(self.path, state, **{**self.meta, **extra})
+        more = {} if self.annotate is None else self.annotate()
+        return save_state(self.path, state, **{**self.meta, **more, **extra})
 
 
 def fingerprint(*parts: Any) -> str:
@@ -253,9 +260,10 @@ def resume(
             "settings (and the checkpoint path)."
         )
     saved = _place_like(load_state(path, optimizer), state, path)
-    if total_iter is not None and int(saved.iteration) > int(total_iter):
+    reached = int(np.max(np.asarray(saved.iteration)))  # a batch's: its longest trial's
+    if total_iter is not None and reached > int(total_iter):
         raise ValueError(
-            f"checkpoint {str(path)!r} holds iteration {int(saved.iteration)}, past this run's "
+            f"checkpoint {str(path)!r} holds iteration {reached}, past this run's "
             f"{int(total_iter)} (both phases); raise n_iter or choose another checkpoint path."
         )
     return saved

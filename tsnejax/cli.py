@@ -156,6 +156,13 @@ def _add_sweep_verbs(sub: Any) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--report", action="store_true", help="also write the report at the end")
     s.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="save each running trial or batch every N iterations (OUT/checkpoints/); a "
+        "--resume after a kill goes on from there",
+    )
+    s.add_argument(
         "--host-devices",
         type=int,
         default=None,
@@ -181,6 +188,7 @@ def _sweep(args: argparse.Namespace) -> str:
         batch_size=args.batch_size,
         data_dir=args.data_dir,
         progress=not args.no_progress,
+        checkpoint_every=args.checkpoint_every,
     )
     msg = (
         f"wrote {s.root}/results.csv ({s.n_trials} trials: {s.n_run} run, {s.n_skipped} "

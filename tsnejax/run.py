@@ -22,7 +22,7 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,17 @@ from tsnejax._chunk import (
 from tsnejax._compile import ahead_enabled
 from tsnejax._device import auto_axes
 from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
-from tsnejax._loop_host import advance_bar, boundaries, stack_records, stop_trials, unpad
+from tsnejax._loop_host import (
+    Checkpointer,
+    advance_bar,
+    batch_start,
+    boundaries,
+    stack_records,
+    stop_trials,
+    trial_book,
+    trial_meta,
+    unpad,
+)
 from tsnejax._scale import EmbeddingScaleWarning, scale_messages, unrecovered
 from tsnejax._types import Array
 from tsnejax.gradients import Backend, checked_backend, get_backend
@@ -97,14 +107,6 @@ class OptimizeResult(NamedTuple):
     @property
     def grad_norms(self) -> Any:
         return self.records
-
-
-class Checkpointer(Protocol):
-    """What :func:`optimize` needs to save states (see :class:`tsnejax.checkpoint.Checkpoint`)."""
-
-    every: int
-
-    def save(self, state: TSNEState, **extra: Any) -> Any: ...
 
 
 def init_state(embedding: Array, optimizer: optax.GradientTransformation) -> TSNEState:
@@ -210,6 +212,7 @@ def optimize(
     host_embedding: Callable[[Array], np.ndarray] | None = None,
     stop: Callable[[int, Any, Any], Any] | None = None,
     stop_every: int | Callable[[int], int | None] | None = None,
+    trials: Mapping | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -264,6 +267,9 @@ def optimize(
         frozen there while the others go on (the run ends when none is left).
         ``stop_rule_at`` says where. ``stop_every`` may also be a function ``t -> the next
         iteration to check at`` (``None``: no more), for checks at uneven iterations.
+      trials: a resumed batch's bookkeeping as its checkpoint saved it (meta key
+        ``"trials"``; every batched save carries it): trials not ``active`` stay frozen where
+        they stopped, and ``diverged_at``, ``diverged_cause`` and ``stop_rule_at`` go on.
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -291,14 +297,11 @@ def optimize(
     if batched:
         P_axis = chk.check_P_axis(P_axis, P, n_trials)
     batch = resolve_batch(batch)
-    size = n_trials
+    size = n_trials if not batched or mesh is None else -(-n_trials // mesh.size) * mesh.size
+    live, diverged, causes, stop_at = trial_book(size or 1, n_trials, trials)
     if batched:
-        its = np.asarray(state.iteration)
-        if (its != its[0]).any():
-            raise ValueError("a batched state must have every trial at the same iteration.")
-        start = int(its[0])
+        start = batch_start(np.asarray(state.iteration), live[:n_trials])
         if mesh is not None:
-            size = -(-n_trials // mesh.size) * mesh.size
             state = pad_trials(state, size)
             if P_axis == 0:
                 P = pad_trials(P, size)
@@ -316,10 +319,7 @@ def optimize(
         check_int("checkpoint_every", ck_every, minimum=1)
     record = grad_norm if record is None else chk.check_callable("record", record, "(state, info)")
     dtype = state.embedding.dtype
-    active = jnp.ones((size,), bool) if batched else jnp.bool_(True)
-    diverged = np.full(size or 1, -1, np.int64)
-    causes = np.zeros(size or 1, np.int64)
-    stop_at = np.full(size or 1, -1, np.int64)
+    active = jnp.asarray(live) if batched else jnp.bool_(True)
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -452,21 +452,24 @@ def optimize(
                 )
                 v = value[:n_trials] if batched else value
                 stopped = any([bool(cb(t, v, Y)) for cb in callbacks])
-            if at_stop and batched and not stopped:
+            # The rule is asked even when a callback stopped the run here, as it would be had
+            # the run gone on: a checkpoint then records its answer for the resumed run.
+            if at_stop and batched:
                 go_on, hit = stop_trials(stop, t, value, norm, active, n_trials)
                 stop_at[hit] = t
                 active = jnp.asarray(go_on)
-                stopped = not go_on.any()
+                stopped = stopped or not go_on.any()
             elif at_stop and not batched:
-                # Asked even when a callback stopped the run here, as it would be had the run
-                # gone on: a checkpoint then records its answer for the resumed run.
                 said = bool(stop(t, value, float(norm)))
                 if not stopped:
                     stopped, stop_at[0] = said, t if said else -1
             # Saved after the checks at t, so a save records what they decided (a stopping
             # rule's record travels in the checkpoint: tsnejax.stopping.run_staged).
             if checkpoint is not None and (stopped or t % ck_every == 0 or t == end):
-                checkpoint.save(unpad(state, n_trials), iteration=t)
+                extra = {"iteration": t}
+                if batched:
+                    extra["trials"] = trial_meta(active, diverged, causes, stop_at, n_trials)
+                checkpoint.save(unpad(state, n_trials), **extra)
             if stopped:
                 break
         if collapsed and t < end:  # stopped early: judge the earlier collapses now

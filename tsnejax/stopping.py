@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from tsnejax._checks import check_int, check_positive
+from tsnejax._replay import Recorded, replayed
 from tsnejax.opt_sne import OptSNEStopping
 from tsnejax.run import OptimizeResult
 from tsnejax.schedules import Phases
@@ -165,37 +166,10 @@ def check_staged(config: Any) -> None:
         )
 
 
-class _Recorded:
-    """A phase's check that keeps what it was asked and said, ``[iteration, kl, grad_norm,
-    stop]`` per call (single runs), for a checkpoint to carry."""
-
-    def __init__(self, check: Check, calls: list):
-        self.check, self.calls = check, calls
-
-    def __call__(self, iteration: int, kl: Any, grad_norm: Any) -> Any:
-        stop = self.check(iteration, kl, grad_norm)
-        self.calls.append([int(iteration), float(kl), float(grad_norm), bool(stop)])
-        return stop
-
-
-def _replayed(stopping: Stopping, phase: str, calls: list) -> _Recorded:
-    """A fresh check for ``phase`` brought to where a checkpoint left it, by asking it again
-    what it was asked before (a check's state is whatever it keeps; its inputs determine it)."""
-    check = _Recorded(stopping.check(phase), [])
-    for iteration, kl, norm, said in calls:
-        if bool(check(iteration, kl, norm)) != bool(said):
-            raise ValueError(
-                f"the stopping rule {stopping!r} answers its {phase!r} check at iteration "
-                f"{iteration} otherwise than when the checkpoint was written ({bool(said)}): a "
-                "resumable check must depend only on the (iteration, kl, grad_norm) it is given."
-            )
-    return check
-
-
 class _StagedSaver:
     """The run's checkpoint, each save carrying the phase and its check's record."""
 
-    def __init__(self, inner: Any, phase: str, ended: int | None, check: _Recorded):
+    def __init__(self, inner: Any, phase: str, ended: int | None, check: Recorded):
         self.inner, self.every = inner, inner.every
         self.record = {"phase": phase, "ended": ended, "calls": check.calls}
 
@@ -254,8 +228,8 @@ def run_staged(
     t = int(state.iteration)
     first = None
     if record["phase"] == "early":
-        check = _replayed(stopping, "early", record["calls"])
-        over = t >= early_iter or bool(check.calls and check.calls[-1][3])
+        check = replayed(stopping, "early", record["calls"])
+        over = t >= early_iter or check.said_stop
         if not over:
             saver = None if checkpoint is None else _StagedSaver(checkpoint, "early", None, check)
             first = run(
@@ -274,8 +248,8 @@ def run_staged(
         ended, main_calls = int(record["ended"]), record["calls"]
     main_table, ran = switched_table(phases, early_iter, ended)
     main_end = ended + (early_iter + n_iter - ended if stopping.keeps_total else n_iter)
-    check = _replayed(stopping, "main", main_calls)
-    done = bool(check.calls and check.calls[-1][3])
+    check = replayed(stopping, "main", main_calls)
+    done = check.said_stop
     saver = None if checkpoint is None else _StagedSaver(checkpoint, "main", ended, check)
     second = run(
         state=state,

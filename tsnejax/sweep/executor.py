@@ -33,9 +33,11 @@ import jax
 import numpy as np
 
 from tsnejax import memory
+from tsnejax._checks import check_int
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
 from tsnejax.build import grid_nodes, resolve_method
+from tsnejax.checkpoint import load_meta
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.pipeline import fit
 from tsnejax.run import DivergenceError
@@ -54,13 +56,27 @@ __all__ = [
 ]
 
 
-def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
-    """One trial: :func:`tsnejax.fit` on the workspace's P and initial embedding."""
+def run_trial(
+    ws: Workspace, trial: Trial, checkpoint: Any = None, checkpoint_every: int | None = None
+) -> TrialRun:
+    """One trial: :func:`tsnejax.fit` on the workspace's P and initial embedding (resumed
+    from ``checkpoint`` when that file holds this trial's interrupted run)."""
     cfg = trial.config
     Y0 = ws.initial(cfg, trial.seed)
     P = ws.affinities(cfg)
+    if checkpoint is not None and Path(checkpoint).exists():
+        if "diverged_at" in load_meta(checkpoint):  # it diverges again: run it to its report
+            Path(checkpoint).unlink()
     try:
-        r = fit(jax.random.key(trial.seed), None, cfg, affinities=P, initialization=Y0)
+        r = fit(
+            jax.random.key(trial.seed),
+            None,
+            cfg,
+            affinities=P,
+            initialization=Y0,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+        )
     except DivergenceError as err:
         Y = np.asarray(err.state.embedding)
         it = int(err.state.iteration)
@@ -78,14 +94,30 @@ def run_trial(ws: Workspace, trial: Trial) -> TrialRun:
     )
 
 
-def run_group(ws: Workspace, trials: Sequence[Trial], mesh: Any = None) -> list[TrialRun]:
+def run_group(
+    ws: Workspace,
+    trials: Sequence[Trial],
+    mesh: Any = None,
+    checkpoint: Any = None,
+    checkpoint_every: int | None = None,
+) -> list[TrialRun]:
     """Trials sharing a static signature as one vmapped batch (each with its own phase table
-    where they differ, ending at its own iteration: its length, or where its rule stops it)."""
+    where they differ, ending at its own iteration: its length, or where its rule stops it),
+    resumed from ``checkpoint`` when that file holds this batch's interrupted run."""
     cfgs = [t.config for t in trials]
     keys = [jax.random.key(t.seed) for t in trials]
     Ps = [ws.affinities(c) for c in cfgs]
     Y0s = [ws.initial(c, t.seed) for c, t in zip(cfgs, trials, strict=True)]
-    r = fit_batch(keys, None, cfgs, affinities=Ps, initializations=Y0s, mesh=mesh)
+    r = fit_batch(
+        keys,
+        None,
+        cfgs,
+        affinities=Ps,
+        initializations=Y0s,
+        mesh=mesh,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
     size = len(trials)
     out = []
     for b in range(size):
@@ -187,6 +219,7 @@ def run_sweep(
     data_dir: str | os.PathLike | None = None,
     progress: bool = False,
     on_trial: Callable[[Trial, dict], Any] | None = None,
+    checkpoint_every: int | None = None,
 ) -> SweepSummary:
     """Run every trial of ``spec`` not yet finished in ``out``; write the store and table.
 
@@ -202,6 +235,10 @@ def run_sweep(
         ``jax.local_devices()``).
       progress: a tqdm bar over trials.
       on_trial: called with ``(trial, metrics)`` after each trial is written.
+      checkpoint_every: save each running trial (sequential) or batch (vmap) every this many
+        iterations under ``out/checkpoints/``; a sweep killed mid-trial and resumed goes on
+        from there (to the same result as an uninterrupted one) rather than from iteration 0.
+        A file is removed once its trials are written. ``None``: no saves.
 
     Processes joined by ``jax.distributed.initialize`` (``jax.process_count() > 1``) that call
     this with the same spec and folder split the trials: process ``i`` of ``p`` runs every
@@ -210,6 +247,8 @@ def run_sweep(
     ``resume=True`` share the work through the store's claims instead.
     """
     t_start = time.perf_counter()
+    if checkpoint_every is not None:
+        check_int("checkpoint_every", checkpoint_every, minimum=1)
     if smoke:
         spec = spec.smoke_version()
     store = SweepStore(out)
@@ -249,6 +288,7 @@ def run_sweep(
             progress,
             on_trial,
             t_start,
+            checkpoint_every,
         )
     finally:
         store.unregister()
@@ -285,6 +325,7 @@ def _run_registered(
     progress: bool,
     on_trial: Callable[[Trial, dict], Any] | None,
     t_start: float,
+    checkpoint_every: int | None = None,
 ) -> SweepSummary:
     data = load_data(spec.data, data_dir)
     n = data.X.shape[0]
@@ -321,6 +362,7 @@ def _run_registered(
         bar = tqdm(total=len(trials), initial=len(trials) - len(todo), desc=spec.name, unit="trial")
     n_div = n_run = 0
     held: set[str] = set()
+    saves = checkpoint_every is not None
 
     def claimed(trials: Sequence[Trial]) -> list[Trial]:
         mine = [t for t in trials if store.claim(t.trial_id)]
@@ -352,7 +394,10 @@ def _run_registered(
             if mode == "sequential":
                 for trial in group:
                     if claimed([trial]):
-                        finish(trial, run_trial(ws, trial))
+                        path = store.checkpoint_path([trial.trial_id]) if saves else None
+                        finish(trial, run_trial(ws, trial, path, checkpoint_every))
+                        if path is not None:
+                            path.unlink(missing_ok=True)
                         store.write_table(ids, grid_keys)
                 continue
             size = batch_size or spec.batch_size
@@ -365,8 +410,12 @@ def _run_registered(
                 while pending and len(batch) < size:
                     batch += claimed([pending.pop(0)])
                 if batch:
-                    for trial, run in zip(batch, run_group(ws, batch, mesh), strict=True):
+                    path = store.checkpoint_path([t.trial_id for t in batch]) if saves else None
+                    runs = run_group(ws, batch, mesh, path, checkpoint_every)
+                    for trial, run in zip(batch, runs, strict=True):
                         finish(trial, run)
+                    if path is not None:
+                        path.unlink(missing_ok=True)
                     store.write_table(ids, grid_keys)
         if n_proc > 1:  # the table once every process has written its trials
             _barrier("tsnejax-sweep-end")

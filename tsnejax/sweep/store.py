@@ -9,6 +9,7 @@ Layout::
     OUT/trials/<id>/metrics.json    metrics, status, timings; written last = "finished"
     OUT/trials/<id>/claim.json      while a process runs the trial: its host, pid, start time
     OUT/runs/<host>-<pid>.json      one per process running the sweep, removed when it ends
+    OUT/checkpoints/<digest>.npz    with checkpoint_every: the state of a running trial or batch
     OUT/results.csv                 one row per finished trial of the spec, rewritten atomically
 
 A file is written to a temporary name in the same folder, flushed, fsync'ed and renamed over the
@@ -26,11 +27,13 @@ that another process is using the folder.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,11 @@ class SweepStore:
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.trials_dir / trial_id
+
+    def checkpoint_path(self, trial_ids: Sequence[str]) -> Path:
+        """Where the run of these trials (one, or a vmapped batch) saves its state."""
+        digest = hashlib.sha256("\n".join(trial_ids).encode()).hexdigest()[:20]
+        return self.root / "checkpoints" / f"{digest}.npz"
 
     def finished_ids(self) -> set[str]:
         """Trials whose ``metrics.json`` exists and parses."""

@@ -21,6 +21,8 @@ __all__ = [
     "unpad",
     "stack_records",
     "trial_book",
+    "history_meta",
+    "resumed_history",
     "trial_meta",
     "batch_start",
 ]
@@ -92,7 +94,9 @@ def trial_book(
             np.full(size, -1, np.int64),
         )
     if n_trials is None:
-        raise ValueError("trials= describes a batch: the state must have a leading trial axis.")
+        raise ValueError(
+            "resumed['trials'] describes a batch: the state must have a leading trial axis."
+        )
     try:
         cols = [
             np.asarray(saved["active"], bool),
@@ -102,12 +106,12 @@ def trial_book(
         ]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(
-            "trials= must be what a batched checkpoint saved under 'trials' (active, "
+            "resumed['trials'] must be what a batched checkpoint saved (active, "
             f"diverged_at, diverged_cause, stop_rule_at): {type(e).__name__}: {e}."
         ) from None
     if any(c.shape != (n_trials,) for c in cols):
         raise ValueError(
-            f"trials= describes {[c.shape for c in cols]} trials, the state {n_trials}."
+            f"resumed['trials'] describes {[c.shape for c in cols]} trials, the state {n_trials}."
         )
     return tuple(np.concatenate([c, np.repeat(c[-1:], size - n_trials)]) for c in cols)
 
@@ -132,3 +136,18 @@ def batch_start(iterations: np.ndarray, active: np.ndarray) -> int:
             f"{sorted(set(live.tolist()))}."
         )
     return int(live[0]) if live.size else int(iterations.max())
+
+
+def history_meta(history: list[tuple[int, Any]]) -> list:
+    """``kl_history`` as a checkpoint saves it (JSON: a batch's KLs as lists, NaN kept)."""
+    return [[int(t), np.asarray(v).tolist()] for t, v in history]
+
+
+def resumed_history(saved: Any, batched: bool, dtype: Any) -> list[tuple[int, Any]]:
+    """A saved (or earlier call's) ``kl_history`` in the form the loop records: ``(t, float)``,
+    or ``(t, (n_trials,) array)`` in the embedding's dtype for a batch."""
+    if not saved:
+        return []
+    if batched:
+        return [(int(t), np.asarray(v, dtype)) for t, v in saved]
+    return [(int(t), float(v)) for t, v in saved]

@@ -73,6 +73,8 @@ class BatchResult(NamedTuple):
     early_exaggeration_iter: np.ndarray | None = None
     # (n_trials,) where each trial's stopping rule stopped it (-1: it did not); None without
     stop_rule_at: np.ndarray | None = None
+    # the checkpoint's iteration the batch went on from (0: fresh)
+    resumed_from: int = 0
 
     @property
     def trial_iter(self) -> np.ndarray:
@@ -182,7 +184,8 @@ def fit_batch(
         trials are frozen and where (diverged, stopped by their rule, at their own length)
         and each rule's record, so it ends as the uninterrupted batch. Saved every
         ``checkpoint_every`` iterations (default the chunk size), at the end and when a
-        callback stops the batch. ``kl_history`` then holds what this call ran.
+        callback stops the batch. Each save carries the KL history, so a resumed batch's
+        ``kl_history`` is whole; ``resumed_from`` says where it went on.
 
     Returns:
       a :class:`BatchResult`. A trial that diverges is frozen at its last finite state and
@@ -291,19 +294,20 @@ def fit_batch(
         phases = Phases.stack(tables)
     total = max(c.total_iter for c in configs)
     chunk = configs[0].chunk_size
-    state, trials, saver = init_state(Y0, optimizer), None, None
+    state, saved, saver = init_state(Y0, optimizer), None, None
     if checkpoint is not None:
         digest = ck.fingerprint([ck.config_fingerprint(c) for c in configs], keys, Y0, P)
-        state, trials = _resume(checkpoint, optimizer, state, digest, total, stages)
+        state, saved = _resume(checkpoint, optimizer, state, digest, total, stages)
         meta = {"fingerprint": digest, "total_iter": total}
         record = None if stages is None else lambda: {"stopping": stages.record()}
         saver = ck.Checkpoint(checkpoint, checkpoint_every, meta, record)
-    start = batch_start(np.asarray(state.iteration), np.asarray(_live(trials, n_trials)))
+    live = np.asarray([True] * n_trials if saved is None else saved["trials"]["active"])
+    start = batch_start(np.asarray(state.iteration), live)
     result = optimize(
         stepper,
         state,
         P,
-        total - start if np.any(_live(trials, n_trials)) else 0,
+        total - start if live.any() else 0,
         phases=phases,
         chunk_size=chunk,
         mesh=mesh,
@@ -315,13 +319,13 @@ def fit_batch(
         stop=stages,
         stop_every=None if stages is None else stages.next_check,
         checkpoint=saver,
-        trials=trials,
+        resumed=saved,
     )
     timings["compile"] = result.compile_seconds
     timings["compile_ahead"] = result.ahead_seconds
     timings["optimize"] = result.run_seconds
     timings["total"] = time.perf_counter() - t_start
-    if result.kl_history:
+    if result.kl_history and result.kl_history[-1][0] == int(result.state.iteration.max()):
         kl = np.asarray(result.kl_history[-1][1], np.float64)
     else:  # nothing ran (a finished batch resumed, or no iterations)
         kl = _final_kl(stepper, result.state, P, P_axis, phases, result.diverged_at)
@@ -343,17 +347,14 @@ def fit_batch(
         result.diverged_cause,
         np.asarray(early, np.int64) if stages is None else stages.ended.copy(),
         None if stages is None else stages.stopped_at.copy(),
+        0 if saved is None else int(saved["iteration"]),
     )
-
-
-def _live(trials: dict | None, n_trials: int) -> list[bool]:
-    return [True] * n_trials if trials is None else trials["active"]
 
 
 def _resume(
     path: Any, optimizer: Any, state: TSNEState, digest: str, total: int, stages: Any
 ) -> tuple[TSNEState, dict | None]:
-    """The batch's state and per-trial bookkeeping saved at ``path`` (fresh if none is)."""
+    """The batch's state and the metadata saved with it at ``path`` (fresh if none is)."""
     if not Path(path).exists():
         return state, None
     # Uncommitted, as a fresh state is: optimize lays it out (on a mesh, say) as it does one.
@@ -367,7 +368,7 @@ def _resume(
         )
     if stages is not None:
         stages.restore(meta["stopping"])
-    return state, meta["trials"]
+    return state, meta
 
 
 def _final_kl(

@@ -68,6 +68,7 @@ class TSNEResult(NamedTuple):
     neighbors: KNNGraph | None = None  # the kNN graph P came from (None: P was given)
     phases: Phases | None = None  # the phase table that was run (resume with it)
     records: Any = None  # per-step records (default: gradient norms)
+    resumed_from: int = 0  # the checkpoint's iteration the optimisation went on from (0: fresh)
 
 
 class Prepared(NamedTuple):
@@ -300,7 +301,8 @@ def fit(
         ``checkpoint_every`` iterations (default ``config.chunk_size``), at the end, when a
         callback stops the run, and on divergence. A resumed run ends with the same
         embedding as an uninterrupted one, with a stopping rule too (each save carries the
-        phase and what the rule's check was asked and said, which a resume replays).
+        phase and what the rule's check was asked and said, which a resume replays) and the
+        same ``kl_history`` (each save carries it); ``resumed_from`` says where it went on.
       mesh: a ``jax.sharding.Mesh`` with an axis ``"points"``: the embedding, P and the
         optimizer state are split by points over it (also across processes joined by
         ``jax.distributed``); the result's ``embedding`` is whole, its ``state`` stays
@@ -345,15 +347,16 @@ def fit(
     stopping = get_stopping(s)
     if stopping is not None:
         check_staged(config)
-    saver = resumed = None
+    saver = resumed = saved = None
     if checkpoint is not None:
         digests = ck.run_digests(config, key, Y0, P)
         first = next(digests)
         state = ck.resume(
             checkpoint, optimizer, state, itertools.chain([first], digests), config.total_iter
         )
-        if stopping is not None and int(state.iteration) > 0:
-            resumed = ck.load_meta(checkpoint).get("stopping")
+        saved = ck.load_meta(checkpoint) if int(state.iteration) > 0 else None
+        if stopping is not None and saved is not None:
+            resumed = saved.get("stopping")
             if resumed is None:
                 raise ValueError(
                     f"checkpoint {str(checkpoint)!r} holds no record of the stopping rule's "
@@ -369,6 +372,7 @@ def fit(
             callbacks=callbacks,
             callbacks_every=callbacks_every,
             checkpoint=saver,
+            resumed=saved,
         )
         early_iter = s.early_exaggeration_iter
     else:
@@ -383,6 +387,7 @@ def fit(
             callbacks_every=callbacks_every,
             checkpoint=saver,
             resumed=resumed,
+            history=None if saved is None else saved.get("kl_history"),
         )
     timings = dict(prep.timings)
     timings["compile"] = result.compile_seconds
@@ -412,4 +417,5 @@ def fit(
         prep.knn,
         phases,
         result.records,
+        0 if saved is None else int(saved["iteration"]),
     )

@@ -52,6 +52,8 @@ from tsnejax._loop_host import (
     advance_bar,
     batch_start,
     boundaries,
+    history_meta,
+    resumed_history,
     stack_records,
     stop_trials,
     trial_book,
@@ -212,7 +214,7 @@ def optimize(
     host_embedding: Callable[[Array], np.ndarray] | None = None,
     stop: Callable[[int, Any, Any], Any] | None = None,
     stop_every: int | Callable[[int], int | None] | None = None,
-    trials: Mapping | None = None,
+    resumed: Mapping | None = None,
 ) -> OptimizeResult:
     """Run ``n_iter`` iterations from ``state`` (resumable: pass the result's state on).
 
@@ -267,9 +269,10 @@ def optimize(
         frozen there while the others go on (the run ends when none is left).
         ``stop_rule_at`` says where. ``stop_every`` may also be a function ``t -> the next
         iteration to check at`` (``None``: no more), for checks at uneven iterations.
-      trials: a resumed batch's bookkeeping as its checkpoint saved it (meta key
-        ``"trials"``; every batched save carries it): trials not ``active`` stay frozen where
-        they stopped, and ``diverged_at``, ``diverged_cause`` and ``stop_rule_at`` go on.
+      resumed: the metadata saved with the checkpoint ``state`` was loaded from (every save
+        carries both parts): its ``"kl_history"`` heads this run's, and a batch's ``"trials"``
+        keeps frozen trials frozen where they stopped (``diverged_at``, ``diverged_cause``
+        and ``stop_rule_at`` go on).
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -298,7 +301,8 @@ def optimize(
         P_axis = chk.check_P_axis(P_axis, P, n_trials)
     batch = resolve_batch(batch)
     size = n_trials if not batched or mesh is None else -(-n_trials // mesh.size) * mesh.size
-    live, diverged, causes, stop_at = trial_book(size or 1, n_trials, trials)
+    resumed = {} if resumed is None else resumed
+    live, diverged, causes, stop_at = trial_book(size or 1, n_trials, resumed.get("trials"))
     if batched:
         start = batch_start(np.asarray(state.iteration), live[:n_trials])
         if mesh is not None:
@@ -325,7 +329,7 @@ def optimize(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_iter, desc="t-SNE", unit="it")
-    history: list[tuple[int, Any]] = []
+    history = resumed_history(resumed.get("kl_history"), batched, state.embedding.dtype)
     recs: list[Any] = []
     compile_s = run_s = ahead_s = 0.0
     n_compiles = 0
@@ -466,7 +470,7 @@ def optimize(
             # Saved after the checks at t, so a save records what they decided (a stopping
             # rule's record travels in the checkpoint: tsnejax.stopping.run_staged).
             if checkpoint is not None and (stopped or t % ck_every == 0 or t == end):
-                extra = {"iteration": t}
+                extra = {"iteration": t, "kl_history": history_meta(history)}
                 if batched:
                     extra["trials"] = trial_meta(active, diverged, causes, stop_at, n_trials)
                 checkpoint.save(unpad(state, n_trials), **extra)

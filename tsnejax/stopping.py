@@ -203,6 +203,7 @@ def run_staged(
     callbacks_every: int | None = None,
     checkpoint: Any = None,
     resumed: dict | None = None,
+    history: list | None = None,
 ) -> tuple[OptimizeResult, int, Phases]:
     """Early exaggeration until ``stopping`` ends it, then the main phase until it ends that.
 
@@ -217,6 +218,7 @@ def run_staged(
         check was asked and answered.
       resumed: that record, read back from the checkpoint ``state`` came from: the check is
         replayed to where it was, so the resumed run ends as the uninterrupted one.
+      history: the checkpoint's ``kl_history``, kept at the head of the result's.
 
     Returns:
       ``(result, iteration where early exaggeration ended, the phase table that ran)``.
@@ -238,6 +240,7 @@ def run_staged(
                 phases=phases,
                 stop=check,
                 checkpoint=saver,
+                resumed={"kl_history": history},
                 **kw,
             )
             state = first.state
@@ -257,6 +260,7 @@ def run_staged(
         phases=main_table,
         stop=check,
         checkpoint=saver,
+        resumed={"kl_history": history if first is None else first.kl_history},
         **kw,
     )
     if first is None:
@@ -264,7 +268,6 @@ def run_staged(
     records = jax.tree.map(lambda a, b: np.concatenate([a, b]), first.records, second.records)
     return (
         second._replace(
-            kl_history=first.kl_history + second.kl_history,
             records=records,
             compile_seconds=first.compile_seconds + second.compile_seconds,
             ahead_seconds=first.ahead_seconds + second.ahead_seconds,

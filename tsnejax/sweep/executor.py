@@ -91,6 +91,7 @@ def run_trial(
         t["optimize"],
         t["compile"],
         early_exaggeration_iter=r.early_exaggeration_iter if _ruled(cfg) else None,
+        resumed_from=r.resumed_from,
     )
 
 
@@ -126,7 +127,8 @@ def run_group(
         if r.diverged_at[b] >= 0:
             it = int(r.diverged_at[b])
             why = str(r.diverged_cause[b])
-            out.append(TrialRun(r.embeddings[b], float("nan"), hist, it - 1, it, 0.0, 0.0, why))
+            run = TrialRun(r.embeddings[b], float("nan"), hist, it - 1, it, 0.0, 0.0, why)
+            out.append(run._replace(resumed_from=r.resumed_from))
             continue
         seconds = r.timings["optimize"] / size
         out.append(
@@ -141,6 +143,7 @@ def run_group(
                 early_exaggeration_iter=(
                     int(r.early_exaggeration_iter[b]) if _ruled(cfgs[b]) else None
                 ),
+                resumed_from=r.resumed_from,
             )
         )
     return out

@@ -27,6 +27,7 @@ class TrialRun(NamedTuple):
     compile_seconds: float
     diverged_cause: str = ""  # "gradient", "update" or "step" (tsnejax.DivergenceError.cause)
     early_exaggeration_iter: int | None = None  # where a stopping rule ended it (else None)
+    resumed_from: int = 0  # the iteration its checkpoint held when the sweep resumed it
 
 
 def _summary_quality(m: dict) -> dict:
@@ -49,6 +50,7 @@ def score(ws: Workspace, trial: Trial, run: TrialRun, metrics: Sequence[str]) ->
             if run.early_exaggeration_iter is None
             else {"early_exaggeration_iter": run.early_exaggeration_iter}
         ),
+        **({"resumed_from": run.resumed_from} if run.resumed_from else {}),
         "kl": run.kl,
         "kl_history": run.kl_history,
         "seconds": run.seconds,

@@ -383,7 +383,9 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     def mid_run() -> bool:
         for path in saves.glob("[!.]*.npz"):
             try:
-                return 60 <= load_meta(path)["iteration"] < 200  # past the first KL at 50
+                # past the first KL (50), and far enough from the end (200) that the batch
+                # cannot finish (and remove its save) between this look and the kill
+                return 60 <= load_meta(path)["iteration"] <= 120
             except ValueError:  # removed meanwhile (its trials were written)
                 return False
         return False

@@ -175,3 +175,21 @@ def test_custom_optax_optimizer(digits):
     t.fit(X)
     base = TSNE(random_state=0, early_exaggeration_iter=0, n_iter=0).fit(X)
     assert t.kl_divergence_ < base.kl_divergence_
+
+
+def test_a_checkpointed_fit_resumes_to_the_uninterrupted_one(digits, tmp_path):
+    X = digits[0][:400]
+    params = dict(random_state=0, n_iter=100, early_exaggeration_iter=100)
+    full = TSNE(**params).fit(X)
+    path = tmp_path / "tsne.npz"
+    TSNE(**params).fit(X, checkpoint=path, callbacks=lambda it, kl, Y: it >= 150)
+    resumed = TSNE(**params).fit(X, checkpoint=path, checkpoint_every=25)
+    assert resumed.resumed_from_ == 150 and full.resumed_from_ == 0
+    np.testing.assert_array_equal(resumed.embedding_, full.embedding_)
+    assert resumed.kl_history_ == full.kl_history_ and resumed.n_iter_ == 200
+    # A seed drawn at every fit could never resume; pBIC runs candidate fits of its own.
+    with pytest.raises(ValueError, match="checkpoint= needs a fixed random_state"):
+        TSNE(n_iter=100).fit(X, checkpoint=tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="needs X and no \\['checkpoint'\\]"):
+        TSNE(perplexity="pbic", random_state=0).fit(X, checkpoint=tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()

@@ -173,10 +173,11 @@ def pbic_perplexity(
     """``config`` with the perplexity ``TSNE(perplexity="pbic")`` chooses on ``X``, the
     candidates' pBIC and the chosen candidate's fit when it is the one ``fit`` would run (single
     fits; no callbacks to call, no initial array); ``(config, None, None)`` when the perplexity
-    was given. ``given``: fit's ``affinities``, ``neighbors``, ``callbacks`` and ``init``."""
+    was given. ``given``: fit's ``affinities``, ``neighbors``, ``callbacks``, ``init`` and
+    ``checkpoint``."""
     if not (isinstance(est.perplexity, str) and est.perplexity == PBIC):
         return config, None, None
-    blocked = [k for k in ("affinities", "neighbors") if given[k] is not None]
+    blocked = [k for k in ("affinities", "neighbors", "checkpoint") if given[k] is not None]
     blocked += ["mesh"] if est.mesh is not None else []
     if X is None or blocked:
         raise ValueError(
@@ -192,6 +193,40 @@ def pbic_perplexity(
         seconds = time.perf_counter() - t0  # every candidate's run, the kNN search included
         chosen = chosen._replace(timings={**chosen.timings, "select_perplexity": seconds})
     return config.replace(perplexity=sel.perplexity), pbic, chosen
+
+
+def check_resumable(random_state: Any, checkpoint: Any) -> None:
+    """A checkpointed fit needs a seed that is the same at every fit."""
+    drawn = (type(None), np.random.RandomState, np.random.Generator)
+    if checkpoint is not None and isinstance(random_state, drawn):
+        raise ValueError(
+            f"checkpoint= needs a fixed random_state (an int or key), got "
+            f"{type(random_state).__name__}: every fit draws another key from it, so no rerun "
+            "could resume the run."
+        )
+
+
+def fitted_attributes(result: Any, config: TSNEConfig, seed: Any) -> dict[str, Any]:
+    """The attributes a :class:`tsnejax.TSNE` fit sets from the run's ``result``
+    (:class:`tsnejax.TSNEResult`)."""
+    return {
+        "config_": config,
+        "perplexity_": config.affinities.perplexity,
+        "embedding_": np.asarray(result.embedding),
+        "kl_divergence_": float(result.kl_divergence),
+        "n_iter_": int(result.total_iter),  # both phases (n_iter counts the main phase)
+        "affinities_": result.affinities,
+        "state_": result.state,
+        "timings_": result.timings,
+        "kl_history_": result.kl_history,
+        "resumed_from_": int(result.resumed_from),
+        "method_": result.method,
+        "grids_": result.grids,
+        "n_compiles_": result.n_compiles,
+        "random_state_": seed,
+        "early_exaggeration_iter_": result.early_exaggeration_iter,
+        "neighbors_": result.neighbors,  # the kNN graph of X (None when P was given)
+    }
 
 
 def estimator_tags(est: Any, tags: Any) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,9 +17,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tsnejax._checks import key_of, resolve_seed
 from tsnejax._estimator_config import (
     check_picklable,
+    check_resumable,
     estimator_config,
     estimator_initialization,
     estimator_tags,
+    fitted_attributes,
     pbic_perplexity,
 )
 from tsnejax._scorer import trustworthiness_scorer
@@ -173,6 +176,8 @@ default="auto"
         Where the main phase began.
     kl_history_ : list of (int, float)
         KL at the end of every chunk: the convergence curve.
+    resumed_from_ : int
+        The iteration ``fit(X, checkpoint=...)`` went on from (0: a fresh run).
     affinities_ : tsnejax.Affinities
         The symmetric P in a padded sparse layout (its entries sum to 1).
     neighbors_ : tsnejax.KNNGraph or None
@@ -320,6 +325,8 @@ default="auto"
         neighbors: Any = None,
         callbacks: Any = (),
         callbacks_every: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
     ) -> TSNE:
         """Embed ``X`` of shape ``(n_samples, n_features)``; ``y`` is ignored.
 
@@ -343,6 +350,12 @@ default="auto"
         callbacks_every : int, optional
             Interval of the callbacks (default: the chunk size, 50); the embedding does not
             depend on it.
+        checkpoint : path, optional
+            An ``.npz`` state file saved every ``checkpoint_every`` iterations (default 50);
+            if it holds this fit's interrupted run (same data, settings and seed), the fit
+            goes on from there to the uninterrupted result (``resumed_from_``).
+        checkpoint_every : int, optional
+            Iterations between saves (any; the embedding does not depend on it).
 
         Returns
         -------
@@ -355,6 +368,7 @@ default="auto"
             validate_data(self, X, skip_check_array=True)  # n_features_in_, feature_names_in_
         else:
             Xv = None
+        check_resumable(self.random_state, checkpoint)
         seed = resolve_seed(self.random_state)
         if not callbacks and self.callbacks is not None:  # openTSNE's constructor form
             callbacks = self.callbacks
@@ -363,6 +377,7 @@ default="auto"
         init = None if isinstance(init, str) else init
         config = self._config()
         given = dict(affinities=affinities, neighbors=neighbors, callbacks=callbacks, init=init)
+        given["checkpoint"] = checkpoint
         config, self.pbic_, chosen = pbic_perplexity(self, key_of(seed), Xv, config, given)
         result: TSNEResult = chosen or fit(
             key_of(seed),
@@ -375,22 +390,11 @@ default="auto"
             callbacks_every=callbacks_every,
             verbose=self.verbose,
             mesh=self.mesh,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
         )
-        self.config_ = config
-        self.perplexity_ = config.affinities.perplexity
-        self.embedding_ = np.asarray(result.embedding)
-        self.kl_divergence_ = float(result.kl_divergence)
-        self.n_iter_ = int(result.total_iter)  # both phases (n_iter counts the main phase)
-        self.affinities_ = result.affinities
-        self.state_ = result.state
-        self.timings_ = result.timings
-        self.kl_history_ = result.kl_history
-        self.method_ = result.method
-        self.grids_ = result.grids
-        self.n_compiles_ = result.n_compiles
-        self.random_state_ = seed
-        self.early_exaggeration_iter_ = result.early_exaggeration_iter
-        self.neighbors_ = result.neighbors  # the kNN graph of X (None when P was given)
+        for name, value in fitted_attributes(result, config, seed).items():
+            setattr(self, name, value)
         # Memoised derived objects (the compiled step; the transform's graph index, built on
         # the first transform): one dict, so transform leaves __dict__ as it was.
         self._cache = {"stepper": result.stepper}

@@ -95,6 +95,42 @@ def test_trustworthiness_equals_sklearn(digits, k):
         M.trustworthiness(X[:20], Y[:20], 10)
 
 
+@pytest.mark.parametrize("k", [5, 30])
+def test_continuity_is_trustworthiness_with_the_roles_swapped(digits, k):
+    """Continuity equals scikit-learn's trustworthiness(Y, X): the input's neighbours ranked in
+    the embedding; it falls when the embedding tears input neighbours apart, while
+    trustworthiness (which penalises false neighbours) may not."""
+    from sklearn.manifold import trustworthiness
+
+    X = digits[0].astype(np.float64)
+    X = X + np.random.default_rng(0).uniform(-1e-3, 1e-3, X.shape)  # no tied input distances
+    Y = np.random.default_rng(1).normal(size=(len(X), 2))
+    Y[:, 0] += digits[1] * 3.0
+    Y = Y.astype(np.float32).astype(np.float64)
+    ref = trustworthiness(Y, X, n_neighbors=k)
+    assert M.continuity(X, Y, k) == pytest.approx(ref, abs=1e-6)
+    with jax.enable_x64(True):
+        assert M.continuity(X, Y, k) == pytest.approx(ref, abs=1e-12)
+    # Any metric: cosine (unit rows, blocked) and a metric scikit-learn computes agree with
+    # the full-matrix reference.
+    from sklearn.metrics import pairwise_distances
+
+    D = pairwise_distances(X, metric="cosine")
+    full = M.continuity(D, Y, k, metric="precomputed")
+    assert M.continuity(X, Y, k, metric="cosine") == pytest.approx(full, abs=1e-5)
+    assert M.continuity(X, Y, k, metric="manhattan") == pytest.approx(
+        M.continuity(pairwise_distances(X, metric="manhattan"), Y, k, metric="precomputed")
+    )
+    # Tearing: each class split in two far-apart halves keeps every embedding neighbour a
+    # true one (trustworthiness high) but loses half of some input neighbourhoods.
+    good = np.stack([digits[1] * 10.0, np.zeros(len(X))], 1) + Y * 0.1
+    torn = good + np.stack([(np.arange(len(X)) % 2) * 1000.0, np.zeros(len(X))], 1)
+    assert M.continuity(X, torn, k) < M.continuity(X, good, k) - 0.2  # 0.94 -> 0.62 at k = 5
+    assert abs(M.trustworthiness(X, torn, k) - M.trustworthiness(X, good, k)) < 0.01
+    with pytest.raises(ValueError, match="n_samples / 2 = 10 for continuity"):
+        M.continuity(X[:20], Y[:20], 10)
+
+
 def test_kl_exact_equals_dense_formula_and_exaggeration_forms():
     rng = np.random.default_rng(0)
     n = 300
@@ -177,6 +213,10 @@ def test_evaluate_agrees_with_the_single_metrics(blobs):
     assert out["knn_preservation_10"] == pytest.approx(M.knn_preservation(X, Y, 10))
     assert out["knn_accuracy_10"] == pytest.approx(M.knn_accuracy(Y, labels, 10))
     assert out["trustworthiness_5"] == pytest.approx(M.trustworthiness(X, Y, 5))
+    assert out["continuity_5"] == pytest.approx(M.continuity(X, Y, 5))
+    # a query subset: continuity searches X again for every point's neighbours
+    sub = M.evaluate(X, Y, labels, n_queries=50, key=jax.random.key(0))
+    assert sub["continuity_5"] == pytest.approx(M.continuity(X, Y, 5))
     assert {"knc_4", "cpd", "timings_seconds"} <= set(out)
 
 

@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             m = _metrics(args)
             extra = "".join(
                 f", {k}={m[k]:.4f}"
-                for k in ("knn_accuracy_10", "trustworthiness_5", "knn_preservation_10")
+                for k in ("knn_accuracy_10", "trustworthiness_5", "continuity_5")
                 if k in m
             )
             print(

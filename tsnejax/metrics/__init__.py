@@ -26,6 +26,7 @@ from tsnejax.metrics.global_structure import (
 )
 from tsnejax.metrics.neighborhood import (
     PrecisionRecall,
+    continuity,
     knn_accuracy,
     knn_preservation,
     nn_precision_recall,
@@ -41,6 +42,7 @@ __all__ = [
     "KobakBerensScores",
     "PrecisionRecall",
     "class_fragmentation",
+    "continuity",
     "cpd_score",
     "evaluate",
     "kl_divergence",

@@ -31,6 +31,7 @@ __all__ = [
     "nn_precision_recall",
     "knn_preservation",
     "trustworthiness",
+    "continuity",
     "knn_accuracy",
     "query_rows",
 ]
@@ -219,17 +220,51 @@ def trustworthiness(
         )
     X, Y = pair(X, Y)
     X = comparable(X, metric)
-    n = X.shape[0]
-    k = check_int("n_neighbors", n_neighbors, minimum=1)
-    if k >= n / 2:
-        raise ValueError(
-            f"n_neighbors={k} must be below n_samples / 2 = {n / 2:g} for trustworthiness."
-        )
+    k = _rank_k(n_neighbors, X.shape[0], "trustworthiness")
     return trustworthiness_from(X, exact_knn(Y, k).indices)
 
 
+def continuity(
+    X: ArrayLike, Y: ArrayLike, n_neighbors: int = 5, *, metric="euclidean", metric_params=None
+) -> float:
+    """Continuity (Venna & Kaski 2006), trustworthiness' dual:
+
+    .. math:: C(k) = 1 - \\frac{2}{n k (2n - 3k - 1)} \\sum_i \\sum_{j \\in V_i^k}
+              \\max(0, \\hat r(i, j) - k)
+
+    with ``V_i^k`` the k nearest neighbours of ``i`` in ``X`` (in ``metric``, as
+    :func:`trustworthiness` ranks) and ``r̂(i, j)`` the rank of ``j`` among ``i``'s neighbours
+    in the embedding (Euclidean, ties by index). Trustworthiness penalises embedding neighbours
+    that were far apart in ``X`` (false neighbours); continuity penalises input neighbours the
+    embedding tore apart (missed ones). It equals ``sklearn.manifold.trustworthiness(Y, X,
+    n_neighbors=k)``, the roles swapped. Requires ``n_neighbors < n / 2``.
+    """
+    check_metric(metric, metric_params)
+    if metric not in FAST_METRICS:  # neighbours from the full matrix, ties by index
+        from sklearn.metrics import pairwise_distances
+
+        D, Y = pair(X, Y)
+        if metric != "precomputed":
+            D = pairwise_distances(D, metric=metric, **metric_params_dict(metric_params))
+        k = _rank_k(n_neighbors, D.shape[0], "continuity")
+        D = np.array(D, np.float64)
+        np.fill_diagonal(D, np.inf)
+        return trustworthiness_from(Y, np.argsort(D, axis=1, kind="stable")[:, :k])
+    X, Y = pair(X, Y)
+    k = _rank_k(n_neighbors, X.shape[0], "continuity")
+    return trustworthiness_from(Y, exact_knn(comparable(X, metric), k).indices)
+
+
+def _rank_k(n_neighbors: int, n: int, name: str) -> int:
+    k = check_int("n_neighbors", n_neighbors, minimum=1)
+    if k >= n / 2:
+        raise ValueError(f"n_neighbors={k} must be below n_samples / 2 = {n / 2:g} for {name}.")
+    return k
+
+
 def trustworthiness_from(X: np.ndarray, emb_idx: Array) -> float:
-    """Trustworthiness given the embedding's ``(n, k)`` neighbour indices."""
+    """Trustworthiness given the embedding's ``(n, k)`` neighbour indices (ranked in ``X``);
+    with the roles swapped (``Y`` and the input's neighbours), continuity."""
     n, k = emb_idx.shape
     Xj = jnp.asarray(X, float_dtype())
     Xj = Xj - jnp.mean(Xj, axis=0)  # less cancellation in the matmul form of distances

@@ -67,13 +67,16 @@ def evaluate(
     x_neighbors: ArrayLike | None = None,
     metric: str = "euclidean",
 ) -> dict[str, Any]:
-    """NN precision/recall curves (k = 1..k_max), 10-NN preservation, trustworthiness and,
-    with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds each took.
+    """NN precision/recall curves (k = 1..k_max), 10-NN preservation, trustworthiness and
+    continuity and, with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds
+    each took.
 
     One exact kNN search in X (``k_max`` neighbours of the queries) and one in Y (all points)
-    serve the curves, the preservation, the accuracy and trustworthiness. ``global_scores=False``
-    skips KNC and CPD; ``trustworthiness=False`` skips trustworthiness. ``x_neighbors`` is the
-    search in X from :func:`input_neighbors` (same ``k_max``, ``n_queries``, ``key``), reused.
+    serve the curves, the preservation, the accuracy, trustworthiness and continuity (which
+    needs the search in X to cover every point, else searches X again).
+    ``global_scores=False`` skips KNC and CPD; ``trustworthiness=False`` skips trustworthiness
+    and continuity. ``x_neighbors`` is the search in X from :func:`input_neighbors` (same
+    ``k_max``, ``n_queries``, ``key``), reused.
     ``metric``: the input distance the neighbours in X are ranked by (``"cosine"`` and
     ``"correlation"``: Euclidean ranks of the unit rows, exactly; KNC's class means and CPD's
     distances are then those of the unit rows, CPD's ranks exactly the metric's).
@@ -113,12 +116,17 @@ def evaluate(
         out["knn_preservation_10"] = float(jnp.mean(hits(x_idx[:, :10], y_idx[:, :10])[:, -1]) / 10)
     timings["curves"] = time.perf_counter() - t0
 
-    if trustworthiness and n <= TRUSTWORTHINESS_MAX_N and trustworthiness_k < n / 2:
+    tk = trustworthiness_k
+    if trustworthiness and n <= TRUSTWORTHINESS_MAX_N and tk < n / 2:
         t0 = time.perf_counter()
-        out[f"trustworthiness_{trustworthiness_k}"] = trustworthiness_from(
-            X, y_all[:, :trustworthiness_k]
-        )
+        out[f"trustworthiness_{tk}"] = trustworthiness_from(X, y_all[:, :tk])
         timings["trustworthiness"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # Its dual ranks the input's neighbours in Y: those of every point (the query rows'
+        # search when it covered them all).
+        x_all = x_idx[:, :tk] if len(rows) == n and k_max >= tk else exact_knn(X, tk).indices
+        out[f"continuity_{tk}"] = trustworthiness_from(Y, x_all)
+        timings["continuity"] = time.perf_counter() - t0
     if labels is not None:
         labels = check_labels(labels, n)
         t0 = time.perf_counter()

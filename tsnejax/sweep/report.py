@@ -29,6 +29,7 @@ REPORT_METRICS = (
     "knn_accuracy_10",
     "knn_preservation_10",
     "trustworthiness_5",
+    "continuity_5",
     "cpd",
 )
 #: Most embeddings drawn in the small multiples.

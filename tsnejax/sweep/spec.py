@@ -61,7 +61,8 @@ __all__ = [
 #: Metric groups a spec may ask for. ``kl``: the backend's KL of the final embedding (free:
 #: computed in the last chunk). ``kl_exact``: exact KL (O(N^2) time, blocked; N <= 20000).
 #: ``quality``: NN precision/recall k = 1..30, 10-NN preservation and (with labels) 10-NN
-#: accuracy. ``trustworthiness``: k = 5 (N <= 20000). ``global``: KNC and CPD (labels needed).
+#: accuracy. ``trustworthiness``: trustworthiness and continuity, k = 5 (N <= 20000).
+#: ``global``: KNC and CPD (labels needed).
 METRICS = ("kl", "kl_exact", "quality", "trustworthiness", "global")
 #: ``auto`` picks per backend (see :func:`tsnejax.sweep.executor.choose_mode`).
 MODES = ("auto", "vmap", "sequential")

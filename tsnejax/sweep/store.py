@@ -65,6 +65,7 @@ TABLE_COLUMNS = (
     "nn_precision_10",
     "nn_precision_30",
     "trustworthiness_5",
+    "continuity_5",
     "knc_4",
     "cpd",
     "seconds",

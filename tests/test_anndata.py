@@ -75,6 +75,16 @@ def test_tl_tsne_key_added_copy_n_pcs_and_h5ad_round_trip(pbmc, tmp_path):
     out.write_h5ad(tmp_path / "a.h5ad")  # everything written to uns is storable
     back = anndata.read_h5ad(tmp_path / "a.h5ad")
     np.testing.assert_array_equal(back.obsm["X_tsne20"], out.obsm["X_tsne20"])
+    # An interrupted run (a callback stopped it at 90) resumes from its checkpoint.
+    ck, run = tmp_path / "tl.npz", dict(use_rep="X_pca", copy=True, random_state=0, **SHORT)
+    stop = dict(callbacks=lambda it, kl, Y: it >= 90, callbacks_every_iters=10)
+    assert (
+        tl.tsne(adata, checkpoint=ck, checkpoint_every=30, **stop, **run).uns["tsne"]["n_iter"]
+        == 90
+    )
+    resumed = tl.tsne(adata, checkpoint=ck, **run)
+    assert resumed.uns["tsne"]["resumed_from"] == 90
+    np.testing.assert_array_equal(resumed.obsm["X_tsne"], tl.tsne(adata, **run).obsm["X_tsne"])
 
 
 @pytest.mark.float32_only("scanpy's float32 graph against float64 distances")

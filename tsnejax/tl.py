@@ -183,6 +183,7 @@ def tsne(
     key_added: str | None = None,
     neighbors_key: str | None = None,
     copy: bool = False,
+    checkpoint: Any = None,
     **kwargs: Any,
 ) -> Any:
     """t-SNE of ``adata`` (scanpy's ``sc.tl.tsne`` arguments; tsnejax's defaults).
@@ -207,6 +208,9 @@ def tsne(
         default key) instead of searching; it needs at least ``perplexity`` neighbours per cell
         (3 x perplexity is the usual choice: ``sc.pp.neighbors(adata, n_neighbors=91)``).
       copy: work on and return a copy; otherwise ``adata`` is updated and ``None`` returned.
+      checkpoint: an ``.npz`` state file (``TSNE.fit``'s ``checkpoint``): a rerun after an
+        interruption goes on from it (``uns[...]["resumed_from"]``); ``checkpoint_every`` goes
+        in ``kwargs``.
       **kwargs: any other :class:`tsnejax.TSNE` parameter (``n_iter``, ``dof``,
         ``optimizer``, ``negative_gradient_method``, ...).
 
@@ -248,6 +252,7 @@ def tsne(
                 f"(about k/3 = {max(k // 3, 1)} is the usual ratio) or recompute it with "
                 f"sc.pp.neighbors(adata, n_neighbors={int(3 * perps.max()) + 1})."
             )
+    every = kwargs.pop("checkpoint_every", None)
     est = TSNE(
         perplexity=perplexity,
         early_exaggeration=early_exaggeration,
@@ -256,7 +261,7 @@ def tsne(
         metric=metric,
         **kwargs,
     )
-    est.fit(X, neighbors=neighbors)
+    est.fit(X, neighbors=neighbors, checkpoint=checkpoint, checkpoint_every=every)
     params = {
         "perplexity": perplexity,
         "early_exaggeration": early_exaggeration,
@@ -283,6 +288,7 @@ def _info(est: TSNE, params: dict[str, Any]) -> dict[str, Any]:
         "kl_divergence": float(est.kl_divergence_),
         "kl_history": est.kl_history_,
         "n_iter": int(est.n_iter_),
+        "resumed_from": int(est.resumed_from_),
         "method": str(est.method_),
         "timings": {k: float(v) for k, v in est.timings_.items()},
         "tsnejax_version": _version(),

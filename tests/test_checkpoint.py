@@ -217,3 +217,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_embedding(tmp_path):
     b = np.load(tmp_path / "b" / "embedding.npy")
     np.testing.assert_array_equal(a, b)
     assert killed_at["total_iter"] == 400 and 10 <= killed_at["iteration"] < 400
+    # metrics.json says where the run went on from, and its KL history is the whole run's
+    a_meta = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b_meta = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a_meta["resumed_from"] == killed_at["iteration"] and b_meta["resumed_from"] == 0
+    assert a_meta["kl_history"] == b_meta["kl_history"]

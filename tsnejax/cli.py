@@ -322,6 +322,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
         "config": config.flat(),
         "kl_divergence": result.kl_divergence,
         "total_iter": result.total_iter,
+        "resumed_from": result.resumed_from,  # the --checkpoint's iteration (0: a fresh run)
         "early_exaggeration_iter": result.early_exaggeration_iter,
         "kl_history": result.kl_history,
         "method": result.method,

@@ -42,6 +42,7 @@ from tsnejax.pipeline import (
     as_config,
     check_fit_memory,
     initial_embedding,
+    standing_kl,
 )
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases, TrialPhases
@@ -357,9 +358,7 @@ def _resume(
     """The batch's state and the metadata saved with it at ``path`` (fresh if none is)."""
     if not Path(path).exists():
         return state, None
-    # Uncommitted, as a fresh state is: optimize lays it out (on a mesh, say) as it does one.
-    saved = ck.resume(path, optimizer, state, digest, total)
-    state = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), saved)
+    state = ck.resume(path, optimizer, state, digest, total)
     meta = ck.load_meta(path)
     if "trials" not in meta or (stages is not None and "stopping" not in meta):
         raise ValueError(
@@ -375,7 +374,6 @@ def _final_kl(
     stepper: Stepper, state: TSNEState, P: Any, P_axis: int | None, phases: Any, diverged: Any
 ) -> np.ndarray:
     """Each trial's KL where it stands (nan where it diverged), when the loop ran nothing."""
-    kl_fn = jax.jit(stepper.kl_divergence, static_argnums=3)
     out = []
     for b, it in enumerate(np.asarray(state.iteration)):
         if diverged is not None and diverged[b] >= 0:
@@ -386,5 +384,5 @@ def _final_kl(
         table = phases.tables[b] if isinstance(phases, TrialPhases) else phases
         dof = np.asarray(table.at(int(it)).get("dof", 1.0))
         dof = dof if dof.ndim == 0 else dof[b]
-        out.append(float(kl_fn(Y, Pb, jnp.asarray(dof, Y.dtype), stepper.allocate(Y))))
+        out.append(standing_kl(stepper, Y, Pb, jnp.asarray(dof, Y.dtype)))
     return np.asarray(out, np.float64)

@@ -76,8 +76,9 @@ def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
 
 
 def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
-    """``loaded`` (host arrays) laid out as ``like`` is: split by points across the devices
-    (and processes) of a point-sharded run, or on one device."""
+    """``loaded`` laid out as ``like`` is: split by points across the devices (and processes)
+    of a point-sharded run; otherwise as loaded, uncommitted like a fresh state, so that
+    :func:`tsnejax.run.optimize` places it as it places one (a batch on a trials mesh)."""
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(like), strict=True):
         if np.shape(a) != np.shape(b):
             raise ValueError(
@@ -86,14 +87,15 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
                 "size, so resume it on a mesh of the size it was saved from."
             )
 
-    sharded = hasattr(like.embedding.sharding, "mesh")
+    if not hasattr(like.embedding.sharding, "mesh"):
+        return loaded
 
-    def place(a: Any, b: Any) -> Any:
+    def place(a: Any) -> Any:
         host = np.asarray(a)
-        sharding = point_layout(host.shape, like.embedding) if sharded else b.sharding
+        sharding = point_layout(host.shape, like.embedding)
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
-    return jax.tree.map(place, loaded, like)
+    return jax.tree.map(place, loaded)
 
 
 def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:

@@ -49,7 +49,15 @@ from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases
 from tsnejax.stopping import check_staged, get_stopping, run_staged
 
-__all__ = ["TSNEResult", "fit", "prepare", "initial_embedding", "Prepared", "check_fit_memory"]
+__all__ = [
+    "TSNEResult",
+    "fit",
+    "prepare",
+    "initial_embedding",
+    "Prepared",
+    "check_fit_memory",
+    "standing_kl",
+]
 
 
 class TSNEResult(NamedTuple):
@@ -69,6 +77,11 @@ class TSNEResult(NamedTuple):
     phases: Phases | None = None  # the phase table that was run (resume with it)
     records: Any = None  # per-step records (default: gradient norms)
     resumed_from: int = 0  # the checkpoint's iteration the optimisation went on from (0: fresh)
+
+
+def standing_kl(stepper: Stepper, Y: Any, P: Any, dof: Any) -> float:
+    """The backend's KL of ``Y`` (nats), for a run whose loop reported none (it ran nothing)."""
+    return float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P, dof, stepper.allocate(Y)))
 
 
 class Prepared(NamedTuple):
@@ -397,9 +410,7 @@ def fit(
     if result.kl_history and result.kl_history[-1][0] == int(result.state.iteration):
         kl = result.kl_history[-1][1]
     else:  # no iterations were run
-        grid = stepper.allocate(Y)
-        dof = phases.at(int(result.state.iteration))["dof"]
-        kl = float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P_run, dof, grid))
+        kl = standing_kl(stepper, Y, P_run, phases.at(int(result.state.iteration))["dof"])
     timings["total"] = time.perf_counter() - t_start
     return TSNEResult(
         np.asarray(Y) if view is None else view(Y),

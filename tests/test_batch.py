@@ -105,6 +105,39 @@ def test_fit_batch_over_perplexities_pads_P(X):
         assert batch.kl_divergence[i] == pytest.approx(single.kl_divergence, rel=1e-3)
 
 
+def test_fit_batch_takes_a_precomputed_graph_and_records_every_step(X):
+    """``neighbors=`` as ``fit`` takes it (each trial's P calibrated on the whole graph; X may
+    be left out), and ``record``/``records``: each trial's steps, zeros once it froze (under
+    vmap too, which runs a frozen trial's steps and undoes them)."""
+    graph = tsnejax.knn.exact_knn(X, 90)
+    base = TSNEConfig.make(**SHORT)
+    configs = [base.replace(perplexity=10.0), base, base.replace(learning_rate=1e12)]
+    keys = list(jax.random.split(jax.random.key(0), 3))
+    mapped = tsnejax.fit_batch(keys, X, configs, neighbors=graph, batch="map")
+    assert mapped.neighbors is not None and mapped.records.shape == (3, 100)
+    for i in range(2):
+        single = tsnejax.fit(keys[i], X, configs[i], neighbors=graph)
+        np.testing.assert_array_equal(mapped.embeddings[i], single.embedding)
+        np.testing.assert_array_equal(mapped.records[i], single.records)
+    d = int(mapped.diverged_at[2])
+    assert 0 < d < 100 and (mapped.records[2, d:] == 0).all() and (mapped.records[2, :d] > 0).all()
+    vmapped = tsnejax.fit_batch(keys, X, configs, neighbors=graph, batch="vmap")
+    assert vmapped.diverged_at[2] == d and (vmapped.records[2, d:] == 0).all()
+    # A record of one's own, per trial and step; X left out (random starts).
+    norms = lambda state, info: {"norm": info.grad_norm, "it": state.iteration}  # noqa: E731
+    pairs = (graph.indices, graph.distances)
+    randomly = [c.replace(initialization="random") for c in configs]
+    own = tsnejax.fit_batch(keys, None, randomly, neighbors=pairs, batch="map", record=norms)
+    assert own.embeddings.shape == (3, len(X), 2) and own.records["norm"].shape == (3, 100)
+    np.testing.assert_array_equal(own.records["it"][0], np.arange(1, 101))
+    with pytest.raises(ValueError, match="not a precomputed kNN graph"):
+        tsnejax.fit_batch(keys, X, configs, neighbors="ivf")
+    with pytest.raises(ValueError, match="affinities or neighbors, not both"):
+        tsnejax.fit_batch(keys, X, configs, neighbors=graph, affinities=mapped.affinities)
+    with pytest.raises(ValueError, match="describes 500 points but X has 400"):
+        tsnejax.fit_batch(keys, X[:400], configs, neighbors=graph)
+
+
 def test_fit_batch_rejects_static_differences(X):
     base = TSNEConfig.make(**SHORT)
     with pytest.raises(ValueError, match="configs\\[1\\] differ in static settings: optimizer"):

@@ -43,6 +43,8 @@ def _same(got, ref):
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
     np.testing.assert_array_equal(got.diverged_cause, ref.diverged_cause)
     np.testing.assert_array_equal(got.kl_divergence, ref.kl_divergence)
+    # every step's gradient norm, the saved part first; zeros after a trial froze
+    np.testing.assert_array_equal(got.records, ref.records)
     # the history saved with the checkpoint heads the resumed run's (the cut run's callback
     # points add entries)
     hist = dict(got.kl_history)
@@ -106,14 +108,21 @@ def test_optimize_keeps_a_resumed_batchs_frozen_trials_frozen(digits):
         "diverged_cause": ["", "", ""],
         "stop_rule_at": [-1, 20, -1],
     }
-    saved = {"trials": book, "kl_history": first.kl_history}
+    saved = {"trials": book, "kl_history": first.kl_history, "records": [first.records]}
     more = optimize(step, first.state, P, 30, phases=phases, resumed=saved)
     np.testing.assert_array_equal(more.state.embedding[1], first.state.embedding[1])
     assert [t for t, _ in more.kl_history] == [20, 50]  # the earlier history heads it
+    assert more.records.shape == (3, 50)  # and the earlier records
+    np.testing.assert_array_equal(more.records[:, :20], first.records)
+    assert (more.records[1, 20:] == 0).all() and (more.records[[0, 2], 20:] > 0).all()
+    with pytest.raises(ValueError, match="resume with the record function"):
+        pair = lambda s, i: (i.grad_norm, i.grad_norm)  # noqa: E731
+        optimize(step, first.state, P, 10, phases=phases, resumed=saved, record=pair)
     assert more.state.iteration.tolist() == [50, 20, 50]
     assert more.stop_rule_at.tolist() == [-1, 20, -1]
     whole = optimize(step, state, P, 50, phases=phases)
     np.testing.assert_array_equal(more.state.embedding[0], whole.state.embedding[0])
+    np.testing.assert_array_equal(more.records[0], whole.records[0])
     # The running trials must share their iteration; the book must describe this batch.
     with pytest.raises(
         ValueError, match=r"every running trial at the same iteration, got \[20, 50\]"

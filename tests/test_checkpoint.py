@@ -30,6 +30,8 @@ def test_fit_checkpoint_resume_equals_uninterrupted(digits, key, tmp_path):
     assert resumed.total_iter == 250 and resumed.resumed_from == 100 and full.resumed_from == 0
     np.testing.assert_array_equal(resumed.embedding, full.embedding)
     assert resumed.kl_history == full.kl_history  # the saved part heads it
+    assert part.records.shape == (100,) and resumed.records.shape == (250,)  # and its records
+    np.testing.assert_array_equal(resumed.records, full.records)
     # A checkpoint from another run is refused.
     with pytest.raises(ValueError, match="different data, settings or key"):
         fit(jax.random.key(1), X, cfg, checkpoint=ck)
@@ -90,11 +92,13 @@ def test_a_stopping_rule_resumes_where_the_run_would_have_gone_on(
         np.testing.assert_array_equal(resumed.embedding, full.embedding)
         hist = dict(resumed.kl_history)  # the saved part heads it, with the callback points
         assert all(hist[t] == v for t, v in full.kl_history) and resumed.resumed_from == cut
+        np.testing.assert_array_equal(resumed.records, full.records)  # across the two phases
     # A finished run resumed runs nothing more: its rule had stopped it.
     again = fit(key, X, cfg, checkpoint=ck)
     assert again.total_iter == end and again.resumed_from == end and again.n_compiles == 0
     assert again.kl_divergence == full.kl_divergence
     np.testing.assert_array_equal(again.embedding, full.embedding)
+    np.testing.assert_array_equal(again.records, full.records)  # the saved ones, whole
 
 
 def _rewrite_meta(path, change):

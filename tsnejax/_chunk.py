@@ -76,7 +76,9 @@ def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record:
             st = jax.tree.map(lambda a, b: jnp.where(good, a, b), new, st)
             bad_at = jnp.where(ok & ~info.finite, new.iteration, bad_at)
             bad_cause = jnp.where(ok & ~info.finite, info.cause, bad_cause)
-            buf = jax.tree.map(lambda b, r: b.at[i].set(r), buf, record(new, info))
+            # A frozen trial's steps (run by vmap, undone above) record zeros, as under map.
+            rec = jax.tree.map(lambda r: jnp.where(ok, r, jnp.zeros_like(r)), record(new, info))
+            buf = jax.tree.map(lambda b, r: b.at[i].set(r), buf, rec)
             norm = jnp.where(good, info.gained_norm.astype(norm.dtype), norm)
             return st, good, bad_at, bad_cause, buf, norm
 

@@ -19,7 +19,7 @@ __all__ = [
     "stop_trials",
     "advance_bar",
     "unpad",
-    "stack_records",
+    "Records",
     "trial_book",
     "history_meta",
     "resumed_history",
@@ -34,7 +34,7 @@ class Checkpointer(Protocol):
 
     every: int
 
-    def save(self, state: Any, **extra: Any) -> Any: ...
+    def save(self, state: Any, *, records: Any = None, **extra: Any) -> Any: ...
 
 
 def boundaries(
@@ -78,6 +78,46 @@ def stack_records(recs: list, batched: bool, n_trials: int | None) -> Any:
     axis = 1 if batched else 0
     out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *recs)
     return unpad(out, n_trials)
+
+
+class Records:
+    """A run's per-step records: the head a checkpoint saved (its leaves, ``resumed["records"]``)
+    and the chunks this call adds (each a pytree of ``(length,)`` or ``(size, length)``
+    arrays)."""
+
+    def __init__(self, head: Sequence[Any] | None, batched: bool, n_trials: int | None):
+        self.head = None if head is None else [np.asarray(a) for a in head]
+        self.batched, self.n_trials = batched, n_trials
+        self.chunks: list[Any] = []
+
+    def append(self, chunk: Any) -> None:
+        self.chunks.append(chunk)
+
+    def stacked(self) -> Any:
+        """Everything recorded, stacked along the steps (the head first)."""
+        new = stack_records(self.chunks, self.batched, self.n_trials)
+        if self.head is None:
+            return new
+        if not self.chunks:  # nothing ran: the saved leaves (the tree's form is not saved)
+            return self.head[0] if len(self.head) == 1 else list(self.head)
+        leaves, treedef = jax.tree.flatten(new)
+        axis = 1 if self.batched else 0
+        if len(leaves) != len(self.head) or any(
+            np.delete(h.shape, axis).tolist() != np.delete(n.shape, axis).tolist()
+            for h, n in zip(self.head, leaves, strict=False)
+        ):
+            raise ValueError(
+                f"resumed['records'] holds {len(self.head)} arrays "
+                f"{[h.shape for h in self.head]} but this run's record returns "
+                f"{[n.shape for n in leaves]} per chunk: resume with the record function the "
+                "checkpoint was written with (or drop 'records' from resumed)."
+            )
+        both = [np.concatenate([h, n], axis=axis) for h, n in zip(self.head, leaves, strict=True)]
+        return jax.tree.unflatten(treedef, both)
+
+    def leaves(self) -> list[np.ndarray]:
+        """What a checkpoint saves: the leaves of :meth:`stacked`."""
+        return jax.tree.leaves(self.stacked())
 
 
 def trial_book(

@@ -42,6 +42,7 @@ from tsnejax.pipeline import (
     as_config,
     check_fit_memory,
     initial_embedding,
+    precomputed_graph,
     standing_kl,
 )
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
@@ -76,6 +77,9 @@ class BatchResult(NamedTuple):
     stop_rule_at: np.ndarray | None = None
     # the checkpoint's iteration the batch went on from (0: fresh)
     resumed_from: int = 0
+    # per trial and step, what ``record`` returned: (n_trials, total_iter, ...) (default: the
+    # gradient norm); zeros after a trial froze: its own are ``records[b, :trial_iter[b]]``
+    records: Any = None
 
     @property
     def trial_iter(self) -> np.ndarray:
@@ -157,11 +161,13 @@ def fit_batch(
     configs: TSNEConfig | Sequence[TSNEConfig] = TSNEConfig(),
     *,
     affinities: Affinities | Sequence[Affinities] | None = None,
+    neighbors: KNNGraph | tuple[Any, Any] | Any = None,
     initializations: Any = None,
     mesh: jax.sharding.Mesh | None = None,
     batch: str = "auto",
     callbacks: Sequence[Any] = (),
     callbacks_every: int | None = None,
+    record: Any = None,
     verbose: bool = False,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
@@ -175,11 +181,17 @@ def fit_batch(
       X: ``(n, d)`` data (may be omitted with ``affinities`` and ``initializations``).
       configs: one config for every trial, or one per key (a dict of flat names is a config).
       affinities: P shared by every trial, or one per trial (instead of X's kNN graph).
+      neighbors: a precomputed kNN graph for every trial, as :func:`tsnejax.fit` takes it
+        (a :class:`KNNGraph`, ``(indices, distances)`` or a sparse distance matrix): each
+        trial's P is calibrated on the whole graph, as its ``fit(neighbors=)`` does.
       initializations: an ``(n, d)`` array for every trial, or one per trial.
       mesh: shard the trials over its axis ``"trials"``.
       batch: ``"vmap"``, ``"map"`` or ``"auto"`` (:func:`tsnejax.run.optimize`): with
         ``"map"`` (the CPU default) each trial is its own ``fit`` up to rounding.
       callbacks: ``callback(iteration, kl (n_trials,), embeddings) -> stop``.
+      record: ``(state, info) -> pytree`` after every step (:func:`tsnejax.run.optimize`);
+        ``records`` stacks it per trial, ``(n_trials, total_iter, ...)`` (default: the
+        gradient norm).
       checkpoint: path of an ``.npz`` file. If it exists (from an interrupted batch with the
         same data, configs and keys) the batch resumes from it: every trial's state, which
         trials are frozen and where (diverged, stopped by their rule, at their own length)
@@ -229,18 +241,22 @@ def fit_batch(
     timings: dict[str, float] = {}
     split = [jax.random.split(k) for k in keys]
     Xv = check_input(X, configs[0].affinities.metric) if X is not None else None
-    if Xv is None and affinities is None:
-        raise ValueError("fit_batch needs X unless affinities are given.")
+    graph = _given_graph(neighbors, affinities, Xv)
+    if Xv is None and affinities is None and graph is None:
+        raise ValueError("fit_batch needs X unless affinities or precomputed neighbors are given.")
     shared = None if affinities is None else _as_list(affinities, n_trials, "affinities")[0]
     per_device = -(-n_trials // (mesh.size if mesh is not None else 1))
-    check_fit_memory(configs[0], Xv, affinities=shared, batch=per_device)
+    check_fit_memory(configs[0], Xv, affinities=shared, neighbors=graph, batch=per_device)
     knn = None
     t0 = time.perf_counter()
     if affinities is None:
-        n = Xv.shape[0]
+        n = Xv.shape[0] if graph is None else graph.indices.shape[0]
         for c in configs:
             check_perplexity(c.affinities.perplexity, n)
-        knn, subs = shared_graphs(Xv, configs, split[0][0])
+        if graph is None:
+            knn, subs = shared_graphs(Xv, configs, split[0][0])
+        else:  # every trial's P on the whole graph, as fit(neighbors=) calibrates it
+            knn, subs = graph, {affinity_key(c, n): graph for c in configs}
         timings["knn"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         built = {}
@@ -300,8 +316,8 @@ def fit_batch(
         digest = ck.fingerprint([ck.config_fingerprint(c) for c in configs], keys, Y0, P)
         state, saved = _resume(checkpoint, optimizer, state, digest, total, stages)
         meta = {"fingerprint": digest, "total_iter": total}
-        record = None if stages is None else lambda: {"stopping": stages.record()}
-        saver = ck.Checkpoint(checkpoint, checkpoint_every, meta, record)
+        annotate = None if stages is None else lambda: {"stopping": stages.record()}
+        saver = ck.Checkpoint(checkpoint, checkpoint_every, meta, annotate)
     live = np.asarray([True] * n_trials if saved is None else saved["trials"]["active"])
     start = batch_start(np.asarray(state.iteration), live)
     result = optimize(
@@ -319,6 +335,7 @@ def fit_batch(
         verbose=verbose,
         stop=stages,
         stop_every=None if stages is None else stages.next_check,
+        record=record,
         checkpoint=saver,
         resumed=saved,
     )
@@ -349,7 +366,31 @@ def fit_batch(
         np.asarray(early, np.int64) if stages is None else stages.ended.copy(),
         None if stages is None else stages.stopped_at.copy(),
         0 if saved is None else int(saved["iteration"]),
+        result.records,
     )
+
+
+def _given_graph(neighbors: Any, affinities: Any, X: Any) -> KNNGraph | None:
+    """``fit_batch``'s ``neighbors``, checked: a precomputed graph of X's points, or None."""
+    if neighbors is None:
+        return None
+    if affinities is not None:
+        raise ValueError(
+            "fit_batch: pass affinities or neighbors, not both (P would ignore the graph)."
+        )
+    graph = precomputed_graph(neighbors)
+    if graph is None:
+        raise ValueError(
+            f"fit_batch: neighbors={neighbors!r} is not a precomputed kNN graph (a KNNGraph, "
+            "(indices, distances) or a sparse distance matrix); a search method is each "
+            "config's setting: configs=[c.replace(neighbors=...) for c in configs]."
+        )
+    if X is not None and graph.indices.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"fit_batch: neighbors describes {graph.indices.shape[0]} points but X has "
+            f"{X.shape[0]} rows."
+        )
+    return graph
 
 
 def _resume(
@@ -359,7 +400,7 @@ def _resume(
     if not Path(path).exists():
         return state, None
     state = ck.resume(path, optimizer, state, digest, total)
-    meta = ck.load_meta(path)
+    meta = ck.load_resumed(path)
     if "trials" not in meta or (stages is not None and "stopping" not in meta):
         raise ValueError(
             f"checkpoint {str(path)!r} was not written by fit_batch (it holds no record of "

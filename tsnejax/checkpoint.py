@@ -31,6 +31,8 @@ __all__ = [
     "save_state",
     "load_state",
     "load_meta",
+    "load_records",
+    "load_resumed",
     "Checkpoint",
     "fingerprint",
     "config_fingerprint",
@@ -51,8 +53,14 @@ def _on_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
+def save_state(
+    path: str | os.PathLike, state: TSNEState, *, records: Any = None, **meta: Any
+) -> Path:
     """Write ``state`` (and JSON-serialisable ``meta``) to ``path`` atomically; returns the path.
+
+    ``records``: the run's per-step records so far (a list of arrays, the leaves of what
+    :func:`tsnejax.run.optimize`'s ``record`` returns, stacked), read back by
+    :func:`load_records`.
 
     A point-sharded state is saved whole (padding rows included); a state split across
     processes is gathered by every one of them and written by process 0, so ``path`` must be
@@ -63,8 +71,12 @@ def save_state(path: str | os.PathLike, state: TSNEState, **meta: Any) -> Path:
     leaves = jax.tree.leaves(state)
     spans = any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves)
     arrays = {f"leaf_{i:04d}": _on_host(x) for i, x in enumerate(leaves)}
+    records = [] if records is None else list(records)
+    arrays.update({f"record_{i:04d}": np.asarray(r) for i, r in enumerate(records)})
     if not spans or jax.process_index() == 0:
         header = {"format": _FORMAT, "n_leaves": len(leaves), "meta": meta}
+        if records:
+            header["n_records"] = len(records)
         arrays["meta"] = np.asarray(json.dumps(header))
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
@@ -98,7 +110,8 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
     return jax.tree.map(place, loaded)
 
 
-def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:
+def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+    """``(header, state leaves, record leaves)`` of a checkpoint file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist.")
@@ -106,6 +119,7 @@ def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["meta"]))
             leaves = [z[f"leaf_{i:04d}"] for i in range(header["n_leaves"])]
+            records = [z[f"record_{i:04d}"] for i in range(header.get("n_records", 0))]
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
         # numpy's own advice ("load it unsafely with allow_pickle=") does not apply here
         raise ValueError(
@@ -114,12 +128,31 @@ def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray]]:
         ) from e
     if header.get("format") != _FORMAT:
         raise ValueError(f"checkpoint {str(path)!r} has format {header.get('format')!r}.")
-    return header, leaves
+    return header, leaves, records
 
 
 def load_meta(path: str | os.PathLike) -> dict:
     """The ``meta`` saved with a checkpoint."""
     return _read(path)[0]["meta"]
+
+
+def load_records(path: str | os.PathLike) -> list[np.ndarray] | None:
+    """The per-step records saved with a checkpoint (the leaves of the run's ``records`` up to
+    its iteration), or ``None`` when the save holds none (written by ``save_state`` without
+    them, or before tsnejax saved them)."""
+    records = _read(path)[2]
+    return records or None
+
+
+def load_resumed(path: str | os.PathLike) -> dict:
+    """What :func:`tsnejax.run.optimize` takes as ``resumed`` to go on from a checkpoint: its
+    metadata (the KL history; a batch's trials) and, under ``"records"``, its per-step
+    records, so the resumed run's ``kl_history`` and ``records`` are the whole run's."""
+    header, _, records = _read(path)
+    meta = dict(header["meta"])
+    if records:
+        meta["records"] = records
+    return meta
 
 
 def load_state(path: str | os.PathLike, optimizer: optax.GradientTransformation) -> TSNEState:
@@ -128,7 +161,7 @@ def load_state(path: str | os.PathLike, optimizer: optax.GradientTransformation)
     Raises ``ValueError`` if the file is missing, corrupt, or was saved for an optimizer with a
     different state structure (shapes and dtypes are checked leaf by leaf).
     """
-    _, leaves = _read(path)
+    _, leaves, _ = _read(path)
     template = init_state(jnp.asarray(leaves[0]), optimizer)
     ref, treedef = jax.tree.flatten(template)
     if len(ref) != len(leaves):
@@ -164,9 +197,9 @@ class Checkpoint:
     meta: dict = dataclasses.field(default_factory=dict)
     annotate: Callable[[], dict] | None = None
 
-    def save(self, state: TSNEState, **extra: Any) -> Path:
+    def save(self, state: TSNEState, *, records: Any = None, **extra: Any) -> Path:
         more = {} if self.annotate is None else self.annotate()
-        return save_state(self.path, state, **{**self.meta, **more, **extra})
+        return save_state(self.path, state, records=records, **{**self.meta, **more, **extra})
 
 
 def fingerprint(*parts: Any) -> str:

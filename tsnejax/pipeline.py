@@ -57,6 +57,7 @@ __all__ = [
     "Prepared",
     "check_fit_memory",
     "standing_kl",
+    "precomputed_graph",
 ]
 
 
@@ -98,7 +99,10 @@ def _n_points(neighbors: Any) -> int:
     return int(neighbors.shape[0] if sp.issparse(neighbors) else np.shape(neighbors[0])[0])
 
 
-def _graph(X: Any, neighbors: Any, k: int, key: PRNGKey, mesh: Any, config: TSNEConfig) -> KNNGraph:
+def precomputed_graph(neighbors: Any) -> KNNGraph | None:
+    """``neighbors`` checked as a precomputed kNN graph (a :class:`KNNGraph`, ``(indices,
+    distances)`` or a sparse ``(n, n)`` distance matrix); ``None`` for a search's name or
+    effort (``"ivf"``, :class:`IVFSearch`)."""
     if isinstance(neighbors, KNNGraph):
         return precomputed_knn(neighbors.indices, neighbors.distances)
     if sp.issparse(neighbors):  # kneighbors_graph(mode="distance"), scanpy's obsp distances
@@ -106,6 +110,13 @@ def _graph(X: Any, neighbors: Any, k: int, key: PRNGKey, mesh: Any, config: TSNE
     effort = isinstance(neighbors, IVFSearch)  # a search's effort, not (indices, distances)
     if isinstance(neighbors, tuple | list) and len(neighbors) == 2 and not effort:
         return precomputed_knn(*neighbors)
+    return None
+
+
+def _graph(X: Any, neighbors: Any, k: int, key: PRNGKey, mesh: Any, config: TSNEConfig) -> KNNGraph:
+    given = precomputed_graph(neighbors)
+    if given is not None:
+        return given
     if X is None:
         raise ValueError("X is required unless affinities or precomputed neighbors are given.")
     a = config.affinities
@@ -367,7 +378,7 @@ def fit(
         state = ck.resume(
             checkpoint, optimizer, state, itertools.chain([first], digests), config.total_iter
         )
-        saved = ck.load_meta(checkpoint) if int(state.iteration) > 0 else None
+        saved = ck.load_resumed(checkpoint) if int(state.iteration) > 0 else None
         if stopping is not None and saved is not None:
             resumed = saved.get("stopping")
             if resumed is None:
@@ -400,7 +411,7 @@ def fit(
             callbacks_every=callbacks_every,
             checkpoint=saver,
             resumed=resumed,
-            history=None if saved is None else saved.get("kl_history"),
+            head=saved,
         )
     timings = dict(prep.timings)
     timings["compile"] = result.compile_seconds

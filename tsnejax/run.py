@@ -49,12 +49,12 @@ from tsnejax._device import auto_axes
 from tsnejax._diverge import CAUSES, DivergenceError, raise_divergence, spread, step_cause
 from tsnejax._loop_host import (
     Checkpointer,
+    Records,
     advance_bar,
     batch_start,
     boundaries,
     history_meta,
     resumed_history,
-    stack_records,
     stop_trials,
     trial_book,
     trial_meta,
@@ -269,10 +269,10 @@ def optimize(
         frozen there while the others go on (the run ends when none is left).
         ``stop_rule_at`` says where. ``stop_every`` may also be a function ``t -> the next
         iteration to check at`` (``None``: no more), for checks at uneven iterations.
-      resumed: the metadata saved with the checkpoint ``state`` was loaded from (every save
-        carries both parts): its ``"kl_history"`` heads this run's, and a batch's ``"trials"``
-        keeps frozen trials frozen where they stopped (``diverged_at``, ``diverged_cause``
-        and ``stop_rule_at`` go on).
+      resumed: ``checkpoint.load_resumed(path)`` of the save ``state`` was loaded from: its
+        ``"kl_history"`` and ``"records"`` head this run's, a batch's ``"trials"`` keeps
+        frozen trials frozen where they stopped (``diverged_at``, ``diverged_cause`` and
+        ``stop_rule_at`` go on). Each save passes ``records=`` (arrays) to ``save``.
 
     Raises:
       DivergenceError: a non-finite embedding or gradient, or an exploded step (one state);
@@ -330,7 +330,7 @@ def optimize(
 
         bar = tqdm(total=n_iter, desc="t-SNE", unit="it")
     history = resumed_history(resumed.get("kl_history"), batched, state.embedding.dtype)
-    recs: list[Any] = []
+    recs = Records(resumed.get("records"), batched, n_trials)
     compile_s = run_s = ahead_s = 0.0
     n_compiles = 0
     # Compile the next chunk's program while this one runs (tsnejax._ahead), for one state
@@ -473,7 +473,7 @@ def optimize(
                 extra = {"iteration": t, "kl_history": history_meta(history)}
                 if batched:
                     extra["trials"] = trial_meta(active, diverged, causes, stop_at, n_trials)
-                checkpoint.save(unpad(state, n_trials), **extra)
+                checkpoint.save(unpad(state, n_trials), records=recs.leaves(), **extra)
             if stopped:
                 break
         if collapsed and t < end:  # stopped early: judge the earlier collapses now
@@ -486,7 +486,7 @@ def optimize(
     return OptimizeResult(
         unpad(state, n_trials),
         history,
-        stack_records(recs, batched, n_trials),
+        recs.stacked(),
         compile_s,
         run_s,
         n_compiles,

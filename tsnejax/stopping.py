@@ -177,6 +177,13 @@ class _StagedSaver:
         return self.inner.save(state, stopping=self.record, **extra)
 
 
+def _head(first: OptimizeResult) -> dict:
+    """What the main phase's call goes on from: the early phase's KL history and records."""
+    leaves = jax.tree.leaves(first.records)
+    ran = any(np.shape(a)[0] for a in leaves)
+    return {"kl_history": first.kl_history, "records": leaves if ran else None}
+
+
 def switched_table(phases: Phases, early_iter: int, ended: int) -> tuple[Phases, Phases]:
     """``(main, ran)``: the main phase's table (from ``early_iter`` on in ``phases``) moved to
     start at ``ended``, where early exaggeration ended, and the whole table that then runs."""
@@ -203,7 +210,7 @@ def run_staged(
     callbacks_every: int | None = None,
     checkpoint: Any = None,
     resumed: dict | None = None,
-    history: list | None = None,
+    head: dict | None = None,
 ) -> tuple[OptimizeResult, int, Phases]:
     """Early exaggeration until ``stopping`` ends it, then the main phase until it ends that.
 
@@ -218,7 +225,8 @@ def run_staged(
         check was asked and answered.
       resumed: that record, read back from the checkpoint ``state`` came from: the check is
         replayed to where it was, so the resumed run ends as the uninterrupted one.
-      history: the checkpoint's ``kl_history``, kept at the head of the result's.
+      head: the checkpoint's ``kl_history`` and ``records`` (``checkpoint.load_resumed``), kept
+        at the head of the result's.
 
     Returns:
       ``(result, iteration where early exaggeration ended, the phase table that ran)``.
@@ -240,7 +248,7 @@ def run_staged(
                 phases=phases,
                 stop=check,
                 checkpoint=saver,
-                resumed={"kl_history": history},
+                resumed=head,
                 **kw,
             )
             state = first.state
@@ -260,15 +268,13 @@ def run_staged(
         phases=main_table,
         stop=check,
         checkpoint=saver,
-        resumed={"kl_history": history if first is None else first.kl_history},
+        resumed=head if first is None else _head(first),
         **kw,
     )
     if first is None:
         return second, ended, ran
-    records = jax.tree.map(lambda a, b: np.concatenate([a, b]), first.records, second.records)
     return (
         second._replace(
-            records=records,
             compile_seconds=first.compile_seconds + second.compile_seconds,
             ahead_seconds=first.ahead_seconds + second.ahead_seconds,
             run_seconds=first.run_seconds + second.run_seconds,

@@ -42,7 +42,11 @@ DEVICES_SCRIPT = textwrap.dedent(
         b = tsnejax.fit(jax.random.key(0), X, cfg, mesh=mesh,
                         callbacks=[lambda it, kl, Y: seen.append((it, Y.shape))],
                         callbacks_every=70)
+        # going on from a sharded result (TSNEResult.optimize) stays sharded and equal
+        c, d = a.optimize(30, exaggeration=2.0), b.optimize(30, exaggeration=2.0)
         out[method] = dict(
+            more=[float(np.abs(c.embedding - d.embedding).max() / np.abs(c.embedding).max()),
+                  d.total_iter, list(d.state.embedding.sharding.spec), list(d.embedding.shape)],
             rel=float(np.abs(a.embedding - b.embedding).max() / np.abs(a.embedding).max()),
             kl=[a.kl_divergence, b.kl_divergence], grids=[str(a.grids), str(b.grids)],
             compiles=[a.n_compiles, b.n_compiles], seen=seen,
@@ -128,6 +132,7 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path, methods):
         assert r["seen"] == [[70, [601, 2]], [140, [601, 2]]]
         assert r["spec"] == ["points"] and r["rows"] == 604
         assert r["shards"] == 4
+        assert r["more"][0] <= 1e-6 and r["more"][1:] == [230, ["points"], [601, 2]]
     if "exact" not in methods:
         return
     assert res["adam"]["rel"] <= 1e-6  # an Optax object with global-norm clipping

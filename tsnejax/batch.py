@@ -35,6 +35,7 @@ from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
+from tsnejax.extend import standing_kl
 from tsnejax.knn import KNNGraph, precomputed_knn
 from tsnejax.knn_metric import check_input, graph_search
 from tsnejax.pipeline import (
@@ -43,7 +44,6 @@ from tsnejax.pipeline import (
     check_fit_memory,
     initial_embedding,
     precomputed_graph,
-    standing_kl,
 )
 from tsnejax.run import Stepper, TSNEState, init_state, optimize
 from tsnejax.schedules import Phases, TrialPhases

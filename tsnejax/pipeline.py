@@ -36,6 +36,7 @@ from tsnejax.affinity import (
 )
 from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
 from tsnejax.config import INIT_METHODS, TSNEConfig
+from tsnejax.extend import optimize_more, standing_kl
 from tsnejax.knn import IVFSearch, KNNGraph, precomputed_knn
 from tsnejax.knn_metric import (
     FAST_METRICS,
@@ -56,7 +57,6 @@ __all__ = [
     "initial_embedding",
     "Prepared",
     "check_fit_memory",
-    "standing_kl",
     "precomputed_graph",
 ]
 
@@ -78,11 +78,20 @@ class TSNEResult(NamedTuple):
     phases: Phases | None = None  # the phase table that was run (resume with it)
     records: Any = None  # per-step records (default: gradient norms)
     resumed_from: int = 0  # the checkpoint's iteration the optimisation went on from (0: fresh)
+    config: TSNEConfig | None = None  # the config that ran
 
+    def optimize(self, n_iter: int, **values: Any) -> TSNEResult:
+        """``n_iter`` more iterations from where the run stands, as openTSNE's
+        ``TSNEEmbedding.optimize``: a new result, this one unchanged.
 
-def standing_kl(stepper: Stepper, Y: Any, P: Any, dof: Any) -> float:
-    """The backend's KL of ``Y`` (nats), for a run whose loop reported none (it ran nothing)."""
-    return float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P, dof, stepper.allocate(Y)))
+        Keyword values replace the run's last phase values: ``exaggeration``, ``learning_rate``
+        (a number, ``"N/12"`` or ``"auto"``: the config's rule at the new exaggeration, as is an
+        exaggeration given under an ``"auto"`` rate), ``momentum``, ``dof``, any injected
+        hyperparameter of the optimizer; ``callbacks``, ``callbacks_every``, ``record`` and
+        ``verbose`` as :func:`fit` takes them. The history, records (default ones) and phase
+        table of the result are the whole run's (:mod:`tsnejax.extend`).
+        """
+        return optimize_more(self, n_iter, **values)
 
 
 class Prepared(NamedTuple):
@@ -440,4 +449,5 @@ def fit(
         phases,
         result.records,
         0 if saved is None else int(saved["iteration"]),
+        config,
     )

@@ -1,0 +1,91 @@
+"""TSNEResult.optimize (openTSNE's TSNEEmbedding.optimize): going on from a finished run with
+the same or new values; the result before it is left as it was."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import tsnejax
+from tsnejax import run
+from tsnejax.schedules import Phases
+
+
+@pytest.fixture(scope="module")
+def X(digits):
+    return digits[0][:500]
+
+
+@pytest.mark.parametrize("method", ["exact", "interpolation"])
+def test_going_on_equals_the_longer_run(X, method):
+    """fit(n_iter=100) then .optimize(150) is fit(n_iter=250), bit for bit: embedding, KL
+    history, gradient norms; the step is the run's own (nothing compiles)."""
+    cfg = tsnejax.TSNEConfig.make(
+        n_iter=100, early_exaggeration_iter=100, negative_gradient_method=method
+    )
+    key = jax.random.key(0)
+    first = tsnejax.fit(key, X, cfg)
+    before = first.embedding.copy()
+    more = first.optimize(150)
+    longer = tsnejax.fit(key, X, cfg.replace(n_iter=250))
+    assert more.total_iter == 350 and more.n_compiles == 0 and more.config == first.config
+    np.testing.assert_array_equal(more.embedding, longer.embedding)
+    assert more.kl_history == longer.kl_history and more.kl_divergence == longer.kl_divergence
+    np.testing.assert_array_equal(more.records, longer.records)
+    assert more.phases.at(349) == longer.phases.at(349)
+    # the first result is untouched (openTSNE's inplace=False)
+    assert first.total_iter == 200 and len(first.records) == 200
+    np.testing.assert_array_equal(first.embedding, before)
+
+
+def test_new_values_replace_the_last_phases(X):
+    """An exaggeration under learning_rate="auto" takes openTSNE's n / exaggeration; values
+    given are the phase the run goes on with (equal to the loop given that phase)."""
+    cfg = tsnejax.TSNEConfig.make(
+        n_iter=100, early_exaggeration_iter=100, negative_gradient_method="exact"
+    )
+    first = tsnejax.fit(jax.random.key(0), X, cfg)
+    ex = first.optimize(60, exaggeration=4.0)
+    assert ex.phases.starts[-1] == 200 and ex.phases.at(200) == {
+        "exaggeration": 4.0,
+        "dof": 1.0,
+        "learning_rate": 500 / 4,
+        "momentum": 0.8,
+    }
+    phase = Phases.of(exaggeration=4.0, learning_rate=125.0, momentum=0.8, dof=1.0)
+    by_hand = run.optimize(first.stepper, first.state, first.affinities, 60, phases=phase)
+    np.testing.assert_array_equal(ex.embedding, np.asarray(by_hand.state.embedding))
+    # a rate expression, momentum and dof (a new dof is compiled in: one program)
+    heavy = ex.optimize(20, learning_rate="N/12", momentum=0.5, dof=0.5)
+    assert heavy.phases.at(260) == {
+        "exaggeration": 4.0,
+        "dof": 0.5,
+        "learning_rate": 500 / 12,
+        "momentum": 0.5,
+    }
+    assert heavy.total_iter == 280 and heavy.n_compiles == 1
+    assert [t for t, _ in heavy.kl_history][-2:] == [260, 280]
+    # a fixed rate in the config stays fixed under a new exaggeration
+    fixed = tsnejax.fit(jax.random.key(0), X, cfg.replace(learning_rate=200.0))
+    assert fixed.optimize(10, exaggeration=4.0).phases.at(200)["learning_rate"] == 200.0
+    with pytest.raises(ValueError, match="n_iter must be >= 0"):
+        first.optimize(-1)
+    with pytest.raises(ValueError, match=r"\['bogus'\] not in the optimizer state"):
+        first.optimize(10, bogus=1.0)
+
+
+def test_an_optax_objects_run_goes_on_with_its_own_rate(X):
+    cfg = tsnejax.TSNEConfig.make(
+        n_iter=30,
+        early_exaggeration_iter=30,
+        optimizer=optax.adam(1.0),
+        negative_gradient_method="exact",
+    )
+    first = tsnejax.fit(jax.random.key(0), X, cfg)
+    with pytest.raises(ValueError, match="an Optax object's learning rate is its own"):
+        first.optimize(10, learning_rate="auto")
+    more = first.optimize(20, exaggeration=3.0)
+    assert more.total_iter == 80 and more.phases.at(60)["exaggeration"] == 3.0
+    # a record of one's own: this call's steps only
+    own = first.optimize(5, record=lambda state, info: state.iteration)
+    np.testing.assert_array_equal(own.records, np.arange(61, 66))

@@ -89,3 +89,35 @@ def test_an_optax_objects_run_goes_on_with_its_own_rate(X):
     # a record of one's own: this call's steps only
     own = first.optimize(5, record=lambda state, info: state.iteration)
     np.testing.assert_array_equal(own.records, np.arange(61, 66))
+
+
+def test_a_batch_goes_on_as_the_longer_batch_and_per_trial_values(X):
+    """BatchResult.optimize: every finite trial goes on (a diverged one stays frozen), equal to
+    the longer batch bit for bit; values per trial equal each trial's own continuation."""
+    cfg = tsnejax.TSNEConfig.make(
+        n_iter=100, early_exaggeration_iter=100, negative_gradient_method="exact"
+    )
+    keys = list(jax.random.split(jax.random.key(0), 4))
+    rates = (100.0, "auto", "N/12", 1e12)  # the last one diverges
+    configs = [cfg.replace(learning_rate=lr) for lr in rates]
+    first = tsnejax.fit_batch(keys, X, configs, batch="map")
+    more = first.optimize(100)
+    longer = tsnejax.fit_batch(keys, X, [c.replace(n_iter=200) for c in configs], batch="map")
+    np.testing.assert_array_equal(more.embeddings, longer.embeddings)
+    np.testing.assert_array_equal(more.records, longer.records)
+    np.testing.assert_array_equal(more.kl_divergence, longer.kl_divergence)
+    assert more.trial_iter.tolist() == [300, 300, 300, first.trial_iter[3]]
+    assert more.diverged_at.tolist() == longer.diverged_at.tolist() and more.n_compiles == 0
+    assert [t for t, _ in more.kl_history] == [t for t, _ in longer.kl_history]
+    # one exaggeration per trial; the "auto" rate follows it, fixed rates stay
+    ex = first.optimize(40, exaggeration=[1.0, 2.0, 4.0, 4.0])
+    assert ex.phases.at(200)["learning_rate"][:3].tolist() == [100.0, 250.0, 500 / 12]
+    for i, e in enumerate((1.0, 2.0, 4.0)):
+        own = tsnejax.fit(keys[i], X, configs[i]).optimize(40, exaggeration=e)
+        np.testing.assert_array_equal(ex.embeddings[i], own.embedding)
+    with pytest.raises(ValueError, match="exaggeration has 2 values for 4 trials"):
+        first.optimize(10, exaggeration=[1.0, 2.0])
+    # trials that ended apart do not go on together
+    apart = tsnejax.fit_batch(keys[:2], X, [cfg, cfg.replace(n_iter=50)], batch="map")
+    with pytest.raises(ValueError, match=r"stand at iterations \[200, 150\]"):
+        apart.optimize(10)

@@ -35,7 +35,7 @@ from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
 from tsnejax.build import affinity_key, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
-from tsnejax.extend import standing_kl
+from tsnejax.extend import optimize_batch_more, standing_kls
 from tsnejax.knn import KNNGraph, precomputed_knn
 from tsnejax.knn_metric import check_input, graph_search
 from tsnejax.pipeline import (
@@ -80,6 +80,19 @@ class BatchResult(NamedTuple):
     # per trial and step, what ``record`` returned: (n_trials, total_iter, ...) (default: the
     # gradient norm); zeros after a trial froze: its own are ``records[b, :trial_iter[b]]``
     records: Any = None
+    configs: tuple[TSNEConfig, ...] | None = None  # each trial's config
+
+    def optimize(self, n_iter: int, **values: Any) -> BatchResult:
+        """``n_iter`` more iterations of every finite trial from where the batch stands, as
+        :meth:`tsnejax.TSNEResult.optimize` goes on with one run: a new result.
+
+        Keyword values (``exaggeration``, ``learning_rate``, ``momentum``, ``dof``, an
+        injected hyperparameter) are one number for every trial or one per trial; the
+        finite trials must share their iteration (diverged ones stay frozen). ``callbacks``,
+        ``callbacks_every``, ``record``, ``verbose``, ``mesh`` (the trials' mesh, to stay
+        sharded) and ``batch`` as :func:`fit_batch` takes them.
+        """
+        return optimize_batch_more(self, n_iter, **values)
 
     @property
     def trial_iter(self) -> np.ndarray:
@@ -346,7 +359,7 @@ def fit_batch(
     if result.kl_history and result.kl_history[-1][0] == int(result.state.iteration.max()):
         kl = np.asarray(result.kl_history[-1][1], np.float64)
     else:  # nothing ran (a finished batch resumed, or no iterations)
-        kl = _final_kl(stepper, result.state, P, P_axis, phases, result.diverged_at)
+        kl = standing_kls(stepper, result.state, P, P_axis, phases, result.diverged_at)
     return BatchResult(
         np.asarray(result.state.embedding),
         kl,
@@ -367,6 +380,7 @@ def fit_batch(
         None if stages is None else stages.stopped_at.copy(),
         0 if saved is None else int(saved["iteration"]),
         result.records,
+        tuple(configs),
     )
 
 
@@ -409,21 +423,3 @@ def _resume(
     if stages is not None:
         stages.restore(meta["stopping"])
     return state, meta
-
-
-def _final_kl(
-    stepper: Stepper, state: TSNEState, P: Any, P_axis: int | None, phases: Any, diverged: Any
-) -> np.ndarray:
-    """Each trial's KL where it stands (nan where it diverged), when the loop ran nothing."""
-    out = []
-    for b, it in enumerate(np.asarray(state.iteration)):
-        if diverged is not None and diverged[b] >= 0:
-            out.append(np.nan)
-            continue
-        Y = state.embedding[b]
-        Pb = P if P_axis is None else jax.tree.map(lambda a, b=b: a[b], P)
-        table = phases.tables[b] if isinstance(phases, TrialPhases) else phases
-        dof = np.asarray(table.at(int(it)).get("dof", 1.0))
-        dof = dof if dof.ndim == 0 else dof[b]
-        out.append(standing_kl(stepper, Y, Pb, jnp.asarray(dof, Y.dtype)))
-    return np.asarray(out, np.float64)

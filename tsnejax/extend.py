@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tsnejax import shard
@@ -23,9 +24,17 @@ from tsnejax._checks import check_int
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.optim import ADAPTIVE
 from tsnejax.run import Stepper, optimize
-from tsnejax.schedules import Phases, auto_learning_rate, resolve_learning_rate
+from tsnejax.schedules import Phases, TrialPhases, auto_learning_rate, resolve_learning_rate
 
-__all__ = ["optimize_more", "next_values", "standing_kl"]
+__all__ = [
+    "optimize_more",
+    "optimize_batch_more",
+    "next_values",
+    "extended",
+    "standing_kl",
+    "standing_kls",
+    "trial_table",
+]
 
 
 def standing_kl(stepper: Stepper, Y: Any, P: Any, dof: Any) -> float:
@@ -33,14 +42,39 @@ def standing_kl(stepper: Stepper, Y: Any, P: Any, dof: Any) -> float:
     return float(jax.jit(stepper.kl_divergence, static_argnums=3)(Y, P, dof, stepper.allocate(Y)))
 
 
-def next_values(result: Any, n: int, given: dict[str, Any]) -> dict[str, Any]:
-    """The phase values of the continuation: the run's last phase's, with ``given`` (``None``
-    entries left out) in place. ``learning_rate="auto"``, or an exaggeration given under an
-    ``"auto"`` learning rate, takes the config's rule at the new exaggeration (openTSNE's
-    ``n / exaggeration``), as each :meth:`optimize` call of openTSNE recomputes it."""
-    values = dict(result.phases.at(int(result.total_iter)))
+def standing_kls(
+    stepper: Stepper, state: Any, P: Any, P_axis: int | None, phases: Any, diverged: Any
+) -> np.ndarray:
+    """Each trial's KL where it stands (nan where it diverged), when the loop ran nothing."""
+    out = []
+    for b, it in enumerate(np.asarray(state.iteration)):
+        if diverged is not None and diverged[b] >= 0:
+            out.append(np.nan)
+            continue
+        Y = state.embedding[b]
+        Pb = P if P_axis is None else jax.tree.map(lambda a, b=b: a[b], P)
+        dof = np.asarray(trial_table(phases, b).at(int(it)).get("dof", 1.0))
+        out.append(standing_kl(stepper, Y, Pb, jnp.asarray(dof, Y.dtype)))
+    return np.asarray(out, np.float64)
+
+
+def trial_table(phases: Phases | TrialPhases, b: int) -> Phases:
+    """Trial ``b``'s own table of a batch's stacked ``Phases`` or ``TrialPhases``."""
+    if isinstance(phases, TrialPhases):
+        return phases.tables[b]
+    pick = [{k: v[b] if np.ndim(v) == 1 else v for k, v in vals.items()} for vals in phases.values]
+    return Phases(phases.starts, tuple(pick))
+
+
+def next_values(
+    values: dict[str, Any], config: Any, n: int, given: dict[str, Any]
+) -> dict[str, Any]:
+    """The phase values a run goes on with: ``values`` (its last phase's) with ``given``
+    (``None`` entries left out) in place. ``learning_rate="auto"``, or an exaggeration given
+    under an ``"auto"`` learning rate, takes ``config``'s rule at the new exaggeration
+    (openTSNE's ``n / exaggeration``), as each ``optimize`` call of openTSNE recomputes it."""
+    values = dict(values)
     given = {k: v for k, v in given.items() if v is not None}
-    config = result.config
     lr = given.get("learning_rate")
     auto = lr == "auto" or (
         lr is None
@@ -71,6 +105,15 @@ def next_values(result: Any, n: int, given: dict[str, Any]) -> dict[str, Any]:
     return {**values, **given}
 
 
+def extended(table: Phases, start: int, values: dict[str, Any]) -> Phases:
+    """``table``'s phases before ``start``, then ``values`` from ``start`` on."""
+    kept = [i for i, s in enumerate(table.starts) if s < start]
+    return Phases(
+        tuple(table.starts[i] for i in kept) + (start,),
+        tuple(table.values[i] for i in kept) + (values,),
+    )
+
+
 def optimize_more(
     result: Any,
     n_iter: int,
@@ -92,13 +135,9 @@ def optimize_more(
     given = dict(
         values, exaggeration=exaggeration, learning_rate=learning_rate, momentum=momentum, dof=dof
     )
-    phase = next_values(result, n, given)
     start = int(result.total_iter)
-    kept = [i for i, s in enumerate(result.phases.starts) if s < start]
-    phases = Phases(
-        tuple(result.phases.starts[i] for i in kept) + (start,),
-        tuple(result.phases.values[i] for i in kept) + (phase,),
-    )
+    phase = next_values(result.phases.at(start), result.config, n, given)
+    phases = extended(result.phases, start, phase)
     P, view = result.affinities, None
     mesh = getattr(result.state.embedding.sharding, "mesh", None)
     if mesh is not None and "points" in mesh.axis_names:  # a point-sharded run goes on sharded
@@ -143,5 +182,119 @@ def optimize_more(
         grids=grids,
         n_compiles=out.n_compiles,
         phases=phases,
+        records=out.records,
+    )
+
+
+def optimize_batch_more(
+    result: Any,
+    n_iter: int,
+    *,
+    exaggeration: Any = None,
+    learning_rate: Any = None,
+    momentum: Any = None,
+    dof: Any = None,
+    callbacks: Sequence[Any] = (),
+    callbacks_every: int | None = None,
+    record: Any = None,
+    verbose: bool = False,
+    mesh: Any = None,
+    batch: str = "auto",
+    **values: Any,
+) -> Any:
+    """``n_iter`` more iterations of every finite trial of a batch (see
+    :meth:`tsnejax.BatchResult.optimize`); a value is one for all trials or one per trial."""
+    n_iter = check_int("n_iter", n_iter, minimum=0)
+    t_start = time.perf_counter()
+    n_trials = len(result.embeddings)
+    finite = np.asarray(result.diverged_at) < 0
+    at = np.asarray(result.state.iteration)
+    if finite.any() and len(set(at[finite].tolist())) > 1:
+        raise ValueError(
+            f"BatchResult.optimize: the finite trials stand at iterations {at.tolist()}; a "
+            "batch goes on when they share one (a stopping rule or their own lengths ended "
+            "them apart): continue them apart, e.g. tsnejax.fit with each trial's config."
+        )
+    start = int(at[finite][0]) if finite.any() else int(at.max())
+    given = dict(
+        values, exaggeration=exaggeration, learning_rate=learning_rate, momentum=momentum, dof=dof
+    )
+    per_trial = {}
+    for k, v in given.items():
+        if v is not None and not isinstance(v, str) and np.ndim(v) == 1:
+            if len(v) != n_trials:
+                raise ValueError(f"{k} has {len(v)} values for {n_trials} trials.")
+            per_trial[k] = list(v)
+    n = result.affinities.n_points
+    configs = result.configs or (None,) * n_trials
+    tables = []
+    for b in range(n_trials):
+        mine = {k: per_trial[k][b] if k in per_trial else v for k, v in given.items()}
+        table = trial_table(result.phases, b)
+        values_b = next_values(table.at(start), configs[b], n, mine)
+        tables.append(extended(table, start, values_b))
+    if isinstance(result.phases, TrialPhases):
+        phases: Phases | TrialPhases = TrialPhases(tables)
+    else:
+        phases = Phases.stack(tables)
+    diverged = np.asarray(result.diverged_at)
+    causes = result.diverged_cause if result.diverged_cause is not None else [""] * n_trials
+    stop_at = result.stop_rule_at if result.stop_rule_at is not None else [-1] * n_trials
+    book = {
+        "active": finite.tolist(),
+        "diverged_at": diverged.tolist(),
+        "diverged_cause": [str(c) for c in causes],
+        "stop_rule_at": np.asarray(stop_at).tolist(),
+    }
+    state = result.state
+    if len(getattr(getattr(state.embedding, "sharding", None), "device_set", ())) > 1:
+        # Laid out over a trials mesh: taken back uncommitted, as a fresh state is, so that
+        # the loop places it for the mesh given (or for none).
+        state = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), state)
+    leaves = jax.tree.leaves(result.records)
+    head = leaves if record is None and len(leaves) == 1 and leaves[0].ndim == 2 else None
+    chunk = configs[0].chunk_size if configs[0] is not None else 50
+    out = optimize(
+        result.stepper,
+        state,
+        result.affinities,
+        n_iter if finite.any() else 0,
+        phases=phases,
+        chunk_size=chunk,
+        callbacks=callbacks,
+        callbacks_every=callbacks_every,
+        record=record,
+        verbose=verbose,
+        mesh=mesh,
+        batch=batch,
+        resumed={"kl_history": result.kl_history, "records": head, "trials": book},
+    )
+    end = int(np.asarray(out.state.iteration).max())
+    if out.kl_history and out.kl_history[-1][0] == end and n_iter > 0:
+        kl = np.asarray(out.kl_history[-1][1], np.float64)
+    else:
+        P_axis = 0 if np.ndim(result.affinities.neighbors) == 3 else None
+        kl = standing_kls(
+            result.stepper, out.state, result.affinities, P_axis, phases, out.diverged_at
+        )
+    timings = {
+        "compile": out.compile_seconds,
+        "compile_ahead": out.ahead_seconds,
+        "optimize": out.run_seconds,
+        "total": time.perf_counter() - t_start,
+    }
+    grids = list(result.grids) + [g for g in out.grids if g not in result.grids]
+    return result._replace(
+        embeddings=np.asarray(out.state.embedding),
+        kl_divergence=kl,
+        diverged_at=out.diverged_at,
+        kl_history=out.kl_history,
+        state=out.state,
+        phases=phases,
+        total_iter=max(int(result.total_iter), end),
+        timings=timings,
+        grids=grids,
+        n_compiles=out.n_compiles,
+        diverged_cause=out.diverged_cause,
         records=out.records,
     )

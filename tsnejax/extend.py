@@ -114,6 +114,17 @@ def extended(table: Phases, start: int, values: dict[str, Any]) -> Phases:
     )
 
 
+def _call_stats(out: Any, grids: list, t_start: float) -> tuple[dict[str, float], list]:
+    """This call's timings (compile time apart) and the run's grids with this call's added."""
+    timings = {
+        "compile": out.compile_seconds,
+        "compile_ahead": out.ahead_seconds,
+        "optimize": out.run_seconds,
+        "total": time.perf_counter() - t_start,
+    }
+    return timings, list(grids) + [g for g in out.grids if g not in grids]
+
+
 def optimize_more(
     result: Any,
     n_iter: int,
@@ -165,13 +176,7 @@ def optimize_more(
         kl = out.kl_history[-1][1]
     else:
         kl = standing_kl(result.stepper, Y, P, phases.at(end)["dof"])
-    timings = {
-        "compile": out.compile_seconds,
-        "compile_ahead": out.ahead_seconds,
-        "optimize": out.run_seconds,
-        "total": time.perf_counter() - t_start,
-    }
-    grids = list(result.grids) + [g for g in out.grids if g not in result.grids]
+    timings, grids = _call_stats(out, result.grids, t_start)
     return result._replace(
         embedding=np.asarray(Y) if view is None else view(Y),
         kl_divergence=kl,
@@ -277,13 +282,7 @@ def optimize_batch_more(
         kl = standing_kls(
             result.stepper, out.state, result.affinities, P_axis, phases, out.diverged_at
         )
-    timings = {
-        "compile": out.compile_seconds,
-        "compile_ahead": out.ahead_seconds,
-        "optimize": out.run_seconds,
-        "total": time.perf_counter() - t_start,
-    }
-    grids = list(result.grids) + [g for g in out.grids if g not in result.grids]
+    timings, grids = _call_stats(out, result.grids, t_start)
     return result._replace(
         embeddings=np.asarray(out.state.embedding),
         kl_divergence=kl,

@@ -4,8 +4,8 @@
 run stands (embedding, gains, velocity, iteration count), at the run's last phase values with
 the ones given replaced, and returns a new :class:`tsnejax.TSNEResult` whose history,
 records and phase table are the whole run's. Nothing is modified in place (openTSNE's
-``inplace=False``); the compiled step is the run's own, so nothing recompiles unless a new
-value is compiled in (a dof, a schedule).
+``inplace=False``); the compiled step is the run's own, so a program compiles only for a
+value compiled in (a new dof, a schedule) or a grid the run had not used.
 """
 
 from __future__ import annotations

@@ -70,6 +70,17 @@ def test_new_values_replace_the_last_phases(X):
     # a fixed rate in the config stays fixed under a new exaggeration
     fixed = tsnejax.fit(jax.random.key(0), X, cfg.replace(learning_rate=200.0))
     assert fixed.optimize(10, exaggeration=4.0).phases.at(200)["learning_rate"] == 200.0
+    # standing inside an exaggeration decay, "auto" needs the exaggeration to go on with
+    decay = cfg.replace(n_iter=20, exaggeration_decay="linear", exaggeration_decay_iter=100)
+    decaying = tsnejax.fit(jax.random.key(0), X, decay)
+    with pytest.raises(ValueError, match="exaggeration is a schedule where it stands"):
+        decaying.optimize(10, learning_rate="auto")
+    assert decaying.optimize(10, learning_rate="auto", exaggeration=2.0).phases.at(120) == {
+        "exaggeration": 2.0,
+        "dof": 1.0,
+        "learning_rate": 250.0,
+        "momentum": 0.8,
+    }
     with pytest.raises(ValueError, match="n_iter must be >= 0"):
         first.optimize(-1)
     with pytest.raises(ValueError, match=r"\['bogus'\] not in the optimizer state"):

@@ -91,7 +91,13 @@ def next_values(
                 "learning_rate='auto' needs the run's config with a registry optimizer (an "
                 "Optax object's learning rate is its own): pass a number."
             )
-        o, ex = config.optimizer, float(given.get("exaggeration", values["exaggeration"]))
+        o, ex = config.optimizer, given.get("exaggeration", values["exaggeration"])
+        if callable(ex):
+            raise ValueError(
+                "learning_rate='auto': the run's exaggeration is a schedule where it stands; "
+                "give exaggeration= too (or a learning_rate number)."
+            )
+        ex = float(ex)
         if o.transform in ADAPTIVE:
             given["learning_rate"] = float(ADAPTIVE_AUTO_LEARNING_RATE[o.transform])
         else:

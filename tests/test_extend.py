@@ -85,6 +85,20 @@ def test_new_values_replace_the_last_phases(X):
         first.optimize(-1)
     with pytest.raises(ValueError, match=r"\['bogus'\] not in the optimizer state"):
         first.optimize(10, bogus=1.0)
+    # values a config refuses are refused here too, before anything runs (a negative
+    # exaggeration or rate, a momentum of 1.5 ran; dof 0 and NaN diverged)
+    bad = [
+        ("exaggeration", -1.0, "exaggeration must be finite and > 0"),
+        ("exaggeration", float("nan"), "exaggeration must be finite and > 0"),
+        ("learning_rate", -5.0, "learning_rate must be finite and > 0"),
+        ("learning_rate", "N/0", "must give a rate > 0"),
+        ("momentum", 1.5, r"a momentum must be in \[0, 1\)"),
+        ("dof", 0.0, "dof must be finite and > 0"),
+        ("learning_rate", [1.0, 2.0], "learning_rate must be a real number"),
+    ]
+    for name, value, message in bad:
+        with pytest.raises(ValueError, match=message):
+            first.optimize(10, **{name: value})
 
 
 def test_an_optax_objects_run_goes_on_with_its_own_rate(X):

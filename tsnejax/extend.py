@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax import shard
-from tsnejax._checks import check_int
+from tsnejax._checks import check_dof, check_int, check_momentum, check_positive
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.optim import ADAPTIVE
 from tsnejax.run import Stepper, optimize
@@ -75,6 +75,9 @@ def next_values(
     (openTSNE's ``n / exaggeration``), as each ``optimize`` call of openTSNE recomputes it."""
     values = dict(values)
     given = {k: v for k, v in given.items() if v is not None}
+    for name, check in _CHECKS.items():
+        if name in given and not (name == "learning_rate" and isinstance(given[name], str)):
+            given[name] = check(name, given[name])
     lr = given.get("learning_rate")
     auto = lr == "auto" or (
         lr is None
@@ -109,6 +112,16 @@ def next_values(
             )
             given["learning_rate"] = float(rule(0))
     return {**values, **given}
+
+
+#: The phase values checked as a config checks them (an injected hyperparameter is the
+#: optimizer's to judge).
+_CHECKS = {
+    "exaggeration": check_positive,
+    "learning_rate": check_positive,
+    "momentum": check_momentum,
+    "dof": check_dof,
+}
 
 
 def extended(table: Phases, start: int, values: dict[str, Any]) -> Phases:

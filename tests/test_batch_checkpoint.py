@@ -118,6 +118,15 @@ def test_optimize_keeps_a_resumed_batchs_frozen_trials_frozen(digits):
     with pytest.raises(ValueError, match="resume with the record function"):
         pair = lambda s, i: (i.grad_norm, i.grad_norm)  # noqa: E731
         optimize(step, first.state, P, 10, phases=phases, resumed=saved, record=pair)
+    # A resumed call that runs nothing returns the saved records in the record's structure.
+    both = lambda s, i: {"norm": i.grad_norm, "it": s.iteration}  # noqa: E731
+    done = optimize(step, state, P, 20, phases=phases, record=both)
+    head = {"records": jax.tree.leaves(done.records)}
+    again = optimize(step, done.state, P, 0, phases=phases, record=both, resumed=head)
+    assert set(again.records) == {"norm", "it"} and again.records["it"].shape == (3, 20)
+    np.testing.assert_array_equal(again.records["it"], done.records["it"])
+    with pytest.raises(ValueError, match="resume with the record function"):
+        optimize(step, done.state, P, 0, phases=phases, resumed=head)
     assert more.state.iteration.tolist() == [50, 20, 50]
     assert more.stop_rule_at.tolist() == [-1, 20, -1]
     whole = optimize(step, state, P, 50, phases=phases)

@@ -28,6 +28,7 @@ __all__ = [
     "static_values",
     "pad_trials",
     "grad_norm",
+    "record_shapes",
 ]
 
 
@@ -63,9 +64,7 @@ def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record:
 
     def chunk(state, P, values, active, n_steps, want_kl):
         merged = {**static, **values}
-        zero = jnp.zeros((), state.embedding.dtype)
-        info0 = StepInfo(jnp.bool_(True), zero, jnp.int32(0), zero)
-        shapes = jax.eval_shape(record, state, info0)
+        shapes = jax.eval_shape(record, state, _info0(state.embedding.dtype))
         buf = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
 
         def body(i, carry):
@@ -95,6 +94,18 @@ def chunk_fn(stepper: Any, max_steps: int, static: dict, grid: Hashable, record:
         return state, ok, bad_at, bad_cause, buf, kl, norm.astype(nan.dtype)
 
     return chunk
+
+
+def _info0(dtype: Any) -> StepInfo:
+    zero = jnp.zeros((), dtype)
+    return StepInfo(jnp.bool_(True), zero, jnp.int32(0), zero)
+
+
+def record_shapes(record: Callable, state: TSNEState, batched: bool) -> Any:
+    """What ``record`` returns for one step of ``state`` (a trial's, in a batch), as shapes
+    (``jax.ShapeDtypeStruct`` leaves), found without running it."""
+    one = jax.tree.map(lambda a: a[0], state) if batched else state
+    return jax.eval_shape(record, one, _info0(one.embedding.dtype))
 
 
 def join_grids(grids: Sequence[Hashable]) -> Hashable:

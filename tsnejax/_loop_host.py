@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from tsnejax._chunk import record_shapes
 from tsnejax._diverge import CAUSES
 from tsnejax.schedules import Phases
 
@@ -82,12 +83,15 @@ def stack_records(recs: list, batched: bool, n_trials: int | None) -> Any:
 
 class Records:
     """A run's per-step records: the head a checkpoint saved (its leaves, ``resumed["records"]``)
-    and the chunks this call adds (each a pytree of ``(length,)`` or ``(size, length)``
-    arrays)."""
+    and the chunks this call adds (each a pytree of ``(length, ...)`` or ``(size, length, ...)``
+    arrays); ``record`` and ``state`` give the structure when no chunk runs."""
 
-    def __init__(self, head: Sequence[Any] | None, batched: bool, n_trials: int | None):
+    def __init__(
+        self, head: Sequence[Any] | None, batched: bool, n_trials: int | None, record, state
+    ):
         self.head = None if head is None else [np.asarray(a) for a in head]
         self.batched, self.n_trials = batched, n_trials
+        self.record, self.state = record, state
         self.chunks: list[Any] = []
 
     def append(self, chunk: Any) -> None:
@@ -98,20 +102,25 @@ class Records:
         new = stack_records(self.chunks, self.batched, self.n_trials)
         if self.head is None:
             return new
-        if not self.chunks:  # nothing ran: the saved leaves (the tree's form is not saved)
-            return self.head[0] if len(self.head) == 1 else list(self.head)
-        leaves, treedef = jax.tree.flatten(new)
         axis = 1 if self.batched else 0
-        if len(leaves) != len(self.head) or any(
-            np.delete(h.shape, axis).tolist() != np.delete(n.shape, axis).tolist()
-            for h, n in zip(self.head, leaves, strict=False)
+        if self.chunks:
+            leaves, treedef = jax.tree.flatten(new)
+            step = [np.delete(n.shape, axis).tolist()[axis:] for n in leaves]
+        else:  # nothing ran: the saved leaves in the record's own structure
+            shapes = record_shapes(self.record, self.state, self.batched)
+            leaves, treedef = [], jax.tree.structure(shapes)
+            step = [list(s.shape) for s in jax.tree.leaves(shapes)]
+        if len(step) != len(self.head) or any(
+            list(h.shape[axis + 1 :]) != s for h, s in zip(self.head, step, strict=False)
         ):
             raise ValueError(
                 f"resumed['records'] holds {len(self.head)} arrays "
-                f"{[h.shape for h in self.head]} but this run's record returns "
-                f"{[n.shape for n in leaves]} per chunk: resume with the record function the "
-                "checkpoint was written with (or drop 'records' from resumed)."
+                f"{[h.shape for h in self.head]} but this run's record returns {step} per "
+                "step: resume with the record function the checkpoint was written with (or "
+                "drop 'records' from resumed)."
             )
+        if not self.chunks:
+            return jax.tree.unflatten(treedef, self.head)
         both = [np.concatenate([h, n], axis=axis) for h, n in zip(self.head, leaves, strict=True)]
         return jax.tree.unflatten(treedef, both)
 

@@ -330,7 +330,7 @@ def optimize(
 
         bar = tqdm(total=n_iter, desc="t-SNE", unit="it")
     history = resumed_history(resumed.get("kl_history"), batched, state.embedding.dtype)
-    recs = Records(resumed.get("records"), batched, n_trials)
+    recs = Records(resumed.get("records"), batched, n_trials, record, state)
     compile_s = run_s = ahead_s = 0.0
     n_compiles = 0
     # Compile the next chunk's program while this one runs (tsnejax._ahead), for one state

@@ -132,8 +132,10 @@ def test_fit_batch_takes_a_precomputed_graph_and_records_every_step(X):
     np.testing.assert_array_equal(own.records["it"][0], np.arange(1, 101))
     with pytest.raises(ValueError, match="not a precomputed kNN graph"):
         tsnejax.fit_batch(keys, X, configs, neighbors="ivf")
-    with pytest.raises(ValueError, match="affinities or neighbors, not both"):
+    with pytest.raises(ValueError, match="fit_batch: pass affinities or neighbors, not both"):
         tsnejax.fit_batch(keys, X, configs, neighbors=graph, affinities=mapped.affinities)
+    with pytest.raises(ValueError, match="fit: pass affinities or neighbors, not both"):
+        tsnejax.fit(keys[0], X, configs[0], neighbors=graph, affinities=single.affinities)
     with pytest.raises(ValueError, match="describes 500 points but X has 400"):
         tsnejax.fit_batch(keys, X[:400], configs, neighbors=graph)
 

@@ -42,6 +42,7 @@ from tsnejax.pipeline import (
     affinities_from_graph,
     as_config,
     check_fit_memory,
+    check_one_source,
     initial_embedding,
     precomputed_graph,
 )
@@ -386,12 +387,9 @@ def fit_batch(
 
 def _given_graph(neighbors: Any, affinities: Any, X: Any) -> KNNGraph | None:
     """``fit_batch``'s ``neighbors``, checked: a precomputed graph of X's points, or None."""
+    check_one_source(affinities, neighbors, "fit_batch")
     if neighbors is None:
         return None
-    if affinities is not None:
-        raise ValueError(
-            "fit_batch: pass affinities or neighbors, not both (P would ignore the graph)."
-        )
     graph = precomputed_graph(neighbors)
     if graph is None:
         raise ValueError(

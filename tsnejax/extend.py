@@ -21,7 +21,10 @@ import numpy as np
 
 from tsnejax import shard
 from tsnejax._checks import check_dof, check_int, check_momentum, check_positive
+from tsnejax._diverge import CAUSES
+from tsnejax._loop_host import trial_meta
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
+from tsnejax.config import TSNEConfig
 from tsnejax.optim import ADAPTIVE
 from tsnejax.run import Stepper, optimize
 from tsnejax.schedules import Phases, TrialPhases, auto_learning_rate, resolve_learning_rate
@@ -181,7 +184,7 @@ def optimize_more(
         P,
         n_iter,
         phases=phases,
-        chunk_size=result.config.chunk_size if result.config is not None else 50,
+        chunk_size=(result.config or TSNEConfig()).chunk_size,
         callbacks=callbacks,
         callbacks_every=callbacks_every,
         record=record,
@@ -264,12 +267,8 @@ def optimize_batch_more(
     diverged = np.asarray(result.diverged_at)
     causes = result.diverged_cause if result.diverged_cause is not None else [""] * n_trials
     stop_at = result.stop_rule_at if result.stop_rule_at is not None else [-1] * n_trials
-    book = {
-        "active": finite.tolist(),
-        "diverged_at": diverged.tolist(),
-        "diverged_cause": [str(c) for c in causes],
-        "stop_rule_at": np.asarray(stop_at).tolist(),
-    }
+    cause_ids = [CAUSES.index(str(c)) for c in causes]
+    book = trial_meta(finite, diverged, cause_ids, np.asarray(stop_at), n_trials)
     state = result.state
     if len(getattr(getattr(state.embedding, "sharding", None), "device_set", ())) > 1:
         # Laid out over a trials mesh: taken back uncommitted, as a fresh state is, so that
@@ -277,7 +276,7 @@ def optimize_batch_more(
         state = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), state)
     leaves = jax.tree.leaves(result.records)
     head = leaves if record is None and len(leaves) == 1 and leaves[0].ndim == 2 else None
-    chunk = configs[0].chunk_size if configs[0] is not None else 50
+    chunk = (configs[0] or TSNEConfig()).chunk_size
     out = optimize(
         result.stepper,
         state,

@@ -58,6 +58,7 @@ __all__ = [
     "Prepared",
     "check_fit_memory",
     "precomputed_graph",
+    "check_one_source",
 ]
 
 
@@ -122,6 +123,14 @@ def precomputed_graph(neighbors: Any) -> KNNGraph | None:
     return None
 
 
+def check_one_source(affinities: Any, neighbors: Any, who: str) -> None:
+    """Refuse both a P and a kNN graph to calibrate one from (the graph would be ignored)."""
+    if affinities is not None and neighbors is not None:
+        raise ValueError(
+            f"{who}: pass affinities or neighbors, not both (P would ignore the graph)."
+        )
+
+
 def _graph(X: Any, neighbors: Any, k: int, key: PRNGKey, mesh: Any, config: TSNEConfig) -> KNNGraph:
     given = precomputed_graph(neighbors)
     if given is not None:
@@ -181,6 +190,7 @@ def prepare(
     """kNN graph, P and the initial embedding, as :func:`fit` computes them from ``key``
     (``mesh``: where ``neighbors="sharded"`` searches)."""
     timings: dict[str, float] = {}
+    check_one_source(affinities, neighbors, "fit")
     k_knn, k_init = jax.random.split(key)
     Xv = check_input(X, config.affinities.metric) if X is not None else None
     shards = 1 if mesh is None else shard.points_axis_size(mesh)

@@ -420,8 +420,9 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert not [p for p in (out / "trials").rglob("*.tmp")]
     assert not list((out / "trials").rglob("claim.json"))  # the killed run's claim taken over
     assert not list((out / "runs").glob("*.json"))
-    # The trials resumed from their save, and each is its own fit.
-    assert not list(saves.glob("[!.]*.npz"))
+    # The trials resumed from their save, and each is its own fit. Every trial written, the
+    # saves' folder is gone (with a temporary file the kill may have left in it).
+    assert not saves.exists()
     resumed = [r["trial_id"] for r in rows if r["trial_id"] not in done_before]
     first = json.loads((out / "trials" / resumed[0] / "metrics.json").read_text())
     assert first["resumed_from"] == killed_at
@@ -456,7 +457,7 @@ def test_a_sequential_trial_resumes_from_its_checkpoint(tmp_path):
     np.testing.assert_array_equal(store.embedding(ok.trial_id), stored)
     bad_metrics = json.loads((store.trial_dir(bad.trial_id) / "metrics.json").read_text())
     assert bad_metrics["status"] == "diverged"
-    assert not list((store.root / "checkpoints").glob("[!.]*.npz"))
+    assert not (store.root / "checkpoints").exists()
 
 
 def test_checkpoint_every_is_checked_before_anything_is_written(tmp_path):

@@ -423,6 +423,7 @@ def _run_registered(
         if n_proc > 1:  # the table once every process has written its trials
             _barrier("tsnejax-sweep-end")
         store.write_table(ids, grid_keys)
+        store.drop_checkpoints_folder(ids)
     finally:
         for tid in held:
             store.release(tid)

@@ -10,6 +10,7 @@ Layout::
     OUT/trials/<id>/claim.json      while a process runs the trial: its host, pid, start time
     OUT/runs/<host>-<pid>.json      one per process running the sweep, removed when it ends
     OUT/checkpoints/<digest>.npz    with checkpoint_every: the state of a running trial or batch
+                                    (the folder is removed once every trial is written)
     OUT/results.csv                 one row per finished trial of the spec, rewritten atomically
 
 A file is written to a temporary name in the same folder, flushed, fsync'ed and renamed over the
@@ -86,6 +87,22 @@ class SweepStore:
         """Where the run of these trials (one, or a vmapped batch) saves its state."""
         digest = hashlib.sha256("\n".join(trial_ids).encode()).hexdigest()[:20]
         return self.root / "checkpoints" / f"{digest}.npz"
+
+    def drop_checkpoints_folder(self, trial_ids: Sequence[str]) -> None:
+        """Remove ``checkpoints/`` once every trial is written and the folder holds nothing.
+
+        Only then: an unfinished trial may still be saved there by another process. Removing
+        a non-empty folder fails (``OSError``), which leaves a save of another process alone.
+        """
+        folder = self.root / "checkpoints"
+        if not folder.is_dir() or not set(trial_ids) <= self.finished_ids():
+            return
+        for orphan in folder.glob(".*.tmp"):  # a killed writer's; its trial is finished
+            orphan.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
     def finished_ids(self) -> set[str]:
         """Trials whose ``metrics.json`` exists and parses."""

@@ -154,8 +154,36 @@ def test_perplexity_needs_enough_neighbours(digits):
     knn = exact_knn(digits[0][:100], 10)
     with pytest.raises(ValueError, match="k=10"):
         perplexity_affinities(knn, 30.0)
-    with pytest.raises(ValueError, match="largest allowed is 3"):
+    with pytest.raises(ValueError, match="largest allowed is 9"):
         perplexity_affinities(exact_knn(digits[0][:10], 9), 30.0)
+
+
+def test_few_points_take_the_perplexity_their_neighbours_allow(digits):
+    """60 points at perplexity 30 (3 * perplexity > n - 1): openTSNE calibrates on all 59 other
+    points, scikit-learn too (``perplexity < n``); tsnejax refused it (3 * perplexity <= n - 1)
+    and now gives openTSNE's P, and a whole fit runs as both peers' do."""
+    import jax
+    from openTSNE.affinity import PerplexityBasedNN
+
+    from tsnejax import TSNEConfig, fit
+
+    X = digits[0][:60].astype(np.float64)
+    ref = PerplexityBasedNN(X, perplexity=30, method="exact")
+    assert ref.knn_index.k == 59 and ref.effective_perplexity_ == 30
+    dist, idx = ref.knn_index.index.kneighbors(n_neighbors=59)
+    P = to_scipy(perplexity_affinities(precomputed_knn(idx, dist), 30.0))
+    Po = ref.P.tocsr()
+    rows, cols = Po.nonzero()
+    assert P.nnz == Po.nnz
+    rel = np.abs(np.asarray(P[rows, cols]).ravel() / np.asarray(Po[rows, cols]).ravel() - 1)
+    assert rel.max() < 1e-4
+    config = TSNEConfig.make(perplexity=30.0, early_exaggeration_iter=20, n_iter=20)
+    res = fit(jax.random.key(0), X, config)
+    assert res.neighbors.k == 59 and np.isfinite(np.asarray(res.embedding)).all()
+    np.testing.assert_allclose(to_scipy(res.affinities).toarray(), P.toarray(), atol=1e-7)
+    # The uniform kernel uses the perplexity for k alone: k = min(n - 1, 3 * 30) or as given.
+    uni = fit(jax.random.key(0), X, config.replace(affinity_method="uniform", n_neighbors=10))
+    assert uni.neighbors.k == 10
 
 
 # Few distinct shapes (each converts to device arrays through programs compiled per shape),

@@ -59,7 +59,7 @@ CASES = {
     "not 2-D": (_fit(np.zeros(10)), "must be 2-D"),
     "object dtype": (_fit(np.array([[object()] * 2] * 10)), "non-numeric dtype"),
     "string dtype": (_fit(np.array([["a", "b"]] * 10)), "non-numeric dtype"),
-    "perplexity too large": (_fit(_X(50), perplexity=30), "largest allowed is 16.33"),
+    "perplexity too large": (_fit(_X(50), perplexity=60), "largest allowed is 49"),
     "negative perplexity": (_fit(_X(), perplexity=-5), "perplexity must be finite and > 0"),
     "negative learning rate": (_fit(_X(), learning_rate=-1.0), "learning_rate must be"),
     "zero dof": (_fit(_X(), dof=0.0), "dof must be finite and > 0"),

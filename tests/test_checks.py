@@ -1,11 +1,12 @@
 """Bad input gets a ValueError naming the parameter and the fix (issue #2 catalogue)."""
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tsnejax import TSNE, TSNEConfig
+from tsnejax import TSNE, TSNEConfig, fit
 from tsnejax._checks import check_key, float_dtype
 
 
@@ -35,9 +36,12 @@ def test_float64_overflow_to_float32_is_reported():
 
 def test_perplexity_too_large_gives_largest_allowed():
     with pytest.raises(
-        ValueError, match=r"perplexity=30 is too large for 50 points.*largest allowed is 16\.33"
+        ValueError, match=r"perplexity=60 is too large for 50 points.*largest allowed is 49"
     ):
-        TSNE(perplexity=30).fit(_X(50))
+        TSNE(perplexity=60).fit(_X(50))
+    # An explicit graph narrower than the perplexity: named before the search runs.
+    with pytest.raises(ValueError, match=r"perplexity=30 needs more .*k=10.*n_neighbors"):
+        fit(jax.random.key(0), _X(50), TSNEConfig.make(perplexity=30, n_neighbors=10))
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_embed_preset_optimizer_and_optsne(tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--perplexity", "1000"], "largest allowed"),
+        (["--perplexity", "5000"], "largest allowed"),
         (["--method", "bh"], "negative_gradient_method='bh'"),
         (["--input", "/nonexistent/x.npy"], "does not exist"),
         (["--dataset", "mnist"], "not bundled"),
@@ -107,7 +107,7 @@ def test_embed_error_from_a_real_process(tmp_path):
     cases above run in-process: a process each cost 6-11 s of start-up on two cores)."""
     proc = subprocess.run(
         [sys.executable, "-m", "tsnejax.cli", "embed", "--out", str(tmp_path / "o")]
-        + ["--perplexity", "1000"],
+        + ["--perplexity", "5000"],
         capture_output=True,
         text=True,
     )

@@ -121,7 +121,7 @@ def test_a_diverged_candidate_is_left_out(X, selection, monkeypatch):
     "kwargs, message",
     [
         (dict(perplexities=[5.0, 5.0]), "repeated values"),
-        (dict(perplexities=[5.0, 200.0]), "perplexity=200 is too large for 500 points"),
+        (dict(perplexities=[5.0, 600.0]), "perplexity=600 is too large for 500 points"),
         (dict(perplexities=[]), "empty list"),
         (dict(kl="approx"), "kl='approx' is not a valid option"),
         (dict(config=dict(affinity_method="uniform")), "affinity method 'uniform'"),

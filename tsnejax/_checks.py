@@ -5,6 +5,7 @@ Runs before anything is traced, so that bad input never reaches a kernel as NaNs
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -202,19 +203,35 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
     return out
 
 
-def check_perplexity(perplexity: float | Sequence[float], n: int) -> tuple[float, ...]:
-    """Return perplexities as a tuple; each must satisfy ``3 * perplexity <= n - 1``."""
+def check_perplexity(
+    perplexity: float | Sequence[float], n: int, k: int | None = None
+) -> tuple[float, ...]:
+    """Return perplexities as a tuple; each at least 1 and at most the neighbours a point's
+    affinities can spread over: ``k`` of a kNN graph when given, and never more than ``n - 1``.
+
+    openTSNE's bound (``perplexity <= k``, with ``k = min(n - 1, 3 * perplexity)`` by default;
+    scikit-learn's is ``perplexity < n``): 30 on 60 points runs there, on 59 neighbours.
+    """
     values = (perplexity,) if np.ndim(perplexity) == 0 else tuple(perplexity)
     if len(values) == 0:
         raise ValueError("perplexity is an empty list; give at least one value (e.g. 30).")
     out = tuple(check_perplexity_value("perplexity", p) for p in values)
-    largest = (n - 1) / 3
+    largest = n - 1 if k is None else min(k, n - 1)
     for p in out:
-        if p > largest:
+        if p <= largest:
+            continue
+        if largest < n - 1:
             raise ValueError(
-                f"perplexity={p:g} is too large for {n} points: it needs 3*perplexity <= "
-                f"n_samples - 1, so the largest allowed is {largest:.4g}."
+                f"perplexity={p:g} needs more neighbours than the kNN graph has (k={k}): a "
+                f"point's affinities spread over its k neighbours; raise n_neighbors to at "
+                f"least {math.ceil(p)} (3*perplexity is the usual choice) or lower perplexity "
+                f"to <= {k}."
             )
+        raise ValueError(
+            f"perplexity={p:g} is too large for {n} points: a point's affinities spread over "
+            f"at most n_samples - 1 = {n - 1} neighbours, so the largest allowed is {n - 1} "
+            f"(up to {(n - 1) / 3:.4g}, the graph keeps the usual 3*perplexity neighbours)."
+        )
     return out
 
 

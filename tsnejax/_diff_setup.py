@@ -128,8 +128,9 @@ def phase_values(hp: dict[str, Any], n: int, optimizer: Any) -> tuple[dict, dict
 
 
 def graph_perplexity_bound(n_neighbors: int, n: int) -> float:
-    """The largest perplexity a fixed ``n_neighbors`` graph of ``n`` points can calibrate."""
-    return min(n_neighbors, (n - 1) / 3)
+    """The largest perplexity a fixed ``n_neighbors`` graph of ``n`` points can calibrate
+    (openTSNE's bound, as :func:`tsnejax._checks.check_perplexity`)."""
+    return min(n_neighbors, n - 1)
 
 
 def hyperparam_in_range(name: str, value: Any, perplexity_bound: float) -> Any:
@@ -148,8 +149,9 @@ def check_graph_perplexity(label: str, v: float, n_neighbors: int, n: int) -> No
     """Raise unless perplexity ``v`` is within :func:`graph_perplexity_bound`."""
     if not v <= graph_perplexity_bound(n_neighbors, n):
         raise ValueError(
-            f"{label}={v:g} needs at most {n_neighbors} (n_neighbors) and (n - 1) "
-            f"/ 3 = {(n - 1) / 3:g}; raise n_neighbors or lower it."
+            f"{label}={v:g} needs more neighbours than the graph has: at most "
+            f"{graph_perplexity_bound(n_neighbors, n):g} (n_neighbors={n_neighbors}, "
+            f"{n} points); raise n_neighbors or lower it."
         )
 
 

@@ -263,15 +263,11 @@ def perplexity_affinities(
 ) -> Affinities:
     """Symmetric perplexity-based P on a kNN graph (a list of perplexities: multiscale average).
 
-    Raises ``ValueError`` when ``3 * perplexity`` exceeds the neighbours available.
+    Raises ``ValueError`` when a perplexity exceeds the graph's ``k`` neighbours (openTSNE's
+    bound; ``k = 3 * perplexity`` is the usual graph).
     """
     n, k = knn.indices.shape
-    perps = check_perplexity(perplexity, n)
-    if max(perps) > k:
-        raise ValueError(
-            f"perplexity={max(perps):g} needs more neighbours than the graph has (k={k}); "
-            f"use k >= perplexity (3*perplexity is the usual choice) or perplexity <= {k}."
-        )
+    perps = check_perplexity(perplexity, n, k)
     layout = build_layout(knn) if layout is None else layout
     perps_arr = jnp.asarray(perps, knn.distances.dtype)
     return _perplexity_program(knn.distances, perps_arr, layout, tol, max_iter)

@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax import checkpoint as ck
-from tsnejax._checks import check_key, check_perplexity
+from tsnejax._checks import check_key
 from tsnejax._loop_host import batch_start
 from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
-from tsnejax.build import affinity_key, phase_table, stepper_for
+from tsnejax.build import affinity_key, config_perplexities, phase_table, stepper_for
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.extend import optimize_batch_more, standing_kls
 from tsnejax.knn import KNNGraph, precomputed_knn
@@ -266,7 +266,7 @@ def fit_batch(
     if affinities is None:
         n = Xv.shape[0] if graph is None else graph.indices.shape[0]
         for c in configs:
-            check_perplexity(c.affinities.perplexity, n)
+            config_perplexities(c, n)
         if graph is None:
             knn, subs = shared_graphs(Xv, configs, split[0][0])
         else:  # every trial's P on the whole graph, as fit(neighbors=) calibrates it

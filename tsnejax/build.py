@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from tsnejax import memory
-from tsnejax._checks import GRID_MAX_COMPONENTS
+from tsnejax._checks import GRID_MAX_COMPONENTS, check_perplexity
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import auto_block
@@ -50,6 +50,7 @@ __all__ = [
     "n_neighbors",
     "uses_momentum",
     "affinity_key",
+    "config_perplexities",
     "memory_plan",
     "grid_nodes",
     "ADAPTIVE_AUTO_LEARNING_RATE",
@@ -274,6 +275,17 @@ def n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
     if k == "3p+1":  # scikit-learn's rule
         return int(min(n - 1, int(3 * perplexity + 1)))
     return int(min(n - 1, k))
+
+
+def config_perplexities(config: TSNEConfig, n: int) -> tuple[float, ...]:
+    """The config's perplexities, checked for ``n`` points before any search: with the
+    perplexity kernel each is at most the graph's :func:`n_neighbors` (and ``n - 1``); the
+    uniform kernel and a callable use the perplexity for ``"3p"`` alone."""
+    a = config.affinities
+    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
+    if a.method != "perplexity":
+        return perps
+    return check_perplexity(perps, n, n_neighbors(config, n, max(perps)))
 
 
 def affinity_key(config: TSNEConfig, n: int) -> tuple:

@@ -52,8 +52,8 @@ class TSNE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         gradient (which ``"auto"`` then picks), as scikit-learn's ``method="exact"``.
     perplexity : float, sequence of float or "pbic", default=30.0
         Effective number of neighbours each point's affinities are calibrated to. A sequence
-        averages the conditionals of each (multi-scale). Needs ``1 <= perplexity`` and
-        ``3 * perplexity <= n - 1``. ``"pbic"``: the candidate of
+        averages the conditionals of each (multi-scale). Needs ``1 <= perplexity <= n - 1``
+        (openTSNE's bound; k = min(n - 1, 3 * perplexity)). ``"pbic"``: the candidate of
         :func:`tsnejax.select_perplexity` with the least pBIC (``perplexity_``, ``pbic_``).
     early_exaggeration : float, default=12.0
         Factor on the attraction during the first phase.

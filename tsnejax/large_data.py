@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_int, check_option, check_perplexity
+from tsnejax._checks import check_int, check_option
 from tsnejax._types import ArrayLike, PRNGKey
+from tsnejax.build import config_perplexities
 from tsnejax.config import TSNEConfig
 from tsnejax.init import rescale
 from tsnejax.knn_index import build_graph_index
@@ -62,7 +63,7 @@ def sample_transform_optimize(
     if n_sample >= n:
         raise ValueError(f"n_sample={n_sample} must be smaller than the {n} points.")
     try:  # the sample is embedded first: its size bounds the perplexity, and the fix is here
-        check_perplexity(config.affinities.perplexity, n_sample)
+        config_perplexities(config, n_sample)
     except ValueError as err:
         raise ValueError(f"n_sample={n_sample} is too small for this config: {err}") from None
     k_rows, k_fit, k_all = jax.random.split(key, 3)

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
 from tsnejax import memory, shard
-from tsnejax._checks import check_key, check_option, check_perplexity
+from tsnejax._checks import check_key, check_option
 from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -34,7 +34,13 @@ from tsnejax.affinity import (
     perplexity_affinities,
     uniform_affinities,
 )
-from tsnejax.build import memory_plan, n_neighbors, phase_table, stepper_for
+from tsnejax.build import (
+    config_perplexities,
+    memory_plan,
+    n_neighbors,
+    phase_table,
+    stepper_for,
+)
 from tsnejax.config import INIT_METHODS, TSNEConfig
 from tsnejax.extend import optimize_more, standing_kl
 from tsnejax.knn import IVFSearch, KNNGraph, precomputed_knn
@@ -204,7 +210,7 @@ def prepare(
             n = _n_points(neighbors)
         else:
             raise ValueError("X is required unless affinities or precomputed neighbors are given.")
-        perps = check_perplexity(config.affinities.perplexity, n)
+        perps = config_perplexities(config, n)
         spec = neighbors if neighbors is not None else config.affinities.neighbors
         knn = _graph(Xv, spec, n_neighbors(config, n, max(perps)), k_knn, mesh, config)
         jax.block_until_ready(knn)

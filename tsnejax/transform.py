@@ -155,10 +155,10 @@ class TransformConfig:
         check_positive("padding", self.padding, allow_zero=True)
         check_option("neighbors", self.neighbors, ("auto", "exact", "graph", "ivf", "pynndescent"))
         check_int("chunk_size", self.chunk_size, minimum=1)
-        if self.k is not None and 3 * self.perplexity > self.k:
+        if self.k is not None and self.perplexity > self.k:  # openTSNE's bound
             raise ValueError(
-                f"perplexity={self.perplexity:g} needs k >= 3 * perplexity = "
-                f"{3 * self.perplexity:g} reference neighbours; got k={self.k}."
+                f"perplexity={self.perplexity:g} needs k >= perplexity reference neighbours "
+                f"(3 * perplexity = {3 * self.perplexity:g} is the usual choice); got k={self.k}."
             )
         return self
 
@@ -342,10 +342,10 @@ def prepare_partial(
             "the same features (and preprocessing) as the reference data."
         )
     k = min(config.n_neighbors, Xr.shape[0])
-    if 3 * config.perplexity > k:
+    if config.perplexity > k:  # openTSNE's bound; k = 3 * perplexity is the usual graph
         raise ValueError(
-            f"perplexity={config.perplexity:g} needs 3 * perplexity <= k = {k} (the reference "
-            "has too few points); lower the perplexity."
+            f"perplexity={config.perplexity:g} needs more neighbours than the {k} it has (k = "
+            "min(n_neighbors, reference points)); lower the perplexity or raise k."
         )
     if neighbors is not None:
         knn = neighbors

@@ -230,7 +230,7 @@ def check_perplexity(
         raise ValueError(
             f"perplexity={p:g} is too large for {n} points: a point's affinities spread over "
             f"at most n_samples - 1 = {n - 1} neighbours, so the largest allowed is {n - 1} "
-            f"(up to {(n - 1) / 3:.4g}, the graph keeps the usual 3*perplexity neighbours)."
+            f"(at most {(n - 1) / 3:.4g} keeps the usual 3*perplexity neighbours)."
         )
     return out
 

@@ -277,13 +277,16 @@ def n_neighbors(config: TSNEConfig, n: int, perplexity: float) -> int:
     return int(min(n - 1, k))
 
 
+def _perplexities(config: TSNEConfig) -> tuple[float, ...]:
+    return tuple(float(p) for p in np.atleast_1d(config.affinities.perplexity))
+
+
 def config_perplexities(config: TSNEConfig, n: int) -> tuple[float, ...]:
     """The config's perplexities, checked for ``n`` points before any search: with the
     perplexity kernel each is at most the graph's :func:`n_neighbors` (and ``n - 1``); the
     uniform kernel and a callable use the perplexity for ``"3p"`` alone."""
-    a = config.affinities
-    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
-    if a.method != "perplexity":
+    perps = _perplexities(config)
+    if config.affinities.method != "perplexity":
         return perps
     return check_perplexity(perps, n, n_neighbors(config, n, max(perps)))
 
@@ -293,7 +296,7 @@ def affinity_key(config: TSNEConfig, n: int) -> tuple:
     depends on besides the data. Configs with one key share P; P of several keys comes from one
     graph of the largest k (its first k columns are the k-neighbour graph)."""
     a = config.affinities
-    perps = tuple(float(p) for p in np.atleast_1d(a.perplexity))
+    perps = _perplexities(config)
     search = (a.neighbors, a.metric, a.metric_params)
     return (search, a.method, perps, n_neighbors(config, n, max(perps)))
 
@@ -391,7 +394,7 @@ def memory_plan(
     """
     dim = config.n_components
     stages: list[memory.Stage] = []
-    k = n_neighbors(config, n, max(np.atleast_1d(config.affinities.perplexity)))
+    k = n_neighbors(config, n, max(_perplexities(config)))
     if d is not None and config.initialization == "pca":
         solver = pca_solver(n, d)
         stages.append(

@@ -25,6 +25,7 @@ __all__ = [
     "HYPERPARAMS",
     "DEFAULTS",
     "DEFAULT_MOMENTUM",
+    "ADAM_EPS_ROOT",
     "is_adaptive",
     "stepper",
     "split_spec",
@@ -49,6 +50,13 @@ HYPERPARAMS = (
 DEFAULTS = {"perplexity": 30.0, "early_exaggeration": 12.0, "exaggeration": 1.0, "dof": 1.0}
 #: Default momentum of the momentum optimizers (openTSNE's 0.8 in both phases).
 DEFAULT_MOMENTUM = 0.8
+#: ``eps_root`` of the registry's Adam and Nadam in a differentiable run (a spec or an Optax
+#: object sets its own): ``sqrt(v)`` has an infinite derivative at ``v = 0``, so a coordinate
+#: whose gradient is exactly zero throughout (a zero-padded 3-D start, all points at one place)
+#: made every hypergradient NaN (0 * inf). 1e-30 is below half an ulp of any float32 ``v`` over
+#: 1e-22, so the forward run is unchanged unless a gradient entry is under ~1e-11.
+ADAM_EPS_ROOT = 1e-30
+_SQRT_AT_ZERO = ("adam", "nadam")
 
 
 def is_adaptive(optimizer: Any) -> bool:
@@ -69,6 +77,8 @@ def stepper(
         kwargs: dict[str, Any] = {"learning_rate": 1.0}  # placeholders, set every step
         if optimizer in ("sgd", "classic"):
             kwargs["momentum"] = DEFAULT_MOMENTUM
+        elif optimizer in _SQRT_AT_ZERO:
+            kwargs["eps_root"] = ADAM_EPS_ROOT
         transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
     else:
         transform = as_transformation(optimizer, "a registry name, a spec such as 'adam:b1=0.5'")

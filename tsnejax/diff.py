@@ -385,7 +385,9 @@ def fit(
       optimizer: a registry name (``"sgd"``, ``"adam"``, ``"classic"``, ...), a spec
         (``"adam:b1=0.5"``: its arguments are fixed; a ``learning_rate`` in it is a fixed
         rate, so ``hyperparams`` must not give one too) or an Optax transformation whose named
-        hyperparameters are injected (``optax.inject_hyperparams``).
+        hyperparameters are injected (``optax.inject_hyperparams``). The registry's Adam and
+        Nadam get ``eps_root=1e-30`` here (a coordinate with a zero gradient throughout made
+        every hypergradient NaN); give an Optax Adam of your own ``eps_root > 0`` too.
       n_neighbors: k of the kNN graph (perplexity must stay at or below it).
       initialization: ``"pca"``, ``"random"`` or an ``(n, n_components)`` array.
       grid: one grid held over the whole run, or a schedule ``((start_iteration, grid), ...)``

@@ -171,6 +171,34 @@ def test_a_csv_label_column_is_read_as_labels_not_a_feature(tmp_path):
     assert got.shape == (6, 3) and y is None
 
 
+def test_text_files_with_other_separators_read_as_their_csv(tmp_path):
+    """np.savetxt's default (spaces), tabs and semicolons: each was read as one text column and
+    refused as "not numeric"; now the first line tells the separator."""
+    X = np.random.default_rng(0).normal(size=(7, 3))
+    for name, kw in [("s.txt", {}), ("t.tsv", {"delimiter": "\t"}), ("t.txt", {"delimiter": "\t"}),
+                     ("c.csv", {"delimiter": ";"}), ("a.txt", {"delimiter": ","})]:  # fmt: skip
+        np.savetxt(tmp_path / name, X, **kw)
+        got, y = load_array(tmp_path / name)
+        np.testing.assert_array_equal(got, X)  # savetxt's %.18e round-trips float64
+        assert y is None, name
+    names = ["cat", "dog", "cat", "eel", "dog", "eel", "cat"]
+    for sep in ("  ", "\t", ";"):  # a label column, with runs of spaces in the first case
+        lines = [sep.join(["f0", "label", "f1", "f2"])]
+        lines += [
+            sep.join([repr(float(a)), n, repr(float(b)), repr(float(c))])
+            for (a, b, c), n in zip(X, names, strict=True)
+        ]
+        (tmp_path / "l.txt").write_text("\n".join(lines) + "\n")
+        got, y = load_array(tmp_path / "l.txt")
+        np.testing.assert_array_equal(got, X)
+        assert y.tolist() == names, repr(sep)
+    (tmp_path / "one.txt").write_text("1.5\n2.5\n")  # one column: no separator at all
+    assert load_array(tmp_path / "one.txt")[0].tolist() == [[1.5], [2.5]]
+    (tmp_path / "dec.csv").write_text("a;b\n1,5;2,5\n")
+    with pytest.raises(ValueError, match=r"semicolon-separated.*decimal commas are not read"):
+        load_array(tmp_path / "dec.csv")
+
+
 def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
     """What spreadsheets write: a quoted label with a comma, an empty cell, a UTF-8 BOM (Excel);
     an empty cell was "column not numeric", a quoted comma split a field, and with a label

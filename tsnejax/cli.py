@@ -45,7 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group()
     src.add_argument("--dataset", default=None, help="bundled data set (default: digits)")
     src.add_argument(
-        "--input", default=None, help="features: .npy, .npz (X[, y]), .csv or .h5ad (AnnData)"
+        "--input",
+        default=None,
+        help="features: .npy, .npz (X[, y]), .csv/.tsv/.txt or .h5ad (AnnData)",
     )
     e.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt), one per row")
     e.add_argument(
@@ -128,8 +130,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_sweep_verbs(sub)
     m = sub.add_parser("metrics", help="score an embedding; writes metrics.json and a PNG")
-    m.add_argument("--input", required=True, help="input features: .npy, .npz (X[, y]) or .csv")
-    m.add_argument("--embedding", required=True, help="embedding: .npy/.npz/.csv, same rows")
+    m.add_argument(
+        "--input", required=True, help="input features: .npy, .npz (X[, y]) or .csv/.tsv/.txt"
+    )
+    m.add_argument("--embedding", required=True, help="embedding: .npy/.npz/.csv/.txt, same rows")
     m.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt)")
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--k-max", type=int, default=30, help="ground-truth neighbours K")

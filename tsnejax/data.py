@@ -1,7 +1,8 @@
 """Data loading from local files only (nothing is downloaded at run time).
 
 ``load_dataset("digits")`` uses the copy bundled with scikit-learn; ``load_array`` reads
-``.npy``, ``.npz`` (arrays ``X`` and optional ``y``) and ``.csv`` files; ``shared_data_dir``
+``.npy``, ``.npz`` (arrays ``X`` and optional ``y``) and text files (``.csv``, ``.tsv``,
+``.txt``: comma, semicolon, tab or whitespace separated); ``shared_data_dir``
 resolves the project's real-data folder from ``TSNEJAX_DATA`` (default ``../shared/data``).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +47,9 @@ def load_array(
     """Read features (and labels if present) from ``.npy``, ``.npz`` or ``.csv``.
 
     ``.npz``: array ``X`` (or the only array) and optional ``y``, or a sparse matrix written
-    by ``scipy.sparse.save_npz``. ``.csv``: numeric, comma
-    separated; a non-numeric first row is a header, and a column it names in
+    by ``scipy.sparse.save_npz``. ``.csv``/``.tsv``/``.txt``: numeric text, the separator
+    (tab, ``;``, ``,`` or whitespace, :func:`_separator`) told from the first line; a
+    non-numeric first row is a header, and a column it names in
     :data:`LABEL_COLUMNS` holds the labels (read as text), not a feature — except ``y`` beside
     an ``x`` column (coordinates), and nothing with ``labels=False`` (an embedding's file: its
     ``x,y`` header lost ``y`` to the labels, and the metrics scored a 1-D projection).
@@ -75,7 +78,7 @@ def load_array(
                     )
                 y = z["y"] if "y" in names else None
             return X, y
-        if suffix in (".csv", ".txt"):
+        if suffix in (".csv", ".tsv", ".txt"):
             return _load_csv(p, labels)
     except ValueError as err:
         if str(p) in str(err):
@@ -90,7 +93,9 @@ def load_array(
         raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
     except Exception as err:  # corrupt archives raise zipfile/OSError/EOFError
         raise ValueError(f"input file {str(p)!r} could not be read ({err}).") from err
-    raise ValueError(f"input file {str(p)!r}: unsupported extension; use .npy, .npz or .csv.")
+    raise ValueError(
+        f"input file {str(p)!r}: unsupported extension; use .npy, .npz, .csv, .tsv or .txt."
+    )
 
 
 #: Header names (any case) of a CSV column read as labels rather than as a feature: a label
@@ -98,9 +103,34 @@ def load_array(
 LABEL_COLUMNS = ("label", "labels", "y", "target", "class", "cluster", "cell_type")
 
 
-def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+#: Field separators told apart by the first line (``" "``: runs of spaces, np.savetxt's
+#: default). A ``.txt`` written by ``np.savetxt(path, X)`` and a tab-separated file were read as
+#: one text column and refused as "not numeric".
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", " ": "whitespace"}
+
+
+def _separator(p: Path) -> str:
+    """The first line's separator: a tab, ``;`` or ``,`` (the most frequent of them), else
+    whitespace when the line splits into several fields, else ``,`` (a single column)."""
+    if p.suffix.lower() == ".tsv":
+        return "\t"
     with open(p, newline="", encoding="utf-8-sig") as fh:
-        first = next(csv.reader(fh), [])
+        line = next((row for row in fh if row.strip()), "")
+    counts = {sep: line.count(sep) for sep in ("\t", ";", ",")}
+    best = max(counts, key=counts.get)
+    if counts[best]:
+        return best
+    return " " if len(line.split()) > 1 else ","
+
+
+def _rows(fh: Any, sep: str) -> Any:
+    return (line.split() for line in fh) if sep == " " else csv.reader(fh, delimiter=sep)
+
+
+def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    sep = _separator(p)
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        first = next((r for r in _rows(fh, sep) if any(v.strip() for v in r)), [])
     names = [v.strip().strip("'") for v in first]
     header = not all(_is_number(v) for v in names if v.strip())
     lower = [v.lower() for v in names]
@@ -114,21 +144,28 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
         )
     features = [i for i in range(len(names)) if i not in label_at]
     try:  # numpy's C parser: the fast path for plain numbers
-        if label_at and not _same_field_counts(p, len(names)):
+        if label_at and not _same_field_counts(p, len(names), sep):
             raise ValueError("ragged")  # usecols would drop a row's extra fields silently
+        delimiter = None if sep == " " else sep
         X = np.loadtxt(
-            p, delimiter=",", skiprows=int(header), ndmin=2, usecols=features if label_at else None
+            p,
+            delimiter=delimiter,
+            skiprows=int(header),
+            ndmin=2,
+            usecols=features if label_at else None,
         )
         y = None
         if label_at:
-            y = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=1, usecols=label_at[0], dtype=str)
+            y = np.loadtxt(
+                p, delimiter=delimiter, skiprows=1, ndmin=1, usecols=label_at[0], dtype=str
+            )
             y = np.char.strip(np.char.strip(y), '"')
         return X, y
     except ValueError:
         pass
     # Quoted fields, empty cells: Python's csv module, slower but exact about both.
     with open(p, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if any(v.strip() for v in r)][int(header) :]
+        rows = [r for r in _rows(fh, sep) if any(v.strip() for v in r)][int(header) :]
     ragged = [i for i, r in enumerate(rows) if len(r) != len(names)]
     if ragged:
         line = ragged[0] + 1 + int(header)
@@ -148,23 +185,28 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
             odd = str(next(v for v in column[~empty] if not _is_number(v)))
             bad[names[c] if header else f"column {c + 1}"] = odd
     if bad:
+        odd = next(iter(bad.values()))
+        decimal = " (decimal commas are not read: write 1.5, not 1,5)" if "," in odd else ""
         raise ValueError(
-            f"input file {str(p)!r}: column(s) {list(bad)} are not numeric (e.g. "
-            f"{next(iter(bad.values()))!r}); drop them, or name a label column one of "
-            f"{LABEL_COLUMNS}. Empty cells are read as missing (NaN)."
+            f"input file {str(p)!r}, read as {SEPARATORS[sep]}-separated: column(s) "
+            f"{list(bad)} are not numeric (e.g. {odd!r}){decimal}; drop them, or name a label "
+            f"column one of {LABEL_COLUMNS}. Empty cells are read as missing (NaN)."
         )
     y = np.char.strip(cells[:, label_at[0]]) if label_at else None
     return X, y
 
 
-def _same_field_counts(p: Path, n_fields: int) -> bool:
-    """Whether every non-empty line of ``p`` has ``n_fields`` comma-separated fields (counted
-    on the bytes, vectorised: a quoted comma counts too, and sends the file to the slow path)."""
+def _same_field_counts(p: Path, n_fields: int, sep: str = ",") -> bool:
+    """Whether every non-empty line of ``p`` has ``n_fields`` ``sep``-separated fields (counted
+    on the bytes, vectorised: a quoted separator counts too, and sends the file to the slow
+    path, as does whitespace, whose runs count as one)."""
+    if sep == " ":
+        return False
     data = np.fromfile(p, dtype=np.uint8)
     ends = np.flatnonzero(data == ord("\n"))
     if len(data) and data[-1] != ord("\n"):
         ends = np.append(ends, len(data))
-    commas = np.concatenate([[0], np.cumsum(data == ord(","))])
+    commas = np.concatenate([[0], np.cumsum(data == ord(sep))])
     starts = np.concatenate([[0], ends[:-1] + 1])
     per_line = commas[ends] - commas[starts]
     blank = (ends - starts) <= 1  # an empty line, or "\r" alone

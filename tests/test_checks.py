@@ -24,6 +24,28 @@ def test_nan_rows_are_counted_and_located():
         TSNE().fit(X)
 
 
+def test_missing_values_of_pandas_and_masked_arrays_are_named_by_row():
+    pd = pytest.importorskip("pandas")
+    from tsnejax._checks import check_data
+
+    X = _X()
+    # pandas' nullable dtypes: pd.NA was "non-numeric dtype object"; without NA they read as
+    # the plain array does.
+    df = pd.DataFrame({"a": pd.array(X[:, 0], dtype="Float64"), "b": X[:, 1]})
+    np.testing.assert_array_equal(check_data(df), check_data(X[:, :2]))
+    df.loc[[4, 9], "a"] = pd.NA
+    with pytest.raises(
+        ValueError, match=r"X has 2 row\(s\) with NaN or inf values \(first: 4, 9\)"
+    ):
+        TSNE().fit(df)
+    # A masked array's masked entries were embedded as the values under the mask.
+    m = np.ma.masked_array(X, mask=np.zeros_like(X, bool))
+    np.testing.assert_array_equal(check_data(m), check_data(X))
+    m[[2, 6], 1] = np.ma.masked
+    with pytest.raises(ValueError, match=r"masked entries in 2 row\(s\) \(first: 2, 6\).*filled"):
+        TSNE().fit(m)
+
+
 @pytest.mark.float32_only("1e300 is within float64's range")
 def test_float64_overflow_to_float32_is_reported():
     X = _X()

@@ -133,6 +133,26 @@ def raise_bad_rows(rows: np.ndarray, name: str, fix: str) -> None:
     )
 
 
+def _as_array(X: Any, name: str) -> np.ndarray:
+    """``X`` as an array, missing values as NaN (named by row later): pandas' NA was "non-numeric
+    dtype object", a masked array's masked entries were embedded as the values under the mask."""
+    if isinstance(X, np.ma.MaskedArray):
+        rows = np.flatnonzero(np.ma.getmaskarray(X).reshape(len(X), -1).any(axis=1))
+        if len(rows):
+            raise ValueError(
+                f"{name} is a masked array with masked entries in {len(rows)} row(s) (first: "
+                f"{_first(rows)}); fill them ({name}.filled(value)) or drop those rows, as "
+                "for missing values."
+            )
+        return np.asarray(X.data)
+    if hasattr(X, "dtypes") and callable(getattr(X, "to_numpy", None)):  # a DataFrame
+        try:
+            return X.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):  # text or categorical columns: named below
+            pass
+    return np.asarray(X)
+
+
 def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:
     """Validate a data matrix and return it as a C-contiguous float array.
 
@@ -152,7 +172,7 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
             f"{name} is a sparse matrix; pass a dense array (X.toarray()) or reduce it first "
             "(e.g. TruncatedSVD to 50 components)."
         )
-    arr = np.asarray(X)
+    arr = _as_array(X, name)
     if arr.dtype == object:  # numbers held as objects (e.g. a mixed DataFrame) are fine
         try:
             arr = arr.astype(np.float64)

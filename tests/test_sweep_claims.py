@@ -109,7 +109,9 @@ def test_two_resume_processes_split_the_trials_and_run_each_once(tmp_path):
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
-    ran = [int(re.search(r"(\d+) run,", so).group(1)) for so, _ in outs]
+    found = [re.search(r"(\d+) run,", so) for so, _ in outs]
+    assert all(found), outs  # each process's summary line (a failure once showed no output)
+    ran = [int(m.group(1)) for m in found]
     assert sum(ran) == 8, outs  # every trial exactly once across the two processes
     store = SweepStore(out)
     meta = json.loads((out / "sweep.json").read_text())

@@ -122,6 +122,10 @@ def test_a_diverged_candidate_is_left_out(X, selection, monkeypatch):
     [
         (dict(perplexities=[5.0, 5.0]), "repeated values"),
         (dict(perplexities=[5.0, 600.0]), "perplexity=600 is too large for 500 points"),
+        (
+            dict(perplexities=[5.0, 40.0], config=dict(n_neighbors=25)),
+            r"perplexity=40 needs more neighbours than the kNN graph has \(k=25\)",
+        ),
         (dict(perplexities=[]), "empty list"),
         (dict(kl="approx"), "kl='approx' is not a valid option"),
         (dict(config=dict(affinity_method="uniform")), "affinity method 'uniform'"),
@@ -136,6 +140,11 @@ def test_select_perplexity_names_bad_input(X, kwargs, message):
 def test_default_candidates_fit_the_data(digits):
     assert perplexity_selection._candidates(None, 1797) == perplexity_selection.DEFAULT_PERPLEXITIES
     assert perplexity_selection._candidates(None, 100) == (5.0, 10.0, 20.0, 30.0)
+    # An explicit graph width leaves out the defaults above it (30 on 25 neighbours was an
+    # error asking to lower a perplexity the user had not given).
+    assert perplexity_selection._candidates(None, 1797, 25) == (5.0, 10.0, 20.0)
+    with pytest.raises(ValueError, match=r"perplexity <= n_neighbors = 7 leaves \[5.0\]"):
+        perplexity_selection._candidates(None, 1797, 7)
     with pytest.raises(ValueError, match="too few to compare perplexities"):
         tsnejax.select_perplexity(jax.random.key(0), digits[0][:20])
 

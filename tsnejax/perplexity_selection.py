@@ -79,17 +79,25 @@ class PerplexitySelection(NamedTuple):
         return "\n".join(rows)
 
 
-def _candidates(perplexities: Sequence[float] | None, n: int) -> tuple[float, ...]:
+def _candidates(
+    perplexities: Sequence[float] | None, n: int, width: int | None = None
+) -> tuple[float, ...]:
+    """The candidates for ``n`` points; ``width``: an explicit ``n_neighbors``, which bounds
+    each (the defaults above it are left out: they made a config with ``n_neighbors=25`` an
+    error telling the user to lower a perplexity they had not given)."""
     if perplexities is None:
-        fits = tuple(p for p in DEFAULT_PERPLEXITIES if 3 * p <= n - 1)
+        fits = tuple(
+            p for p in DEFAULT_PERPLEXITIES if 3 * p <= n - 1 and (width is None or p <= width)
+        )
         if len(fits) < 2:
+            graph = "" if width is None else f" and perplexity <= n_neighbors = {width}"
             raise ValueError(
-                f"{n} points are too few to compare perplexities (3 * perplexity <= n - 1 "
-                f"leaves {list(fits)} of the defaults {list(DEFAULT_PERPLEXITIES)}); pass "
-                "perplexities= explicitly."
+                f"{n} points are too few to compare perplexities (3 * perplexity <= n - 1"
+                f"{graph} leaves {list(fits)} of the defaults {list(DEFAULT_PERPLEXITIES)}); "
+                "pass perplexities= explicitly."
             )
         return fits
-    values = check_perplexity(perplexities, n)
+    values = check_perplexity(perplexities, n, width)
     if len(set(values)) != len(values):
         raise ValueError(f"perplexities has repeated values: {list(values)}; give each once.")
     return values
@@ -131,7 +139,8 @@ def select_perplexity(
     Args:
       key: ``jax.random.key``; every candidate uses it (same kNN seed, same initialisation).
       X: ``(n, d)`` data, as :func:`tsnejax.fit` takes it.
-      perplexities: the candidates (default :data:`DEFAULT_PERPLEXITIES` that fit ``n``).
+      perplexities: the candidates (default :data:`DEFAULT_PERPLEXITIES` that fit ``n``
+        and an explicit ``n_neighbors`` of ``config``).
       config: every other setting (its ``perplexity`` is replaced); its affinity method must be
         ``"perplexity"``.
       kl: ``"run"`` or ``"exact"`` (:data:`KL_SOURCES`).
@@ -157,7 +166,8 @@ def select_perplexity(
         )
     Xv = check_input(X, config.affinities.metric)  # dense or sparse rows, or distances
     n = int(Xv.shape[0])
-    candidates = _candidates(perplexities, n)
+    k = config.affinities.n_neighbors
+    candidates = _candidates(perplexities, n, None if isinstance(k, str) else int(k))
     configs = [config.replace(perplexity=p) for p in candidates]
     if mode == "auto":
         on_cpu = jax.default_backend() == "cpu" and mesh is None

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tsnejax import TSNE, TSNEConfig, fit_batch
 from tsnejax.affinity import precomputed_affinities
@@ -197,6 +199,24 @@ def test_text_files_with_other_separators_read_as_their_csv(tmp_path):
     (tmp_path / "dec.csv").write_text("a;b\n1,5;2,5\n")
     with pytest.raises(ValueError, match=r"semicolon-separated.*decimal commas are not read"):
         load_array(tmp_path / "dec.csv")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 5)),
+    sep=st.sampled_from([",", ";", "\t", " ", "   "]),
+    header=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_any_separator_round_trips_a_matrix(tmp_path_factory, shape, sep, header, seed):
+    X = np.random.default_rng(seed).normal(size=shape) * 10.0 ** np.arange(-3, 3)[seed % 6]
+    lines = [sep.join(f"f{j}" for j in range(shape[1]))] if header else []
+    lines += [sep.join(repr(float(v)) for v in row) for row in X]
+    f = tmp_path_factory.mktemp("sep") / "x.txt"
+    f.write_text("\n".join(lines) + "\n")
+    got, y = load_array(f)
+    np.testing.assert_array_equal(got, X)  # repr round-trips float64 exactly
+    assert y is None
 
 
 def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):

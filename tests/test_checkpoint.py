@@ -179,6 +179,32 @@ def test_a_callable_metric_or_affinity_method_resumes_in_another_process(digits,
 
 
 @pytest.mark.float32_only("the divergence it provokes is a float32 one")
+def test_a_checkpoint_that_cannot_be_written_is_named_before_the_run(key, tmp_path, monkeypatch):
+    # A folder, or a path under a file, failed at the first save (a FileNotFoundError naming a
+    # temporary file) after the kNN search, P and the first chunk had run.
+    import tsnejax.batch
+    import tsnejax.pipeline
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(tsnejax.pipeline, "prepare", no_run)
+    monkeypatch.setattr(tsnejax.batch, "_as_list", no_run)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    (tmp_path / "a_file").write_text("")
+    cases = [
+        (tmp_path, r"is a folder; give a file in it, e.g. '.*tsne\.npz'"),
+        (tmp_path / "a_file" / "ck.npz", r"cannot be written: no file can be created in .*a_file"),
+        (True, "checkpoint must be a file path"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ValueError, match=message):
+            fit(key, X, TSNEConfig(), checkpoint=path)
+        with pytest.raises(ValueError, match=message):
+            tsnejax.batch.fit_batch([key], X, checkpoint=path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no probe left behind
+
+
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):
     X = digits[0][:300]
     ck = tmp_path / "d.npz"

@@ -236,6 +236,8 @@ def fit_batch(
         raise ValueError("fit_batch needs at least one key.")
     for i, k in enumerate(keys):
         check_key(k, f"keys[{i}]")
+    if checkpoint is not None:
+        ck.check_path(checkpoint)
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
     rules = [get_stopping(c.schedule) for c in configs]
     for c, rule in zip(configs, rules, strict=True):

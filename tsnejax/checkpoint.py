@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tsnejax.run import TSNEState, init_state
 from tsnejax.shard import point_layout
 
 __all__ = [
+    "check_path",
     "save_state",
     "load_state",
     "load_meta",
@@ -51,6 +53,33 @@ def _on_host(x: Any) -> np.ndarray:
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def check_path(path: Any) -> Path:
+    """``path`` as a ``Path``, once a file can be created where it points (the missing folders
+    are created by the save). A folder, or a place where nothing can be written, failed at the
+    first save — after the kNN search, P and the first chunk — as a ``FileNotFoundError``
+    naming a temporary file; a folder given to resume from was said not to exist."""
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"checkpoint must be a file path such as 'tsne.npz', got {path!r:.60}.")
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(
+            f"checkpoint {str(p)!r} is a folder; give a file in it, e.g. {str(p / 'tsne.npz')!r}."
+        )
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=folder)
+    except OSError as e:
+        raise ValueError(
+            f"checkpoint {str(p)!r} cannot be written: no file can be created in "
+            f"{str(folder)!r} ({e.strerror}); choose another path."
+        ) from e
+    os.close(fd)
+    os.unlink(probe)
+    return p
 
 
 def save_state(
@@ -113,6 +142,8 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
 def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     """``(header, state leaves, record leaves)`` of a checkpoint file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} is a folder, not a saved state.")
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist.")
     try:

@@ -360,6 +360,8 @@ def fit(
     config = as_config(config)
     check_key(key)
     config.validate()
+    if checkpoint is not None:
+        ck.check_path(checkpoint)
     if mesh is not None:
         mesh = shard.auto_mesh(mesh)
     t_start = time.perf_counter()

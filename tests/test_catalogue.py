@@ -196,6 +196,8 @@ def test_text_files_with_other_separators_read_as_their_csv(tmp_path):
         assert y.tolist() == names, repr(sep)
     (tmp_path / "one.txt").write_text("1.5\n2.5\n")  # one column: no separator at all
     assert load_array(tmp_path / "one.txt")[0].tolist() == [[1.5], [2.5]]
+    (tmp_path / "one.txt").write_text("cell size\n1.5\n2.5\n")  # a header with a space
+    assert load_array(tmp_path / "one.txt")[0].tolist() == [[1.5], [2.5]]
     (tmp_path / "dec.csv").write_text("a;b\n1,5;2,5\n")
     with pytest.raises(ValueError, match=r"semicolon-separated.*decimal commas are not read"):
         load_array(tmp_path / "dec.csv")

@@ -9,6 +9,7 @@ resolves the project's real-data folder from ``TSNEJAX_DATA`` (default ``../shar
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -111,16 +112,17 @@ SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", " ": "whitespace"}
 
 def _separator(p: Path) -> str:
     """The first line's separator: a tab, ``;`` or ``,`` (the most frequent of them), else
-    whitespace when the line splits into several fields, else ``,`` (a single column)."""
+    whitespace when the first two lines both split into several fields (a one-column file
+    headed ``cell size`` is one column), else ``,`` (a single column)."""
     if p.suffix.lower() == ".tsv":
         return "\t"
     with open(p, newline="", encoding="utf-8-sig") as fh:
-        line = next((row for row in fh if row.strip()), "")
-    counts = {sep: line.count(sep) for sep in ("\t", ";", ",")}
+        lines = list(itertools.islice((r for r in fh if r.strip()), 2)) or [""]
+    counts = {sep: lines[0].count(sep) for sep in ("\t", ";", ",")}
     best = max(counts, key=counts.get)
     if counts[best]:
         return best
-    return " " if len(line.split()) > 1 else ","
+    return " " if all(len(line.split()) > 1 for line in lines) else ","
 
 
 def _rows(fh: Any, sep: str) -> Any:

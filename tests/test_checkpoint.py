@@ -178,7 +178,6 @@ def test_a_callable_metric_or_affinity_method_resumes_in_another_process(digits,
     np.testing.assert_array_equal(resumed.embedding, full.embedding)
 
 
-@pytest.mark.float32_only("the divergence it provokes is a float32 one")
 def test_a_checkpoint_that_cannot_be_written_is_named_before_the_run(key, tmp_path, monkeypatch):
     # A folder, or a path under a file, failed at the first save (a FileNotFoundError naming a
     # temporary file) after the kNN search, P and the first chunk had run.
@@ -205,6 +204,7 @@ def test_a_checkpoint_that_cannot_be_written_is_named_before_the_run(key, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no probe left behind
 
 
+@pytest.mark.float32_only("the divergence it provokes is a float32 one")
 def test_divergence_saves_last_finite_state(digits, key, tmp_path):
     X = digits[0][:300]
     ck = tmp_path / "d.npz"

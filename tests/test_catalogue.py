@@ -221,6 +221,23 @@ def test_any_separator_round_trips_a_matrix(tmp_path_factory, shape, sep, header
     assert y is None
 
 
+def test_a_labels_table_gives_its_label_column_and_a_header_is_not_a_label(tmp_path):
+    """A labels CSV with an id column was read one whole line per label ("c1,T"), so every
+    point was a class of its own and the 10-NN accuracy came out 0 without a word; a header
+    line "label" was read as the first label."""
+    (tmp_path / "t.csv").write_text("cell_id,cell_type\nc1,T\nc2,B\nc3,T\n")
+    assert load_labels(tmp_path / "t.csv").tolist() == ["T", "B", "T"]
+    (tmp_path / "t.tsv").write_text("id\tLabel\nc1\tT cell\nc2\tB cell\n")
+    assert load_labels(tmp_path / "t.tsv").tolist() == ["T cell", "B cell"]
+    (tmp_path / "one.csv").write_text('label\n"T, naive"\nB\n')  # pandas quotes such labels
+    assert load_labels(tmp_path / "one.csv").tolist() == ["T, naive", "B"]
+    (tmp_path / "one.txt").write_text("Label\nT cell\nB cell\n")
+    assert load_labels(tmp_path / "one.txt").tolist() == ["T cell", "B cell"]
+    (tmp_path / "ids.csv").write_text("id,name\nc1,T\n")
+    with pytest.raises(ValueError, match=r"has columns \['id', 'name'\]; name one of them"):
+        load_labels(tmp_path / "ids.csv")
+
+
 def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
     """What spreadsheets write: a quoted label with a comma, an empty cell, a UTF-8 BOM (Excel);
     an empty cell was "column not numeric", a quoted comma split a field, and with a label

@@ -49,7 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="features: .npy, .npz (X[, y]), .csv/.tsv/.txt or .h5ad (AnnData)",
     )
-    e.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt), one per row")
+    e.add_argument(
+        "--labels", default=None, help="labels: .npy/.npz, .txt (one per line) or a .csv table"
+    )
     e.add_argument(
         "--use-rep", default=None, help=".h5ad: obsm key or X (default: X_pca when present)"
     )

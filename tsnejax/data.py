@@ -224,7 +224,10 @@ def _is_number(v: str) -> bool:
 
 
 def load_labels(path: str | os.PathLike) -> np.ndarray:
-    """Labels from ``.npy``, ``.npz`` (array ``y`` or the only array) or a one-column text file."""
+    """Labels from ``.npy``, ``.npz`` (array ``y`` or the only array), a text file of one label
+    per line (a first line naming the column, e.g. ``label``, is a header), or a ``.csv`` /
+    ``.tsv`` table whose header names its label column (one of :data:`LABEL_COLUMNS`; each
+    whole line of such a file was read as one label, so every point had a class of its own)."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"labels file {str(p)!r} does not exist.")
@@ -235,10 +238,33 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
             key = "y" if "y" in z.files else z.files[0]
             return z[key]
     # One label per line, spaces included ("CD4 T cell": np.loadtxt split it into two columns).
-    with open(p, encoding="utf-8-sig") as fh:
+    with open(p, newline="", encoding="utf-8-sig") as fh:
         lines = [line.strip() for line in fh]
     while lines and not lines[-1]:
         lines.pop()
+    sep = _separator(p) if p.suffix.lower() in (".csv", ".tsv") else " "
+    header = next(csv.reader(lines[:1], delimiter=sep), []) if sep != " " else []
+    if len(header) > 1:  # a table: its label column, by name
+        rows = list(csv.reader(lines, delimiter=sep))
+        names = [v.strip().lower() for v in header]
+        at = [i for i, v in enumerate(names) if v in LABEL_COLUMNS]
+        if len(at) != 1:
+            raise ValueError(
+                f"labels file {str(p)!r} has columns {header}; name one of them "
+                f"{LABEL_COLUMNS} (its values are read as the labels), or give one label per "
+                "line (a .txt file, or labels holding the separator in quotes)."
+            )
+        ragged = [i + 1 for i, r in enumerate(rows) if len(r) != len(names)]
+        if ragged:
+            raise ValueError(
+                f"labels file {str(p)!r}: line {ragged[0]} has another number of fields "
+                f"than the header ({len(names)})."
+            )
+        return np.asarray([r[at[0]].strip() for r in rows[1:]], dtype=str)
+    if sep != " ":  # a one-column table: a label holding the separator comes quoted
+        lines = [v[1:-1] if len(v) > 1 and v[0] == v[-1] == '"' else v for v in lines]
+    if lines and lines[0].strip("'\"").lower() in LABEL_COLUMNS:
+        lines = lines[1:]  # a header naming the column, not a label
     return np.asarray(lines, dtype=str)
 
 

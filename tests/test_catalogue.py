@@ -233,6 +233,8 @@ def test_a_labels_table_gives_its_label_column_and_a_header_is_not_a_label(tmp_p
     assert load_labels(tmp_path / "one.csv").tolist() == ["T, naive", "B"]
     (tmp_path / "one.txt").write_text("Label\nT cell\nB cell\n")
     assert load_labels(tmp_path / "one.txt").tolist() == ["T cell", "B cell"]
+    (tmp_path / "yn.txt").write_text("y\nn\ny\n")  # a value, not a header: it recurs
+    assert load_labels(tmp_path / "yn.txt").tolist() == ["y", "n", "y"]
     (tmp_path / "ids.csv").write_text("id,name\nc1,T\n")
     with pytest.raises(ValueError, match=r"has columns \['id', 'name'\]; name one of them"):
         load_labels(tmp_path / "ids.csv")

@@ -225,9 +225,10 @@ def _is_number(v: str) -> bool:
 
 def load_labels(path: str | os.PathLike) -> np.ndarray:
     """Labels from ``.npy``, ``.npz`` (array ``y`` or the only array), a text file of one label
-    per line (a first line naming the column, e.g. ``label``, is a header), or a ``.csv`` /
-    ``.tsv`` table whose header names its label column (one of :data:`LABEL_COLUMNS`; each
-    whole line of such a file was read as one label, so every point had a class of its own)."""
+    per line (a first line naming the column, e.g. ``label``, and not found below, is a header),
+    or a ``.csv`` / ``.tsv`` table whose header names its label column (one of
+    :data:`LABEL_COLUMNS`; each whole line of such a file was read as one label, so every
+    point had a class of its own)."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"labels file {str(p)!r} does not exist.")
@@ -263,8 +264,8 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
         return np.asarray([r[at[0]].strip() for r in rows[1:]], dtype=str)
     if sep != " ":  # a one-column table: a label holding the separator comes quoted
         lines = [v[1:-1] if len(v) > 1 and v[0] == v[-1] == '"' else v for v in lines]
-    if lines and lines[0].strip("'\"").lower() in LABEL_COLUMNS:
-        lines = lines[1:]  # a header naming the column, not a label
+    if lines and lines[0].strip("'\"").lower() in LABEL_COLUMNS and lines[0] not in lines[1:]:
+        lines = lines[1:]  # a header naming the column, not a label (a value "y" recurs)
     return np.asarray(lines, dtype=str)
 
 

@@ -51,3 +51,25 @@ def test_live_or_remote_writers_files_are_left_alone(tmp_path):
     atomic_write_bytes(tmp_path / "x.npz", b"new")
     kept = {k for k, name in names.items() if (tmp_path / name).exists()}
     assert kept == {"live", "remote", "other target"}
+
+
+def test_a_write_recreates_a_folder_another_process_removed_meanwhile(tmp_path, monkeypatch):
+    # A sweep process removes runs/ as its last record goes; another registering at that
+    # moment made the folder, then found it gone when creating its temporary file.
+    import tempfile
+
+    from tsnejax._io import atomic_write_json
+
+    real = tempfile.mkstemp
+    calls = []
+
+    def racing(*args, dir=None, **kwargs):
+        calls.append(dir)
+        if len(calls) == 1:
+            os.rmdir(dir)  # the other process's rmdir, between our mkdir and mkstemp
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", racing)
+    atomic_write_json(tmp_path / "runs" / "me.json", {"pid": 1})
+    assert len(calls) == 2
+    assert (tmp_path / "runs" / "me.json").read_text().strip().startswith("{")

@@ -121,3 +121,4 @@ def test_two_resume_processes_split_the_trials_and_run_each_once(tmp_path):
     assert len(read_table(out / "results.csv")) == 8
     print("trials run per process:", ran)
     assert not list((out / "trials").rglob("claim.json"))
+    assert not (out / "runs").exists()  # both records gone, and with the last the folder

@@ -34,7 +34,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     host = socket.gethostname()
     _remove_orphans(path, host)
     prefix = f".{path.name}.{host}-{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=path.parent)
+    for attempt in range(3):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=path.parent)
+            break
+        except FileNotFoundError:  # another process removed the folder as it emptied (runs/)
+            if attempt == 2:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
     os.close(fd)
     try:
         yield Path(tmp)

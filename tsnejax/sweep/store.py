@@ -9,6 +9,7 @@ Layout::
     OUT/trials/<id>/metrics.json    metrics, status, timings; written last = "finished"
     OUT/trials/<id>/claim.json      while a process runs the trial: its host, pid, start time
     OUT/runs/<host>-<pid>.json      one per process running the sweep, removed when it ends
+                                    (the folder too, once empty)
     OUT/checkpoints/<digest>.npz    with checkpoint_every: the state of a running trial or batch
                                     (the folder is removed once every trial is written)
     OUT/results.csv                 one row per finished trial of the spec, rewritten atomically
@@ -172,8 +173,14 @@ class SweepStore:
         atomic_write_json(self.root / "runs" / f"{me['host']}-{me['pid']}.json", {**me, **extra})
 
     def unregister(self) -> None:
+        """Remove this process's record, and ``runs/`` when no other is left in it (a process
+        registering meanwhile re-creates the folder: :func:`tsnejax._io.atomic_path`)."""
         me = _me()
         (self.root / "runs" / f"{me['host']}-{me['pid']}.json").unlink(missing_ok=True)
+        try:
+            (self.root / "runs").rmdir()
+        except OSError:  # another process's record, or gone already
+            pass
 
     def live_runs(self) -> list[dict]:
         """Other processes running this sweep now (stale records of dead ones are removed)."""

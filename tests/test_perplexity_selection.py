@@ -142,9 +142,11 @@ def test_default_candidates_fit_the_data(digits):
     assert perplexity_selection._candidates(None, 100) == (5.0, 10.0, 20.0, 30.0)
     # An explicit graph width leaves out the defaults above it (30 on 25 neighbours was an
     # error asking to lower a perplexity the user had not given).
-    assert perplexity_selection._candidates(None, 1797, 25) == (5.0, 10.0, 20.0)
+    assert perplexity_selection._candidates(
+        None, 1797, tsnejax.TSNEConfig.make(n_neighbors=25)
+    ) == (5.0, 10.0, 20.0)
     with pytest.raises(ValueError, match=r"perplexity <= n_neighbors = 7 leaves \[5.0\]"):
-        perplexity_selection._candidates(None, 1797, 7)
+        perplexity_selection._candidates(None, 1797, tsnejax.TSNEConfig.make(n_neighbors=7))
     with pytest.raises(ValueError, match="too few to compare perplexities"):
         tsnejax.select_perplexity(jax.random.key(0), digits[0][:20])
 

@@ -135,10 +135,7 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
         first = next((r for r in _rows(fh, sep) if any(v.strip() for v in r)), [])
     names = [v.strip().strip("'") for v in first]
     header = not all(_is_number(v) for v in names if v.strip())
-    lower = [v.lower() for v in names]
-    # "x" beside "y": coordinates (an embedding, 2-D points), not features and their target
-    label_names = set(LABEL_COLUMNS) - ({"y"} if "x" in lower else set())
-    label_at = [i for i, v in enumerate(lower) if labels and header and v in label_names]
+    label_at = _label_columns(names) if labels and header else []
     if len(label_at) > 1:
         raise ValueError(
             f"input file {str(p)!r} has several label columns "
@@ -198,6 +195,14 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
     return X, y
 
 
+def _label_columns(names: list[str]) -> list[int]:
+    """Positions of the header ``names`` (any case) in :data:`LABEL_COLUMNS`; ``y`` beside an
+    ``x`` names coordinates (an embedding, 2-D points), not a target."""
+    lower = [v.strip().lower() for v in names]
+    label_names = set(LABEL_COLUMNS) - ({"y"} if "x" in lower else set())
+    return [i for i, v in enumerate(lower) if v in label_names]
+
+
 def _same_field_counts(p: Path, n_fields: int, sep: str = ",") -> bool:
     """Whether every non-empty line of ``p`` has ``n_fields`` ``sep``-separated fields (counted
     on the bytes, vectorised: a quoted separator counts too, and sends the file to the slow
@@ -247,19 +252,18 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
     header = next(csv.reader(lines[:1], delimiter=sep), []) if sep != " " else []
     if len(header) > 1:  # a table: its label column, by name
         rows = list(csv.reader(lines, delimiter=sep))
-        names = [v.strip().lower() for v in header]
-        at = [i for i, v in enumerate(names) if v in LABEL_COLUMNS]
+        at = _label_columns(header)
         if len(at) != 1:
             raise ValueError(
                 f"labels file {str(p)!r} has columns {header}; name one of them "
                 f"{LABEL_COLUMNS} (its values are read as the labels), or give one label per "
                 "line (a .txt file, or labels holding the separator in quotes)."
             )
-        ragged = [i + 1 for i, r in enumerate(rows) if len(r) != len(names)]
+        ragged = [i + 1 for i, r in enumerate(rows) if len(r) != len(header)]
         if ragged:
             raise ValueError(
                 f"labels file {str(p)!r}: line {ragged[0]} has another number of fields "
-                f"than the header ({len(names)})."
+                f"than the header ({len(header)})."
             )
         return np.asarray([r[at[0]].strip() for r in rows[1:]], dtype=str)
     if sep != " ":  # a one-column table: a label holding the separator comes quoted

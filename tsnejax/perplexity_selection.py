@@ -19,7 +19,7 @@ import numpy as np
 
 from tsnejax._checks import check_option, check_perplexity
 from tsnejax.batch import BatchResult, fit_batch, shared_graphs
-from tsnejax.build import affinity_key
+from tsnejax.build import affinity_key, n_neighbors
 from tsnejax.config import TSNEConfig
 from tsnejax.knn_metric import check_input
 from tsnejax.metrics import kl_divergence
@@ -80,24 +80,27 @@ class PerplexitySelection(NamedTuple):
 
 
 def _candidates(
-    perplexities: Sequence[float] | None, n: int, width: int | None = None
+    perplexities: Sequence[float] | None, n: int, config: TSNEConfig = TSNEConfig()
 ) -> tuple[float, ...]:
-    """The candidates for ``n`` points; ``width``: an explicit ``n_neighbors``, which bounds
-    each (the defaults above it are left out: they made a config with ``n_neighbors=25`` an
-    error telling the user to lower a perplexity they had not given)."""
+    """The candidates for ``n`` points, each within the kNN graph ``config`` gives it
+    (:func:`tsnejax.build.n_neighbors`): with an explicit ``n_neighbors`` the defaults above it
+    are left out (they made ``n_neighbors=25`` an error telling the user to lower a perplexity
+    they had not given) and given candidates are refused before any search."""
     if perplexities is None:
         fits = tuple(
-            p for p in DEFAULT_PERPLEXITIES if 3 * p <= n - 1 and (width is None or p <= width)
+            p for p in DEFAULT_PERPLEXITIES if 3 * p <= n - 1 and p <= n_neighbors(config, n, p)
         )
         if len(fits) < 2:
-            graph = "" if width is None else f" and perplexity <= n_neighbors = {width}"
+            k = config.affinities.n_neighbors
+            graph = "" if isinstance(k, str) else f" and perplexity <= n_neighbors = {k}"
             raise ValueError(
                 f"{n} points are too few to compare perplexities (3 * perplexity <= n - 1"
                 f"{graph} leaves {list(fits)} of the defaults {list(DEFAULT_PERPLEXITIES)}); "
                 "pass perplexities= explicitly."
             )
         return fits
-    values = check_perplexity(perplexities, n, width)
+    values = check_perplexity(perplexities, n)
+    check_perplexity(values, n, n_neighbors(config, n, max(values)))
     if len(set(values)) != len(values):
         raise ValueError(f"perplexities has repeated values: {list(values)}; give each once.")
     return values
@@ -166,8 +169,7 @@ def select_perplexity(
         )
     Xv = check_input(X, config.affinities.metric)  # dense or sparse rows, or distances
     n = int(Xv.shape[0])
-    k = config.affinities.n_neighbors
-    candidates = _candidates(perplexities, n, None if isinstance(k, str) else int(k))
+    candidates = _candidates(perplexities, n, config)
     configs = [config.replace(perplexity=p) for p in candidates]
     if mode == "auto":
         on_cpu = jax.default_backend() == "cpu" and mesh is None

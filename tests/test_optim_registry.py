@@ -252,6 +252,45 @@ def test_an_optax_wrapper_object_is_taken_and_a_factory_is_named(problem):
         TSNEConfig.make(optimizer=optax.adam)
 
 
+@pytest.mark.parametrize("phase_scaling", ["auto", False])
+def test_an_optax_object_the_loop_cannot_drive_is_named_before_the_search(
+    phase_scaling, monkeypatch
+):
+    """optax.lookahead wants LookaheadParams, contrib.sophia a loss function: they failed with
+    Optax's own AttributeError / "obj_fn must be provided" from inside the compiled loop, after
+    the kNN search and P (with phase_scaling given, nothing probed them first)."""
+    from optax import contrib
+
+    import tsnejax.pipeline
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the kNN search ran before the optimizer was checked")
+
+    monkeypatch.setattr(tsnejax.pipeline, "prepare", no_search)
+    X = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
+    cases = [
+        (optax.lookahead(optax.sgd(60.0), 5, 0.5), r"AttributeError: .*fast.*cannot be driven"),
+        (contrib.sophia(0.1), r"obj_fn must be provided.*need the loss value or function"),
+        (optax.lbfgs(), r"TypeError: .*optax.scale_by_lbfgs\(\) in a chain"),
+    ]
+    for transform, why in cases:
+        config = TSNEConfig.make(optimizer=transform, phase_scaling=phase_scaling, perplexity=5)
+        with pytest.raises(ValueError, match=r"optimizer: this Optax transformation fails.*" + why):
+            tsnejax.pipeline.fit(jax.random.key(0), X, config)
+    if phase_scaling == "auto":  # diff.fit takes objects too (its error was Optax's own)
+        from tsnejax import diff
+
+        for transform, why in cases:
+            with pytest.raises(ValueError, match=r"optimizer: this Optax.*" + why):
+                diff.fit(
+                    X,
+                    {"perplexity": 5.0},
+                    key=jax.random.key(0),
+                    optimizer=transform,
+                    n_neighbors=15,
+                )
+
+
 @pytest.mark.parametrize("method", ["exact", "interpolation"])
 def test_resume_150_plus_250_equals_400(problem, method, tmp_path):
     """Gains and velocity carry over, also through a saved and reloaded checkpoint (the grid

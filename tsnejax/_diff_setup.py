@@ -18,7 +18,13 @@ from tsnejax._checks import check_momentum, check_perplexity_value
 from tsnejax._spec import parse_spec
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.gradients import Backend, get_backend
-from tsnejax.optim import ADAPTIVE, OPTIMIZERS, as_transformation, make_optimizer
+from tsnejax.optim import (
+    ADAPTIVE,
+    OPTIMIZERS,
+    as_transformation,
+    check_drivable,
+    make_optimizer,
+)
 from tsnejax.run import build_step
 
 __all__ = [
@@ -82,6 +88,7 @@ def stepper(
         transform = make_optimizer(optimizer, **{**kwargs, **dict(fixed)})
     else:
         transform = as_transformation(optimizer, "a registry name, a spec such as 'adam:b1=0.5'")
+        check_drivable(transform)  # before tracing the run, whose error would be Optax's own
     return build_step(backend, transform), transform
 
 

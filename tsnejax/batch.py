@@ -33,7 +33,13 @@ from tsnejax._checks import check_key
 from tsnejax._loop_host import batch_start
 from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
-from tsnejax.build import affinity_key, config_perplexities, phase_table, stepper_for
+from tsnejax.build import (
+    affinity_key,
+    check_optimizer,
+    config_perplexities,
+    phase_table,
+    stepper_for,
+)
 from tsnejax.config import TSNEConfig, static_signature
 from tsnejax.extend import optimize_batch_more, standing_kls
 from tsnejax.knn import KNNGraph, precomputed_knn
@@ -239,6 +245,8 @@ def fit_batch(
     if checkpoint is not None:
         ck.check_path(checkpoint)
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
+    for c in configs:
+        check_optimizer(c)
     rules = [get_stopping(c.schedule) for c in configs]
     for c, rule in zip(configs, rules, strict=True):
         if rule is not None:

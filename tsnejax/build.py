@@ -43,6 +43,7 @@ from tsnejax.shard import sharded_step
 
 __all__ = [
     "build_optimizer",
+    "check_optimizer",
     "build_backend",
     "phase_table",
     "stepper_for",
@@ -134,8 +135,17 @@ def _phase_scaled(config: TSNEConfig) -> bool:
     o = config.optimizer
     if not o.is_object:
         return False
-    sgd_like = _sgd_like(o.transform, config.n_components)  # also probes that update() runs
+    # Probed whatever phase_scaling says: the probe is also the check that the loop can
+    # drive the object (init and update on an (n, d) array), before any kNN search.
+    sgd_like = _sgd_like(o.transform, config.n_components)
     return sgd_like if o.phase_scaling == "auto" else bool(o.phase_scaling)
+
+
+def check_optimizer(config: TSNEConfig) -> None:
+    """Raise ``ValueError`` now if ``config``'s Optax object cannot be driven by the loop
+    (probed once per object, cached), so the error comes before the kNN search."""
+    if config.optimizer.is_object:
+        _sgd_like(config.optimizer.transform, config.n_components)
 
 
 @functools.lru_cache(maxsize=64)

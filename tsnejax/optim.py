@@ -51,6 +51,7 @@ __all__ = [
     "parse_optimizer_spec",
     "scale_learning_rate",
     "scales_with_gradient",
+    "check_drivable",
     "OPTIMIZERS",
     "ADAPTIVE",
     "GAINS_RULES",
@@ -296,6 +297,20 @@ def scale_learning_rate(scale: float = 1.0) -> optax.GradientTransformation:
     return optax.inject_hyperparams(_scale)(learning_rate_scale=scale)
 
 
+def check_drivable(transform: optax.GradientTransformation, dim: int = 2) -> Any:
+    """Raise ``ValueError`` naming ``optimizer`` unless ``transform`` takes the loop's calls,
+    ``init(Y)`` and ``update(gradient, state, Y)`` on an ``(8, dim)`` float32 array; returns the
+    state it made. Any failure would otherwise surface from inside the compiled loop, as the
+    transformation's own exception (an AttributeError for optax.lookahead's params)."""
+    params = jnp.zeros((8, dim), jnp.float32)
+    try:
+        state = transform.init(params)
+        transform.update(jnp.full_like(params, 1e-4), state, params)
+    except Exception as err:  # noqa: BLE001 - re-raised with the parameter named
+        raise ValueError(_cannot_drive(err)) from err
+    return state
+
+
 def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) -> bool:
     """Whether ``transform``'s first update grows in proportion to the gradient (SGD-like)
     rather than staying the same size (Adam-, Lion-like), probed on a small random problem.
@@ -304,7 +319,6 @@ def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) 
     """
     params = jnp.zeros((8, dim), jnp.float32)
     g = 1e-4 * jax.random.normal(jax.random.key(0), params.shape, jnp.float32)
-    state = transform.init(params)
 
     def first_move(grad: Array) -> Array:
         """The first non-zero update for a constant gradient: a wrapper that accumulates
@@ -317,19 +331,33 @@ def scales_with_gradient(transform: optax.GradientTransformation, dim: int = 2) 
                 break
         return upd
 
-    try:
-        small = first_move(g)
-    except TypeError as err:  # e.g. optax.lbfgs: its line search needs value= and value_fn=
-        raise ValueError(
-            f"optimizer: this Optax transformation's update needs more than the t-SNE loop "
-            f"passes, update(gradient, state, params) ({err}). Line searches and Polyak step sizes "
-            "need the loss value, which the gradient methods do not compute; use a "
-            "transformation without one (e.g. optax.scale_by_lbfgs() in a chain instead of "
-            "optax.lbfgs(), optax.sgd instead of optax.polyak_sgd)."
-        ) from None
+    state = check_drivable(transform, dim)
+    small = first_move(g)
     large = first_move(10.0 * g)
     ratio = float(jnp.linalg.norm(large) / jnp.maximum(jnp.linalg.norm(small), 1e-30))
     return ratio > 3.0  # 10 for proportional updates, ~1 for normalised ones
+
+
+def _cannot_drive(err: Exception) -> str:
+    """Why the loop cannot drive an Optax transformation whose probe update raised ``err``."""
+    why = f"{type(err).__name__}: {err}"
+    text = (
+        "optimizer: this Optax transformation fails on the update the t-SNE loop makes, "
+        f"init(Y) then update(gradient, state, Y) with Y the (n, d) embedding array ({why})."
+    )
+    if isinstance(err, TypeError) or "fn must be provided" in str(err):
+        # optax.lbfgs, polyak_sgd, contrib.momo, reduce_on_plateau, sophia: missing value=...
+        return text + (
+            " Line searches, Polyak step sizes, plateau rules and curvature estimates need the "
+            "loss value or function, which the gradient methods do not compute; use a "
+            "transformation without one (e.g. optax.scale_by_lbfgs() in a chain instead of "
+            "optax.lbfgs(), optax.sgd instead of optax.polyak_sgd)."
+        )
+    return text + (
+        " Transformations that need params of another structure (optax.lookahead's "
+        "LookaheadParams) or extra update arguments cannot be driven; wrap it so that it takes "
+        "the array, or use a transformation that does."
+    )
 
 
 def _sgd(learning_rate: ScalarOrSchedule, momentum: float = 0.8, nesterov: bool = False):

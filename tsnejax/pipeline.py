@@ -35,6 +35,7 @@ from tsnejax.affinity import (
     uniform_affinities,
 )
 from tsnejax.build import (
+    check_optimizer,
     config_perplexities,
     memory_plan,
     n_neighbors,
@@ -360,6 +361,7 @@ def fit(
     config = as_config(config)
     check_key(key)
     config.validate()
+    check_optimizer(config)
     if checkpoint is not None:
         ck.check_path(checkpoint)
     if mesh is not None:

@@ -103,6 +103,9 @@ CASES = {
     "P not symmetric": (lambda t: precomputed_affinities(sp.triu(SYM, format="csr")), "symmetric"),
     "P negative": (lambda t: precomputed_affinities(-SYM), "non-negative"),
     "P with diagonal": (lambda t: precomputed_affinities(SYM + sp.eye(10)), "diagonal"),
+    # the imaginary part was dropped with only NumPy's ComplexWarning
+    "P complex": (lambda t: precomputed_affinities(SYM.astype(np.complex64)), "complex dtype"),
+    "P text": (lambda t: precomputed_affinities(np.array([["0", "a"], ["a", "0"]])), "numeric"),
     "input file missing": (lambda t: load_array(t / "missing.npy"), "does not exist"),
     "input file corrupt": (_file(b"not an array", "x.npy", load_array), "x.npy"),
     "labels file missing": (lambda t: load_labels(t / "y.npy"), "does not exist"),

@@ -312,7 +312,13 @@ def precomputed_affinities(
     ``P`` must be square, finite, non-negative and symmetric; with ``normalize`` it is scaled
     to sum 1, otherwise it must already sum to 1 (within 1e-6).
     """
-    M = sp.csr_matrix(P, dtype=np.float64)
+    dtype = getattr(P, "dtype", None)
+    if dtype is not None and np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"affinities: P has complex dtype {dtype}; pass a real matrix.")
+    try:
+        M = sp.csr_matrix(P, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"affinities: P must be a numeric (n, n) matrix ({err}).") from None
     M.sum_duplicates()
     M.eliminate_zeros()
     n = M.shape[0]

@@ -1,13 +1,18 @@
 """Atomic writes: a write killed mid-way leaves the old file and its temporary file, which the
-next write to the same target removes (only a dead writer's on this host)."""
+next write to the same target removes (only a dead writer's on this host). JSON is strict."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 
-from tsnejax._io import atomic_write_bytes
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tsnejax._io import NONFINITE, atomic_write_bytes, atomic_write_json, read_json
 
 HALF_WRITTEN = """
 import sys, time
@@ -73,3 +78,42 @@ def test_a_write_recreates_a_folder_another_process_removed_meanwhile(tmp_path, 
     atomic_write_json(tmp_path / "runs" / "me.json", {"pid": 1})
     assert len(calls) == 2
     assert (tmp_path / "runs" / "me.json").read_text().strip().startswith("{")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.recursive(
+        st.floats(allow_nan=True, allow_infinity=True)
+        | st.integers(-(2**40), 2**40)
+        | st.text(max_size=5)
+        | st.booleans()
+        | st.none(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=12,
+    )
+)
+def test_json_files_are_strict_and_read_back_the_same(tmp_path_factory, value):
+    """Non-finite floats go out as "NaN" / "Infinity" / "-Infinity" (strict JSON) and come back
+    as floats; NumPy scalars and arrays as Python values."""
+    path = tmp_path_factory.mktemp("j") / "x.json"
+    atomic_write_json(path, {"v": value, "np": [np.float32("nan"), np.arange(2), np.int64(3)]})
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant}")
+
+    json.loads(path.read_text(), parse_constant=refuse)
+    back = read_json(path)
+    assert back["np"][1:] == [[0, 1], 3] and np.isnan(back["np"][0])
+
+    def same(a, b):
+        if isinstance(b, str) and b in NONFINITE:  # the one ambiguity: the string reads as
+            b = NONFINITE[b]  # the float it spells
+        if isinstance(a, float) and isinstance(b, float):
+            return a == b or (np.isnan(a) and np.isnan(b))
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(map(same, a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return a == b and type(a) is type(b)
+
+    assert same(back["v"], value)

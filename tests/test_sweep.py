@@ -26,6 +26,7 @@ from tsnejax.sweep import (
     expand_trials,
     load_data,
     load_spec,
+    read_json,
     read_table,
     run_group,
     run_sweep,
@@ -300,9 +301,22 @@ def test_sharded_over_two_host_devices_equals_unsharded(tmp_path):
 def test_divergent_trial_is_recorded_not_fatal(tmp_path):
     # Two trials that diverge at the first step both hold the start: the report does not call
     # them settings that "change nothing" (it did).
-    both = _spec(grid={"learning_rate": [1e12, 1e13]}, fixed={"n_iter": 20})
+    both = _spec(grid={"learning_rate": [1e12, 1e13], "dof": [float("inf")]}, fixed={"n_iter": 20})
     run_sweep(both, tmp_path / "both")
     assert "Identical embeddings" not in make_report(tmp_path / "both")["table"].read_text()
+    # Strict JSON throughout (a diverged KL was a bare NaN, dof = inf a bare Infinity, which
+    # JavaScript's JSON.parse and R's jsonlite refuse); read_json gives the floats back.
+    files = sorted((tmp_path / "both").rglob("*.json"))
+    assert len(files) == 5  # sweep.json, two trials' config.json and metrics.json
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in a JSON file")
+
+    for f in files:
+        json.loads(f.read_text(), parse_constant=refuse)
+    assert read_json(tmp_path / "both" / "sweep.json")["spec"]["grid"]["dof"] == [np.inf]
+    for f in (tmp_path / "both" / "trials").glob("*/metrics.json"):
+        assert np.isnan(read_json(f)["kl"]) and '"kl": "NaN"' in f.read_text()
     spec = _spec(
         grid={"learning_rate": [30, 1e12]},
         fixed={"n_iter": 60, "early_exaggeration_iter": 40, "negative_gradient_method": "exact"},

@@ -1,7 +1,8 @@
 """The one atomic-write helper: a temporary file in the target's folder, flushed, fsync'ed and
 renamed over the target, so a crash (even SIGKILL) leaves the old file or the new one. The
 temporary file's name holds the writer's host and pid; the next write to the same target
-removes what a killed writer on this host left behind."""
+removes what a killed writer on this host left behind. JSON is written strict (no bare
+``NaN``/``Infinity``) and read back by :func:`read_json`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import glob
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -19,7 +21,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_save_npy"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save_npy",
+    "json_ready",
+    "read_json",
+    "NONFINITE",
+]
+
+#: How non-finite floats are written in JSON files: strict JSON has no NaN or Infinity
+#: (JavaScript's ``JSON.parse``, R's jsonlite and DuckDB refuse Python's bare ``NaN``), so they
+#: are these strings, as in protobuf's JSON mapping; :func:`read_json` turns them back.
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 @contextlib.contextmanager
@@ -83,10 +98,42 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with NumPy scalars and arrays as Python values and non-finite floats as the
+    strings of :data:`NONFINITE`, through dicts, lists and tuples."""
+    if isinstance(obj, np.ndarray | np.generic):
+        obj = obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def _restore(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: _restore(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore(v) for v in obj]
+    return obj
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file tsnejax wrote (``metrics.json``, a sweep's ``sweep.json`` and trial files),
+    with the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` as the floats they stand for.
+    Files of earlier versions, with bare ``NaN``, read the same."""
+    return _restore(json.loads(Path(path).read_text()))
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps: Any) -> None:
-    """``obj`` as JSON (default: indent 1, sorted keys), atomically."""
+    """``obj`` as strict JSON (default: indent 1, sorted keys; :func:`json_ready`), atomically."""
     dumps = {"indent": 1, "sort_keys": True, **dumps}
-    atomic_write_bytes(path, (json.dumps(obj, **dumps) + "\n").encode())
+    text = json.dumps(json_ready(obj), allow_nan=False, **dumps)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:

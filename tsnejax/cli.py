@@ -364,7 +364,7 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
                 title=f"{source}: NN preservation",
             )
     atomic_save_npy(out / "embedding.npy", Y)
-    atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=False, default=_json)
+    atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=False, default=str)
     if adata is not None and args.save_h5ad:
         from tsnejax import tl
 
@@ -415,20 +415,12 @@ def _metrics(args: argparse.Namespace) -> dict[str, Any]:
     )
     result = {"input": str(args.input), "embedding": str(args.embedding), **result}
     result["metric"] = args.metric
-    atomic_write_json(out / "metrics.json", result, indent=2, sort_keys=False, default=_json)
+    atomic_write_json(out / "metrics.json", result, indent=2, sort_keys=False, default=str)
     with atomic_path(out / "precision_recall.png", suffix=".png") as tmp:
         plot_precision_recall(
             {Path(args.embedding).stem: result}, tmp, title=f"{Path(args.input).name}: N={len(X)}"
         )
     return result
-
-
-def _json(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 def main(argv: list[str] | None = None) -> int:

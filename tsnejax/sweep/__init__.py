@@ -4,6 +4,7 @@
 results folder (resumable); ``make_report`` writes the table and plots. See docs/sweeps.md.
 """
 
+from tsnejax._io import read_json
 from tsnejax._xla_flags import request_host_devices
 from tsnejax.config import DYNAMIC_FIELDS, resolve_learning_rate, static_signature
 from tsnejax.sweep.executor import (
@@ -46,6 +47,7 @@ __all__ = [
     "expand_trials",
     "load_data",
     "load_spec",
+    "read_json",
     "read_table",
     "request_host_devices",
     "label_of",

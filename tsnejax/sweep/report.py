@@ -11,13 +11,13 @@ a line plot (``<metric>_vs_<axis>.png``); ``kl_history.png``: KL against iterati
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tsnejax._io import read_json
 from tsnejax.sweep.store import TABLE_COLUMNS, SweepStore, read_table
 
 __all__ = ["make_report", "REPORT_METRICS"]
@@ -66,7 +66,7 @@ def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dic
             f"{str(root)!r} is not a sweep folder (no sweep.json/results.csv); run "
             "'tsnejax sweep CONFIG --out DIR' first."
         )
-    meta = json.loads((root / "sweep.json").read_text())
+    meta = read_json(root / "sweep.json")
     rows = read_table(root / "results.csv")
     if not rows:
         raise ValueError(f"{str(root)!r} has no finished trials yet.")

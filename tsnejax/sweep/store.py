@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._io import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from tsnejax._io import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json
 
 __all__ = [
     "SweepStore",
@@ -112,7 +112,7 @@ class SweepStore:
             return done
         for d in self.trials_dir.iterdir():
             try:
-                json.loads((d / "metrics.json").read_text())
+                read_json(d / "metrics.json")
             except (OSError, ValueError):
                 continue
             done.add(d.name)
@@ -209,9 +209,7 @@ class SweepStore:
 
     def read_trial(self, trial_id: str) -> tuple[dict, dict]:
         d = self.trial_dir(trial_id)
-        return json.loads((d / "config.json").read_text()), json.loads(
-            (d / "metrics.json").read_text()
-        )
+        return read_json(d / "config.json"), read_json(d / "metrics.json")
 
     def embedding(self, trial_id: str) -> np.ndarray:
         return np.load(self.trial_dir(trial_id) / "embedding.npy", allow_pickle=False)

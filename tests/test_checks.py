@@ -261,6 +261,31 @@ def test_misplaced_arguments_get_the_form_that_works():
         TSNE(optimizer=optax.lbfgs(), perplexity=5).fit(X)
 
 
+def test_callbacks_and_record_of_the_wrong_arity_are_named_before_the_search(monkeypatch):
+    """A two-argument callback (or a one-argument record) failed with Python's TypeError after
+    the kNN search, P and the first chunk; fit and fit_batch now name it first."""
+    import tsnejax.batch
+    import tsnejax.pipeline
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the kNN search ran before the hooks were checked")
+
+    monkeypatch.setattr(tsnejax.pipeline, "prepare", no_search)
+    monkeypatch.setattr(tsnejax.batch, "graph_search", no_search)
+    X, key = _X(), jax.random.key(0)
+    keys = jax.random.split(key, 2)
+    bad = [
+        (dict(callbacks=lambda it, kl: None), r"callbacks\[0\] must take 3 arguments"),
+        (dict(callbacks=[print, lambda it: None]), r"callbacks\[1\] .* signature is \(it\)"),
+        (dict(record=lambda state: state), r"record must take 2 arguments \(state, info\)"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            fit(key, X, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            tsnejax.batch.fit_batch(keys, X, **kwargs)
+
+
 def test_gradient_kernels_name_a_wrong_y():
     import jax.numpy as jnp
 
@@ -347,6 +372,11 @@ def test_the_open_seams_name_bad_input():
         run.optimize(step, run.init_state(Y0, opt), P, 5, callbacks=[lambda *a: None, 3])
     with pytest.raises(ValueError, match=r"record must be a function \(state, info\)"):
         run.optimize(step, run.init_state(Y0, opt), P, 5, record=3)
+    # A callback's answer must be a truth value (an array's was NumPy's "ambiguous" error).
+    with pytest.raises(ValueError, match=r"callbacks\[0\] returned ndarray of shape \(2,\)"):
+        run.optimize(
+            step, run.init_state(Y0, opt), P, 5, callbacks=lambda *a: np.ones(2), callbacks_every=1
+        )
     # One callable is a list of one (openTSNE takes both forms); it was "not iterable".
     seen = []
     one = lambda *a: seen.append(a[0])  # noqa: E731

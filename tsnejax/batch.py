@@ -30,6 +30,7 @@ import numpy as np
 
 from tsnejax import checkpoint as ck
 from tsnejax._checks import check_key
+from tsnejax._loop_checks import check_hooks
 from tsnejax._loop_host import batch_start
 from tsnejax._staged_batch import TrialStages
 from tsnejax.affinity import Affinities, as_affinities, pad_affinities
@@ -247,6 +248,7 @@ def fit_batch(
     configs = [as_config(c).validate() for c in _as_list(configs, n_trials, "configs")]
     for c in configs:
         check_optimizer(c)
+    check_hooks(callbacks, record)
     rules = [get_stopping(c.schedule) for c in configs]
     for c, rule in zip(configs, rules, strict=True):
         if rule is not None:

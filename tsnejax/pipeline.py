@@ -25,6 +25,7 @@ from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
 from tsnejax import memory, shard
 from tsnejax._checks import check_key, check_option
+from tsnejax._loop_checks import check_hooks
 from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
 from tsnejax.affinity import (
@@ -362,6 +363,7 @@ def fit(
     check_key(key)
     config.validate()
     check_optimizer(config)
+    check_hooks(callbacks, record)
     if checkpoint is not None:
         ck.check_path(checkpoint)
     if mesh is not None:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax import _checks as chk
+from tsnejax import _loop_checks as chk
 from tsnejax._ahead import growth, host_spans, predict_grid
 from tsnejax._checks import check_int
 from tsnejax._chunk import (
@@ -455,7 +455,7 @@ def optimize(
                     else (host_embedding or np.asarray)(state.embedding)
                 )
                 v = value[:n_trials] if batched else value
-                stopped = any([bool(cb(t, v, Y)) for cb in callbacks])
+                stopped = any([chk.says_stop(i, cb(t, v, Y)) for i, cb in enumerate(callbacks)])
             # The rule is asked even when a callback stopped the run here, as it would be had
             # the run gone on: a checkpoint then records its answer for the resumed run.
             if at_stop and batched:

@@ -220,6 +220,13 @@ def test_evaluate_agrees_with_the_single_metrics(blobs):
     assert {"knc_4", "cpd", "timings_seconds"} <= set(out)
 
 
+def _labels(n, odd):
+    """String labels (an object column, as pandas gives) with ``odd`` at index 3."""
+    labels = np.array([f"c{i % 3}" for i in range(n)], dtype=object)
+    labels[3] = odd
+    return labels
+
+
 def _nan_row(A):
     A = np.array(A, np.float32)
     A[3, 0] = np.nan
@@ -234,6 +241,11 @@ def _nan_row(A):
         (lambda X, Y: M.nn_precision_recall(X, Y, n_queries=10), "key="),
         (lambda X, Y: M.knn_accuracy(Y, np.zeros(5)), "labels"),
         (lambda X, Y: M.knn_accuracy(Y, _nan_row(np.zeros((len(Y), 1)))[:, 0]), "1 NaN entr"),
+        # a pandas column's None / NaN, or ints and strings mixed, failed inside np.unique's
+        # sort ("'<' not supported between instances of 'NoneType' and 'str'")
+        (lambda X, Y: M.knn_accuracy(Y, _labels(len(Y), None)), r"1 missing entries.*first: 3"),
+        (lambda X, Y: M.knc_score(X, Y, _labels(len(Y), np.nan)), r"1 missing entries"),
+        (lambda X, Y: M.evaluate(X, Y, _labels(len(Y), 7)), r"mixes types .*\(int, str\)"),
         # NaN coordinates gave numbers (a NaN sorts as no distance does):
         (lambda X, Y: M.nn_precision_recall(X, _nan_row(Y)), "Y has 1 row.*first: 3"),
         (lambda X, Y: M.knn_accuracy(_nan_row(Y), np.zeros(len(Y))), "Y has 1 row"),

@@ -23,6 +23,9 @@ def test_label_codes():
     assert names == ["1", "2"] and codes.tolist() == [0, -1, 1, 0]  # class numbers as floats
     names, codes = label_codes(np.array(["b", None, "a"], dtype=object), 3)
     assert names == ["a", "b"] and codes.tolist() == [1, -1, 0]  # None sorted with strings
+    pd = pytest.importorskip("pandas")  # pd.NA (a nullable string column) was a class "<NA>"
+    names, codes = label_codes(pd.array(["b", pd.NA, "a"], dtype="string").to_numpy(object), 3)
+    assert names == ["a", "b"] and codes.tolist() == [1, -1, 0]
     names, values = label_codes(np.linspace(0, 1, 30), 30)  # continuous: a colour scale
     assert names is None and values.shape == (30,)
     with pytest.raises(ValueError, match=r"labels must have shape \(5,\)"):

@@ -266,7 +266,28 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
             f"{name} has {len(rows)} NaN entries (first: {_first(rows)}); drop those points or "
             "give them a class of their own (e.g. -1)."
         )
+    if arr.dtype == object:  # a pandas column: None / NaN / pd.NA, or mixed types, failed
+        # inside np.unique's sort with "'<' not supported between ..."
+        rows = np.flatnonzero([is_missing_label(v) for v in arr])
+        if len(rows):
+            raise ValueError(
+                f"{name} has {len(rows)} missing entries (None, NaN or pd.NA; first: "
+                f"{_first(rows)}); drop those points or give them a class of their own."
+            )
+        kinds = sorted({type(v).__name__ for v in arr})
+        try:
+            np.unique(arr)
+        except TypeError:
+            raise ValueError(
+                f"{name} mixes types that do not compare ({', '.join(kinds)}); give every label "
+                "one type, e.g. labels.astype(str)."
+            ) from None
     return arr
+
+
+def is_missing_label(v: Any) -> bool:
+    """None, a float NaN or pandas' ``pd.NA``: a label that is not there."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
 
 
 def check_points(Y: Any, P: Any = None, axis_name: str | None = None) -> None:

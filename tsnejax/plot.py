@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from tsnejax._checks import is_missing_label
+
 __all__ = ["plot_embedding", "plot_precision_recall", "plot_small_multiples", "plot_heatmap"]
 
 
@@ -221,9 +223,9 @@ def plot_heatmap(
 
 def label_codes(labels, n: int) -> tuple[list[str] | None, np.ndarray]:
     """``(names, codes)``: the classes of ``labels`` ``(n,)`` and each point's index into them
-    (-1 where the label is missing: NaN or None); or ``(None, values)`` for a continuous float
-    label (more than 20 distinct values). NaN labels used to vanish from the plot (``x == nan``
-    is never true) and None among strings failed to sort."""
+    (-1 where the label is missing: NaN, None or ``pd.NA``); or ``(None, values)`` for a
+    continuous float label (more than 20 distinct values). NaN labels used to vanish from the
+    plot (``x == nan`` is never true) and None among strings failed to sort."""
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(
@@ -237,7 +239,7 @@ def label_codes(labels, n: int) -> tuple[list[str] | None, np.ndarray]:
         if np.array_equal(distinct, np.round(distinct)):  # class numbers stored as floats
             labels = np.where(missing, 0, labels).astype(np.int64)
     elif labels.dtype.kind == "O":
-        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in labels])
+        missing = np.array([is_missing_label(v) for v in labels], bool)
         labels = labels.astype(str)
     else:
         missing = np.zeros(n, bool)

@@ -207,6 +207,27 @@ def test_a_backend_that_breaks_the_contract_is_named(digits):
         mine = dataclasses.replace(ex, name="mine", **parts)
         with pytest.raises(ValueError, match=f"Backend 'mine': {fragment}"):
             tsnejax.TSNE(negative_gradient_method=mine, **cfg).fit(X)
+    # Checked when the Backend is made: a gradient or KL of the wrong arity failed with
+    # Python's TypeError inside the compiled loop; a name of None was taken.
+    wrong = {
+        r"gradient must take 5 arguments .* signature is \(Y, P, d, e\)": dict(
+            gradient=lambda Y, P, d, e: grad(Y, P, d, e, None)
+        ),
+        r"kl_divergence must take 4 arguments \(Y, P, dof, grid\)": dict(
+            kl_divergence=lambda Y, P, d: 0.0
+        ),
+        r"allocate must be a function \(Y\)": dict(allocate=None),
+    }
+    for fragment, parts in wrong.items():
+        with pytest.raises(ValueError, match=f"Backend 'mine': {fragment}"):
+            dataclasses.replace(ex, name="mine", **parts)
+    with pytest.raises(ValueError, match="Backend name must be a non-empty string"):
+        dataclasses.replace(ex, name=None)
+    # A KL of NaN for a finite embedding became the run's KL without a word: warned.
+    nan_kl = dataclasses.replace(ex, name="mine", kl_divergence=lambda Y, P, d, g: jnp.nan)
+    with pytest.warns(RuntimeWarning, match="KL divergence of 'mine' came back NaN/inf"):
+        est = tsnejax.TSNE(negative_gradient_method=nan_kl, **cfg).fit(X)
+    assert np.isfinite(est.embedding_).all() and np.isnan(est.kl_divergence_)
     # The wrapper changes nothing for a backend that keeps the contract.
     Y = jnp.asarray(np.random.default_rng(0).normal(size=(120, 2)), jnp.float32)
     P = perplexity_affinities(exact_knn(X, 30), 10.0)

@@ -1,9 +1,10 @@
 """Host-side pieces of :func:`tsnejax.run.optimize`: where chunks end, the progress bar, the
 stopping check over a batch, a batch's per-trial bookkeeping (saved with its checkpoints), and
-the records and padding of batched runs."""
+the records and padding of batched runs, the KL values the chunks report."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ __all__ = [
     "resumed_history",
     "trial_meta",
     "batch_start",
+    "kl_point",
 ]
 
 
@@ -200,3 +202,25 @@ def resumed_history(saved: Any, batched: bool, dtype: Any) -> list[tuple[int, An
     if batched:
         return [(int(t), np.asarray(v, dtype)) for t, v in saved]
     return [(int(t), float(v)) for t, v in saved]
+
+
+def kl_point(kl: Any, diverged: np.ndarray, n_trials: int | None, backend: str) -> Any:
+    """A chunk's KL on the host: a float (``n_trials=None``), or ``(trials,)`` with NaN for
+    diverged trials. A non-finite KL of a finite embedding (a custom backend's
+    ``kl_divergence`` at fault) was recorded in ``kl_history`` and returned as the run's KL
+    without a word: warned."""
+    value = np.asarray(kl)
+    if n_trials is None:
+        value = live = float(value)
+    else:  # the padding trials of a sharded batch are left out
+        value = np.where(diverged >= 0, np.nan, value)
+        live = value[:n_trials][diverged[:n_trials] < 0]
+    if not np.isfinite(live).all():
+        warnings.warn(
+            f"the KL divergence of {backend!r} came back NaN/inf for a finite embedding; "
+            "kl_history and the result's KL hold it. A custom Backend: check its "
+            "kl_divergence(Y, P, dof, grid).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return value

@@ -54,6 +54,7 @@ from tsnejax._loop_host import (
     batch_start,
     boundaries,
     history_meta,
+    kl_point,
     resumed_history,
     stop_trials,
     trial_book,
@@ -443,8 +444,7 @@ def optimize(
                 s_phase, phase_first = s_now, t
             value = None
             if want_kl:
-                value = np.asarray(kl_value)
-                value = float(value) if not batched else np.where(diverged >= 0, np.nan, value)
+                value = kl_point(kl_value, diverged, n_trials, stepper.backend.name)
                 history.append((t, value if not batched else value[:n_trials]))
             if bar is not None:
                 advance_bar(bar, length, value if not batched else None, last=t == end)

@@ -10,6 +10,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from tsnejax._checks import check_hashable
+from tsnejax._loop_checks import check_callable
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,6 +39,21 @@ class Backend:
     kl_divergence: Callable[..., Any]
     allocate: Callable[[Any], Hashable]
     shardable: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, when the object is made: a four-argument gradient failed with Python's
+        # TypeError inside the compiled loop, after the kNN search and P.
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(
+                f"Backend name must be a non-empty string (results, checkpoints and sweeps name "
+                f"the method by it), got {self.name!r}."
+            )
+        for part, form in (
+            ("gradient", "(Y, P, dof, exaggeration, grid)"),
+            ("kl_divergence", "(Y, P, dof, grid)"),
+            ("allocate", "(Y)"),
+        ):
+            check_callable(f"Backend {self.name!r}: {part}", getattr(self, part), form)
 
 
 def grid_backend(

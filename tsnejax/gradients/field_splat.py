@@ -23,7 +23,6 @@ pixel count per axis comes from the size ladder, chosen on the host between chun
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -42,6 +41,7 @@ from tsnejax.gradients._grid import (
     fft_convolve,
     gather,
     host_span,
+    self_charge,
     spread,
     spread_by_box,
     tensor_product,
@@ -53,7 +53,6 @@ __all__ = [
     "splat_repulsion",
     "splat_gradient",
     "splat_kl_divergence",
-    "self_charge",
     "splat_backend",
     "DEFAULT_PIXELS_PER_UNIT",
 ]
@@ -106,26 +105,9 @@ def splat_repulsion(
     kernels = jnp.stack([k_s] + [k_f * o for o in offsets])
     fields = fft_convolve(density, kernels, g, [(0, k) for k in range(d + 1)])
     at_points = gather(idx, w, fields)  # (n, d + 1): S, V_1..V_d
-    own = self_charge(w, delta, dof)
+    own = self_charge(w, 2, delta, dof)
     Z = psum(jnp.sum((at_points[:, 0] - own) * unit[:, 0]), axis_name)
     return at_points[:, 1:], Z
-
-
-def self_charge(w: Array, delta: Scalar, dof: Scalar) -> Array:
-    """``(n,)`` what each point's own splatted charge adds to ``S`` read back at the point:
-    :math:`\\sum_{a,b} w_a w_b K(\\|c_a - c_b\\|^2 \\delta^2)` over its ``2^d`` corners (``w``:
-    the bilinear weights in :func:`tensor_product` order; ``delta``: the pixel size).
-
-    The paper's :math:`S(y_i) - 1` takes it as 1: it is 1 at a pixel and ~0.94 at a cell's
-    centre (4 pixels per unit), so :math:`\\hat Z` came out short by a few hundredths per point
-    and negative on a few spread-out points, where the repulsion then pulled. The own vector
-    field needs no such term: its pairs cancel (``c_a - c_b`` is odd, the weights symmetric).
-    """
-    d = int(round(np.log2(w.shape[1])))
-    corners = np.array(list(itertools.product((0, 1), repeat=d)))
-    gap2 = ((corners[:, None, :] - corners[None, :, :]) ** 2).sum(-1)
-    k_s, _ = kernel_and_force(jnp.asarray(gap2, w.dtype) * (delta * delta), dof)
-    return jnp.einsum("na,ab,nb->n", w, k_s, w)
 
 
 def splat_gradient(

@@ -14,13 +14,16 @@ normalisation kernel :math:`K_z = u^{-\\alpha}` (for ``dof = 1``: :math:`(1+d^2)
 
 .. math::
     \\phi^0_i = \\sum_j K_f(y_i, y_j), \\quad \\phi^y_i = \\sum_j K_f(y_i, y_j)\\, y_j, \\quad
-    R_i = y_i \\phi^0_i - \\phi^y_i, \\quad Z = \\sum_i \\sum_j K_z(y_i, y_j) - N.
+    R_i = y_i \\phi^0_i - \\phi^y_i, \\quad Z = \\sum_i \\sum_{j \\ne i} K_z(y_i, y_j).
 
 Z has its own kernel (unit charges against :math:`K_z`) instead of FIt-SNE's four-charge
 identity for ``dof = 1``, with no cancellation between :math:`(1 + |y|^2)\\phi^0`,
 :math:`2 y \\cdot \\phi^y` and :math:`\\phi^{|y|^2}`; and it needs no inverse transform:
 :math:`\\sum_i \\phi^z_i = \\sum_x q_x (K_z * q)_x` over the nodes ``x``, which Parseval reads off
-the unit charges' spectrum. Both kernels are even, so their spectra are real and come from the
+the unit charges' spectrum. The points' own terms are taken out as the grid reads them back
+(:func:`tsnejax.gradients._grid.self_charge`) rather than as ``N`` (FIt-SNE's, exact only if the
+interpolation were): on sparse embeddings that difference dominated Z. Both kernels are
+even, so their spectra are real and come from the
 ``(m + 1)^d`` non-negative quadrant (:func:`tsnejax.gradients._grid.even_kernel_spectrum`).
 Per step: 2 half-size kernel spectra, ``d + 1`` forward and ``d + 1`` inverse transforms of size
 ``(2m)^d``, run one after another (:func:`tsnejax.gradients._grid.fft_potentials`).
@@ -44,7 +47,7 @@ from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
 from tsnejax.gradients._backend import Backend, grid_backend
-from tsnejax.gradients._collective import charge, count, mask_rows, psum
+from tsnejax.gradients._collective import charge, mask_rows, psum
 from tsnejax.gradients._grid import (
     choose_size,
     domain,
@@ -54,6 +57,7 @@ from tsnejax.gradients._grid import (
     host_span,
     node_spectrum,
     nonneg_offsets,
+    self_charge,
     spectral_energy,
     spread,
     spread_by_box,
@@ -196,7 +200,7 @@ def interpolation_repulsion(
     pot = gather(st.idx, st.w, phi)  # (n, d + 1)
     R = Y * pot[:, :1] - pot[:, 1:]
     # sum_i phi_z(y_i) = sum over nodes of q_0 (K_z * q_0), read off the spectra (Parseval).
-    Z = spectral_energy(fq[0], fk[1], m) - count(Y, valid, axis_name)
+    Z = spectral_energy(fq[0], fk[1], m) - _own(st, unit, grid, dof, axis_name)
     return R, Z
 
 
@@ -216,7 +220,14 @@ def interpolation_z(
     q0 = psum(_charge(st, charge(Y, valid), grid, deterministic), axis_name)
     fk = even_kernel_spectra(m, st.spacing, d, dof, z_only=True)
     energy = spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m)
-    return energy - count(Y, valid, axis_name)
+    return energy - _own(st, charge(Y, valid), grid, dof, axis_name)
+
+
+def _own(st: _Stencil, unit: Array, grid: InterpolationGrid, dof: Scalar, axis_name) -> Array:
+    """The points' own terms in the interpolated kernel sum (:func:`self_charge`; FIt-SNE
+    subtracts N, one per point)."""
+    own = self_charge(st.w, grid.n_interpolation_points, st.spacing, dof)
+    return psum(jnp.sum(own * unit[:, 0]), axis_name)
 
 
 def interpolation_gradient(

@@ -223,7 +223,9 @@ def interpolation_z(
     return energy - _own(st, charge(Y, valid), grid, dof, axis_name)
 
 
-def _own(st: _Stencil, unit: Array, grid: InterpolationGrid, dof: Scalar, axis_name) -> Array:
+def _own(
+    st: _Stencil, unit: Array, grid: InterpolationGrid, dof: Scalar, axis_name: str | None
+) -> Array:
     """The points' own terms in the interpolated kernel sum (:func:`self_charge`; FIt-SNE
     subtracts N, one per point)."""
     own = self_charge(st.w, grid.n_interpolation_points, st.spacing, dof)

@@ -274,13 +274,13 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
                 f"{name} has {len(rows)} missing entries (None, NaN or pd.NA; first: "
                 f"{_first(rows)}); drop those points or give them a class of their own."
             )
-        kinds = sorted({type(v).__name__ for v in arr})
         try:
             np.unique(arr)
         except TypeError:
+            kinds = ", ".join(sorted({type(v).__name__ for v in arr}))
             raise ValueError(
-                f"{name} mixes types that do not compare ({', '.join(kinds)}); give every label "
-                "one type, e.g. labels.astype(str)."
+                f"{name} mixes types that do not compare ({kinds}); give every label one type, "
+                "e.g. labels.astype(str)."
             ) from None
     return arr
 

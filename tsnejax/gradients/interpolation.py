@@ -217,10 +217,11 @@ def interpolation_z(
     d = Y.shape[1]
     m = grid.n_boxes * grid.n_interpolation_points
     st = _stencil(Y, grid, valid, axis_name)
-    q0 = psum(_charge(st, charge(Y, valid), grid, deterministic), axis_name)
+    unit = charge(Y, valid)
+    q0 = psum(_charge(st, unit, grid, deterministic), axis_name)
     fk = even_kernel_spectra(m, st.spacing, d, dof, z_only=True)
     energy = spectral_energy(node_spectrum(q0[:, 0], m, d), fk[0], m)
-    return energy - _own(st, charge(Y, valid), grid, dof, axis_name)
+    return energy - _own(st, unit, grid, dof, axis_name)
 
 
 def _own(

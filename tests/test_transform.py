@@ -194,6 +194,35 @@ def test_transform_errors(reference):
         sample_transform_optimize(jax.random.key(0), X, n_sample=100, placement="foo")
 
 
+def test_a_given_neighbour_graph_and_dof_are_checked(reference):
+    """``neighbors=`` was used as given: 5 rows for 10 new points returned 5 positions, index -1
+    (NumPy's last row) ran to a negative KL, NaN distances ran, an index past the reference
+    blamed "the start embedding", and a plain ``(indices, distances)`` pair (what ``fit``
+    takes) was an ``AttributeError``; ``dof`` 0 or NaN was a divergence or a tracer error."""
+    X, _, Y = reference
+    Xn, Xr = X[1400:1410], X[:1400]
+    cfg = TransformConfig(n_iter=5)
+    knn = knn_query(Xr, Xn, 25)
+    idx, dist = np.asarray(knn.indices), np.asarray(knn.distances)
+    ref = transform(Xn, Xr, Y, cfg, neighbors=knn)
+    pair = transform(Xn, Xr, Y, cfg, neighbors=(idx, dist))
+    np.testing.assert_array_equal(pair.embedding, ref.embedding)
+    bad = {
+        "5 rows for 10 new points": (idx[:5], dist[:5]),
+        r"lie in \[0, 1399\]": (np.where(idx == idx[0, 0], -1, idx), dist),
+        r"lie in \[0, 1399\]\.": (idx + 1400, dist),
+        "finite and non-negative": (idx, np.where(dist > dist[0, 3], np.nan, dist)),
+        "perplexity=5 needs at least that many neighbours": (idx[:, :4], dist[:, :4]),
+        "KNNGraph or an": idx,
+    }
+    for match, graph in bad.items():
+        with pytest.raises(ValueError, match=match):
+            transform(Xn, Xr, Y, cfg, neighbors=graph)
+    for dof in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="dof must be finite and > 0"):
+            transform(Xn, Xr, Y, cfg, dof=dof)
+
+
 def test_estimator_transform(digits):
     X, y = digits
     est = TSNE(random_state=0, n_iter=300).fit(X[:1400])

@@ -1,6 +1,7 @@
-"""The frozen grid of a fixed reference embedding (:func:`tsnejax.transform.transform`'s
-``"interpolation"`` method): the reference's charges spread and convolved once by FFT, then only
-interpolated at the new points each step; and how large that grid is."""
+"""The fixed reference's repulsion on new points (:func:`tsnejax.transform.transform`): summed
+exactly in blocks, or from a frozen grid (the ``"interpolation"`` method: the reference's charges
+spread and convolved once by FFT, then only interpolated at the new points each step) and how
+large that grid is."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 
 from tsnejax._types import Array
 from tsnejax.gradients._grid import LADDER, choose_size, fft_potentials, gather, spread
+from tsnejax.gradients._kernel import kernel_and_force
 from tsnejax.gradients.interpolation import (
     DEFAULT_MAX_BOXES,
     DEFAULT_MIN_BOXES,
@@ -20,6 +22,32 @@ from tsnejax.gradients.interpolation import (
     even_kernel_spectra,
     node_stencil,
 )
+
+
+@functools.partial(jax.jit, static_argnames=("dof", "block"))
+def exact_reference_repulsion(
+    Y: Array, Y_ref: Array, dof: float, block: int = 2048
+) -> tuple[Array, Array]:
+    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time
+    (``dof`` compiled in, as the loop's is: a traced ``inf`` made every gradient NaN)."""
+    n, d = Y_ref.shape
+    nblk = -(-n // block)
+    pad = nblk * block - n
+    R_pad = jnp.pad(Y_ref, ((0, pad), (0, 0))).reshape(nblk, block, d)
+    valid = (jnp.arange(nblk * block) < n).reshape(nblk, block)
+
+    def body(carry, xs):
+        R, Z = carry
+        Yb, ok = xs
+        diff = Y[:, None, :] - Yb[None, :, :]
+        d2 = jnp.sum(diff * diff, axis=-1)
+        k_z, k_f = kernel_and_force(d2, dof)
+        k_z, k_f = jnp.where(ok, k_z, 0.0), jnp.where(ok, k_f, 0.0)
+        return (R + jnp.einsum("mb,mbd->md", k_f, diff), Z + jnp.sum(k_z, axis=1)), None
+
+    init = (jnp.zeros_like(Y), jnp.zeros(Y.shape[0], Y.dtype))
+    (R, Z), _ = jax.lax.scan(body, init, (R_pad, valid))
+    return R, Z
 
 
 class ReferenceField(NamedTuple):

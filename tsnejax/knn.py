@@ -287,9 +287,13 @@ def faiss_knn(X: ArrayLike, k: int, *, index: Literal["flat", "hnsw"] = "flat") 
     return KNNGraph(idx, times_unit(dist, unit))
 
 
-def precomputed_knn(indices: ArrayLike, distances: ArrayLike) -> KNNGraph:
+def precomputed_knn(
+    indices: ArrayLike, distances: ArrayLike, *, n_ref: int | None = None
+) -> KNNGraph:
     """Validate a user kNN graph: ``(n, k)`` indices in range, no self-loops, finite distances >= 0.
 
+    ``n_ref``: the graph is of queries into ``n_ref`` reference points (``transform``'s new
+    points), so indices lie in ``[0, n_ref)`` and a query cannot be its own neighbour.
     Rows are re-sorted by distance.
     """
     idx = np.asarray(indices)
@@ -302,13 +306,15 @@ def precomputed_knn(indices: ArrayLike, distances: ArrayLike) -> KNNGraph:
     if idx.dtype.kind not in "iu":
         raise ValueError(f"neighbors: indices must be integers, got dtype {idx.dtype}.")
     n, k = idx.shape
-    if k < 1 or n < 2:
+    if k < 1 or n < (1 if n_ref else 2):
         raise ValueError(
-            f"neighbors: need at least 2 points and 1 neighbour, got shape {idx.shape}."
+            f"neighbors: need at least {1 if n_ref else 2} point(s) and 1 neighbour, got "
+            f"shape {idx.shape}."
         )
-    if (idx < 0).any() or (idx >= n).any():
-        raise ValueError(f"neighbors: indices must lie in [0, {n - 1}].")
-    if (idx == np.arange(n)[:, None]).any():
+    top = n if n_ref is None else n_ref
+    if (idx < 0).any() or (idx >= top).any():
+        raise ValueError(f"neighbors: indices must lie in [0, {top - 1}].")
+    if n_ref is None and (idx == np.arange(n)[:, None]).any():
         rows = np.flatnonzero((idx == np.arange(n)[:, None]).any(axis=1))
         raise ValueError(
             f"neighbors: {len(rows)} row(s) list the point itself as a neighbour (first: "

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from tsnejax._checks import (
     GRID_MAX_COMPONENTS,
+    check_dof,
     check_finite_rows,
     check_grid_components,
     check_int,
@@ -50,6 +51,7 @@ from tsnejax._checks import (
 )
 from tsnejax._transform_field import (
     ReferenceField,
+    exact_reference_repulsion,
     field_repulsion,
     frozen_grid_boxes,
     reference_field,
@@ -57,9 +59,9 @@ from tsnejax._transform_field import (
 from tsnejax._types import Array, ArrayLike, PRNGKey, Scalar
 from tsnejax.affinity import conditional_perplexity
 from tsnejax.gradients._backend import Backend
-from tsnejax.gradients._kernel import inv_base, kernel_and_force, log_kernel
+from tsnejax.gradients._kernel import inv_base, log_kernel
 from tsnejax.gradients.interpolation import WIDE_BOXES, InterpolationGrid
-from tsnejax.knn import KNNGraph, knn_query
+from tsnejax.knn import KNNGraph, knn_query, precomputed_knn
 from tsnejax.knn_index import GraphIndex, complete_query
 from tsnejax.knn_metric import check_input, check_new_points, metric_query
 from tsnejax.optim import make_optimizer
@@ -171,32 +173,6 @@ class Reference(NamedTuple):
     Y_ref: Array  # (N, d)
     field: ReferenceField | None  # None for the exact repulsion
     bounds: Array | None = None  # (2,) new points are clipped to [lo, hi] (grid method)
-
-
-@functools.partial(jax.jit, static_argnames=("dof", "block"))
-def exact_reference_repulsion(
-    Y: Array, Y_ref: Array, dof: float, block: int = 2048
-) -> tuple[Array, Array]:
-    """``(R, Z)`` per new point summed exactly over the reference, ``block`` rows at a time
-    (``dof`` compiled in, as the loop's is: a traced ``inf`` made every gradient NaN)."""
-    n, d = Y_ref.shape
-    nblk = -(-n // block)
-    pad = nblk * block - n
-    R_pad = jnp.pad(Y_ref, ((0, pad), (0, 0))).reshape(nblk, block, d)
-    valid = (jnp.arange(nblk * block) < n).reshape(nblk, block)
-
-    def body(carry, xs):
-        R, Z = carry
-        Yb, ok = xs
-        diff = Y[:, None, :] - Yb[None, :, :]
-        d2 = jnp.sum(diff * diff, axis=-1)
-        k_z, k_f = kernel_and_force(d2, dof)
-        k_z, k_f = jnp.where(ok, k_z, 0.0), jnp.where(ok, k_f, 0.0)
-        return (R + jnp.einsum("mb,mbd->md", k_f, diff), Z + jnp.sum(k_z, axis=1)), None
-
-    init = (jnp.zeros_like(Y), jnp.zeros(Y.shape[0], Y.dtype))
-    (R, Z), _ = jax.lax.scan(body, init, (R_pad, valid))
-    return R, Z
 
 
 def _attraction(Y: Array, ref: Reference, dof: Scalar) -> tuple[Array, Array]:
@@ -348,7 +324,7 @@ def prepare_partial(
             "min(n_neighbors, reference points)); lower the perplexity or raise k."
         )
     if neighbors is not None:
-        knn = neighbors
+        knn = _given_graph(neighbors, Xn.shape[0], Xr.shape[0], config.perplexity)
     elif metric == "euclidean" and not (sp.issparse(Xr) or sp.issparse(Xn)):
         knn = knn_query(
             Xr, Xn, k, method=config.neighbors, key=key, index=index, complete=_complete
@@ -359,6 +335,28 @@ def prepare_partial(
         Y_ref, knn.indices, knn.distances, float(config.perplexity), config.initialization
     )
     return Y0, knn, P
+
+
+def _given_graph(neighbors: Any, m: int, n_ref: int, perplexity: float) -> KNNGraph:
+    """``neighbors`` (a :class:`KNNGraph` or ``(indices, distances)``) checked as the kNN of
+    ``m`` new points into ``n_ref`` reference points."""
+    if not (isinstance(neighbors, tuple | list) and len(neighbors) == 2):
+        raise ValueError(
+            "neighbors must be a KNNGraph or an (indices, distances) pair of (n_new, k) arrays "
+            f"into the reference points; got {type(neighbors).__name__}."
+        )
+    knn = precomputed_knn(*neighbors, n_ref=n_ref)
+    if knn.indices.shape[0] != m:
+        raise ValueError(
+            f"neighbors has {knn.indices.shape[0]} rows for {m} new points; it must hold one "
+            "row of reference neighbours per row of X_new."
+        )
+    if perplexity > knn.indices.shape[1]:
+        raise ValueError(
+            f"perplexity={perplexity:g} needs at least that many neighbours per new point; "
+            f"neighbors has {knn.indices.shape[1]}."
+        )
+    return knn
 
 
 @functools.partial(jax.jit, static_argnames=("initialization",))
@@ -406,6 +404,7 @@ def transform(
       metric, metric_params: the reference's input distance (:func:`prepare_partial`).
     """
     config.validate()
+    dof = check_dof("dof", dof)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     X_new = check_new_points(X_new, metric)

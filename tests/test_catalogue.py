@@ -243,6 +243,38 @@ def test_a_labels_table_gives_its_label_column_and_a_header_is_not_a_label(tmp_p
         load_labels(tmp_path / "ids.csv")
 
 
+def test_csv_row_names_and_missing_markers(tmp_path):
+    """pandas' ``df.to_csv(path)`` writes its index as a first column with an empty header name,
+    R's ``write.csv`` its quoted row names: both were embedded as a feature (the row number
+    outweighed the rest and the embedding came out ordered by row). R's and pandas' ``NA``
+    markers were "column not numeric", which told the user to drop the column."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X0 = rng.normal(size=(12, 3))
+    frame = pd.DataFrame(X0, columns=["a", "b", "c"]).assign(label=list("xyz") * 4)
+    frame.to_csv(tmp_path / "pandas.csv")
+    r_lines = ['"","a","b","c","label"'] + [
+        f'"cell{i}",{",".join(map(repr, row))},"{lab}"'
+        for i, (row, lab) in enumerate(zip(X0.tolist(), frame["label"], strict=True))
+    ]
+    (tmp_path / "r.csv").write_text("\n".join(r_lines) + "\n")
+    for name in ("pandas.csv", "r.csv"):
+        with pytest.warns(UserWarning, match="first column has no name .* read as row names"):
+            X, y = load_array(tmp_path / name)
+        np.testing.assert_allclose(X, X0)
+        assert y.tolist() == list("xyz") * 4
+    # A first column that has a name is a feature; a headerless first cell is data.
+    frame.to_csv(tmp_path / "named.csv", index_label="id")
+    assert load_array(tmp_path / "named.csv")[0].shape == (12, 4)
+    (tmp_path / "na.csv").write_text("a,b\n1,NA\nN/A,2\n3,4\nNULL,5\n")
+    X, _ = load_array(tmp_path / "na.csv")
+    np.testing.assert_array_equal(np.isnan(X).sum(axis=1), [1, 1, 0, 1])
+    wide = ";".join(f"g{i}" for i in range(40)) + "\n" + ";".join(["1,5"] * 40) + "\n"
+    (tmp_path / "wide.csv").write_text(wide)  # decimal commas
+    with pytest.raises(ValueError, match=r"40 column\(s\) \['g0', .*'g4'\] and 35 more"):
+        load_array(tmp_path / "wide.csv")  # not all forty names
+
+
 def test_csv_quotes_empty_cells_ragged_lines_and_a_bom(tmp_path):
     """What spreadsheets write: a quoted label with a comma, an empty cell, a UTF-8 BOM (Excel);
     an empty cell was "column not numeric", a quoted comma split a field, and with a label

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,11 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
             f"input file {str(p)!r} has several label columns "
             f"{[names[i] for i in label_at]}; keep one (or pass --labels)."
         )
-    features = [i for i in range(len(names)) if i not in label_at]
+    row_names = _row_names_column(p, names) if header else []
+    skip = label_at + row_names
+    features = [i for i in range(len(names)) if i not in skip]
     try:  # numpy's C parser: the fast path for plain numbers
-        if label_at and not _same_field_counts(p, len(names), sep):
+        if skip and not _same_field_counts(p, len(names), sep):
             raise ValueError("ragged")  # usecols would drop a row's extra fields silently
         delimiter = None if sep == " " else sep
         X = np.loadtxt(
@@ -151,7 +154,7 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
             delimiter=delimiter,
             skiprows=int(header),
             ndmin=2,
-            usecols=features if label_at else None,
+            usecols=features if skip else None,
         )
         y = None
         if label_at:
@@ -177,7 +180,7 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
     bad = {}
     for j, c in enumerate(features):
         column = np.char.strip(cells[:, c])
-        empty = column == ""  # a missing value: NaN, which the data check then names by row
+        empty = np.isin(column, MISSING)  # NaN, which the data check then names by row
         try:
             X[:, j] = np.where(empty, "nan", column).astype(float)
         except ValueError:
@@ -187,12 +190,38 @@ def _load_csv(p: Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | No
         odd = next(iter(bad.values()))
         decimal = " (decimal commas are not read: write 1.5, not 1,5)" if "," in odd else ""
         raise ValueError(
-            f"input file {str(p)!r}, read as {SEPARATORS[sep]}-separated: column(s) "
-            f"{list(bad)} are not numeric (e.g. {odd!r}){decimal}; drop them, or name a label "
-            f"column one of {LABEL_COLUMNS}. Empty cells are read as missing (NaN)."
+            f"input file {str(p)!r}, read as {SEPARATORS[sep]}-separated: {len(bad)} "
+            f"column(s) {_first(list(bad))} are not numeric (e.g. {odd!r}){decimal}; drop them, "
+            f"or name a label column one of {LABEL_COLUMNS}. Empty cells and {MISSING[1:]} are "
+            "read as missing (NaN)."
         )
     y = np.char.strip(cells[:, label_at[0]]) if label_at else None
     return X, y
+
+
+#: Cells read as a missing value (NaN), as pandas' and R's CSV readers read them.
+MISSING = ("", "NA", "N/A", "n/a", "#N/A", "NULL", "null", "None", "<NA>")
+
+
+def _row_names_column(p: Path, names: list[str]) -> list[int]:
+    """``[0]`` when the header leaves only the first column unnamed: row names, as pandas'
+    ``to_csv`` writes its index and R's ``write.csv`` its row names (read as a feature, the row
+    number outweighed every other column and the embedding came out ordered by row)."""
+    if len(names) < 2 or names[0] or not all(names[1:]):
+        return []
+    warnings.warn(
+        f"input file {str(p)!r}: the first column has no name in the header, so it is read as "
+        "row names (pandas' to_csv index, R's write.csv row names), not as a feature; name it "
+        "to embed it.",
+        stacklevel=4,
+    )
+    return [0]
+
+
+def _first(names: list[str], shown: int = 5) -> str:
+    """``names`` for a message: all of them, or the first ``shown`` and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{names[:shown]}{more}"
 
 
 def _label_columns(names: list[str]) -> list[int]:

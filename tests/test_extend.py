@@ -85,6 +85,16 @@ def test_new_values_replace_the_last_phases(X):
         first.optimize(-1)
     with pytest.raises(ValueError, match=r"\['bogus'\] not in the optimizer state"):
         first.optimize(10, bogus=1.0)
+    # a setting the step was built with is named (it was Python's TypeError or "could not
+    # convert string to float" from inside the loop); an injected value is checked as a phase's
+    for values, message in [
+        ({"optimizer": optax.adam(1.0)}, r"\['optimizer'\] are fixed when the run's step"),
+        ({"negative_gradient_method": "exact"}, r"\['negative_gradient_method'\] are fixed"),
+        ({"min_gain": "high"}, "phase value min_gain='high' must be a number"),
+        ({"min_gain": float("inf")}, "phase value min_gain=inf must be finite"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            first.optimize(10, **values)
     # values a config refuses are refused here too, before anything runs (a negative
     # exaggeration or rate, a momentum of 1.5 ran; dof 0 and NaN diverged)
     bad = [
@@ -144,6 +154,8 @@ def test_a_batch_goes_on_as_the_longer_batch_and_per_trial_values(X):
         np.testing.assert_array_equal(ex.embeddings[i], own.embedding)
     with pytest.raises(ValueError, match="exaggeration has 2 values for 4 trials"):
         first.optimize(10, exaggeration=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"\['perplexity'\] are fixed when the run's step"):
+        first.optimize(10, perplexity=50.0)
     # trials that ended apart do not go on together
     apart = tsnejax.fit_batch(keys[:2], X, [cfg, cfg.replace(n_iter=50)], batch="map")
     with pytest.raises(ValueError, match=r"stand at iterations \[200, 150\]"):

@@ -24,15 +24,22 @@ from tsnejax._checks import check_dof, check_int, check_momentum, check_positive
 from tsnejax._diverge import CAUSES
 from tsnejax._loop_host import trial_meta
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
-from tsnejax.config import TSNEConfig
-from tsnejax.optim import ADAPTIVE
+from tsnejax.config import FLAT_FIELDS, TSNEConfig
+from tsnejax.optim import ADAPTIVE, get_hyperparams
 from tsnejax.run import Stepper, optimize
-from tsnejax.schedules import Phases, TrialPhases, auto_learning_rate, resolve_learning_rate
+from tsnejax.schedules import (
+    Phases,
+    TrialPhases,
+    auto_learning_rate,
+    check_phase_value,
+    resolve_learning_rate,
+)
 
 __all__ = [
     "optimize_more",
     "optimize_batch_more",
     "next_values",
+    "check_more_values",
     "extended",
     "standing_kl",
     "standing_kls",
@@ -127,6 +134,25 @@ _CHECKS = {
 }
 
 
+def check_more_values(values: dict[str, Any], opt_state: Any) -> None:
+    """Refuse ``optimize`` keywords that are not phase values: a setting the run's step was
+    built with (``optimizer``, ``negative_gradient_method``) was Python's ``TypeError`` or
+    "could not convert string to float" from inside the loop."""
+    known = set(get_hyperparams(opt_state))
+    fixed = sorted(k for k in values if k not in known and (k in FLAT_FIELDS or k == "optimizer"))
+    if fixed:
+        raise ValueError(
+            f"optimize: {fixed} are fixed when the run's step is built; optimize goes on with the "
+            "run's own step and takes phase values (exaggeration, learning_rate, momentum, dof, "
+            f"and the optimizer's injected {sorted(known)}). To change the others, start a new "
+            "run from this embedding: tsnejax.fit(key, X, config.replace(...), "
+            "initialization=result.embedding)."
+        )
+    for name, v in values.items():
+        if name in known:
+            check_phase_value(name, v)
+
+
 def extended(table: Phases, start: int, values: dict[str, Any]) -> Phases:
     """``table``'s phases before ``start``, then ``values`` from ``start`` on."""
     kept = [i for i, s in enumerate(table.starts) if s < start]
@@ -163,6 +189,7 @@ def optimize_more(
 ) -> Any:
     """``n_iter`` more iterations of ``result``'s run (see :meth:`tsnejax.TSNEResult.optimize`)."""
     n_iter = check_int("n_iter", n_iter, minimum=0)
+    check_more_values(values, result.state.opt_state)
     t_start = time.perf_counter()
     n = result.affinities.n_points
     given = dict(
@@ -232,6 +259,7 @@ def optimize_batch_more(
     """``n_iter`` more iterations of every finite trial of a batch (see
     :meth:`tsnejax.BatchResult.optimize`); a value is one for all trials or one per trial."""
     n_iter = check_int("n_iter", n_iter, minimum=0)
+    check_more_values(values, result.state.opt_state)
     t_start = time.perf_counter()
     n_trials = len(result.embeddings)
     finite = np.asarray(result.diverged_at) < 0

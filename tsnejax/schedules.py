@@ -96,7 +96,7 @@ class Phases(NamedTuple):
             values.append(dict(current))
         for v in values:
             for name, x in v.items():
-                _check_value(name, x)
+                check_phase_value(name, x)
         return cls(tuple(int(s) for s in starts), tuple(values))
 
     def index(self, iteration: int) -> int:
@@ -124,7 +124,7 @@ class Phases(NamedTuple):
     def replace(self, **values: Value) -> Phases:
         """Every phase with ``values`` set (e.g. ``dof=0.5``)."""
         for name, x in values.items():
-            _check_value(name, x)
+            check_phase_value(name, x)
         return Phases(self.starts, tuple({**v, **values} for v in self.values))
 
     def describe(self, iteration: int) -> str:
@@ -216,7 +216,9 @@ class TrialPhases:
         return f"TrialPhases({self.tables!r})"
 
 
-def _check_value(name: str, x: Any) -> None:
+def check_phase_value(name: str, x: Any) -> None:
+    """Raise unless ``x`` is a phase value: a finite number (``dof`` may be ``inf``), a 1-D
+    array of them (one per trial) or a schedule of the iteration."""
     if callable(x):
         return
     a = np.asarray(x)
@@ -239,7 +241,14 @@ def is_static_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x)
 
 
-__all__ += ["values_at", "is_static_number", "ExaggerationDecay", "PerExaggeration", "TrialPhases"]
+__all__ += [
+    "check_phase_value",
+    "values_at",
+    "is_static_number",
+    "ExaggerationDecay",
+    "PerExaggeration",
+    "TrialPhases",
+]
 
 
 def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:

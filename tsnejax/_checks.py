@@ -6,6 +6,9 @@ Runs before anything is traced, so that bad input never reaches a kernel as NaNs
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -209,6 +212,8 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
     dtype = float_dtype()
     if arr.dtype.kind == "f":
         check_finite_rows(arr, name, "drop or impute them before embedding")
+    if arr.dtype.itemsize > dtype.itemsize and arr.dtype.kind in "fiu":
+        warn_offset(arr, name, dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     overflow = ~np.isfinite(out).all(axis=1)
@@ -220,6 +225,38 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
             "float64 with jax.config.update('jax_enable_x64', True)."
         )
     return out
+
+
+#: Offset over spread of a column beyond which float32 loses its distances' 4th digit.
+OFFSET_RATIO = 1e4
+
+
+def warn_offset(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Warn when casting ``arr`` to ``dtype`` loses its distances: a column whose values sit
+    far from 0 compared with their spread (1e6 + N(0, 1) kept 1 in 16 of its neighbours' 15th
+    distances to 1e-3 in float32; the exact kNN recall fell to 0.97)."""
+    top = np.maximum(np.abs(arr.max(axis=0)), np.abs(arr.min(axis=0))).astype(np.float64)
+    spread = np.ptp(arr, axis=0).astype(np.float64)
+    ratio = np.divide(top, spread, out=np.zeros_like(top), where=spread > 0)
+    if ratio.max(initial=0.0) > OFFSET_RATIO:
+        j = int(np.argmax(ratio))
+        warnings.warn(
+            f"{name} column {j} lies {ratio[j]:.3g}x its spread from 0, beyond what {dtype} "
+            "resolves (about 7 digits): its distances lose precision when cast. Centre it "
+            f"first ({name} - {name}.mean(axis=0)), or enable float64 with "
+            "jax.config.update('jax_enable_x64', True).",
+            stacklevel=outside_stacklevel(),
+        )
+
+
+def outside_stacklevel() -> int:
+    """``stacklevel`` that points a warning raised by the caller at the first frame outside
+    tsnejax (the user's line), however deep in the package it is raised."""
+    inside = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_perplexity(

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from tsnejax._checks import outside_stacklevel
+
 __all__ = [
     "load_dataset",
     "load_array",
@@ -213,7 +215,7 @@ def _row_names_column(p: Path, names: list[str]) -> list[int]:
         f"input file {str(p)!r}: the first column has no name in the header, so it is read as "
         "row names (pandas' to_csv index, R's write.csv row names), not as a feature; name it "
         "to embed it.",
-        stacklevel=4,
+        stacklevel=outside_stacklevel(),
     )
     return [0]
 

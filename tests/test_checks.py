@@ -46,6 +46,23 @@ def test_missing_values_of_pandas_and_masked_arrays_are_named_by_row():
         TSNE().fit(m)
 
 
+def test_date_and_duration_columns_are_named():
+    """A DataFrame's datetime column was embedded as nanoseconds since 1970 (1.6e18), which
+    outweighed every other feature: the embedding was the time order."""
+    pd = pytest.importorskip("pandas")
+    X = _X()
+    df = pd.DataFrame(X[:, :3], columns=["a", "b", "c"])
+    for t in (
+        pd.date_range("2020-01-01", periods=len(df), freq="h"),
+        pd.date_range("2020-01-01", periods=len(df), freq="h", tz="UTC"),
+        pd.to_timedelta(np.arange(len(df)), unit="D"),
+    ):
+        with pytest.raises(ValueError, match=r"X column\(s\) \['when'\] hold dates or durat"):
+            TSNE().fit(df.assign(when=t))
+    with pytest.raises(ValueError, match=r"X \(dtype datetime64\[D\]\) hold dates"):
+        TSNE().fit(np.arange(80).astype("datetime64[D]").reshape(40, 2))
+
+
 @pytest.mark.float32_only("1e300 is within float64's range")
 def test_float64_overflow_to_float32_is_reported():
     X = _X()

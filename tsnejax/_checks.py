@@ -148,11 +148,23 @@ def _as_array(X: Any, name: str) -> np.ndarray:
             )
         return np.asarray(X.data)
     if hasattr(X, "dtypes") and callable(getattr(X, "to_numpy", None)):  # a DataFrame
+        dtypes = X.dtypes.items() if hasattr(X.dtypes, "items") else [(name, X.dtypes)]
+        times = [str(c) for c, t in dtypes if getattr(t, "kind", "") in ("m", "M")]
+        if times:
+            raise_times(name, f"column(s) {times}")
         try:
             return X.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):  # text or categorical columns: named below
             pass
     return np.asarray(X)
+
+
+def raise_times(name: str, where: str) -> None:
+    raise ValueError(
+        f"{name} {where} hold dates or durations, which would be embedded as nanoseconds (dates: "
+        "since 1970, about 1e18) and outweigh every other feature. Convert them to a number on "
+        "the scale you mean (e.g. days since the first: (t - t.min()).dt.days) or drop them."
+    )
 
 
 def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.ndarray:
@@ -183,6 +195,8 @@ def check_data(X: Any, name: str = "X", *, min_rows: int | None = None) -> np.nd
                 f"{name} has non-numeric dtype object ({err}); convert it to a numeric "
                 "array (e.g. np.asarray(X, dtype=np.float32))."
             ) from err
+    if arr.dtype.kind in "mM":
+        raise_times(name, f"(dtype {arr.dtype})")
     if arr.dtype.kind in "OUSV":
         raise ValueError(
             f"{name} has non-numeric dtype {arr.dtype}; convert it to a numeric array "

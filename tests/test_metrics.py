@@ -264,6 +264,22 @@ def test_metric_errors(blobs, call, fragment):
         call(X, Y)
 
 
+def test_evaluate_on_few_points_and_a_collapsed_embedding(blobs):
+    """``evaluate`` refused fewer than 31 points (its default k_max = 30 was checked as given),
+    and one undefined score (CPD of an embedding whose points all coincide) took the whole
+    report with it; a sweep scoring a collapsed trial lost every other number."""
+    X, Y, labels = blobs
+    few = M.evaluate(X[:20], Y[:20], labels[:20])
+    assert few["k_max"] == 19 and len(few["nn_precision"]) == 19
+    assert M.evaluate(X, Y)["k_max"] == 30
+    with pytest.raises(ValueError, match="k_max=30 is too large for 20 points"):
+        M.evaluate(X[:20], Y[:20], k_max=30)  # a value given is checked
+    with pytest.warns(RuntimeWarning, match="every pairwise distance in Y .* cpd = NaN"):
+        flat = M.evaluate(X, np.zeros_like(Y), labels)
+    assert np.isnan(flat["cpd"]) and np.isfinite(flat["knn_accuracy_10"])
+    assert flat["nn_precision"] and "trustworthiness_5" in flat
+
+
 def test_class_fragmentation_counts_pieces():
     from tsnejax.metrics import class_fragmentation
 

@@ -138,7 +138,9 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--embedding", required=True, help="embedding: .npy/.npz/.csv/.txt, same rows")
     m.add_argument("--labels", default=None, help="labels file (.npy/.npz/.txt)")
     m.add_argument("--out", required=True, help="output folder")
-    m.add_argument("--k-max", type=int, default=30, help="ground-truth neighbours K")
+    m.add_argument(
+        "--k-max", type=int, default=None, help="ground-truth neighbours K (30, or n - 1)"
+    )
     m.add_argument("--n-queries", type=int, default=None, help="random subset (default: all)")
     m.add_argument("--seed", type=int, default=0, help="seed for the subsets")
     m.add_argument(

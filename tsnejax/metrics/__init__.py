@@ -19,6 +19,7 @@ All kNN searches are exact, blocked and on the device (``tsnejax.knn.exact_knn``
 from tsnejax.metrics.divergence import KL_METHODS, kl_divergence
 from tsnejax.metrics.global_structure import (
     KobakBerensScores,
+    UndefinedScoreError,
     class_fragmentation,
     cpd_score,
     knc_score,
@@ -41,6 +42,7 @@ __all__ = [
     "KL_METHODS",
     "KobakBerensScores",
     "PrecisionRecall",
+    "UndefinedScoreError",
     "class_fragmentation",
     "continuity",
     "cpd_score",

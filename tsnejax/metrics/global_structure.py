@@ -14,6 +14,7 @@ from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.metrics.neighborhood import finite_embedding, knn_preservation, pair, query_rows
 
 __all__ = [
+    "UndefinedScoreError",
     "KobakBerensScores",
     "kobak_berens_scores",
     "knc_score",
@@ -55,6 +56,11 @@ def knc_score(X: ArrayLike, Y: ArrayLike, labels: ArrayLike, k_classes: int = 4)
     return float(np.mean(shared) / k_classes)
 
 
+class UndefinedScoreError(ValueError):
+    """A score that is undefined for this input (e.g. CPD of an embedding whose points all
+    coincide); :func:`tsnejax.metrics.evaluate` records it as NaN with a warning."""
+
+
 def cpd_score(
     X: ArrayLike, Y: ArrayLike, n_points: int = 1000, *, key: PRNGKey | None = None
 ) -> float:
@@ -68,7 +74,7 @@ def cpd_score(
     dy = pdist(Y[rows].astype(np.float64))
     for name, d in (("X", dx), ("Y", dy)):
         if np.ptp(d) == 0:  # was NaN with scipy's ConstantInputWarning
-            raise ValueError(
+            raise UndefinedScoreError(
                 f"cpd_score: every pairwise distance in {name} is the same (all points equal?), "
                 "so their rank correlation is undefined."
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ from tsnejax._checks import check_labels
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.knn_metric import FAST_METRICS, comparable
-from tsnejax.metrics.global_structure import cpd_score, knc_score
+from tsnejax.metrics.global_structure import UndefinedScoreError, cpd_score, knc_score
 from tsnejax.metrics.neighborhood import (
     check_k,
     dense_input,
@@ -24,7 +25,10 @@ from tsnejax.metrics.neighborhood import (
     vote_accuracy,
 )
 
-__all__ = ["evaluate", "input_neighbors", "TRUSTWORTHINESS_MAX_N"]
+__all__ = ["evaluate", "input_neighbors", "K_MAX", "TRUSTWORTHINESS_MAX_N"]
+
+#: Largest k of the precision/recall curves by default (Pezzotti et al.'s k = 1..30).
+K_MAX = 30
 
 #: ``evaluate`` skips trustworthiness above this many points: it ranks every point's full row of
 #: input-space distances, as costly as an all-pairs kNN in X (``metrics.trustworthiness`` has no
@@ -35,7 +39,7 @@ TRUSTWORTHINESS_MAX_N = 20000
 def input_neighbors(
     X: ArrayLike,
     *,
-    k_max: int = 30,
+    k_max: int | None = None,
     n_queries: int | None = None,
     key: PRNGKey | None = None,
     metric: str = "euclidean",
@@ -45,7 +49,7 @@ def input_neighbors(
     score many embeddings of one dataset (a sweep) with one search in X."""
     X = jnp.asarray(_in_metric(X, metric))
     n = X.shape[0]
-    k_max = check_k("k_max", k_max, n)
+    k_max = check_k("k_max", min(K_MAX, n - 1) if k_max is None else k_max, n)
     key = jax.random.key(0) if key is None else key
     rows = query_rows(n, n_queries, jax.random.split(key)[0])
     return exact_knn(X, k_max, rows=rows).indices
@@ -56,7 +60,7 @@ def evaluate(
     Y: ArrayLike,
     labels: ArrayLike | None = None,
     *,
-    k_max: int = 30,
+    k_max: int | None = None,
     n_queries: int | None = None,
     key: PRNGKey | None = None,
     trustworthiness_k: int = 5,
@@ -71,6 +75,10 @@ def evaluate(
     continuity and, with labels, leave-one-out 10-NN accuracy, KNC and CPD; plus the seconds
     each took.
 
+    ``k_max``: default :data:`K_MAX` (30), or ``n - 1`` for fewer points (a value given is
+    checked against ``n``). A score undefined for this input (CPD of an embedding whose points
+    all coincide) is NaN with a ``RuntimeWarning``; the others stand.
+
     One exact kNN search in X (``k_max`` neighbours of the queries) and one in Y (all points)
     serve the curves, the preservation, the accuracy, trustworthiness and continuity (which
     needs the search in X to cover every point, else searches X again).
@@ -83,7 +91,7 @@ def evaluate(
     """
     X, Y = pair(_in_metric(X, metric), Y)
     n = X.shape[0]
-    k_max = check_k("k_max", k_max, n)
+    k_max = check_k("k_max", min(K_MAX, n - 1) if k_max is None else k_max, n)
     key = jax.random.key(0) if key is None else key
     k_queries, k_cpd = jax.random.split(key)
     rows = query_rows(n, n_queries, k_queries)
@@ -137,7 +145,11 @@ def evaluate(
         t0 = time.perf_counter()
         if len(np.unique(codes)) > k_classes:
             out[f"knc_{k_classes}"] = knc_score(X, Y, labels, k_classes)
-        out["cpd"] = cpd_score(X, Y, n_cpd, key=k_cpd)
+        try:
+            out["cpd"] = cpd_score(X, Y, n_cpd, key=k_cpd)
+        except UndefinedScoreError as err:  # the rest of the report stands
+            out["cpd"] = float("nan")
+            warnings.warn(f"{err} evaluate records cpd = NaN.", RuntimeWarning, stacklevel=2)
         timings["knc_cpd"] = time.perf_counter() - t0
     out["timings_seconds"] = timings
     return out

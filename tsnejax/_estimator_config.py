@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_int, is_key
+from tsnejax._checks import check_int, is_key, outside_stacklevel
 from tsnejax.config import TSNEConfig
 from tsnejax.perplexity_selection import select_perplexity
 from tsnejax.stopping import SKLEARN_SETTINGS
@@ -66,7 +66,7 @@ def estimator_config(est: Any) -> TSNEConfig:
             warnings.warn(
                 f"{name}={getattr(est, name)!r} has no effect: it is {what}.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
     init = estimator_initialization(est)
     fields: dict[str, Any] = dict(

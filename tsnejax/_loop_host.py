@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from tsnejax._checks import outside_stacklevel
 from tsnejax._chunk import record_shapes
 from tsnejax._diverge import CAUSES
 from tsnejax.schedules import Phases
@@ -221,6 +222,6 @@ def kl_point(kl: Any, diverged: np.ndarray, n_trials: int | None, backend: str) 
             "kl_history and the result's KL hold it. A custom Backend: check its "
             "kl_divergence(Y, P, dof, grid).",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
     return value

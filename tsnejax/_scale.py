@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 
+from tsnejax._checks import outside_stacklevel
+
 __all__ = [
     "EmbeddingScaleWarning",
     "scale_messages",
@@ -69,7 +71,7 @@ def check_initial_spread(Y: np.ndarray, source: str) -> None:
                 f"X: all {n} rows are identical, so every point is placed at one location (the "
                 "PCA initialization has no spread and the gradient is zero).",
                 EmbeddingScaleWarning,
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
         return
     std = float(np.std(Y))
@@ -82,7 +84,7 @@ def check_initial_spread(Y: np.ndarray, source: str) -> None:
             "'random' use 1e-4; openTSNE warns above 1e-2): rescale it, e.g. "
             "Y0 * (1e-4 / Y0[:, 0].std()).",
             EmbeddingScaleWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
 
 

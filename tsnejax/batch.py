@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tsnejax import checkpoint as ck
-from tsnejax._checks import check_key
+from tsnejax._checks import check_key, outside_stacklevel
 from tsnejax._loop_checks import check_hooks
 from tsnejax._loop_host import batch_start
 from tsnejax._staged_batch import TrialStages
@@ -139,7 +139,7 @@ def _warn_repeated_trials(configs: list[TSNEConfig], Ps: list[Affinities], Y0: j
             "embedding: a key only draws a random initialisation, which these trials do not "
             "use); use initialization='random' or vary a setting.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from tsnejax import memory
-from tsnejax._checks import GRID_MAX_COMPONENTS, check_perplexity
+from tsnejax._checks import GRID_MAX_COMPONENTS, check_perplexity, outside_stacklevel
 from tsnejax.config import TSNEConfig, resolve_learning_rate, static_signature
 from tsnejax.gradients import Backend, get_backend
 from tsnejax.gradients.exact import auto_block
@@ -344,7 +344,7 @@ def stepper_for(
             f"at {n} points, where a 2-D run's grid gradient is O(N). Expect a long run; "
             "n_components <= 3 is the fast path.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
     sig = static_signature(config).replace(negative_gradient_method=method)
     return _stepper(sig, method, mesh)
@@ -370,7 +370,7 @@ def _warn_stale_grid(config: TSNEConfig, method: Any) -> None:
             f"0.76 at chunk_size=10). Use chunk_size <= {STALE_GRID_RATIO * floor} or "
             f"min_num_intervals >= {math.ceil(chunk / STALE_GRID_RATIO)}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
 
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_data, check_int, float_dtype, raise_bad_rows
+from tsnejax._checks import check_data, check_int, float_dtype, outside_stacklevel, raise_bad_rows
 from tsnejax._knn_exact import KNNGraph, drop_self
 from tsnejax._types import PRNGKey
 from tsnejax.knn import knn_query, search
@@ -433,7 +433,7 @@ def check_peer_options(metric: Any, n_jobs: Any, metric_params: Any = None) -> N
             f"n_jobs={n_jobs!r} has no effect: XLA runs on every core this process may use "
             "(limit those with taskset or a cgroup, e.g. taskset -c 0-3 python ...).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=outside_stacklevel(),
         )
 
 

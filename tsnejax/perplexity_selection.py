@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from tsnejax._checks import check_option, check_perplexity
+from tsnejax._checks import check_option, check_perplexity, outside_stacklevel
 from tsnejax.batch import BatchResult, fit_batch, shared_graphs
 from tsnejax.build import affinity_key, n_neighbors
 from tsnejax.config import TSNEConfig
@@ -206,7 +206,7 @@ def select_perplexity(
         warnings.warn(
             f"perplexities {p[~finite].tolist()} diverged and are left out of the choice.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=outside_stacklevel(),
         )
     best = int(np.nanargmin(scores))
     ranked = p[finite]
@@ -216,7 +216,7 @@ def select_perplexity(
             f"the least pBIC is at the {side} candidate, perplexity={p[best]:g}; the minimum may "
             f"lie beyond it: add {beyond} perplexities to the candidates.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=outside_stacklevel(),
         )
     return PerplexitySelection(
         float(p[best]),

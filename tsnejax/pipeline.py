@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tsnejax import checkpoint as ck
 from tsnejax import init as init_lib
 from tsnejax import memory, shard
-from tsnejax._checks import check_key, check_option
+from tsnejax._checks import check_key, check_option, outside_stacklevel
 from tsnejax._loop_checks import check_hooks
 from tsnejax._scale import check_initial_spread
 from tsnejax._types import Array, PRNGKey
@@ -295,7 +295,7 @@ def initial_embedding(
                 "features, so the initial embedding is the spectral one of P (openTSNE does "
                 "the same); pass initialization='spectral' or 'random' to choose.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
             Y0 = init_lib.spectral(affinities, config.n_components, key)
         elif spec == "pca":

@@ -31,7 +31,7 @@ import optax
 
 from tsnejax import _loop_checks as chk
 from tsnejax._ahead import growth, host_spans, predict_grid
-from tsnejax._checks import check_int
+from tsnejax._checks import check_int, outside_stacklevel
 from tsnejax._chunk import (
     BATCH_MODES,
     StepInfo,
@@ -440,7 +440,7 @@ def optimize(
                     active=(diverged < 0)[: n_trials or 1],
                     pending=collapsed,
                 ):
-                    warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
+                    warnings.warn(msg, EmbeddingScaleWarning, stacklevel=outside_stacklevel())
                 s_phase, phase_first = s_now, t
             value = None
             if want_kl:
@@ -479,7 +479,7 @@ def optimize(
         if collapsed and t < end:  # stopped early: judge the earlier collapses now
             live = {b: c for b, c in collapsed.items() if diverged[b] < 0}
             for msg in unrecovered(live, spread(state.embedding)):
-                warnings.warn(msg, EmbeddingScaleWarning, stacklevel=2)
+                warnings.warn(msg, EmbeddingScaleWarning, stacklevel=outside_stacklevel())
     finally:
         if bar is not None:
             bar.close()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, raise_bad_rows
+from tsnejax._checks import check_finite_rows, outside_stacklevel, raise_bad_rows
 from tsnejax.estimator import TSNE
 from tsnejax.knn_metric import check_metric, check_peer_options, sparse_knn_graph
 
@@ -52,7 +52,7 @@ def representation(adata: Any, use_rep: str | None = None, n_pcs: int | None = N
                 "run sc.pp.pca(adata) first to choose its settings, or pass use_rep='X' to "
                 "embed X itself).",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
             pca(adata, n_comps)
             use_rep = "X_pca"

@@ -48,6 +48,7 @@ from tsnejax._checks import (
     check_perplexity_value,
     check_positive,
     float_dtype,
+    outside_stacklevel,
 )
 from tsnejax._transform_field import (
     ReferenceField,
@@ -432,7 +433,7 @@ def transform(
             f"{span0 * (1 + 2 * config.padding):.3g}-unit domain, so its boxes are over "
             f"{WIDE_BOXES:g}x ints_in_interval and the new points' repulsion is off by more "
             "than 10 %; method='exact' sums it exactly (O(n_new * n_ref) per step).",
-            stacklevel=2,
+            stacklevel=outside_stacklevel(),
         )
     # Nothing below waits for the device until the optimisation: each program is compiled
     # while the one queued before it runs (the field first: it needs only the reference).

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int, check_points, check_positive
+from tsnejax._checks import check_int, check_points, check_positive, outside_stacklevel
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
 from tsnejax.gradients._attraction import attraction, kl_from_z
@@ -303,7 +303,7 @@ def warn_wide_boxes(d: int, n_boxes: int, ints_in_interval: float) -> None:
         "repulsion's error passes ~10 % there (docs/gradients.md, '3-D: the trade-off'). "
         "Raise max_boxes (the FFTs grow as (2 * n_interpolation_points * max_boxes)^d), or use "
         "negative_gradient_method='exact' where N^2 pairs per step are affordable.",
-        stacklevel=2,
+        stacklevel=outside_stacklevel(),
     )
 
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_labels
+from tsnejax._checks import check_labels, outside_stacklevel
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.knn_metric import FAST_METRICS, comparable
@@ -149,7 +149,11 @@ def evaluate(
             out["cpd"] = cpd_score(X, Y, n_cpd, key=k_cpd)
         except UndefinedScoreError as err:  # the rest of the report stands
             out["cpd"] = float("nan")
-            warnings.warn(f"{err} evaluate records cpd = NaN.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{err} evaluate records cpd = NaN.",
+                RuntimeWarning,
+                stacklevel=outside_stacklevel(),
+            )
         timings["knc_cpd"] = time.perf_counter() - t0
     out["timings_seconds"] = timings
     return out

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from tsnejax import memory
-from tsnejax._checks import check_int
+from tsnejax._checks import check_int, outside_stacklevel
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
 from tsnejax.build import grid_nodes, resolve_method
@@ -312,7 +312,7 @@ def warn_seeds_change_nothing(spec: SweepSpec, trials: Sequence[Trial]) -> None:
         "the sweep's one kNN graph, so each seed repeats the same run; use "
         "initialization = 'random' to draw one per seed, or a single seed.",
         UserWarning,
-        stacklevel=4,  # run_sweep's caller
+        stacklevel=outside_stacklevel(),
     )
 
 

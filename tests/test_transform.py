@@ -192,6 +192,9 @@ def test_transform_errors(reference):
         sample_transform_optimize(jax.random.key(0), X, n_sample=10)  # named only perplexity
     with pytest.raises(ValueError, match="placement='foo'"):  # named "initialization" before
         sample_transform_optimize(jax.random.key(0), X, n_sample=100, placement="foo")
+    with pytest.raises(ValueError, match="final_exaggeration must be finite and > 0"):
+        # named "exaggeration", after the sample's whole fit
+        sample_transform_optimize(jax.random.key(0), X, n_sample=100, final_exaggeration=0.0)
 
 
 def test_a_given_neighbour_graph_and_dof_are_checked(reference):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_int, check_option
+from tsnejax._checks import check_int, check_option, check_positive
 from tsnejax._types import ArrayLike, PRNGKey
 from tsnejax.build import config_perplexities
 from tsnejax.config import TSNEConfig
@@ -60,6 +60,8 @@ def sample_transform_optimize(
     n = Xc.shape[0]
     n_sample = check_int("n_sample", n_sample, minimum=4)
     check_option("placement", placement, PLACEMENTS)  # before the sample's fit, by its own name
+    if final_exaggeration is not None:
+        check_positive("final_exaggeration", final_exaggeration)
     if n_sample >= n:
         raise ValueError(f"n_sample={n_sample} must be smaller than the {n} points.")
     try:  # the sample is embedded first: its size bounds the perplexity, and the fix is here

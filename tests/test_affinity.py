@@ -154,6 +154,22 @@ def test_perplexity_needs_enough_neighbours(digits):
     knn = exact_knn(digits[0][:100], 10)
     with pytest.raises(ValueError, match="k=10"):
         perplexity_affinities(knn, 30.0)
+    # an (indices, distances) pair is a graph (it was "'tuple' object has no attribute
+    # 'indices'"); anything else, and a calibration tolerance or step count that cannot work,
+    # is named (max_iter=-1 returned uncalibrated P without a word)
+    pair = (np.asarray(knn.indices), np.asarray(knn.distances))
+    np.testing.assert_array_equal(
+        perplexity_affinities(pair, 3.0).weights, perplexity_affinities(knn, 3.0).weights
+    )
+    for call, message in [
+        (lambda: perplexity_affinities(None, 3.0), "knn must be a tsnejax.knn.KNNGraph"),
+        (lambda: uniform_affinities(knn.indices), "knn must be a tsnejax.knn.KNNGraph"),
+        (lambda: perplexity_affinities((pair[0] + 1000, pair[1]), 3.0), r"lie in \[0, 99\]"),
+        (lambda: perplexity_affinities(knn, 3.0, tol=-1.0), "tol must be finite and > 0"),
+        (lambda: perplexity_affinities(knn, 3.0, max_iter=-1), "max_iter must be >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
     with pytest.raises(ValueError, match="largest allowed is 9"):
         perplexity_affinities(exact_knn(digits[0][:10], 9), 30.0)
 

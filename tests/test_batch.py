@@ -153,6 +153,9 @@ def test_fit_batch_rejects_static_differences(X):
         tsnejax.fit_batch(jax.random.split(jax.random.key(0), 2), X, [base, warm])
     with pytest.raises(ValueError, match="2 entries for 3 keys"):
         tsnejax.fit_batch(jax.random.split(jax.random.key(0), 3), X, [base, base])
+    for keys in (None, 3):  # "'NoneType' object is not iterable"
+        with pytest.raises(ValueError, match="keys must be one key per trial"):
+            tsnejax.fit_batch(keys, X, base)
     # A dict of flat names is a config here too, as in tsnejax.fit (was an AttributeError).
     keys = jax.random.split(jax.random.key(0), 2)
     # Two keys with PCA initialisation are one run twice: said before it runs.

@@ -67,6 +67,26 @@ def test_classic_reproduces_opentsne_gradient_descent():
         np.testing.assert_allclose(np.asarray(state.velocity), gd.update, rtol=1e-8, atol=1e-12)
 
 
+def test_classic_checks_its_hyperparameters():
+    """A string or None failed at the first update ("unsupported operand type(s) for *"), and a
+    negative rate or a momentum of 1 ran; arrays (inject_hyperparams, vmap) and schedules pass."""
+    for lr, message in [
+        ("1e-3", "learning_rate must be a number, an Optax schedule"),
+        (None, "learning_rate must be a number, an Optax schedule"),
+        (-1.0, "learning_rate must be finite and > 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            classic(lr)
+    with pytest.raises(ValueError, match=r"a momentum must be in \[0, 1\)"):
+        classic(1.0, 1.0)
+    for lr in (np.float32(2.0), jnp.asarray(3.0), optax.linear_schedule(1.0, 2.0, 10)):
+        classic(lr)
+    batch = jax.vmap(lambda lr: classic(lr).init(jnp.zeros((3, 2))).gains)(jnp.ones(4))
+    assert batch.shape == (4, 3, 2)
+    injected = optax.inject_hyperparams(classic, static_args=("gains_rule",))(learning_rate=10.0)
+    assert injected.init(jnp.zeros((3, 2))).hyperparams["learning_rate"] == 10.0
+
+
 def test_gains_rules_differ_as_documented():
     g = jnp.array([[1.0, -1.0]])
     for rule, expected_first in [("opentsne", 1.2), ("fitsne", 1.2), ("sklearn", 0.8)]:

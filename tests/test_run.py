@@ -213,6 +213,22 @@ def test_optimize_names_a_mismatched_P_and_a_negative_n_iter(small):
         optimize(step, s0, P, 10)  # was a broadcasting TypeError from inside the gradient
     with pytest.raises(ValueError, match="n_iter must be >= 0, got -5"):
         optimize(step, init_state(pca(X), opt), P, -5)  # ran nothing without a word
+    # each positional input by name (Python's AttributeError "'NoneType' object has no
+    # attribute 'allocate'", or jnp's "broadcast_in_dim shape must have every element be
+    # nonnegative" for chunk_size=-1)
+    s0 = init_state(pca(X), opt)
+    for args, kw, message in [
+        ((None, s0, P, 5), {}, "stepper must be what tsnejax.run.build_step"),
+        ((step, pca(X), P, 5), {}, "state must be a TSNEState"),
+        ((step, s0, None, 5), {}, "P must be the affinities"),
+        ((step, s0, "P", 5), {}, "P must be the affinities"),
+        ((step, s0, P, 5), {"chunk_size": -1}, "chunk_size must be >= 1"),
+        ((step, s0, P, 5), {"chunk_size": 2.5}, "chunk_size must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            optimize(*args, **kw)
+    with pytest.raises(ValueError, match="start embedding must be a numeric"):
+        init_state("Y", opt)  # was JAX's "not a valid JAX array type"
 
 
 def test_callbacks_at_any_interval_do_not_change_the_result(small):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, float_dtype
+from tsnejax._checks import check_finite_rows, check_int, float_dtype
 
 
 def check_transformation(optimizer: Any, name: str = "optimizer") -> Any:
@@ -35,6 +35,11 @@ def check_start(embedding: Any) -> Any:
     Integers become floats (they failed inside the gradient); NaN or inf rows of a concrete
     array are named (they diverged at iteration 1 with a message blaming the learning rate).
     """
+    if not isinstance(embedding, jax.Array) and np.asarray(embedding).dtype.kind not in "biuf":
+        raise ValueError(
+            f"the start embedding must be a numeric (n, d) array, got {type(embedding).__name__} "
+            f"{embedding!r:.40}."
+        )
     Y = jnp.asarray(embedding)
     if Y.ndim not in (2, 3):
         raise ValueError(
@@ -128,6 +133,33 @@ def says_stop(i: int, answer: Any) -> bool:
             f"callbacks[{i}] returned {type(answer).__name__} of shape {np.shape(answer)}; a "
             "callback returns True to stop the run, False or None to go on."
         ) from None
+
+
+def check_loop_inputs(stepper: Any, state: Any, P: Any, chunk_size: Any) -> int:
+    """``optimize``'s positional inputs have the forms it reads (a wrong one was Python's
+    ``AttributeError`` — "'NoneType' object has no attribute 'allocate'" — or a shape error
+    from inside ``jnp``); returns ``chunk_size``."""
+    if not all(callable(getattr(stepper, a, None)) for a in ("step", "allocate", "kl_divergence")):
+        raise ValueError(
+            f"stepper must be what tsnejax.run.build_step(backend, optimizer) returns, got "
+            f"{type(stepper).__name__}."
+        )
+    if not all(hasattr(state, a) for a in ("embedding", "opt_state", "iteration")):
+        raise ValueError(
+            "state must be a TSNEState (tsnejax.init_state(Y0, optimizer), or a result's "
+            f".state), got {type(state).__name__}."
+        )
+    leaves = jax.tree.leaves(P)
+    kinds = [
+        getattr(getattr(x, "dtype", None), "kind", None) or np.asarray(x).dtype.kind for x in leaves
+    ]
+    if not leaves or any(k not in "biuf" for k in kinds) or all(np.ndim(x) == 0 for x in leaves):
+        raise ValueError(
+            "P must be the affinities: tsnejax.Affinities (tsnejax.perplexity_affinities(knn) "
+            "or a result's .affinities), or the arrays a custom backend reads; got "
+            f"{type(P).__name__}."
+        )
+    return check_int("chunk_size", chunk_size, minimum=1)
 
 
 def check_state_points(P: Any, state: Any, mesh: Any) -> None:

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_option, check_perplexity, check_positive, float_dtype
+from tsnejax._checks import (
+    check_int,
+    check_option,
+    check_perplexity,
+    check_positive,
+    float_dtype,
+)
 from tsnejax._device import to_device
 from tsnejax._layout import (
     AffinityLayout,
@@ -33,7 +39,7 @@ from tsnejax._layout import (
     layout_from_pattern,
 )
 from tsnejax._types import Array, ArrayLike
-from tsnejax.knn import KNNGraph
+from tsnejax.knn import KNNGraph, precomputed_knn
 
 __all__ = [
     "Affinities",
@@ -51,6 +57,7 @@ __all__ = [
     "precomputed_affinities",
     "check_affinities",
     "as_affinities",
+    "as_graph",
     "to_scipy",
     "pad_affinities",
 ]
@@ -266,11 +273,27 @@ def perplexity_affinities(
     Raises ``ValueError`` when a perplexity exceeds the graph's ``k`` neighbours (openTSNE's
     bound; ``k = 3 * perplexity`` is the usual graph).
     """
+    knn = as_graph(knn)
     n, k = knn.indices.shape
     perps = check_perplexity(perplexity, n, k)
+    check_positive("tol", tol)
+    check_int("max_iter", max_iter, minimum=1)
     layout = build_layout(knn) if layout is None else layout
     perps_arr = jnp.asarray(perps, knn.distances.dtype)
     return _perplexity_program(knn.distances, perps_arr, layout, tol, max_iter)
+
+
+def as_graph(knn: Any) -> KNNGraph:
+    """``knn`` as a :class:`KNNGraph`: one already, or an ``(indices, distances)`` pair (checked
+    as :func:`tsnejax.knn.precomputed_knn` checks it); anything else is a ``ValueError``."""
+    if isinstance(knn, KNNGraph):
+        return knn
+    if isinstance(knn, tuple | list) and len(knn) == 2:
+        return precomputed_knn(*knn)
+    raise ValueError(
+        "knn must be a tsnejax.knn.KNNGraph (tsnejax.nearest_neighbors(X, k) builds one) or an "
+        f"(indices, distances) pair of (n, k) arrays; got {type(knn).__name__}."
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))
@@ -291,6 +314,7 @@ def uniform_affinities(
     """Uniform kNN affinities (openTSNE ``Uniform``): ``"max"`` gives every edge of the union
     graph the same weight (openTSNE's ``symmetrize=True``), ``"mean"`` halves one-way edges."""
     check_option("symmetrize_mode", symmetrize_mode, ("max", "mean"))
+    knn = as_graph(knn)
     layout = build_layout(knn) if layout is None else layout
     return symmetrize(conditional_uniform(knn), layout, symmetrize_mode)
 
@@ -300,6 +324,7 @@ def fixed_sigma_affinities(
 ) -> Affinities:
     """Symmetrised Gaussian affinities with one bandwidth ``sigma`` (input units)."""
     sigma = check_positive("sigma", sigma)
+    knn = as_graph(knn)
     layout = build_layout(knn) if layout is None else layout
     return symmetrize(conditional_fixed_sigma(knn, sigma), layout)
 

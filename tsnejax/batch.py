@@ -237,7 +237,13 @@ def fit_batch(
             "keys must be one key per trial, e.g. jax.random.split(key, n_trials), got a single "
             "key; tsnejax.fit runs one trial."
         )
-    keys = list(keys)
+    try:
+        keys = list(keys)
+    except TypeError:  # None, a number: "'NoneType' object is not iterable"
+        raise ValueError(
+            "keys must be one key per trial, e.g. jax.random.split(jax.random.key(0), "
+            f"n_trials); got {type(keys).__name__}."
+        ) from None
     n_trials = len(keys)
     if n_trials == 0:
         raise ValueError("fit_batch needs at least one key.")

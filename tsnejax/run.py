@@ -288,6 +288,7 @@ def optimize(
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)
     n_iter = check_int("n_iter", n_iter, minimum=0)  # -5 used to run nothing without a word
+    chunk_size = chk.check_loop_inputs(stepper, state, P, chunk_size)
     chk.check_state_points(P, state, mesh)
     mesh = None if mesh is None else auto_axes(mesh)
     callbacks = chk.check_callbacks(callbacks)

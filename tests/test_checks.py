@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tsnejax
 from tsnejax import TSNE, TSNEConfig, fit
 from tsnejax._checks import check_key, float_dtype
 
@@ -434,3 +435,48 @@ def test_the_open_seams_name_bad_input():
     one = lambda *a: seen.append(a[0])  # noqa: E731
     fit(key, None, cfg, affinities=P, initialization=Y0, callbacks=one, callbacks_every=10)
     assert seen == [10, 20]
+
+
+def _building_block_misuse():
+    import optax
+
+    from tsnejax import checkpoint, init, plot, schedules, shard
+    from tsnejax.gradients import exact_backend
+
+    X = _X()[:20]
+    key = jax.random.key(0)
+    state = tsnejax.init_state(np.ones((3, 2), np.float32), tsnejax.classic(1.0))
+    return [
+        (lambda: init.pca(None), r"X must be a numeric \(n, d\) array"),
+        (lambda: init.pca(X, target_std=-1.0), "target_std must be finite and > 0"),
+        (lambda: init.random(key, 10, target_std="x"), "target_std must be a number"),
+        (lambda: init.random(key, -1), "n_samples must be >= 1"),
+        (lambda: init.random(0, 10), "key must be a JAX random key"),
+        (lambda: init.rescale(None), r"Y must be a numeric \(n, d\) embedding"),
+        (lambda: init.rescale(X, float("nan")), "target_std must be finite and > 0"),
+        (lambda: init.spectral(np.eye(4), tol=None), "tol must be a real number"),
+        (lambda: schedules.exaggeration_schedule(-12.0), "early must be finite and > 0"),
+        (lambda: schedules.exaggeration_schedule(12.0, None), "early_iter must be an integer"),
+        (lambda: schedules.momentum_schedule("0.5"), "initial must be a number"),
+        (lambda: schedules.momentum_schedule(0.5, 1.0), r"a momentum must be in \[0, 1\)"),
+        (lambda: schedules.auto_learning_rate(100, 12.0), "exaggeration must be a schedule"),
+        (lambda: exact_backend("big"), "block_size must be an integer"),
+        (lambda: plot.plot_embedding(np.zeros((0, 2))), "with n >= 1"),
+        (lambda: plot.plot_embedding(X[:, :2], path=3), "path must be a file path"),
+        (lambda: plot.plot_embedding(X[:, :2], point_size=-1.0), "point_size must be finite"),
+        (lambda: checkpoint.save_state(None, state), "path must be a file path"),
+        (lambda: checkpoint.save_state("s.npz", None), "state must be a TSNEState"),
+        (lambda: checkpoint.load_state(0, optax.sgd(1.0)), "checkpoint must be a file path"),
+        (lambda: shard.point_mesh(2), "devices must be a non-empty list of JAX devices"),
+    ]
+
+
+def test_building_blocks_name_bad_arguments():
+    """The functional pieces failed deep inside on a wrong argument (``IndexError: tuple index
+    out of range`` for ``init.pca(None)``, SciPy's ``SystemError`` from ARPACK for a ``tol`` of
+    None, ``'<=' not supported`` in the schedules, ``ZeroDivisionError`` in the plot) or ran
+    with it (a negative ``target_std``, ``exaggeration_schedule(-12)``, ``save_state(path,
+    None)``); each now names the parameter."""
+    for call, message in _building_block_misuse():
+        with pytest.raises(ValueError, match=message):
+            call()

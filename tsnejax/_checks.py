@@ -51,6 +51,21 @@ def check_dof(name: str, value: Any) -> float:
     return check_positive(name, value)
 
 
+def check_scalar(name: str, value: Any, check: Any, *, schedule: bool = False) -> Any:
+    """A Python number is checked by ``check(name, value)``; a numeric array passes as it is (a
+    traced value under ``jit``/``vmap`` has no value to check), and with ``schedule`` a
+    callable too. Anything else (a string, ``None``, a list) is a ``ValueError`` naming ``name``
+    (it was Python's ``TypeError`` from deep inside, or ran)."""
+    if schedule and callable(value):
+        return value
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return check(name, value)
+    if hasattr(value, "dtype") and np.dtype(value.dtype).kind in "iuf":
+        return value
+    what = "a number, an Optax schedule or a numeric array" if schedule else "a number"
+    raise ValueError(f"{name} must be {what}; got {type(value).__name__} {value!r:.40}.")
+
+
 def check_momentum(name: str, value: Any) -> float:
     """Raise unless ``value`` is a momentum coefficient in ``[0, 1)``: at 1 or above the velocity
     is never damped and the run explodes (``final_momentum=1.5`` ended at 4.8e3 on 300 points)."""

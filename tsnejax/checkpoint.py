@@ -96,6 +96,10 @@ def save_state(
     on a file system all of them read. A state each process holds whole (a sweep's trials run
     by one process each) is written by the process that holds it, with no wait for the others.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be a file path such as 'tsne.npz', got {path!r:.60}.")
+    if not all(hasattr(state, a) for a in ("embedding", "opt_state", "iteration")):
+        raise ValueError(f"state must be a TSNEState (a run's .state), got {type(state).__name__}.")
     path = Path(path)
     leaves = jax.tree.leaves(state)
     spans = any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves)
@@ -141,6 +145,8 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
 
 def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     """``(header, state leaves, record leaves)`` of a checkpoint file."""
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"checkpoint must be a file path such as 'tsne.npz', got {path!r:.60}.")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"checkpoint {str(path)!r} is a folder, not a saved state.")

@@ -14,7 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_embedding, check_n_components, check_option, float_dtype
+from tsnejax._checks import (
+    check_embedding,
+    check_int,
+    check_key,
+    check_n_components,
+    check_option,
+    check_positive,
+    check_scalar,
+    float_dtype,
+)
 from tsnejax._device import to_device
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.memory import check_memory, pca_bytes
@@ -43,6 +52,9 @@ EXACT_PCA_FLOPS = 5e10
 
 def rescale(Y: Array, target_std: float = TARGET_STD) -> Array:
     """Scale ``Y`` so that ``std(Y[:, 0]) == target_std`` (a constant column is left unscaled)."""
+    check_scalar("target_std", target_std, check_positive)
+    if np.ndim(Y) != 2 or not jnp.issubdtype(jnp.result_type(Y), jnp.number):
+        raise ValueError(f"Y must be a numeric (n, d) embedding, got {type(Y).__name__}.")
     std = jnp.std(Y[:, 0])
     return jnp.where(std > 0, Y * (target_std / jnp.where(std > 0, std, 1.0)), Y)
 
@@ -117,6 +129,9 @@ def pca(X: ArrayLike, n_components: int = 2, *, target_std: float = TARGET_STD) 
       ``(n, n_components)`` embedding.
     """
     n_components = check_n_components(n_components)
+    check_scalar("target_std", target_std, check_positive)
+    if not sp.issparse(X) and (np.ndim(X) != 2 or np.asarray(X).dtype.kind not in "biuf"):
+        raise ValueError(f"X must be a numeric (n, d) array, got {type(X).__name__}.")
     if sp.issparse(X):  # above tsnejax.knn_metric.SPARSE_DENSE_ELEMENTS cells: ARPACK
         from sklearn.decomposition import PCA
 
@@ -148,6 +163,9 @@ def random(
 ) -> Array:
     """Isotropic Gaussian initialisation with standard deviation ``target_std``."""
     n_components = check_n_components(n_components)
+    key = check_key(key)
+    n_samples = check_int("n_samples", n_samples, minimum=1)
+    check_scalar("target_std", target_std, check_positive)
     return target_std * jax.random.normal(key, (n_samples, n_components), float_dtype())
 
 
@@ -188,6 +206,9 @@ def spectral(
     from tsnejax.affinity import as_affinities, to_scipy
 
     n_components = check_n_components(n_components)
+    check_positive("tol", tol)  # None or a string was SciPy's SystemError from ARPACK
+    check_positive("jitter", jitter, allow_zero=True)
+    check_positive("target_std", target_std)
     A = to_scipy(as_affinities(P, "affinities"))
     n = A.shape[0]
     if n_components + 2 > n:

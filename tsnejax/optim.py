@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_momentum, check_option, check_positive
+from tsnejax._checks import check_momentum, check_option, check_positive, check_scalar
 from tsnejax._spec import parse_spec
 from tsnejax._types import Array, ScalarOrSchedule
 
@@ -85,21 +85,6 @@ def clip_rows(x: Array, max_norm: float) -> Array:
     return jnp.where(norms > max_norm, x * (max_norm / jnp.where(norms > 0, norms, 1.0)), x)
 
 
-def check_hyperparameter(name: str, value: Any, check: Callable[[str, Any], Any]) -> None:
-    """A number is checked by ``check``; a schedule or an array (what ``inject_hyperparams``
-    passes, traced under ``vmap``) must be numeric; anything else was a ``TypeError`` from the
-    first update ("unsupported operand type(s) for *: 'NoneType'"), and a negative rate ran."""
-    if callable(value):
-        return
-    if isinstance(value, int | float | np.number) and not isinstance(value, bool):
-        check(name, value)
-    elif not (hasattr(value, "dtype") and np.dtype(value.dtype).kind in "iuf"):
-        raise ValueError(
-            f"{name} must be a number, an Optax schedule or a numeric array; got "
-            f"{type(value).__name__} {value!r:.40}."
-        )
-
-
 def classic(
     learning_rate: ScalarOrSchedule,
     momentum: ScalarOrSchedule = 0.8,
@@ -129,8 +114,8 @@ def classic(
       An Optax ``GradientTransformation``; its updates are added to the embedding.
     """
     check_option("gains_rule", gains_rule, GAINS_RULES)
-    check_hyperparameter("learning_rate", learning_rate, check_positive)
-    check_hyperparameter("momentum", momentum, check_momentum)
+    check_scalar("learning_rate", learning_rate, check_positive, schedule=True)
+    check_scalar("momentum", momentum, check_momentum, schedule=True)
 
     def init_fn(params: Array) -> ClassicState:
         return ClassicState(

@@ -25,7 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_hashable, check_option, check_positive
+from tsnejax._checks import (
+    check_hashable,
+    check_int,
+    check_momentum,
+    check_option,
+    check_positive,
+    check_scalar,
+)
 from tsnejax._types import Array
 
 __all__ = [
@@ -251,8 +258,17 @@ __all__ += [
 ]
 
 
+def _finite(name: str, x: Any) -> float:
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x!r}.")
+    return float(x)
+
+
 def two_phase(first: float, second: float, boundary: int) -> optax.Schedule:
     """``first`` for steps ``< boundary``, ``second`` from then on."""
+    check_scalar("first", first, _finite)
+    check_scalar("second", second, _finite)
+    boundary = check_int("boundary", boundary, minimum=0)
     if boundary <= 0:
         return optax.constant_schedule(second)
     return optax.join_schedules(
@@ -279,6 +295,10 @@ def exaggeration_schedule(
     """
     if not callable(decay):
         check_option("decay", decay, EXAGGERATION_DECAYS)
+    check_scalar("early", early, check_positive)
+    check_scalar("late", late, check_positive)
+    early_iter = check_int("early_iter", early_iter, minimum=0)
+    decay_iter = check_int("decay_iter", decay_iter, minimum=0)
     if decay == "step" or decay_iter <= 0:
         return two_phase(early, late, early_iter)
     return ExaggerationDecay(float(early), float(late), int(early_iter), int(decay_iter), decay)
@@ -322,6 +342,8 @@ class PerExaggeration:
 
 def momentum_schedule(initial: float = 0.8, final: float = 0.8, switch_iter: int = 250):
     """openTSNE 1.0.4 uses 0.8 throughout; FIt-SNE/scikit-learn/cuML use 0.5 then 0.8 at 250."""
+    check_scalar("initial", initial, check_momentum)
+    check_scalar("final", final, check_momentum)
     return two_phase(initial, final, switch_iter)
 
 
@@ -342,6 +364,12 @@ def auto_learning_rate(
     - ``"cuml"``: ``max(n / 3, 1)`` throughout (cuML's ``learning_rate_method="adaptive"``).
     """
     check_option("learning_rate rule", rule, LR_RULES)
+    n = check_int("n", n, minimum=1)
+    if not callable(exaggeration):
+        raise ValueError(
+            f"exaggeration must be a schedule of the step (e.g. lambda step: 12.0), got "
+            f"{type(exaggeration).__name__}."
+        )
     if rule == "opentsne":
         return PerExaggeration(float(n), exaggeration)
     if rule == "cuml":

@@ -79,7 +79,15 @@ class PointShards(NamedTuple):
 def point_mesh(devices: Any = None) -> Mesh:
     """A one-axis mesh ``("points",)`` over ``devices`` (default: every device of every
     process, ``jax.devices()``)."""
-    devices = jax.devices() if devices is None else list(devices)
+    try:
+        devices = jax.devices() if devices is None else list(devices)
+    except TypeError:
+        devices = None
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(
+            "devices must be a non-empty list of JAX devices, e.g. jax.devices() or "
+            "jax.local_devices()[:2]."
+        )
     return Mesh(np.asarray(devices), (POINTS,))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tsnejax._checks import check_points
+from tsnejax._checks import check_int, check_points
 from tsnejax._lanes import lane_sum
 from tsnejax._types import Array, Scalar
 from tsnejax.affinity import Affinities
@@ -182,6 +182,8 @@ def exact_backend(block_size: int | None = None, deterministic_scatter: bool = F
     """The ``"exact"`` gradient method (no grid: ``allocate`` returns ``None``; ``block_size``:
     rows per block, default :func:`auto_block`);
     ``deterministic_scatter``: continuation rows folded back without atomic adds."""
+    if block_size is not None:
+        block_size = check_int("block_size", block_size, minimum=1)
     det = bool(deterministic_scatter)
 
     def gradient(Y, P, dof, exaggeration, grid, **shard):

@@ -225,6 +225,17 @@ def test_bad_input_is_named(X):
         diff.fit(X, {}, key=key, initialization="spectral", **RUN)
     with pytest.raises(ValueError, match="grid must be hashable"):
         diff.fit(X, {}, key=key, method="interpolation", grid=[1, 2], **RUN)
+    # static arguments: an int() error, "unhashable type: 'list'" from the step cache, and
+    # "'str' object has no attribute 'n_boxes'" from inside the gradient
+    for kw, message in [
+        ({"n_iter": None}, "n_iter must be an integer"),
+        ({"method": ["exact"]}, "method must be a gradient method's name"),
+        ({"optimizer": {"sgd": 1}}, "optimizer must be a registry name or spec"),
+        ({"method": "interpolation", "grid": "fine"}, r"allocate returns \(InterpolationGrid\)"),
+        ({"method": "interpolation", "grid": ((0, 3),)}, r"allocate returns \(InterpolationGrid\)"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            diff.fit(X, {}, key=key, **{**RUN, **kw})
 
 
 def test_an_optax_object_with_injected_hyperparameters(X):

@@ -14,7 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tsnejax._checks import check_momentum, check_perplexity_value
+from tsnejax._checks import (
+    check_int,
+    check_momentum,
+    check_n_components,
+    check_perplexity_value,
+)
 from tsnejax._spec import parse_spec
 from tsnejax.build import ADAPTIVE_AUTO_LEARNING_RATE
 from tsnejax.gradients import Backend, get_backend
@@ -68,6 +73,48 @@ _SQRT_AT_ZERO = ("adam", "nadam")
 def is_adaptive(optimizer: Any) -> bool:
     """Whether ``optimizer`` names an Adam-like registry optimizer (its momentum is ``b1``)."""
     return isinstance(optimizer, str) and optimizer in ADAPTIVE
+
+
+def check_run_args(
+    n_iter: Any, early_iter: Any, method: Any, optimizer: Any, n_components: Any
+) -> tuple[int, int]:
+    """``diff.fit``'s static arguments, named before anything is hashed or compiled (a list
+    was "unhashable type: 'list'" from the step cache, ``n_iter=None`` an ``int()`` error)."""
+    n_iter = check_int("n_iter", n_iter, minimum=0)
+    early_iter = check_int("early_exaggeration_iter", early_iter, minimum=0)
+    if n_iter + early_iter < 1:
+        raise ValueError("n_iter and early_exaggeration_iter must be >= 0 with a positive sum.")
+    if not isinstance(method, str | Backend):
+        raise ValueError(
+            f"method must be a gradient method's name ('exact', 'interpolation', 'splat') or a "
+            f"tsnejax.gradients.Backend, got {type(method).__name__}."
+        )
+    if not isinstance(optimizer, str | optax.GradientTransformation):
+        raise ValueError(
+            f"optimizer must be a registry name or spec ('sgd', 'adam:b1=0.5') or an Optax "
+            f"GradientTransformation, got {type(optimizer).__name__}."
+        )
+    check_n_components(n_components)
+    return n_iter, early_iter
+
+
+def check_grid(grid: Any, backend: Backend, Y0: Any) -> None:
+    """A grid given to ``diff.fit`` is of the kind the backend allocates (``None`` for the
+    exact gradient), alone or in a schedule ``((start, grid), ...)``; another one failed inside
+    the gradient ("'str' object has no attribute 'n_boxes'")."""
+    if grid is None or grid == ():
+        return
+    pairs = isinstance(grid, tuple | list) and all(
+        isinstance(e, tuple | list) and len(e) == 2 and isinstance(e[0], int) for e in grid
+    )
+    kind = type(backend.allocate(Y0))
+    for g in [e[1] for e in grid] if pairs else [grid]:
+        if not isinstance(g, kind):
+            raise ValueError(
+                f"grid must be what the {backend.name!r} backend's allocate returns "
+                f"({kind.__name__}), or a schedule ((start_iteration, grid), ...); got "
+                f"{type(g).__name__} {g!r:.40}."
+            )
 
 
 @functools.lru_cache(maxsize=32)

@@ -50,7 +50,9 @@ from tsnejax._diff_setup import (
     DEFAULTS,
     HYPERPARAMS,
     check_graph_perplexity,
+    check_grid,
     check_hyperparams,
+    check_run_args,
     graph_perplexity_bound,
     hyperparam_in_range,
     phase_values,
@@ -399,9 +401,10 @@ def fit(
       ``Y (n, n_components)`` after ``early_exaggeration_iter + n_iter`` steps and its KL
       (the method's own KL: exact, or with the grid's Z).
     """
-    n_total = int(early_exaggeration_iter) + int(n_iter)
-    if n_total < 1 or early_exaggeration_iter < 0 or n_iter < 0:
-        raise ValueError("n_iter and early_exaggeration_iter must be >= 0 with a positive sum.")
+    n_iter, early_exaggeration_iter = check_run_args(
+        n_iter, early_exaggeration_iter, method, optimizer, n_components
+    )
+    n_total = early_exaggeration_iter + n_iter
     check_key(key)
     prep = prepare(
         X,
@@ -419,6 +422,7 @@ def fit(
     name, fixed, hp = split_spec(optimizer, hp)
     step, transform = stepper(method, name, tuple(sorted(fixed.items())))
     check_hashable("grid", grid, "a grid from the backend's allocate")
+    check_grid(grid, step.backend, prep.Y0)
     if grid is None:
         grid = size_grid(
             X,

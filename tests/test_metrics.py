@@ -254,6 +254,14 @@ def _nan_row(A):
         # a constant embedding gave NaN with scipy's warning; the subset size is named
         (lambda X, Y: M.cpd_score(X, np.zeros_like(Y), len(X)), "every pairwise distance in Y"),
         (lambda X, Y: M.cpd_score(X, Y, 10), "n_points=10 below"),
+        # arguments of the wrong type were Python's TypeError ("'>=' not supported between
+        # 'str' and 'int'", "float division by zero", JAX's "invalid PRNG key data")
+        (lambda X, Y: M.nn_precision_recall(X, Y, n_queries="100"), "n_queries must be an int"),
+        (lambda X, Y: M.nn_precision_recall(X, Y, n_queries=100, key=0), "key must be a JAX"),
+        (lambda X, Y: M.evaluate(X, Y, trustworthiness_k=0), "trustworthiness_k must be >= 1"),
+        (lambda X, Y: M.evaluate(X, Y, x_neighbors="cached"), "x_neighbors must be a numeric"),
+        (lambda X, Y: M.procrustes_disparity(Y, {}), "Y2 must be a numeric array"),
+        (lambda X, Y: M.pbic(None, 30.0, 100), "kl must be a numeric array"),
         # the data where P goes: the error says how to build P from it
         (lambda X, Y: M.kl_divergence(X, Y), r"from data X .*perplexity_affinities"),
     ],

@@ -66,7 +66,29 @@ BAD_SPECS = [
     ({"data": {"name": "digits", "n_points": -1}}, "n_points must be a positive integer"),
     ({"fixed": {"n_iter": -1}}, "n_iter"),
     ({"colour": 1}, r"unknown key\(s\) \['colour'\]"),
+    # a table that is not one was "'NoneType' object is not iterable"
+    ({"grid": None}, r"\[grid\] must be a table/dict, got NoneType"),
+    ({"run": 3}, r"\[run\] must be a table/dict, got int"),
 ]
+
+
+def test_sweep_paths_are_checked(tmp_path):
+    """``run_sweep(spec, None)``, ``load_spec(None)`` and ``make_report(0)`` were ``os.fspath``'s
+    ``TypeError``; an ``out`` that is a file was ``NotADirectoryError`` from the store."""
+    from tsnejax.sweep import load_spec, run_sweep
+    from tsnejax.sweep.report import make_report
+
+    spec = _spec()
+    (tmp_path / "taken").write_text("")
+    for call, message in [
+        (lambda: run_sweep(spec, None), "out must be a path"),
+        (lambda: run_sweep(spec, tmp_path / "taken"), "is a file; give a folder"),
+        (lambda: run_sweep(spec.__dict__, tmp_path / "s"), "spec must be a SweepSpec"),
+        (lambda: load_spec(None), "path must be a path"),
+        (lambda: make_report(0), "root must be a path"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 @pytest.mark.parametrize("override,message", BAD_SPECS)

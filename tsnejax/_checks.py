@@ -66,6 +66,25 @@ def check_scalar(name: str, value: Any, check: Any, *, schedule: bool = False) -
     raise ValueError(f"{name} must be {what}; got {type(value).__name__} {value!r:.40}.")
 
 
+def check_pathlike(name: str, value: Any, example: str) -> Any:
+    """Raise unless ``value`` is a ``str`` or ``os.PathLike`` (``None`` or a number was
+    ``os.fspath``'s ``TypeError`` from somewhere inside)."""
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError(f"{name} must be a path such as {example!r}, got {value!r:.60}.")
+    return value
+
+
+def numeric_array(name: str, value: Any) -> Any:
+    """``value`` as a host array (a device array as it is) once its dtype is numeric; a dict,
+    text or an object was ``float()``'s ``TypeError`` from inside NumPy or JAX."""
+    a = value if isinstance(value, jax.Array) else np.asarray(value)
+    if np.dtype(a.dtype).kind not in "biuf":
+        raise ValueError(
+            f"{name} must be a numeric array, got {type(value).__name__} {value!r:.40}."
+        )
+    return a
+
+
 def check_momentum(name: str, value: Any) -> float:
     """Raise unless ``value`` is a momentum coefficient in ``[0, 1)``: at 1 or above the velocity
     is never damped and the run explodes (``final_momentum=1.5`` ended at 4.8e3 on 300 points)."""

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from tsnejax._checks import check_finite_rows, check_int, check_labels, float_dtype
+from tsnejax._checks import check_finite_rows, check_int, check_key, check_labels, float_dtype
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.knn_metric import (
@@ -95,14 +95,17 @@ def query_rows(
     n: int, n_queries: int | None, key: PRNGKey | None, name: str = "n_queries"
 ) -> np.ndarray:
     """All rows, or ``n_queries`` distinct rows drawn with ``key`` (sorted)."""
-    if n_queries is None or n_queries >= n:
+    if n_queries is None:
         return np.arange(n)
     n_queries = check_int(name, n_queries, minimum=1)
+    if n_queries >= n:
+        return np.arange(n)
     if key is None:
         raise ValueError(
             f"{name}={n_queries} below the {n} points needs key=jax.random.key(...) to draw "
             "the subset."
         )
+    key = check_key(key)
     return np.sort(np.asarray(jax.random.choice(key, n, (n_queries,), replace=False)))
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_int
+from tsnejax._checks import check_int, numeric_array
 
 __all__ = ["pbic"]
 
@@ -36,7 +36,8 @@ def pbic(kl: Any, perplexity: Any, n_points: int) -> Any:
     n = check_int("n_points", n_points, minimum=2)
     traced = isinstance(kl, jax.core.Tracer) or isinstance(perplexity, jax.core.Tracer)
     if not traced:
-        p = np.asarray(perplexity, np.float64)
+        numeric_array("kl", kl)
+        p = numeric_array("perplexity", perplexity).astype(np.float64)
         if not np.all(np.isfinite(p) & (p >= 1)):
             raise ValueError(
                 f"perplexity must be finite and >= 1 (a calibrated perplexity), got {perplexity!r}."

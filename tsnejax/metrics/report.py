@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_labels, outside_stacklevel
+from tsnejax._checks import check_int, check_key, check_labels, numeric_array, outside_stacklevel
 from tsnejax._types import Array, ArrayLike, PRNGKey
 from tsnejax.knn import exact_knn
 from tsnejax.knn_metric import FAST_METRICS, comparable
@@ -92,7 +92,9 @@ def evaluate(
     X, Y = pair(_in_metric(X, metric), Y)
     n = X.shape[0]
     k_max = check_k("k_max", min(K_MAX, n - 1) if k_max is None else k_max, n)
-    key = jax.random.key(0) if key is None else key
+    trustworthiness_k = check_int("trustworthiness_k", trustworthiness_k, minimum=1)
+    k_classes = check_int("k_classes", k_classes, minimum=1)
+    key = jax.random.key(0) if key is None else check_key(key)
     k_queries, k_cpd = jax.random.split(key)
     rows = query_rows(n, n_queries, k_queries)
     timings: dict[str, float] = {}
@@ -102,7 +104,7 @@ def evaluate(
     if x_neighbors is None:
         x_idx = jax.block_until_ready(exact_knn(X, k_max, rows=rows).indices)
     else:
-        x_idx = jnp.asarray(x_neighbors)
+        x_idx = jnp.asarray(numeric_array("x_neighbors", x_neighbors))
         if x_idx.shape != (len(rows), k_max):
             raise ValueError(
                 f"x_neighbors has shape {x_idx.shape}; expected {(len(rows), k_max)} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tsnejax._checks import float_dtype
+from tsnejax._checks import float_dtype, numeric_array
 from tsnejax._types import Array, ArrayLike
 
 __all__ = ["procrustes_disparity"]
@@ -29,8 +29,8 @@ def procrustes_disparity(Y1: ArrayLike, Y2: ArrayLike) -> float:
     """Sum of squared differences after centring, scaling both to unit Frobenius norm and the
     best orthogonal transform of ``Y2`` onto ``Y1`` (``scipy.spatial.procrustes``'s disparity;
     0 = identical up to similarity, 1 = unrelated)."""
-    A = jnp.asarray(Y1, float_dtype())
-    B = jnp.asarray(Y2, float_dtype())
+    A = jnp.asarray(numeric_array("Y1", Y1), float_dtype())
+    B = jnp.asarray(numeric_array("Y2", Y2), float_dtype())
     if A.ndim != 2 or A.shape != B.shape:
         raise ValueError(f"Y1 and Y2 must be 2-D with equal shapes, got {A.shape} and {B.shape}.")
     if A.shape[0] < 2:

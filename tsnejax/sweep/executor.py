@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from tsnejax import memory
-from tsnejax._checks import check_int, outside_stacklevel
+from tsnejax._checks import check_int, check_pathlike, outside_stacklevel
 from tsnejax._io import atomic_save_npy, atomic_write_json
 from tsnejax.batch import fit_batch
 from tsnejax.build import grid_nodes, resolve_method
@@ -252,6 +252,13 @@ def run_sweep(
     t_start = time.perf_counter()
     if checkpoint_every is not None:
         check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if not isinstance(spec, SweepSpec):
+        raise ValueError(
+            f"spec must be a SweepSpec (tsnejax.sweep.load_spec(path) or spec_from_dict(d)), "
+            f"got {type(spec).__name__}."
+        )
+    if Path(check_pathlike("out", out, "out/sweep")).is_file():  # was NotADirectoryError
+        raise ValueError(f"out {str(out)!r} is a file; give a folder for the sweep.")
     if smoke:
         spec = spec.smoke_version()
     store = SweepStore(out)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tsnejax._checks import check_pathlike
 from tsnejax._io import read_json
 from tsnejax.sweep.store import TABLE_COLUMNS, SweepStore, read_table
 
@@ -60,7 +61,7 @@ def _axis_values(rows: list[dict], key: str, spec_values: list) -> list:
 
 def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dict[str, Path]:
     """Write the table and plots of the sweep in ``root``; returns ``{name: path}``."""
-    root = Path(root)
+    root = Path(check_pathlike("root", root, "out/sweep"))
     if not (root / "sweep.json").exists() or not (root / "results.csv").exists():
         raise ValueError(
             f"{str(root)!r} is not a sweep folder (no sweep.json/results.csv); run "

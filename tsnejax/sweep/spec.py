@@ -41,6 +41,7 @@ from typing import Any
 
 import optax
 
+from tsnejax._checks import check_pathlike
 from tsnejax.config import DYNAMIC_FIELDS, FLAT_FIELDS, TSNEConfig, resolve_learning_rate
 from tsnejax.gradients import Backend
 from tsnejax.presets import PRESETS
@@ -187,12 +188,14 @@ class Trial:
     seed: int
 
 
-def _check_keys(where: str, given: Any, allowed: set[str]) -> None:
+def _check_keys(where: str, given: Any, allowed: set[str]) -> dict:
+    """A copy of the table ``given`` once it is a dict with only ``allowed`` keys."""
     if not isinstance(given, dict):
         raise ValueError(f"{where} must be a table/dict, got {type(given).__name__}.")
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+    return dict(given)
 
 
 def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
@@ -204,18 +207,15 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
         raise ValueError("sweep spec: a [data] table with 'name' or 'path' is required.")
     _check_keys("[data]", d["data"], {f.name for f in dataclasses.fields(DataSpec)})
     data = DataSpec(**d["data"])
-    fixed = dict(d.get("fixed", {}))
-    _check_keys("[fixed]", fixed, _CONFIG_FIELDS | {"preset", "optimizer"})
-    grid = dict(d.get("grid", {}))
-    _check_keys("[grid]", grid, _CONFIG_FIELDS | _GRID_EXTRA)
+    fixed = _check_keys("[fixed]", d.get("fixed", {}), _CONFIG_FIELDS | {"preset", "optimizer"})
+    grid = _check_keys("[grid]", d.get("grid", {}), _CONFIG_FIELDS | _GRID_EXTRA)
     for key, values in grid.items():
         if not isinstance(values, list | tuple | dict) or len(values) == 0:
             raise ValueError(
                 f"[grid] {key} must be a non-empty list of values (or a dict label -> value), "
                 f"got {values!r}."
             )
-    run = dict(d.get("run", {}))
-    _check_keys("[run]", run, _RUN_KEYS)
+    run = _check_keys("[run]", d.get("run", {}), _RUN_KEYS)
     seeds = tuple(run.get("seeds", (0,)))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"[run] seeds must be a non-empty list of integers, got {seeds!r}.")
@@ -229,8 +229,9 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
     batch = run.get("batch_size")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"[run] batch_size must be a positive integer, got {batch!r}.")
-    smoke = dict(d.get("smoke", {}))
-    _check_keys("[smoke]", smoke, _CONFIG_FIELDS | {"data", "grid", "run", "preset"})
+    smoke = _check_keys(
+        "[smoke]", d.get("smoke", {}), _CONFIG_FIELDS | {"data", "grid", "run", "preset"}
+    )
     spec = SweepSpec(
         name=d["name"],
         data=data,
@@ -250,7 +251,7 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read a ``.toml`` spec, or a ``.py`` file whose ``get_config()`` returns a dict/spec."""
-    p = Path(path)
+    p = Path(check_pathlike("path", path, "sweep.toml"))
     if not p.exists():
         raise ValueError(f"sweep config {str(p)!r} does not exist.")
     if p.suffix == ".toml":

@@ -153,6 +153,21 @@ def test_representation_rules_and_errors(pbmc):
         tl.representation(adata, n_pcs=80)
 
 
+def test_keys_and_paths_of_the_wrong_type_are_named(pbmc, tmp_path):
+    adata, _ = pbmc
+    """``use_rep=["X_pca"]`` was "unhashable type: 'list'", ``key_added=-1`` wrote
+    ``obsm[-1]``, ``read_h5ad(None)`` was ``os.stat``'s ``TypeError`` and a file that is not
+    HDF5 h5py's ``OSError``."""
+    for kw in ({"use_rep": ["X_pca"]}, {"key_added": -1}, {"neighbors_key": {"k": 1}}):
+        with pytest.raises(ValueError, match="must be a string .* or None"):
+            tl.tsne(adata.copy(), n_iter=5, **kw)
+    (tmp_path / "not.h5ad").write_text("cells")
+    with pytest.raises(ValueError, match="path must be an .h5ad file path"):
+        tl.read_h5ad(None)
+    with pytest.raises(ValueError, match="is not a readable .h5ad file"):
+        tl.read_h5ad(tmp_path / "not.h5ad")
+
+
 @pytest.mark.parametrize("layout", ["dense", "csr", "csc"])
 def test_nan_or_inf_cells_are_named(layout):
     """Non-finite values in adata.X reached scikit-learn's PCA ("Input X contains NaN", naming

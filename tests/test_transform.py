@@ -235,6 +235,8 @@ def test_estimator_transform(digits):
     np.testing.assert_array_equal(placed, est.transform_result_.initial)
     with pytest.raises(ValueError, match="not fitted"):
         TSNE().transform(X[:10])
+    with pytest.raises(ValueError, match="config must be a TransformConfig or None"):
+        est.transform(X[1400:1405], config={"n_iter": 0})  # was dataclasses' TypeError
 
 
 def test_sample_transform_optimize_runs(digits):

@@ -446,6 +446,8 @@ default="auto"
             )
         Xv = check_new_points(check_query(X, self.metric, len(self.embedding_)), self.metric)
         validate_data(self, X, skip_check_array=True, reset=False)
+        if not isinstance(config, TransformConfig | None):  # was dataclasses' TypeError
+            raise ValueError(f"config must be a TransformConfig or None, got {config!r:.40}.")
         config = dataclasses.replace(config or TransformConfig(), **overrides)
         key = key_of(self.random_state_)
         euclidean = isinstance(self.metric, str) and self.metric == "euclidean"

@@ -223,6 +223,15 @@ def tsne(
             "tsnejax.TSNE().fit_transform(X)."
         )
     check_peer_options(metric, n_jobs, kwargs.get("metric_params"))  # before the PCA
+    for name, value in (
+        ("use_rep", use_rep),
+        ("key_added", key_added),
+        ("neighbors_key", neighbors_key),
+    ):
+        if value is not None and not isinstance(value, str):  # a list was "unhashable type"
+            raise ValueError(
+                f"{name} must be a string (an obsm/uns key) or None, got {value!r:.40}."
+            )
     if copy:
         adata = adata.copy()
     X, rep = representation(adata, use_rep, n_pcs)
@@ -312,6 +321,11 @@ def read_h5ad(path: str | os.PathLike) -> Any:
         raise ValueError(
             f"reading {str(path)!r} needs anndata: pip install 'tsnejax[anndata]'."
         ) from err
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be an .h5ad file path, got {path!r:.60}.")
     if not os.path.exists(path):
         raise ValueError(f"input file {str(path)!r} does not exist.")
-    return anndata.read_h5ad(path)
+    try:
+        return anndata.read_h5ad(path)
+    except OSError as err:  # h5py's "file signature not found": not an HDF5 file
+        raise ValueError(f"input file {str(path)!r} is not a readable .h5ad file ({err}).") from err

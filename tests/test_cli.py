@@ -102,6 +102,14 @@ def test_embed_errors_print_one_line_and_exit_1(tmp_path, capsys, args, fragment
     assert not (tmp_path / "o").exists()  # a failed run leaves no empty folder behind
 
 
+def test_a_negative_count_is_a_usage_error(tmp_path, capsys):
+    """``--metrics-queries -5`` ran as if 0 (the quality skipped) without a word."""
+    with pytest.raises(SystemExit) as stop:
+        main(["embed", "--out", str(tmp_path / "o"), "--metrics-queries", "-5"])
+    assert stop.value.code == 2
+    assert "argument --metrics-queries: must be >= 0, got -5" in capsys.readouterr().err
+
+
 def test_embed_error_from_a_real_process(tmp_path):
     """The same contract through the console entry point: exit status 1, one stderr line (the
     cases above run in-process: a process each cost 6-11 s of start-up on two cores)."""

@@ -27,6 +27,14 @@ def _lr(value: str) -> float | str:
         return value
 
 
+def _count(value: str) -> int:
+    """A whole number >= 0 (``--metrics-queries -5`` ran as if 0 without a word)."""
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def _metric_fields(spec: str) -> dict[str, Any]:
     """``--metric minkowski:p=3`` -> ``metric="minkowski", metric_params={"p": 3}``."""
     name, _, rest = spec.partition(":")
@@ -126,7 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--metrics-queries",
-        type=int,
+        type=_count,
         default=5000,
         help="with labels, NN precision/recall over this many random points (0: skip)",
     )

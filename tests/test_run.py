@@ -229,6 +229,21 @@ def test_optimize_names_a_mismatched_P_and_a_negative_n_iter(small):
             optimize(*args, **kw)
     with pytest.raises(ValueError, match="start embedding must be a numeric"):
         init_state("Y", opt)  # was JAX's "not a valid JAX array type"
+    # keyword objects: "'str' object has no attribute 'values'" (phases, checkpoint, mesh),
+    # "unhashable type: 'list'" (P_axis), "'str' object is not callable" (project)
+    for kw, message in [
+        ({"phases": "step"}, "phases must be a tsnejax.schedules.Phases"),
+        ({"checkpoint": "run.npz"}, "checkpoint must have .every and .save"),
+        ({"P_axis": [0]}, "P_axis must be 'auto', 0 or None"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            optimize(step, s0, P, 5, **kw)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        optimize(step, s0, P, 5, mesh="points")
+    with pytest.raises(ValueError, match="project must be a callable"):
+        build_step("exact", opt, project="clip")
+    with pytest.raises(ValueError, match="gradient_scale must be a number"):
+        build_step("exact", opt, gradient_scale="4")
 
 
 def test_callbacks_at_any_interval_do_not_change_the_result(small):
@@ -320,6 +335,17 @@ def test_phases_table_checks():
         Phases.stack([ph, Phases.of({0: {"exaggeration": 1.0, "momentum": 0.5}})])
     with pytest.raises(ValueError, match="finite"):
         Phases.of(exaggeration=float("nan"))
+    # the step's own values in their ranges (a negative exaggeration or rate and a momentum
+    # of 1 ran without a word; the config refuses them); dof may be inf, other names any
+    for values, message in [
+        ({"exaggeration": -1.0}, "exaggeration=-1.0 must be > 0"),
+        ({"learning_rate": np.array([10.0, 0.0])}, "learning_rate=.* must be > 0"),
+        ({"momentum": 1.0}, r"momentum=1.0 must be in \[0, 1\)"),
+        ({"dof": float("nan")}, "dof=nan must be > 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Phases.of(**values)
+    Phases.of(dof=float("inf"), momentum=0.0, b1=-3.0)
     # Tables that do not share starts are read as one per trial instead.
     other = Phases.of({0: {"exaggeration": 4.0, "momentum": 0.5}, 100: {"exaggeration": 1.0}})
     both = TrialPhases([ph, other])

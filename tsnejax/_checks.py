@@ -286,8 +286,11 @@ def warn_offset(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     distances are: a near-constant column (1 +- 1e-12) loses only what no distance sees."""
     top = np.maximum(np.abs(arr.max(axis=0)), np.abs(arr.min(axis=0))).astype(np.float64)
     spread = np.ptp(arr, axis=0).astype(np.float64)
-    total = float(np.sqrt(np.sum(spread**2)))
-    ratio = float(np.sqrt(np.sum(top**2))) / total if total > 0 else 0.0
+    scale = float(top.max(initial=0.0))  # squares of 1e300-scale values overflow unscaled
+    if not 0 < scale < np.inf:
+        return
+    total = float(np.sqrt(np.sum((spread / scale) ** 2)))
+    ratio = float(np.sqrt(np.sum((top / scale) ** 2))) / total if total > 0 else 0.0
     if ratio > OFFSET_RATIO:
         j = int(np.argmax(top))
         warnings.warn(

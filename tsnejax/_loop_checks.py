@@ -5,14 +5,15 @@ naming the parameter and the fix, before anything is traced where it can."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, check_int, float_dtype
+from tsnejax._checks import check_finite_rows, check_int, check_positive, check_scalar, float_dtype
+from tsnejax.schedules import Phases
 
 
 def check_transformation(optimizer: Any, name: str = "optimizer") -> Any:
@@ -160,6 +161,40 @@ def check_loop_inputs(stepper: Any, state: Any, P: Any, chunk_size: Any) -> int:
             f"{type(P).__name__}."
         )
     return check_int("chunk_size", chunk_size, minimum=1)
+
+
+def check_step_options(gradient_scale: Any, project: Any) -> None:
+    """``build_step``'s ``gradient_scale`` (a number or array: it was multiplied in as it came)
+    and ``project`` (a callable: "'str' object is not callable" at the first step)."""
+    check_scalar("gradient_scale", gradient_scale, check_positive)
+    if project is not None and not callable(project):
+        raise ValueError(f"project must be a callable (Y, P) -> Y or None, got {project!r:.40}.")
+
+
+def check_loop_options(phases: Any, checkpoint: Any, mesh: Any, P_axis: Any) -> Any:
+    """``optimize``'s keyword objects have the forms it reads (each was an ``AttributeError``
+    — "'str' object has no attribute 'values'" — or "unhashable type: 'list'"); returns the
+    phase table (``None``: exaggeration 1 throughout; a mapping: ``Phases.of`` of it, where it
+    was "'builtin_function_or_method' is not subscriptable")."""
+    if not (phases is None or isinstance(phases, Mapping) or hasattr(phases, "values")):
+        raise ValueError(
+            "phases must be a tsnejax.schedules.Phases (Phases.of({0: {...}, 250: {...}})), "
+            f"its mapping, or None; got {type(phases).__name__}."
+        )
+    if checkpoint is not None and not (
+        hasattr(checkpoint, "every") and callable(getattr(checkpoint, "save", None))
+    ):
+        raise ValueError(
+            "checkpoint must have .every and .save(state, **extra) (tsnejax.checkpoint."
+            f"Checkpoint(path, every)), got {type(checkpoint).__name__}."
+        )
+    if mesh is not None and not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    if not (P_axis is None or isinstance(P_axis, str | int)):
+        raise ValueError(f"P_axis must be 'auto', 0 or None, got {P_axis!r:.40}.")
+    if phases is None:
+        return Phases.of(exaggeration=1.0)
+    return Phases.of(phases) if isinstance(phases, Mapping) else phases
 
 
 def check_state_points(P: Any, state: Any, mesh: Any) -> None:

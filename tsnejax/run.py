@@ -164,6 +164,7 @@ def build_step(
         (e.g. keeping transformed points inside a frozen grid whose bounds travel in P).
     """
     chk.check_transformation(optimizer)
+    chk.check_step_options(gradient_scale, project)
     backend = get_backend(backend)
     checked = checked_backend(backend)  # the contract checked when traced
 
@@ -280,10 +281,7 @@ def optimize(
         names the iteration and holds the last finite state. A batched run freezes such a
         trial instead and reports it in ``diverged_at``.
     """
-    if phases is None:
-        phases = Phases.of(exaggeration=1.0)
-    elif isinstance(phases, Mapping):  # was "'builtin_function_or_method' is not subscriptable"
-        phases = Phases.of(phases)
+    phases = chk.check_loop_options(phases, checkpoint, mesh, P_axis)
     if dof is not None:
         phases = phases.replace(dof=dof)
     phases = phases if "dof" in phases.values[0] else phases.replace(dof=1.0)

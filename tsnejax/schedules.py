@@ -236,6 +236,12 @@ def check_phase_value(name: str, x: Any) -> None:
         )
     if name != "dof" and not np.all(np.isfinite(a)):
         raise ValueError(f"phase value {name}={x!r} must be finite.")
+    positive = name in ("exaggeration", "learning_rate", "dof")
+    if (positive and not np.all(a > 0)) or (name == "momentum" and not np.all((a >= 0) & (a < 1))):
+        # a negative exaggeration or rate, a momentum of 1 ran without a word (the config
+        # refuses each; a phase table is the loop's own way in)
+        bounds = "in [0, 1)" if name == "momentum" else "> 0"
+        raise ValueError(f"phase value {name}={x!r} must be {bounds}.")
 
 
 def values_at(values: Mapping[str, Value], iteration: Array) -> dict[str, Array | float]:

@@ -293,7 +293,8 @@ def precomputed_knn(
     """Validate a user kNN graph: ``(n, k)`` indices in range, no self-loops, finite distances >= 0.
 
     ``n_ref``: the graph is of queries into ``n_ref`` reference points (``transform``'s new
-    points), so indices lie in ``[0, n_ref)`` and a query cannot be its own neighbour.
+    points): indices lie in ``[0, n_ref)``, and there are no self-loops to look for (a query is
+    not a reference point).
     Rows are re-sorted by distance.
     """
     idx = np.asarray(indices)

@@ -110,6 +110,18 @@ def test_a_negative_count_is_a_usage_error(tmp_path, capsys):
     assert "argument --metrics-queries: must be >= 0, got -5" in capsys.readouterr().err
 
 
+def test_embed_scores_few_points_too(tmp_path):
+    """Up to 31 points the quality block was skipped without a word (evaluate's k = 1..30
+    needed 31); it now runs with k up to n - 1."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "few.npz", X=rng.normal(size=(25, 5)), y=np.arange(25) % 3)
+    out = tmp_path / "o"
+    args = ["embed", "--input", str(tmp_path / "few.npz"), "--out", str(out), "--perplexity", "5"]
+    assert main([*args, "--n-iter", "20"]) == 0
+    quality = json.loads((out / "metrics.json").read_text())["quality"]
+    assert quality["k_max"] == 24 and len(quality["nn_precision"]) == 24
+
+
 def test_embed_error_from_a_real_process(tmp_path):
     """The same contract through the console entry point: exit status 1, one stderr line (the
     cases above run in-process: a process each cost 6-11 s of start-up on two cores)."""

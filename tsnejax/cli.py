@@ -354,11 +354,11 @@ def _embed(args: argparse.Namespace) -> dict[str, Any]:
     if y is not None:
         metrics["knn_accuracy_10"] = knn_accuracy(Y, y, k=min(10, Y.shape[0] - 1))
         metric = config.affinities.metric
-        if args.metrics_queries > 0 and Y.shape[0] > 31 and sp.issparse(X):
+        if args.metrics_queries > 0 and sp.issparse(X):
             metrics["quality"] = {"skipped": "the input is a large sparse matrix"}
-        elif args.metrics_queries > 0 and Y.shape[0] > 31 and metric not in FAST_METRICS:
+        elif args.metrics_queries > 0 and metric not in FAST_METRICS:
             metrics["quality"] = {"skipped": f"neighbour quality is Euclidean (metric={metric})"}
-        elif args.metrics_queries > 0 and Y.shape[0] > 31:
+        elif args.metrics_queries > 0:
             quality = evaluate(
                 X,
                 Y,

@@ -106,6 +106,8 @@ class DataSpec:
             v = getattr(self, field)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"data.{field} must be a positive integer, got {v!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):  # NumPy's TypeError
+            raise ValueError(f"data.seed must be an integer, got {self.seed!r}.")
         if self.labels is not None and (self.name is not None or not isinstance(self.labels, str)):
             raise ValueError(
                 "data.labels must be a file path, given with data.path (bundled datasets "
@@ -219,7 +221,10 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
     seeds = tuple(run.get("seeds", (0,)))
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"[run] seeds must be a non-empty list of integers, got {seeds!r}.")
-    metrics = tuple(run.get("metrics", ("kl", "quality")))
+    metrics = run.get("metrics", ("kl", "quality"))
+    if not isinstance(metrics, list | tuple):  # "kl" was read as ['k', 'l']
+        raise ValueError(f"[run] metrics must be a list, e.g. ['kl'], got {metrics!r}.")
+    metrics = tuple(metrics)
     bad = sorted(set(metrics) - set(METRICS))
     if bad:
         raise ValueError(f"[run] metrics: unknown {bad}; choose from {list(METRICS)}.")
@@ -246,6 +251,8 @@ def spec_from_dict(d: dict[str, Any]) -> SweepSpec:
     )
     # Every trial must resolve to a valid config; fail now, not after hours of sweeping.
     expand_trials(spec, n=None)
+    if smoke:  # its overrides too (an unknown key was found only by a --smoke run)
+        spec.smoke_version()
     return spec
 
 

@@ -69,6 +69,7 @@ BAD_SPECS = [
     # a table that is not one was "'NoneType' object is not iterable"
     ({"grid": None}, r"\[grid\] must be a table/dict, got NoneType"),
     ({"run": 3}, r"\[run\] must be a table/dict, got int"),
+    ({"grid": {"learning_rate": [10, 10]}}, "same settings; remove one"),  # found when run
     ({"run": {"metrics": "kl"}}, r"\[run\] metrics must be a list"),  # was "unknown ['k', 'l']"
     ({"data": {"name": "digits", "seed": "a"}}, "data.seed must be an integer"),  # NumPy's error
     ({"smoke": {"grid": {"foo": [1]}}}, r"\[grid\]: unknown key\(s\) \['foo'\]"),  # at --smoke

@@ -370,8 +370,11 @@ def expand_trials(spec: SweepSpec, n: int | None, data_digest: str = "") -> list
             tid = _digest(data_digest, config_json(config), named, seed, sorted(spec.metrics))
             trials.append(Trial(tid, params, config, seed))
     seen: dict[str, dict] = {}
-    for t in trials if n is not None else ():  # "N/12" resolves only once N is known
-        if t.trial_id in seen:
+    for t in trials:
+        # With n unknown, equal grid values are refused ([10, 10.0]); "N/12" against 100 only
+        # once N resolves them.
+        key = t.trial_id if n is not None else repr(sorted(t.params.items()))
+        if key in seen:
             objects = any(str(v).startswith(("optax:", "callable:")) for v in t.params.values())
             fix = (
                 "objects are named by their type, so give each its own label with a dict, "
@@ -379,9 +382,10 @@ def expand_trials(spec: SweepSpec, n: int | None, data_digest: str = "") -> list
                 if objects
                 else "remove one of the values"
             )
+            where = "" if n is None else f" for N={n}"
             raise ValueError(
-                f"grid points {seen[t.trial_id]} and {t.params} resolve to the same settings "
-                f"for N={n}; {fix}."
+                f"grid points {seen[key]} and {t.params} resolve to the same settings{where}; "
+                f"{fix}."
             )
-        seen[t.trial_id] = t.params
+        seen[key] = t.params
     return trials

@@ -90,6 +90,8 @@ def test_sweep_paths_are_checked(tmp_path):
         (lambda: run_sweep(spec.__dict__, tmp_path / "s"), "spec must be a SweepSpec"),
         (lambda: load_spec(None), "path must be a path"),
         (lambda: make_report(0), "root must be a path"),
+        (lambda: make_report(tmp_path / "nowhere"), "sweep folder .* does not exist"),
+        (lambda: make_report(tmp_path), "is not a sweep folder"),
     ]:
         with pytest.raises(ValueError, match=message):
             call()

@@ -62,6 +62,8 @@ def _axis_values(rows: list[dict], key: str, spec_values: list) -> list:
 def make_report(root: str | os.PathLike, *, max_panels: int = MAX_PANELS) -> dict[str, Path]:
     """Write the table and plots of the sweep in ``root``; returns ``{name: path}``."""
     root = Path(check_pathlike("root", root, "out/sweep"))
+    if not root.exists():
+        raise ValueError(f"sweep folder {str(root)!r} does not exist.")
     if not (root / "sweep.json").exists() or not (root / "results.csv").exists():
         raise ValueError(
             f"{str(root)!r} is not a sweep folder (no sweep.json/results.csv); run "

@@ -23,6 +23,11 @@ def test_nan_rows_are_counted_and_located():
         ValueError, match=r"X has 4 row\(s\) with NaN or inf values \(first: 3, 7, 11, 20\)"
     ):
         TSNE().fit(X)
+    # an empty column (a CSV's blank feature) made every row "bad": the rows were blamed
+    X = _X()
+    X[:, 2] = np.nan
+    with pytest.raises(ValueError, match=r"all in column\(s\) \[2\]: drop or impute those col"):
+        TSNE().fit(X)
 
 
 def test_missing_values_of_pandas_and_masked_arrays_are_named_by_row():

@@ -158,7 +158,12 @@ def check_finite_rows(arr: np.ndarray, name: str, fix: str) -> np.ndarray:
     """Raise naming the count and first indices of the rows of 2-D ``arr`` with NaN or inf."""
     bad = ~np.isfinite(arr).all(axis=1) if arr.dtype.kind in "fc" else np.zeros(0, bool)
     if bad.any():
-        raise_bad_rows(np.flatnonzero(bad), name, fix)
+        rows = np.flatnonzero(bad)
+        cols = np.flatnonzero(~np.isfinite(arr[rows]).all(axis=0))
+        if len(rows) > len(arr) // 2 and len(cols) <= 3 and arr.shape[1] > len(cols):
+            # most rows lost to a few columns: dropping rows is the wrong advice
+            fix = f"all in column(s) {cols.tolist()}: drop or impute those columns, or {fix}"
+        raise_bad_rows(rows, name, fix)
     return arr
 
 

@@ -66,11 +66,11 @@ def check_scalar(name: str, value: Any, check: Any, *, schedule: bool = False) -
     raise ValueError(f"{name} must be {what}; got {type(value).__name__} {value!r:.40}.")
 
 
-def check_pathlike(name: str, value: Any, example: str) -> Any:
+def check_pathlike(name: str, value: Any, example: str, what: str = "a path") -> Any:
     """Raise unless ``value`` is a ``str`` or ``os.PathLike`` (``None`` or a number was
-    ``os.fspath``'s ``TypeError`` from somewhere inside)."""
+    ``os.fspath``'s ``TypeError`` from somewhere inside); ``what`` names the kind of path."""
     if not isinstance(value, str | os.PathLike):
-        raise ValueError(f"{name} must be a path such as {example!r}, got {value!r:.60}.")
+        raise ValueError(f"{name} must be {what} such as {example!r}, got {value!r:.60}.")
     return value
 
 
@@ -289,8 +289,8 @@ def warn_offset(arr: np.ndarray, name: str, dtype: np.dtype) -> None:
     compared with their spread (1e6 + N(0, 1) kept 1 in 16 of its neighbours' 15th distances to
     1e-3 in float32; the exact kNN recall fell to 0.97). Measured over all columns together, as
     distances are: a near-constant column (1 +- 1e-12) loses only what no distance sees."""
-    top = np.maximum(np.abs(arr.max(axis=0)), np.abs(arr.min(axis=0))).astype(np.float64)
-    spread = np.ptp(arr, axis=0).astype(np.float64)
+    hi, lo = arr.max(axis=0).astype(np.float64), arr.min(axis=0).astype(np.float64)
+    top, spread = np.maximum(np.abs(hi), np.abs(lo)), hi - lo  # two passes over the data
     scale = float(top.max(initial=0.0))  # squares of 1e300-scale values overflow unscaled
     if not 0 < scale < np.inf:
         return

@@ -12,7 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, check_int, check_positive, check_scalar, float_dtype
+from tsnejax._checks import (
+    check_finite_rows,
+    check_int,
+    check_positive,
+    check_scalar,
+    float_dtype,
+    numeric_array,
+)
 from tsnejax.schedules import Phases
 
 
@@ -36,11 +43,8 @@ def check_start(embedding: Any) -> Any:
     Integers become floats (they failed inside the gradient); NaN or inf rows of a concrete
     array are named (they diverged at iteration 1 with a message blaming the learning rate).
     """
-    if not isinstance(embedding, jax.Array) and np.asarray(embedding).dtype.kind not in "biuf":
-        raise ValueError(
-            f"the start embedding must be a numeric (n, d) array, got {type(embedding).__name__} "
-            f"{embedding!r:.40}."
-        )
+    if not isinstance(embedding, jax.Array):
+        numeric_array("the start embedding", embedding)
     Y = jnp.asarray(embedding)
     if Y.ndim not in (2, 3):
         raise ValueError(
@@ -136,6 +140,17 @@ def says_stop(i: int, answer: Any) -> bool:
         ) from None
 
 
+def check_state(state: Any) -> Any:
+    """Raise unless ``state`` has a :class:`TSNEState`'s fields (the loop's and a checkpoint's
+    input; "'NoneType' object has no attribute 'embedding'" from inside, or an empty save)."""
+    if not all(hasattr(state, a) for a in ("embedding", "opt_state", "iteration")):
+        raise ValueError(
+            "state must be a TSNEState (tsnejax.init_state(Y0, optimizer), or a result's "
+            f".state), got {type(state).__name__}."
+        )
+    return state
+
+
 def check_loop_inputs(stepper: Any, state: Any, P: Any, chunk_size: Any) -> int:
     """``optimize``'s positional inputs have the forms it reads (a wrong one was Python's
     ``AttributeError`` — "'NoneType' object has no attribute 'allocate'" — or a shape error
@@ -145,11 +160,7 @@ def check_loop_inputs(stepper: Any, state: Any, P: Any, chunk_size: Any) -> int:
             f"stepper must be what tsnejax.run.build_step(backend, optimizer) returns, got "
             f"{type(stepper).__name__}."
         )
-    if not all(hasattr(state, a) for a in ("embedding", "opt_state", "iteration")):
-        raise ValueError(
-            "state must be a TSNEState (tsnejax.init_state(Y0, optimizer), or a result's "
-            f".state), got {type(state).__name__}."
-        )
+    check_state(state)
     leaves = jax.tree.leaves(P)
     kinds = [
         getattr(getattr(x, "dtype", None), "kind", None) or np.asarray(x).dtype.kind for x in leaves

@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tsnejax._checks import check_pathlike
 from tsnejax._io import atomic_path
+from tsnejax._loop_checks import check_state
 from tsnejax.run import TSNEState, init_state
 from tsnejax.shard import point_layout
 
@@ -60,9 +62,7 @@ def check_path(path: Any) -> Path:
     are created by the save). A folder, or a place where nothing can be written, failed at the
     first save — after the kNN search, P and the first chunk — as a ``FileNotFoundError``
     naming a temporary file; a folder given to resume from was said not to exist."""
-    if not isinstance(path, str | os.PathLike):
-        raise ValueError(f"checkpoint must be a file path such as 'tsne.npz', got {path!r:.60}.")
-    p = Path(path)
+    p = Path(check_pathlike("checkpoint", path, "tsne.npz", "a file path"))
     if p.is_dir():
         raise ValueError(
             f"checkpoint {str(p)!r} is a folder; give a file in it, e.g. {str(p / 'tsne.npz')!r}."
@@ -96,11 +96,8 @@ def save_state(
     on a file system all of them read. A state each process holds whole (a sweep's trials run
     by one process each) is written by the process that holds it, with no wait for the others.
     """
-    if not isinstance(path, str | os.PathLike):
-        raise ValueError(f"path must be a file path such as 'tsne.npz', got {path!r:.60}.")
-    if not all(hasattr(state, a) for a in ("embedding", "opt_state", "iteration")):
-        raise ValueError(f"state must be a TSNEState (a run's .state), got {type(state).__name__}.")
-    path = Path(path)
+    path = Path(check_pathlike("path", path, "tsne.npz", "a file path"))
+    check_state(state)
     leaves = jax.tree.leaves(state)
     spans = any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves)
     arrays = {f"leaf_{i:04d}": _on_host(x) for i, x in enumerate(leaves)}
@@ -145,9 +142,7 @@ def _place_like(loaded: TSNEState, like: TSNEState, path: Any) -> TSNEState:
 
 def _read(path: str | os.PathLike) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     """``(header, state leaves, record leaves)`` of a checkpoint file."""
-    if not isinstance(path, str | os.PathLike):
-        raise ValueError(f"checkpoint must be a file path such as 'tsne.npz', got {path!r:.60}.")
-    path = Path(path)
+    path = Path(check_pathlike("checkpoint", path, "tsne.npz", "a file path"))
     if path.is_dir():
         raise ValueError(f"checkpoint {str(path)!r} is a folder, not a saved state.")
     if not path.is_file():

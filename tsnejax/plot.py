@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from tsnejax._checks import check_positive, is_missing_label
+from tsnejax._checks import check_pathlike, check_positive, is_missing_label, numeric_array
 
 __all__ = ["plot_embedding", "plot_precision_recall", "plot_small_multiples", "plot_heatmap"]
 
@@ -29,14 +29,11 @@ def plot_embedding(
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    if path is not None and not isinstance(path, str | os.PathLike):
-        raise ValueError(f"path must be a file path such as 'embedding.png', got {path!r:.40}.")
+    if path is not None:
+        check_pathlike("path", path, "embedding.png", "a file path")
     if point_size is not None:
         check_positive("point_size", point_size)
-    Y = np.asarray(Y)
-    if Y.dtype.kind not in "biuf":  # a dict or an object was float()'s TypeError
-        raise ValueError(f"Y must be a numeric (n, d) embedding, got dtype {Y.dtype}.")
-    Y = Y.astype(float)
+    Y = np.asarray(numeric_array("Y", Y), float)  # a dict was float()'s TypeError
     if Y.ndim == 1:  # (n,): a 1-D embedding (it failed to unpack)
         Y = Y[:, None]
     if Y.ndim != 2 or len(Y) == 0:  # no rows was a ZeroDivisionError

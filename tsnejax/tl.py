@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tsnejax._checks import check_finite_rows, outside_stacklevel, raise_bad_rows
+from tsnejax._checks import check_finite_rows, check_pathlike, outside_stacklevel, raise_bad_rows
 from tsnejax.estimator import TSNE
 from tsnejax.knn_metric import check_metric, check_peer_options, sparse_knn_graph
 
@@ -321,8 +321,7 @@ def read_h5ad(path: str | os.PathLike) -> Any:
         raise ValueError(
             f"reading {str(path)!r} needs anndata: pip install 'tsnejax[anndata]'."
         ) from err
-    if not isinstance(path, str | os.PathLike):
-        raise ValueError(f"path must be an .h5ad file path, got {path!r:.60}.")
+    check_pathlike("path", path, "cells.h5ad", "an .h5ad file path")
     if not os.path.exists(path):
         raise ValueError(f"input file {str(path)!r} does not exist.")
     try:
